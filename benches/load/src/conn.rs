@@ -1,0 +1,362 @@
+//! One client WebSocket connection on a non-blocking mio socket.
+//!
+//! mio is edge-triggered: after an event we must read and write until the
+//! kernel says `WouldBlock`, or we will never hear about that socket again.
+//! [`WsConn::drive`] does exactly that, and is safe to call on any event
+//! (spurious ones included).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::ws::{self, Rng};
+
+/// Free space we want before each `read`: big enough that a 64 KiB echo is
+/// read in a few syscalls, small enough for 10,000 idle connections.
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request sent, waiting for the `101` response.
+    Handshaking,
+    /// WebSocket open (we may have sent a close frame already).
+    Open,
+}
+
+pub struct WsConn {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    /// When `connect` was called (for connect timeouts and handshake timing).
+    pub started: Instant,
+    /// The upgrade request, queued once TCP is connected.
+    request: Option<Vec<u8>>,
+    expected_accept: String,
+    /// Received bytes live in `rbuf[rstart..rend]`.
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Bytes to send live in `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// A fragmented message being assembled: its opcode and bytes so far.
+    frag: Option<(u8, Vec<u8>)>,
+    rng: Rng,
+    pub close_sent: bool,
+    /// Code and reason of the server's close frame, once received.
+    pub close_received: Option<(u16, String)>,
+    /// The server closed (or reset) the TCP connection.
+    pub eof: bool,
+    pub pongs: u64,
+}
+
+impl WsConn {
+    /// Starts a non-blocking connect; the upgrade follows in [`Self::drive`].
+    pub fn connect(addr: SocketAddr, host: &str, path: &str, seed: u64) -> Result<WsConn> {
+        let stream = TcpStream::connect(addr)
+            .map_err(|e| Error(format!("connect to {addr}: {e}")))?;
+        // Small messages must not wait for Nagle; the servers do the same.
+        stream.set_nodelay(true)?;
+        let mut rng = Rng::new(seed);
+        let key = ws::new_key(&mut rng);
+        Ok(WsConn {
+            stream,
+            phase: Phase::Connecting,
+            started: Instant::now(),
+            request: Some(ws::handshake_request(host, path, &key)),
+            expected_accept: ws::accept_for(&key),
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            frag: None,
+            rng,
+            close_sent: false,
+            close_received: None,
+            eof: false,
+            pongs: 0,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open && !self.eof && self.close_received.is_none()
+    }
+
+    /// Both close frames exchanged, or the TCP connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.eof || (self.close_sent && self.close_received.is_some())
+    }
+
+    /// An error describing why the server ended this connection, if it did.
+    pub fn unexpected_close(&self) -> Option<Error> {
+        if self.close_sent {
+            return None;
+        }
+        if let Some((code, reason)) = &self.close_received {
+            return Some(Error(format!(
+                "server closed the connection unexpectedly (close code {code}, reason {reason:?})"
+            )));
+        }
+        if self.eof {
+            return Some(Error(
+                "server closed the TCP connection unexpectedly (no close frame)".into(),
+            ));
+        }
+        None
+    }
+
+    /// Does all the I/O the socket allows: finishes connecting, sends queued
+    /// bytes, reads and parses everything available. Each complete text or
+    /// binary message is passed to `on_msg(opcode, payload)`; pings are
+    /// answered and a server close is replied to here.
+    pub fn drive<F>(&mut self, on_msg: &mut F) -> Result<()>
+    where
+        F: FnMut(u8, &[u8]) -> Result<()>,
+    {
+        if self.phase == Phase::Connecting {
+            if !self.check_connected()? {
+                return Ok(());
+            }
+            self.phase = Phase::Handshaking;
+            if let Some(req) = self.request.take() {
+                self.wbuf.extend_from_slice(&req);
+            }
+        }
+        self.flush()?;
+        while !self.eof {
+            self.reserve_read_space();
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.rend += n;
+                    self.process(on_msg)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionReset
+                        && self.close_received.is_some() =>
+                {
+                    // A reset after the close handshake is just a fast close.
+                    self.eof = true
+                }
+                Err(e) => bail!("read: {e}"),
+            }
+        }
+        if self.eof && self.phase != Phase::Open {
+            bail!("server closed the connection during the opening handshake");
+        }
+        // Pongs and close replies queued while parsing.
+        self.flush()
+    }
+
+    /// mio's recipe for a non-blocking connect: `take_error`, then
+    /// `peer_addr` tells whether the connection is established yet.
+    fn check_connected(&mut self) -> Result<bool> {
+        if let Some(e) = self.stream.take_error()? {
+            bail!("connect: {e}");
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+            Err(e) => bail!("connect: {e}"),
+        }
+    }
+
+    fn reserve_read_space(&mut self) {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        if self.rbuf.len() - self.rend < READ_CHUNK {
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            }
+            if self.rbuf.len() - self.rend < READ_CHUNK {
+                let want = (self.rbuf.len() * 2).max(self.rend + READ_CHUNK);
+                self.rbuf.resize(want, 0);
+            }
+        }
+    }
+
+    /// Parses what is buffered: the handshake response, then frames.
+    fn process<F>(&mut self, on_msg: &mut F) -> Result<()>
+    where
+        F: FnMut(u8, &[u8]) -> Result<()>,
+    {
+        loop {
+            let avail = &self.rbuf[self.rstart..self.rend];
+            if avail.is_empty() {
+                return Ok(());
+            }
+            if self.phase == Phase::Handshaking {
+                match ws::parse_handshake_response(avail, &self.expected_accept)? {
+                    Some(n) => {
+                        self.rstart += n;
+                        self.phase = Phase::Open;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            if self.close_received.is_some() {
+                // Nothing may follow a close frame; drop whatever does.
+                self.rstart = self.rend;
+                return Ok(());
+            }
+            let Some(head) = ws::parse_frame_head(avail)? else {
+                return Ok(());
+            };
+            let total = head.head_len + head.payload_len;
+            if avail.len() < total {
+                // reserve_read_space grows the buffer until the frame fits.
+                return Ok(());
+            }
+            let payload = &avail[head.head_len..total];
+            match head.opcode {
+                ws::OP_TEXT | ws::OP_BINARY => {
+                    if self.frag.is_some() {
+                        bail!("server started a new message inside a fragmented one");
+                    }
+                    if head.fin {
+                        deliver(head.opcode, payload, on_msg)?;
+                    } else {
+                        self.frag = Some((head.opcode, payload.to_vec()));
+                    }
+                }
+                ws::OP_CONT => {
+                    let Some((_, buf)) = self.frag.as_mut() else {
+                        bail!("server sent a continuation frame outside a fragmented message");
+                    };
+                    if buf.len() + payload.len() > ws::MAX_MESSAGE {
+                        bail!("server message exceeds {} bytes", ws::MAX_MESSAGE);
+                    }
+                    buf.extend_from_slice(payload);
+                    if head.fin
+                        && let Some((op, buf)) = self.frag.take()
+                    {
+                        deliver(op, &buf, on_msg)?;
+                    }
+                }
+                ws::OP_PING => {
+                    if !self.close_sent {
+                        let mask = self.rng.next_u64().to_le_bytes();
+                        ws::put_client_frame(
+                            &mut self.wbuf,
+                            ws::OP_PONG,
+                            payload,
+                            [mask[0], mask[1], mask[2], mask[3]],
+                        );
+                    }
+                }
+                ws::OP_PONG => self.pongs += 1,
+                ws::OP_CLOSE => {
+                    if payload.len() == 1 {
+                        bail!("server sent a close frame with a 1-byte payload");
+                    }
+                    let (code, reason) = ws::parse_close(payload);
+                    if !self.close_sent {
+                        // Echo the code back, as RFC 6455 5.5.1 suggests.
+                        let mask = self.rng.next_u64().to_le_bytes();
+                        let body = if payload.len() >= 2 { &payload[..2] } else { &[] };
+                        ws::put_client_frame(
+                            &mut self.wbuf,
+                            ws::OP_CLOSE,
+                            body,
+                            [mask[0], mask[1], mask[2], mask[3]],
+                        );
+                    }
+                    self.close_received = Some((code, reason));
+                }
+                _ => bail!("server sent opcode 0x{:x}", head.opcode),
+            }
+            self.rstart += total;
+        }
+    }
+
+    /// Writes queued bytes until done or the socket is full.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.phase == Phase::Connecting {
+            return Ok(());
+        }
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => bail!("write returned 0 bytes"),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => bail!("write: {e}"),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > 1 << 20 {
+            // Keep a slow socket's buffer from growing without bound.
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued but not yet accepted by the kernel.
+    pub fn unsent(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        let m = self.rng.next_u64().to_le_bytes();
+        [m[0], m[1], m[2], m[3]]
+    }
+
+    /// Queues a message of `len` bytes whose payload `fill` appends; call
+    /// [`Self::flush`] to send.
+    pub fn queue_with(&mut self, opcode: u8, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+        let mask = self.mask();
+        ws::put_client_header(&mut self.wbuf, opcode, len, mask);
+        let start = self.wbuf.len();
+        fill(&mut self.wbuf);
+        debug_assert_eq!(self.wbuf.len() - start, len);
+        ws::mask_in_place(&mut self.wbuf[start..], mask);
+    }
+
+    pub fn queue_ping(&mut self, payload: &[u8]) {
+        let mask = self.mask();
+        ws::put_client_frame(&mut self.wbuf, ws::OP_PING, payload, mask);
+    }
+
+    /// Queues our close frame (once).
+    pub fn queue_close(&mut self, code: u16) {
+        if self.close_sent || self.eof {
+            return;
+        }
+        // A server close already answered in `process` counts as ours.
+        self.close_sent = true;
+        if self.close_received.is_some() {
+            return;
+        }
+        let mask = self.mask();
+        ws::put_client_frame(&mut self.wbuf, ws::OP_CLOSE, &code.to_be_bytes(), mask);
+    }
+}
+
+/// Text messages must be UTF-8 (RFC 6455 8.1); a server that breaks that is
+/// reported rather than measured.
+fn deliver<F>(opcode: u8, payload: &[u8], on_msg: &mut F) -> Result<()>
+where
+    F: FnMut(u8, &[u8]) -> Result<()>,
+{
+    if opcode == ws::OP_TEXT && std::str::from_utf8(payload).is_err() {
+        bail!("server sent a text message that is not valid UTF-8");
+    }
+    on_msg(opcode, payload)
+}
