@@ -32,9 +32,11 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod explain;
 pub mod frame;
 pub mod handshake;
 pub mod protocol;
+pub mod server;
 pub mod utf8;
 
 pub use error::{ProtocolError, SendError};

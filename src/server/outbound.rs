@@ -1,0 +1,240 @@
+//! A connection's outbound queue: bytes waiting for the socket to take them.
+//!
+//! Small frames are appended to an owned buffer, so many echoes from one read go out in one
+//! write. A large broadcast frame is queued as a shared `Arc<[u8]>`, framed once and referenced
+//! by every receiver's queue. Writes are vectored across queued chunks.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// At most this many chunks go into one `writev`.
+const MAX_IOVECS: usize = 64;
+/// An owned chunk is not extended past this size; a new one is started instead, so a
+/// partially written chunk is not moved around by reallocation too often.
+const OWNED_CHUNK_TARGET: usize = 256 * 1024;
+/// Buffers kept in a loop's pool at most, and the largest capacity worth keeping.
+const POOL_MAX_BUFFERS: usize = 256;
+const POOL_MAX_CAPACITY: usize = 64 * 1024;
+
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+/// A loop-wide pool of emptied buffers, so a busy connection does not allocate per batch and
+/// an idle one holds nothing.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_MAX_CAPACITY && self.free.len() < POOL_MAX_BUFFERS {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+}
+
+/// The bytes queued for one connection.
+#[derive(Default)]
+pub(crate) struct Outbound {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+    /// Unwritten bytes in the whole queue.
+    len: usize,
+}
+
+impl Outbound {
+    /// Unwritten bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Runs `f` with the owned buffer at the tail of the queue, to append bytes to it.
+    pub(crate) fn append<R>(&mut self, pool: &mut BufferPool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let needs_new = match self.chunks.back() {
+            Some(Chunk::Owned(v)) => v.len() >= OWNED_CHUNK_TARGET,
+            _ => true,
+        };
+        if needs_new {
+            self.chunks.push_back(Chunk::Owned(pool.take()));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => {
+                let before = v.len();
+                let r = f(v);
+                self.len += v.len() - before;
+                r
+            }
+            // Unreachable: an owned chunk was just ensured at the back.
+            _ => f(&mut Vec::new()),
+        }
+    }
+
+    /// Queues a shared, already-framed message.
+    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
+        self.len += frame.len();
+        self.chunks.push_back(Chunk::Shared(frame));
+    }
+
+    /// Writes as much as the socket takes. Returns the bytes written; `WouldBlock` is not an
+    /// error here (it just stops the loop).
+    pub(crate) fn write_to<W: Write>(&mut self, w: &mut W, pool: &mut BufferPool) -> io::Result<usize> {
+        let mut total = 0;
+        while self.len > 0 {
+            let mut slices: [IoSlice<'_>; MAX_IOVECS] = std::array::from_fn(|_| IoSlice::new(&[]));
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let bytes = chunk.bytes();
+                let bytes = if i == 0 {
+                    bytes.get(self.offset..).unwrap_or_default()
+                } else {
+                    bytes
+                };
+                if let Some(slot) = slices.get_mut(count) {
+                    *slot = IoSlice::new(bytes);
+                    count += 1;
+                }
+            }
+            let written = match w.write_vectored(slices.get(..count).unwrap_or_default()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += written;
+            self.consume(written, pool);
+        }
+        Ok(total)
+    }
+
+    fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.bytes().len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.offset = 0;
+            if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
+                pool.give(v);
+            }
+        }
+        if self.chunks.is_empty() {
+            self.offset = 0;
+        }
+    }
+
+    /// Frees the queue's own storage when nothing is queued (idle connections hold nothing).
+    pub(crate) fn shrink_if_empty(&mut self) {
+        if self.len == 0 && self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Drops everything queued.
+    pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
+        for chunk in self.chunks.drain(..) {
+            if let Chunk::Owned(v) = chunk {
+                pool.give(v);
+            }
+        }
+        self.offset = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `cap` bytes per call and records what it got.
+    struct Trickle {
+        cap: usize,
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.cap {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn owned_and_shared_chunks_go_out_in_order_through_partial_writes() {
+        let mut pool = BufferPool::default();
+        let mut q = Outbound::default();
+        let mut want = Vec::new();
+        for i in 0..50u8 {
+            if i % 7 == 0 {
+                let shared: Arc<[u8]> = vec![i; 1000].into();
+                want.extend_from_slice(&shared);
+                q.push_shared(shared);
+            } else {
+                q.append(&mut pool, |v| v.extend_from_slice(&[i; 33]));
+                want.extend_from_slice(&[i; 33]);
+            }
+        }
+        assert_eq!(q.len(), want.len());
+        let mut w = Trickle {
+            cap: 97,
+            got: Vec::new(),
+            calls: 0,
+        };
+        for _ in 0..10_000 {
+            if q.is_empty() {
+                break;
+            }
+            q.write_to(&mut w, &mut pool).unwrap();
+        }
+        assert!(q.is_empty());
+        assert_eq!(w.got, want);
+        q.shrink_if_empty();
+        assert_eq!(q.chunks.capacity(), 0);
+    }
+}

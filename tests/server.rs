@@ -1,0 +1,348 @@
+//! The server over real loopback TCP, driven by the crate's own client core.
+
+mod common;
+
+use common::{demo_server, http, read_response, Client, TIMEOUT};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use wsloop::frame::{encode_frame, Opcode};
+use wsloop::handshake::client::ClientHandshake;
+use wsloop::protocol::OwnedEvent;
+use wsloop::CloseCode;
+
+#[test]
+fn http_routes_and_websocket_share_one_port() {
+    let server = demo_server(|s| s);
+    let addr = server.local_addr();
+    let (status, head, body) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(head.contains("Content-Type: application/json"));
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    assert!(body.contains("\"uptime_seconds\":"), "{body}");
+    let (status, _, body) = http(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(body.contains("new WebSocket"));
+    assert_eq!(http(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
+    let (status, head, _) = http(addr, "DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 405);
+    assert!(head.contains("Allow: GET"));
+
+    // Keep-alive: two requests on one connection, the second pipelined behind the first.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (a, head_a, _) = read_response(&mut s);
+    let (b, _, _) = read_response(&mut s);
+    assert_eq!((a, b), (200, 404));
+    assert!(head_a.contains("Connection: keep-alive"));
+
+    // And a WebSocket on the same port.
+    let mut c = Client::connect(addr, "/echo");
+    c.send_text("same port");
+    assert_eq!(c.next(), Some(OwnedEvent::Text("same port".into())));
+    let (_, _, body) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(body.contains("\"websockets\":1"), "{body}");
+}
+
+#[test]
+fn bad_handshakes_get_statuses_a_client_can_act_on() {
+    let server = demo_server(|s| s);
+    let addr = server.local_addr();
+    let base = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let (status, head, _) = http(addr, &base.replace("Version: 13", "Version: 8"));
+    assert_eq!(status, 426);
+    assert!(head.contains("Sec-WebSocket-Version: 13"));
+    let (status, _, body) = http(addr, &base.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"));
+    assert_eq!(status, 400);
+    assert!(body.contains("16-byte"), "{body}");
+    assert_eq!(http(addr, &base.replace("GET /echo", "POST /echo")).0, 405);
+    assert_eq!(http(addr, &base.replace("/echo", "/nowhere")).0, 404);
+    let huge = base.replace("Host: x", &format!("Host: x\r\nX-Pad: {}", "a".repeat(9000)));
+    assert_eq!(http(addr, &huge).0, 431);
+}
+
+#[test]
+fn echo_text_and_binary() {
+    let server = demo_server(|s| s);
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    c.send_text("héllo");
+    c.send_binary(&[0, 1, 2, 255]);
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    c.send_binary(&big);
+    assert_eq!(c.next(), Some(OwnedEvent::Text("héllo".into())));
+    assert_eq!(c.next(), Some(OwnedEvent::Binary(vec![0, 1, 2, 255])));
+    assert_eq!(c.next(), Some(OwnedEvent::Binary(big)));
+}
+
+#[test]
+fn broadcast_reaches_three_clients_on_every_loop() {
+    let server = demo_server(|s| s.threads(2));
+    let addr = server.local_addr();
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(addr, "/chat")).collect();
+    // Let the join notices settle so every client is subscribed before the message.
+    std::thread::sleep(Duration::from_millis(100));
+    clients[0].send_text("hi all");
+    clients[1].send_binary(b"\x00bin");
+    for c in &mut clients {
+        assert_eq!(c.next_message(), Some(OwnedEvent::Text("hi all".into())));
+        assert_eq!(c.next_message(), Some(OwnedEvent::Binary(b"\x00bin".to_vec())));
+    }
+}
+
+#[test]
+fn chat_sends_join_and_leave_notices() {
+    let server = demo_server(|s| s);
+    let addr = server.local_addr();
+    let mut a = Client::connect(addr, "/chat");
+    let joined = a.next();
+    assert!(
+        matches!(&joined, Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"join\"")),
+        "{joined:?}"
+    );
+    let mut b = Client::connect(addr, "/chat");
+    let seen = a.next();
+    assert!(
+        matches!(&seen, Some(OwnedEvent::Text(t)) if t.contains("\"online\":2")),
+        "{seen:?}"
+    );
+    b.close(CloseCode::NORMAL, "bye");
+    assert!(b.wait_eof());
+    let left = a.next();
+    assert!(
+        matches!(&left, Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"leave\"") && t.contains("\"code\":1000")),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn a_thousand_pipelined_messages_come_back_in_order() {
+    let server = demo_server(|s| s);
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    let mut batch = Vec::new();
+    for i in 0..1000 {
+        c.ws.send_text(&format!("message {i}"), &mut batch).unwrap();
+    }
+    c.stream.write_all(&batch).unwrap();
+    for i in 0..1000 {
+        assert_eq!(c.next(), Some(OwnedEvent::Text(format!("message {i}"))));
+    }
+}
+
+#[test]
+fn a_frame_in_the_same_packet_as_the_handshake_is_not_lost() {
+    let server = demo_server(|s| s);
+    let mut first = Vec::new();
+    encode_frame(&mut first, true, Opcode::Text, Some([1, 2, 3, 4]), b"early bird");
+    let mut c = Client::connect_with(server.local_addr(), "/echo", &[], &first);
+    assert_eq!(c.next(), Some(OwnedEvent::Text("early bird".into())));
+}
+
+#[test]
+fn ping_gets_pong() {
+    let server = demo_server(|s| s);
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    c.send_ping(b"are you there");
+    assert_eq!(c.next(), Some(OwnedEvent::Pong(b"are you there".to_vec())));
+}
+
+#[test]
+fn close_handshake_then_the_server_closes_tcp() {
+    let server = demo_server(|s| s);
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    c.close(CloseCode::NORMAL, "done");
+    assert_eq!(
+        c.next(),
+        Some(OwnedEvent::Close(Some((CloseCode::NORMAL, String::new()))))
+    );
+    assert!(c.wait_eof());
+}
+
+#[test]
+fn protocol_violation_gets_its_close_code() {
+    let server = demo_server(|s| s);
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    // An unmasked client frame: 1002 (RFC 6455 §5.1).
+    let mut bad = Vec::new();
+    encode_frame(&mut bad, true, Opcode::Text, None, b"naked");
+    c.stream.write_all(&bad).unwrap();
+    let close = c.next();
+    assert!(
+        matches!(close, Some(OwnedEvent::Close(Some((CloseCode(1002), _))))),
+        "{close:?}"
+    );
+    assert!(c.wait_eof());
+}
+
+#[test]
+fn heartbeat_pings_then_drops_a_silent_peer() {
+    let server = demo_server(|s| {
+        s.ping_interval(Duration::from_millis(200))
+            .idle_timeout(Duration::from_millis(700))
+    });
+    let addr = server.local_addr();
+    // A peer that completes the handshake and then never answers anything.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let hs = ClientHandshake::new(&[]);
+    stream.write_all(&hs.request("x", "/echo", &[])).unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("server never dropped the silent peer: {e}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(600), "dropped too early: {elapsed:?}");
+    // The server pinged before giving up: a Ping frame (0x89) follows the 101 response.
+    let head_end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        seen.get(head_end),
+        Some(&0x89),
+        "no ping seen: {:02x?}",
+        &seen[head_end..]
+    );
+}
+
+#[test]
+fn a_peer_that_answers_pings_stays_connected() {
+    let server = demo_server(|s| {
+        s.ping_interval(Duration::from_millis(100))
+            .idle_timeout(Duration::from_millis(400))
+    });
+    let mut c = Client::connect(server.local_addr(), "/echo");
+    // Our client core answers pings automatically; keep reading for a while.
+    c.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let until = Instant::now() + Duration::from_millis(1200);
+    let mut pings = 0;
+    let mut chunk = [0u8; 1024];
+    while Instant::now() < until {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => panic!("server dropped a peer that answers pings"),
+            Ok(n) => {
+                let mut out = Vec::new();
+                let mut b = chunk[..n].to_vec();
+                for e in c.ws.receive_all(&mut b, &mut out).unwrap() {
+                    if matches!(e, OwnedEvent::Ping(_)) {
+                        pings += 1;
+                    }
+                }
+                c.stream.write_all(&out).unwrap();
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(pings >= 2, "expected several heartbeats, saw {pings}");
+    c.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send_text("still here");
+    assert_eq!(c.next_message(), Some(OwnedEvent::Text("still here".into())));
+}
+
+#[test]
+fn handshake_timeout_drops_a_slow_client() {
+    let server = demo_server(|s| s.handshake_timeout(Duration::from_millis(300)));
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "expected the server to close");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_client_that_never_reads_is_bounded_and_does_not_slow_others() {
+    let high_water = 256 * 1024;
+    let server = demo_server(|s| s.backpressure_high_water(high_water));
+    let addr = server.local_addr();
+    let mut hog = Client::connect(addr, "/echo");
+    hog.stream.set_nonblocking(true).unwrap();
+    let mut frame = Vec::new();
+    hog.ws.send_binary(&vec![7u8; 16 * 1024], &mut frame).unwrap();
+    // Write echo requests without ever reading the echoes, until the server stops reading.
+    let mut written = 0usize;
+    let mut offset = 0usize; // position inside the repeated frame, so the stream stays well-formed
+    let mut blocked_for = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && blocked_for < Duration::from_millis(500) {
+        match hog.stream.write(&frame[offset..]) {
+            Ok(n) => {
+                written += n;
+                offset = (offset + n) % frame.len();
+                blocked_for = Duration::ZERO;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+                blocked_for += Duration::from_millis(50);
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    // The server stopped reading: what it accepted is bounded by its high-water mark plus
+    // socket buffers (a few MiB on loopback), nowhere near what an unbounded server takes.
+    assert!(
+        blocked_for >= Duration::from_millis(500),
+        "server kept reading a client that never reads"
+    );
+    assert!(
+        written < 64 << 20,
+        "server took {written} bytes from a client that never reads"
+    );
+
+    // Meanwhile another client is served promptly.
+    let mut other = Client::connect(addr, "/echo");
+    let t = Instant::now();
+    other.send_text("not blocked");
+    assert_eq!(other.next(), Some(OwnedEvent::Text("not blocked".into())));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "other client slowed: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn max_connections_answers_503_and_stays_healthy() {
+    let server = demo_server(|s| s.max_connections(2));
+    let addr = server.local_addr();
+    let mut a = Client::connect(addr, "/echo");
+    let _b = Client::connect(addr, "/echo");
+    let (status, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 503);
+    a.send_text("still fine");
+    assert_eq!(a.next(), Some(OwnedEvent::Text("still fine".into())));
+    a.close(CloseCode::NORMAL, "");
+    assert!(a.wait_eof());
+    drop(a); // the server lingers until the peer's side is closed too
+             // A slot is free again.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").0, 200);
+}
+
+#[test]
+fn graceful_shutdown_sends_1001_and_exits() {
+    let server = demo_server(|s| s.threads(2).shutdown_grace(Duration::from_secs(3)));
+    let addr = server.local_addr();
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr, "/echo")).collect();
+    server.shutdown();
+    for c in &mut clients {
+        let ev = c.next_message();
+        assert!(
+            matches!(ev, Some(OwnedEvent::Close(Some((CloseCode::GOING_AWAY, _))))),
+            "{ev:?}"
+        );
+        assert!(c.wait_eof());
+    }
+    let t = Instant::now();
+    server.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+}
