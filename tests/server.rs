@@ -346,3 +346,94 @@ fn graceful_shutdown_sends_1001_and_exits() {
     assert!(t.elapsed() < Duration::from_secs(3));
     assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
 }
+
+mod embedded {
+    //! The library API as an embedding application uses it.
+    use super::common::{http, Client};
+    use std::sync::{Arc, Mutex};
+    use wsloop::handshake::Request;
+    use wsloop::protocol::OwnedEvent;
+    use wsloop::server::{demo::DemoApp, Accept, ConnId, Context, Handler, Message, Response, Server, ServerInfo};
+    use wsloop::CloseCode;
+
+    /// Refuses upgrades without `?token=ok`; relays each message to the connection named in it
+    /// ("to <id>: text"); records close codes.
+    #[derive(Default)]
+    struct App {
+        ids: Mutex<Vec<ConnId>>,
+        closes: Arc<Mutex<Vec<u16>>>,
+    }
+
+    impl Handler for App {
+        fn on_upgrade(&self, req: &Request, _: &ServerInfo) -> Result<Accept, Response> {
+            match req.query() {
+                Some("token=ok") => Ok(Accept::default()),
+                _ => Err(Response::text(401, "no token\n")),
+            }
+        }
+        fn on_open(&self, ctx: &mut Context<'_>) {
+            self.ids.lock().unwrap().push(ctx.id());
+        }
+        fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+            if let Message::Text(t) = message {
+                if let Some(rest) = t.strip_prefix("to ") {
+                    let (idx, text) = rest.split_once(": ").unwrap();
+                    let target = self.ids.lock().unwrap()[idx.parse::<usize>().unwrap()];
+                    ctx.send_to(target, Message::Text(text));
+                }
+            }
+        }
+        fn on_close(&self, _ctx: &mut Context<'_>, code: CloseCode, _reason: &str) {
+            self.closes.lock().unwrap().push(code.0);
+        }
+    }
+
+    #[test]
+    fn upgrade_hook_refuses_with_its_status_and_send_to_crosses_loops() {
+        let app = App::default();
+        let closes = app.closes.clone();
+        let server = Server::new(app)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .threads(2)
+            .start()
+            .unwrap();
+        let addr = server.local_addr();
+        let upgrade = "GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let (status, _, body) = http(addr, upgrade);
+        assert_eq!((status, body.as_str()), (401, "no token\n"));
+
+        let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr, "/x?token=ok")).collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Whatever loops they landed on, client 0 reaches each of the others by id.
+        for i in 1..4 {
+            clients[0].send_text(&format!("to {i}: hello {i}"));
+            assert_eq!(clients[i].next(), Some(OwnedEvent::Text(format!("hello {i}"))));
+        }
+        clients[2].close(CloseCode(4001), "custom");
+        assert!(clients[2].wait_eof());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(*closes.lock().unwrap(), vec![4001]);
+    }
+
+    #[test]
+    fn origin_check_refuses_other_origins_with_403() {
+        let app = DemoApp::new().with_allowed_origins(vec!["http://good.example".into()]);
+        let server = Server::new(app)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .threads(1)
+            .start()
+            .unwrap();
+        let addr = server.local_addr();
+        let upgrade = |origin: &str| {
+            format!(
+                "GET /echo HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        };
+        assert_eq!(http(addr, &upgrade("http://evil.example")).0, 403);
+        let mut ok = Client::connect_with(addr, "/echo", &[("Origin", "http://good.example")], &[]);
+        ok.send_text("welcome");
+        assert_eq!(ok.next(), Some(OwnedEvent::Text("welcome".into())));
+    }
+}

@@ -1,0 +1,43 @@
+//! Chat rooms with a token check before the upgrade, in a minute's read.
+//!
+//! cargo run --release --example chat
+//! then connect to ws://127.0.0.1:9002/room/lobby?token=letmein (any room name after /room/).
+
+use wsloop::server::{Accept, Context, Handler, Message, Response, Server, ServerInfo};
+use wsloop::{handshake::Request, CloseCode};
+
+struct Rooms;
+
+impl Handler for Rooms {
+    // Runs before the 101: refuse here, with a real HTTP status, and nothing is upgraded.
+    fn on_upgrade(&self, req: &Request, _: &ServerInfo) -> Result<Accept, Response> {
+        if !req.path().starts_with("/room/") {
+            return Err(Response::status(404));
+        }
+        if req.query() != Some("token=letmein") {
+            return Err(Response::text(401, "bad token\n"));
+        }
+        Ok(Accept::default())
+    }
+
+    fn on_open(&self, ctx: &mut Context<'_>) {
+        let room = ctx.path().to_owned();
+        ctx.subscribe(&room);
+        ctx.publish_to_others(&room, Message::Text(&format!("{} joined", ctx.id())));
+    }
+
+    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+        let room = ctx.path().to_owned();
+        ctx.publish(&room, message); // framed once, queued for every member on every loop
+    }
+
+    fn on_close(&self, ctx: &mut Context<'_>, code: CloseCode, _reason: &str) {
+        let room = ctx.path().to_owned();
+        ctx.publish(&room, Message::Text(&format!("{} left ({})", ctx.id(), code.0)));
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    Server::new(Rooms).bind("127.0.0.1:9002".parse().unwrap()).run()
+}
