@@ -158,10 +158,14 @@ def main():
         print("failing cases (%d):" % len(failing))
         for cid in failing:
             e = cases[cid]
+            details = case_details(args.reports, e)
             print("  %-8s %-13s behavior=%-13s behaviorClose=%-16s closeCode=%-5s %s" % (
                 cid, verdicts[cid].upper(), e.get("behavior"), e.get("behaviorClose"),
-                e.get("remoteCloseCode"),
-                one_line(case_details(args.reports, e).get("description"))))
+                e.get("remoteCloseCode"), one_line(details.get("description"))))
+            # wstest's own one-line reasons, e.g. "The close code should have been 1002 or empty".
+            if details.get("result") or details.get("resultClose"):
+                print("  %-8s result: %s | close: %s" % (
+                    "", one_line(details.get("result"), 80), one_line(details.get("resultClose"), 80)))
         print()
 
     # 2. The 9.* cases (big messages, many fragments): their durations are the interesting part.
@@ -193,6 +197,8 @@ def main():
             write_expected(args.expected, merged)
             print("wrote %s (%d cases%s)" % (show_path(args.expected), len(merged),
                                               "" if full else ", %d from this run" % len(ids)))
+    elif not ids:
+        print("no case ran: nothing to compare with %s" % show_path(args.expected))
     elif os.path.exists(args.expected):
         expected = load_json(args.expected)
         compare = set(ids) | (set(expected) if full else set())

@@ -803,6 +803,11 @@ fn deliver_one(env: &mut Env, slot: usize, conn: &mut Conn, frame: &Arc<[u8]>) {
             &explain::trace_frames(Direction::Sent, frame, explain::Style::detect()),
         );
     }
+    if conn.out.len() > env.config().backpressure_high_water {
+        // A receiver falling behind is read from no more until it drains; then the handler
+        // hears `on_drain`.
+        conn.paused = true;
+    }
     env.mark_dirty(slot, conn);
 }
 
