@@ -438,7 +438,7 @@ impl EventLoop {
             }
             let input = self.read_buf.get_mut(..n).unwrap_or_default();
             let upgrade = match &conn.phase {
-                Phase::Http(_) => http_input(&mut self.env, slot, conn, input),
+                Phase::Http(_) => http_input(&mut self.env, conn, input),
                 Phase::Ws(_) => {
                     ws_input(&mut self.env, slot, conn, input);
                     None
@@ -834,7 +834,7 @@ fn wants_keep_alive(req: &Request) -> bool {
 
 /// Handles bytes on a connection still speaking HTTP. Returns an upgrade request (and the
 /// bytes after it) for the caller to turn into a WebSocket.
-fn http_input(env: &mut Env, _slot: usize, conn: &mut Conn, input: &[u8]) -> Option<(Request, Vec<u8>)> {
+fn http_input(env: &mut Env, conn: &mut Conn, input: &[u8]) -> Option<(Request, Vec<u8>)> {
     if conn.closing != Closing::No {
         return None;
     }

@@ -1,0 +1,890 @@
+//! Frames from raw bytes to meaning (RFC 6455 §5.2–§5.7): the decoding shared by
+//! `wsloop explain frame`, `serve --trace` and the `/learn` page, and the two text renderers.
+//!
+//! Fields come from the core's [`parse_header`]; unmasking is the core's [`apply_mask`]; the
+//! verdict on each frame — accepted, waiting, or which rule it breaks and the Close frame sent
+//! back — comes from running the bytes through the core's [`WebSocket`] state machine, the
+//! same code `wsloop serve` runs.
+
+use std::fmt::Write as _;
+
+use super::text::{
+    bits, bits_of, byte_table, hex, hex_lines, hex_short, pad, plural, quote, quote_short, readable_text, span,
+    SHOW_BYTES,
+};
+use super::{Direction, Style};
+use crate::error::ProtocolError;
+use crate::frame::{apply_mask, parse_header, CloseCode, FrameHeader, HeaderStatus, LengthForm, Opcode};
+use crate::protocol::{check_header, parse_close_payload, Config, OwnedEvent, Role, WebSocket};
+use crate::utf8::Utf8Validator;
+
+/// One frame cut from a byte stream by the core's parser.
+pub(crate) struct FrameView<'a> {
+    /// Where the frame starts in the input.
+    pub offset: usize,
+    /// The bytes of this frame that are present (all of them unless the input was cut short).
+    pub wire: &'a [u8],
+    /// What the parser made of them.
+    pub parsed: Parsed<'a>,
+}
+
+/// The outcome of parsing one frame.
+pub(crate) enum Parsed<'a> {
+    /// The header breaks a rule on its own (RFC 6455 §5.2, §5.5); the frame's end is unknown.
+    Broken(ProtocolError),
+    /// The input ends inside the header; at least `needed` more bytes must come.
+    ShortHeader {
+        /// Bytes still missing, at the least.
+        needed: usize,
+    },
+    /// A whole header, and as much payload as the input holds.
+    Frame(Body<'a>),
+}
+
+/// A frame whose header decoded.
+pub(crate) struct Body<'a> {
+    /// The decoded header.
+    pub header: FrameHeader,
+    /// Payload bytes as on the wire (masked when MASK=1).
+    pub masked: &'a [u8],
+    /// Payload bytes unmasked (the same as `masked` when MASK=0).
+    pub payload: Vec<u8>,
+    /// Payload bytes declared by the header but absent from the input.
+    pub missing: u64,
+}
+
+impl Body<'_> {
+    pub fn header_len(&self) -> usize {
+        self.header.header_len()
+    }
+
+    /// The status code and reason of a whole Close frame, as the bytes say (valid or not).
+    pub fn close_fields(&self) -> Option<CloseFields<'_>> {
+        if self.header.opcode != Opcode::Close || self.missing > 0 {
+            return None;
+        }
+        Some(match self.payload.as_slice() {
+            [] => CloseFields::Empty,
+            [_] => CloseFields::OneByte,
+            [hi, lo, reason @ ..] => CloseFields::Code {
+                code: CloseCode(u16::from_be_bytes([*hi, *lo])),
+                reason,
+            },
+        })
+    }
+
+    /// The rule this frame breaks on its own, for a receiver in `role` (the trace and the JSON,
+    /// which see one frame at a time): RSV bits and masking (§5.1, §5.2), the Close body
+    /// (§5.5.1, §7.4), and UTF-8 of a one-frame text message (§8.1). Message-level rules are
+    /// the state machine's, which the server ran already.
+    pub fn rule_broken(&self, role: Role) -> Option<ProtocolError> {
+        if let Err(e) = check_header(&self.header, role, 0) {
+            return Some(e);
+        }
+        if self.missing > 0 {
+            return None;
+        }
+        if self.header.opcode == Opcode::Close {
+            return parse_close_payload(&self.payload).err();
+        }
+        if self.header.opcode == Opcode::Text && self.header.fin {
+            let mut v = Utf8Validator::new();
+            if v.feed(&self.payload).and_then(|()| v.finish()).is_err() {
+                return Some(ProtocolError::InvalidUtf8);
+            }
+        }
+        None
+    }
+}
+
+/// What a Close frame's body holds (RFC 6455 §5.5.1).
+pub(crate) enum CloseFields<'a> {
+    /// No body: no status code.
+    Empty,
+    /// One byte: too short for a code.
+    OneByte,
+    /// A two-byte code and the reason bytes.
+    Code { code: CloseCode, reason: &'a [u8] },
+}
+
+/// Cuts `input` into frames with the core's parser. Stops after a frame that breaks a header
+/// rule or that the input cuts short.
+pub(crate) fn split_frames(input: &[u8]) -> Vec<FrameView<'_>> {
+    let mut frames = Vec::new();
+    let mut offset = 0;
+    while offset < input.len() {
+        let rest = input.get(offset..).unwrap_or_default();
+        let (view, whole) = match parse_header(rest) {
+            Err(e) => (
+                FrameView {
+                    offset,
+                    wire: rest,
+                    parsed: Parsed::Broken(e),
+                },
+                false,
+            ),
+            Ok(HeaderStatus::Incomplete { needed }) => (
+                FrameView {
+                    offset,
+                    wire: rest,
+                    parsed: Parsed::ShortHeader { needed },
+                },
+                false,
+            ),
+            Ok(HeaderStatus::Complete(header)) => {
+                let hl = header.header_len();
+                let after = rest.get(hl..).unwrap_or_default();
+                let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+                let masked = after.get(..len).unwrap_or(after);
+                let missing = header.payload_len - masked.len() as u64;
+                let mut payload = masked.to_vec();
+                if let Some(key) = header.mask {
+                    apply_mask(&mut payload, key, 0);
+                }
+                let wire = rest.get(..hl + masked.len()).unwrap_or(rest);
+                let body = Body {
+                    header,
+                    masked,
+                    payload,
+                    missing,
+                };
+                let view = FrameView {
+                    offset,
+                    wire,
+                    parsed: Parsed::Frame(body),
+                };
+                (view, missing == 0)
+            }
+        };
+        offset += view.wire.len();
+        frames.push(view);
+        if !whole {
+            break;
+        }
+    }
+    frames
+}
+
+fn length_form_name(form: LengthForm) -> &'static str {
+    match form {
+        LengthForm::Short7 => "7-bit",
+        LengthForm::Extended16 => "16-bit",
+        LengthForm::Extended64 => "64-bit",
+    }
+}
+
+/// The masking rule for a frame with this header, said neutrally: who may send it, and what
+/// the other side does if the wrong side sends it (RFC 6455 §5.1). The rule's wording is the
+/// core's, from [`check_header`].
+fn masking_note(out: &mut String, h: &FrameHeader, style: Style) {
+    let plain = FrameHeader { rsv: 0, ..*h };
+    let (who, other, role) = match h.mask {
+        Some(_) => (
+            "MASK=1, so a client sent this: clients mask every frame, servers never do (§5.1).",
+            "A client requires MASK=0 on every frame from a server; from a server this frame breaks a rule:",
+            Role::Client,
+        ),
+        None => (
+            "MASK=0, so a server sent this: servers never mask, clients always do (§5.1).",
+            "A server requires MASK=1 on every frame from a client; from a client this frame breaks a rule:",
+            Role::Server,
+        ),
+    };
+    let rule = check_header(&plain, role, 0)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "  {} {who}", style.field("Masking:"));
+    let _ = writeln!(out, "  {other}\n    {rule}");
+}
+
+/// One line about a frame, for replies and the trace: `pong "Hello"`, `close 1000 (normal
+/// closure) "bye"`, `binary, 256 bytes`.
+fn summary(view: &FrameView<'_>) -> String {
+    let body = match &view.parsed {
+        Parsed::Frame(b) => b,
+        Parsed::Broken(e) => return format!("broken frame: {e}"),
+        Parsed::ShortHeader { needed } => return format!("incomplete header, {needed} more bytes needed"),
+    };
+    let name = body.header.opcode.name();
+    if let Some(close) = body.close_fields() {
+        return match close {
+            CloseFields::Empty => "close, no status code".into(),
+            CloseFields::OneByte => "close, one-byte body".into(),
+            CloseFields::Code { code, reason } => match std::str::from_utf8(reason) {
+                Ok("") => format!("close {code}"),
+                Ok(r) => format!("close {code} {}", quote_short(r, SHOW_BYTES)),
+                Err(_) => format!("close {code}, reason not UTF-8: {}", hex_short(reason, SHOW_BYTES)),
+            },
+        };
+    }
+    let p = &body.payload;
+    let mut s = if p.is_empty() {
+        format!("{name}, empty")
+    } else if let Some(t) = text_of(body) {
+        format!("{name} {}", quote_short(t, SHOW_BYTES))
+    } else {
+        format!("{name}, {} {}", p.len(), plural(p.len() as u64, "byte", "bytes"))
+    };
+    if body.missing > 0 {
+        let _ = write!(s, " (+{} bytes missing)", body.missing);
+    }
+    s
+}
+
+/// The payload as text, when it should be shown as text: a text frame's valid UTF-8, or any
+/// other payload that is readable UTF-8.
+fn text_of<'b>(body: &'b Body<'_>) -> Option<&'b str> {
+    match body.header.opcode {
+        Opcode::Text => std::str::from_utf8(&body.payload).ok(),
+        Opcode::Binary => None,
+        _ => readable_text(&body.payload),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `wsloop explain frame`
+
+/// The two readers the frames are run through: a server (for masked frames, which come from
+/// clients) and a client (for unmasked frames, which come from servers). Each keeps its own
+/// message state, as each direction of a connection does.
+struct Readers {
+    server: Reader,
+    client: Reader,
+}
+
+struct Reader {
+    ws: WebSocket,
+    /// Data frames taken since the last whole message.
+    frames_in_message: usize,
+}
+
+/// What the receiving state machine did with one frame.
+enum Outcome {
+    Event(OwnedEvent),
+    /// Consumed, no event: a fragment of a longer message, or a frame cut short.
+    Waiting,
+    Failed(ProtocolError),
+    /// The connection had already failed or closed; the bytes are ignored.
+    Ignored {
+        failed: bool,
+    },
+}
+
+struct Verdict {
+    role: Role,
+    outcome: Outcome,
+    frames_in_message: usize,
+    /// Bytes the receiver sends back: a Pong, a Close reply, or the Close that fails the
+    /// connection.
+    reply: Vec<u8>,
+}
+
+impl Readers {
+    fn new() -> Self {
+        // A fixed seed keeps a client's masking keys (on its replies) the same from run to run.
+        let reader = |role| Reader {
+            ws: WebSocket::with_mask_seed(role, Config::default(), 0x5753_4C4F_4F50),
+            frames_in_message: 0,
+        };
+        Readers {
+            server: reader(Role::Server),
+            client: reader(Role::Client),
+        }
+    }
+
+    fn feed(&mut self, view: &FrameView<'_>) -> Verdict {
+        let masked = view.wire.get(1).map_or(true, |b| b & 0x80 != 0);
+        let reader = if masked { &mut self.server } else { &mut self.client };
+        let role = reader.ws.role();
+        let mut reply = Vec::new();
+        if reader.ws.is_terminated() {
+            let failed = reader.ws.state() == crate::protocol::State::Failed;
+            return Verdict {
+                role,
+                outcome: Outcome::Ignored { failed },
+                frames_in_message: 0,
+                reply,
+            };
+        }
+        if let Parsed::Frame(b) = &view.parsed {
+            if !b.header.opcode.is_control() && b.missing == 0 {
+                reader.frames_in_message += 1;
+            }
+        }
+        let mut input = view.wire.to_vec();
+        let mut pos = 0;
+        let mut outcome = Outcome::Waiting;
+        while pos < input.len() {
+            let rest = input.get_mut(pos..).unwrap_or_default();
+            match reader.ws.receive(rest, &mut reply) {
+                Ok(r) => {
+                    pos += r.consumed;
+                    if let Some(e) = r.event {
+                        outcome = Outcome::Event(e.to_owned_event());
+                    }
+                    if r.consumed == 0 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    outcome = Outcome::Failed(e);
+                    break;
+                }
+            }
+        }
+        let frames_in_message = reader.frames_in_message;
+        if matches!(outcome, Outcome::Event(OwnedEvent::Text(_) | OwnedEvent::Binary(_))) {
+            reader.frames_in_message = 0;
+        }
+        Verdict {
+            role,
+            outcome,
+            frames_in_message,
+            reply,
+        }
+    }
+}
+
+/// The full explanation of every frame in `input`.
+pub(crate) fn explain(input: &[u8], style: Style) -> String {
+    let frames = split_frames(input);
+    let mut readers = Readers::new();
+    let mut out = String::new();
+    let n = frames.len();
+    let _ = writeln!(
+        out,
+        "{} {}, {} {} {}",
+        input.len(),
+        plural(input.len() as u64, "byte", "bytes"),
+        n,
+        plural(n as u64, "frame", "frames"),
+        style.dim("(RFC 6455 §5.2 base framing)")
+    );
+    for (i, view) in frames.iter().enumerate() {
+        out.push('\n');
+        explain_one(&mut out, i + 1, n, view, style);
+        let verdict = readers.feed(view);
+        explain_verdict(&mut out, view, &verdict, style);
+        let end = view.offset + view.wire.len();
+        if matches!(verdict.outcome, Outcome::Failed(_)) && end < input.len() {
+            let _ = writeln!(
+                out,
+                "  It reads nothing more from this connection; what follows is decoded only to show it."
+            );
+        }
+    }
+    out
+}
+
+fn explain_one(out: &mut String, index: usize, total: usize, view: &FrameView<'_>, style: Style) {
+    let n = view.wire.len();
+    let mut title = format!("Frame {index} of {total}");
+    match &view.parsed {
+        Parsed::Frame(b) if b.missing > 0 => {
+            let whole = b.header_len() as u64 + b.header.payload_len;
+            let _ = write!(title, " (cut short: {n} of its {whole} bytes are here");
+        }
+        _ => {
+            let _ = write!(title, " ({n} {}", plural(n as u64, "byte", "bytes"));
+        }
+    }
+    if total > 1 {
+        let _ = write!(title, ", from offset {} of the input", view.offset);
+    }
+    title.push(')');
+    let _ = writeln!(out, "{}", style.head(&title));
+    hex_lines(out, "  ", view.wire, SHOW_BYTES, style);
+    out.push('\n');
+
+    let header = match &view.parsed {
+        Parsed::Frame(b) => Some(&b.header),
+        _ => None,
+    };
+    if let Some(&b0) = view.wire.first() {
+        explain_byte0(out, b0, header, style);
+    }
+    if let Some(&b1) = view.wire.get(1) {
+        explain_byte1(out, b1, header, style);
+    }
+    match &view.parsed {
+        Parsed::Broken(_) => {
+            let _ = writeln!(
+                out,
+                "\n  The header breaks a rule here, so the parser stops: the rest is not decoded."
+            );
+        }
+        Parsed::ShortHeader { needed } => {
+            let _ = writeln!(
+                out,
+                "\n  {} the header needs at least {needed} more {} (RFC 6455 §5.2)",
+                style.warn("Truncated:"),
+                plural(*needed as u64, "byte", "bytes")
+            );
+        }
+        Parsed::Frame(body) => explain_body(out, view, body, style),
+    }
+}
+
+fn explain_byte0(out: &mut String, b0: u8, h: Option<&FrameHeader>, style: Style) {
+    // The fields come from the core's header when it decoded; from the bits themselves when the
+    // header broke a rule before it was whole.
+    let fin = h.map_or(b0 & 0x80 != 0, |h| h.fin);
+    let rsv = h.map_or((b0 >> 4) & 0x7, |h| h.rsv);
+    let op = h.map_or(b0 & 0x0F, |h| h.opcode.as_u8());
+    let _ = writeln!(
+        out,
+        "  {}  {}  {}",
+        style.field("byte 0"),
+        style.wire(&format!("{b0:02x}")),
+        bits(b0)
+    );
+    let fin_note = if fin {
+        "final: this frame ends its message (§5.4)"
+    } else {
+        "not final: more fragments of this message follow (§5.4)"
+    };
+    field_line(out, &bits_of(b0, 0x80), "FIN", &u8::from(fin).to_string(), fin_note);
+    for (i, name) in ["RSV1", "RSV2", "RSV3"].iter().enumerate() {
+        let set = rsv & (0b100 >> i) != 0;
+        let note = match (set, i, rsv) {
+            (true, _, _) => style.bad("✗ set, but no extension was negotiated (§5.2)"),
+            (false, 0, 0) => "reserved: 0 unless a negotiated extension defines them (§5.2)".to_owned(),
+            _ => String::new(),
+        };
+        field_line(out, &bits_of(b0, 0x40 >> i), name, &u8::from(set).to_string(), &note);
+    }
+    let kind = match Opcode::from_u8(op) {
+        Some(o) if o.is_control() => format!("{}: a control frame (§5.5)", o.name()),
+        Some(Opcode::Continuation) => "continuation: continues a fragmented message (§5.4)".to_owned(),
+        Some(o) => format!("{}: a data frame (§5.6)", o.name()),
+        None if op < 0x8 => style.bad("✗ reserved (§5.2: 0x3-0x7 are reserved for future data frames)"),
+        None => style.bad("✗ reserved (§5.2: 0xB-0xF are reserved for future control frames)"),
+    };
+    field_line(out, &bits_of(b0, 0x0F), "opcode", &format!("0x{op:x}"), &kind);
+}
+
+fn explain_byte1(out: &mut String, b1: u8, h: Option<&FrameHeader>, style: Style) {
+    let masked = h.map_or(b1 & 0x80 != 0, |h| h.mask.is_some());
+    let len7 = b1 & 0x7F;
+    let _ = writeln!(
+        out,
+        "  {}  {}  {}",
+        style.field("byte 1"),
+        style.wire(&format!("{b1:02x}")),
+        bits(b1)
+    );
+    let mask_note = if masked {
+        "masked: a 4-byte masking key follows the length (§5.3)"
+    } else {
+        "not masked: no masking key, the payload is sent as is"
+    };
+    field_line(
+        out,
+        &bits_of(b1, 0x80),
+        "MASK",
+        &u8::from(masked).to_string(),
+        mask_note,
+    );
+    let len_note = match len7 {
+        126 => "16-bit form: the length is in the next 2 bytes (§5.2)",
+        127 => "64-bit form: the length is in the next 8 bytes (§5.2)",
+        _ => "7-bit form: 0-125 is the payload length itself (§5.2)",
+    };
+    field_line(out, &bits_of(b1, 0x7F), "length", &len7.to_string(), len_note);
+}
+
+fn field_line(out: &mut String, bits: &str, name: &str, value: &str, note: &str) {
+    let line = format!("          {bits}  {name:<7}{value:<5}{note}");
+    let _ = writeln!(out, "{}", line.trim_end());
+}
+
+fn explain_body(out: &mut String, view: &FrameView<'_>, body: &Body<'_>, style: Style) {
+    let h = &body.header;
+    let ext = h.length_form.extra_bytes();
+    let mut at = 2;
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    if ext > 0 {
+        let bytes = view.wire.get(at..at + ext).unwrap_or_default();
+        rows.push((
+            span(at, ext),
+            format!(
+                "{} extended length = {}",
+                length_form_name(h.length_form),
+                h.payload_len
+            ),
+            hex(bytes),
+        ));
+        at += ext;
+    }
+    if let Some(key) = h.mask {
+        rows.push((span(at, 4), "masking key (§5.3)".to_owned(), hex(&key)));
+        at += 4;
+    }
+    let present = body.masked.len();
+    let n = h.payload_len;
+    let what = match (h.mask.is_some(), n) {
+        (_, 0) => "payload: none".to_owned(),
+        (true, n) => format!("payload, {n} {}, masked", plural(n, "byte", "bytes")),
+        (false, n) => format!("payload, {n} {}", plural(n, "byte", "bytes")),
+    };
+    let place = match (n, present) {
+        (0, _) => String::new(),
+        (_, 0) => format!("from byte {at}"),
+        _ => span(at, present),
+    };
+    rows.push((place, what, String::new()));
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (place, what, bytes) in &rows {
+        let place = style.field(&pad(place, w0));
+        if bytes.is_empty() {
+            let _ = writeln!(out, "  {place}  {what}");
+        } else {
+            let _ = writeln!(out, "  {place}  {}  {}", pad(what, w1), style.wire(bytes));
+        }
+    }
+    if body.missing > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} the payload is {n} bytes but only {present} are here: {} {} missing",
+            style.warn("Truncated:"),
+            body.missing,
+            plural(body.missing, "byte is", "bytes are")
+        );
+    }
+
+    if !body.masked.is_empty() {
+        out.push('\n');
+        let letters = matches!(h.opcode, Opcode::Text | Opcode::Close) || readable_text(&body.payload).is_some();
+        let letters = letters.then_some(body.payload.as_slice());
+        if let Some(key) = h.mask {
+            let keys: Vec<u8> = (0..present).map(|i| key.get(i % 4).copied().unwrap_or(0)).collect();
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                style.field("Unmasking"),
+                style.dim("(§5.3): payload[i] = masked[i] XOR key[i mod 4]")
+            );
+            byte_table(
+                out,
+                "    ",
+                &[
+                    ("masked", body.masked, Style::wire),
+                    ("key", &keys, Style::dim),
+                    ("payload", &body.payload, Style::ok),
+                ],
+                letters,
+                style,
+            );
+        } else {
+            let _ = writeln!(out, "  {}", style.field("Payload bytes"));
+            byte_table(out, "    ", &[("payload", &body.payload, Style::ok)], letters, style);
+        }
+    }
+    explain_payload_meaning(out, body, style);
+    out.push('\n');
+    masking_note(out, h, style);
+}
+
+fn explain_payload_meaning(out: &mut String, body: &Body<'_>, style: Style) {
+    let label = style.field("Payload:");
+    if let Some(close) = body.close_fields() {
+        match close {
+            CloseFields::Empty => {
+                let _ = writeln!(
+                    out,
+                    "  {label} empty: a Close without status code. The receiving application sees\n  \
+1005, a code that is never sent on the wire (§5.5.1, §7.4.1)."
+                );
+            }
+            CloseFields::OneByte => {
+                let _ = writeln!(out, "  {label} one byte, too short for the 2-byte status code (§5.5.1)");
+            }
+            CloseFields::Code { code, reason } => {
+                let hi_lo = hex(body.payload.get(..2).unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "  {} {hi_lo} = {} ({})  {}",
+                    style.field("Close code:"),
+                    code.0,
+                    code.name(),
+                    style.dim("(the first 2 payload bytes, big-endian, §5.5.1)")
+                );
+                if !code.is_valid_on_wire() {
+                    let _ = writeln!(
+                        out,
+                        "  {}",
+                        style.bad(&format!("✗ {} may not be sent on the wire (§7.4.1, §7.4.2)", code.0))
+                    );
+                }
+                let reason_text = match std::str::from_utf8(reason) {
+                    Ok("") => "none".to_owned(),
+                    Ok(r) => format!(
+                        "{} ({} {} of UTF-8)",
+                        quote_short(r, SHOW_BYTES),
+                        r.len(),
+                        plural(r.len() as u64, "byte", "bytes")
+                    ),
+                    Err(_) => format!(
+                        "{} {}",
+                        hex_short(reason, SHOW_BYTES),
+                        style.bad("✗ not valid UTF-8 (§5.5.1)")
+                    ),
+                };
+                let _ = writeln!(out, "  {} {reason_text}", style.field("Reason:"));
+            }
+        }
+        return;
+    }
+    let p = &body.payload;
+    let n = p.len();
+    if n == 0 && body.missing > 0 {
+        return;
+    }
+    let so_far = if body.missing > 0 { " so far" } else { "" };
+    let bytes = plural(n as u64, "byte", "bytes");
+    let meaning = if n == 0 {
+        "empty".to_owned()
+    } else if body.header.opcode == Opcode::Text {
+        match std::str::from_utf8(p) {
+            Ok(t) => format!("text {} (valid UTF-8){so_far}", quote_short(t, SHOW_BYTES)),
+            Err(e) if e.error_len().is_none() => format!(
+                "{n} {bytes}{so_far} that end inside a UTF-8 character: valid only if the next fragment completes it"
+            ),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let bad = p.get(at..(at + 4).min(n)).unwrap_or_default();
+                style.bad(&format!(
+                    "{n} {bytes}{so_far}, ✗ not valid UTF-8 from byte {at} ({}) (§5.6, §8.1)",
+                    hex(bad)
+                ))
+            }
+        }
+    } else if let Some(t) = text_of(body) {
+        format!(
+            "{n} {bytes}{so_far}, readable as UTF-8 text: {}",
+            quote_short(t, SHOW_BYTES)
+        )
+    } else {
+        format!("{n} {bytes}{so_far} of binary data")
+    };
+    let _ = writeln!(out, "  {label} {meaning}");
+}
+
+fn explain_verdict(out: &mut String, view: &FrameView<'_>, v: &Verdict, style: Style) {
+    let who = match v.role {
+        Role::Server => "a server",
+        Role::Client => "a client",
+    };
+    let head = style.field(&format!("Received by {who}:"));
+    let line = match &v.outcome {
+        Outcome::Ignored { failed: true } => "ignored: the connection has already failed".to_owned(),
+        Outcome::Ignored { failed: false } => {
+            "ignored: the closing handshake is over, nothing follows a Close (§5.5.1)".to_owned()
+        }
+        Outcome::Failed(e) => format!(
+            "{}\n  It fails the connection (§7.1.7) with close code {}.",
+            style.bad(&format!("✗ {e}")),
+            e.close_code()
+        ),
+        Outcome::Waiting => match &view.parsed {
+            Parsed::Frame(b) if b.missing > 0 => format!(
+                "{} it holds these bytes and waits for the {} missing {}",
+                style.warn("…"),
+                b.missing,
+                plural(b.missing, "byte", "bytes")
+            ),
+            Parsed::ShortHeader { .. } => format!("{} it waits for the rest of the header", style.warn("…")),
+            _ => format!(
+                "{} fragment {} of a message; it waits for the frame with FIN=1 (§5.4)",
+                style.warn("…"),
+                v.frames_in_message
+            ),
+        },
+        Outcome::Event(e) => {
+            let what = match e {
+                OwnedEvent::Text(t) => format!("the text message {}", quote_short(t, SHOW_BYTES)),
+                OwnedEvent::Binary(b) => format!(
+                    "a binary message of {} {}",
+                    b.len(),
+                    plural(b.len() as u64, "byte", "bytes")
+                ),
+                OwnedEvent::Ping(_) => "a ping".to_owned(),
+                OwnedEvent::Pong(_) => "a pong; nothing to answer (§5.5.3)".to_owned(),
+                OwnedEvent::Close(Some((code, reason))) if reason.is_empty() => format!("a close with code {code}"),
+                OwnedEvent::Close(Some((code, reason))) => {
+                    format!("a close with code {code} and reason {}", quote(reason))
+                }
+                OwnedEvent::Close(None) => "a close without status code".to_owned(),
+            };
+            let joined = match e {
+                OwnedEvent::Text(_) | OwnedEvent::Binary(_) if v.frames_in_message > 1 => {
+                    format!(", reassembled from {} frames (§5.4)", v.frames_in_message)
+                }
+                _ => String::new(),
+            };
+            format!("{} {what}{joined}", style.ok("✓ delivers"))
+        }
+    };
+    let _ = writeln!(out, "\n  {head} {line}");
+    let why = match &v.outcome {
+        Outcome::Event(OwnedEvent::Ping(_)) => "It answers with a pong carrying the same payload (§5.5.2)",
+        Outcome::Event(OwnedEvent::Close(Some(_))) => "It answers with a Close echoing the code (§5.5.1)",
+        Outcome::Event(OwnedEvent::Close(None)) => "It answers with an empty Close (§5.5.1)",
+        _ => "It sends",
+    };
+    for reply in split_frames(&v.reply) {
+        let masked = if v.role == Role::Client {
+            ", masked with a key of its own as clients do"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {why}: {}{masked}", summary(&reply));
+        hex_lines(out, "    ", reply.wire, SHOW_BYTES, style);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `serve --trace`
+
+/// A few lines per frame: an arrow for the direction, the header fields in one line, the wire
+/// bytes (shortened), and the payload's meaning.
+pub(crate) fn trace(direction: Direction, wire: &[u8], style: Style) -> String {
+    let (arrow, role) = match direction {
+        Direction::Received => ("<-", Role::Server),
+        Direction::Sent => ("->", Role::Client),
+    };
+    const TRACE_BYTES: usize = 24;
+    let mut out = String::new();
+    for view in split_frames(wire) {
+        let head = match &view.parsed {
+            Parsed::Frame(b) => {
+                let h = &b.header;
+                let mut s = format!(
+                    "{} FIN={} RSV={:03b} opcode=0x{:x} MASK={} len={} ({})",
+                    style.head(h.opcode.name()),
+                    u8::from(h.fin),
+                    h.rsv,
+                    h.opcode.as_u8(),
+                    u8::from(h.mask.is_some()),
+                    h.payload_len,
+                    length_form_name(h.length_form)
+                );
+                if let Some(key) = h.mask {
+                    let _ = write!(s, " key={}", hex(&key));
+                }
+                s
+            }
+            Parsed::Broken(_) => style.bad("broken frame"),
+            Parsed::ShortHeader { .. } => style.warn("incomplete frame"),
+        };
+        let b01 = view
+            .wire
+            .iter()
+            .take(2)
+            .map(|&b| bits(b))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let _ = writeln!(out, "{arrow} {head}  {}", style.dim(&format!("[{b01}]")));
+        let _ = writeln!(out, "   wire    {}", style.wire(&hex_short(view.wire, TRACE_BYTES)));
+        match &view.parsed {
+            Parsed::Frame(b) => {
+                if b.header.mask.is_some() && !b.payload.is_empty() {
+                    let _ = writeln!(out, "   unmask  {}", style.ok(&hex_short(&b.payload, TRACE_BYTES)));
+                }
+                let _ = writeln!(out, "   means   {}", summary(&view));
+                if let Some(e) = b.rule_broken(role) {
+                    let _ = writeln!(out, "   {}", style.bad(&format!("✗ {e}")));
+                }
+            }
+            Parsed::Broken(e) => {
+                let _ = writeln!(out, "   {}", style.bad(&format!("✗ {e}")));
+            }
+            Parsed::ShortHeader { needed } => {
+                let _ = writeln!(
+                    out,
+                    "   {}",
+                    style.warn(&format!("header cut short, {needed} more bytes needed"))
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn split_frames_stops_at_a_broken_or_cut_frame() {
+        let two = [0x81, 0x02, b'h', b'i', 0x89, 0x00];
+        let frames = split_frames(&two);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].offset, 4);
+        let cut = [0x81, 0x05, b'h', 0x81, 0x00];
+        let frames = split_frames(&cut);
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(&frames[0].parsed, Parsed::Frame(b) if b.missing == 2 && b.payload == [b'h', 0x81, 0x00]));
+        let broken = [0x83, 0x00, 0x81, 0x00];
+        assert!(matches!(
+            split_frames(&broken)[..],
+            [FrameView {
+                parsed: Parsed::Broken(ProtocolError::ReservedOpcode(3)),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn rule_broken_checks_what_one_frame_can_break() {
+        let body = |wire: &[u8]| match split_frames(wire).into_iter().next().map(|v| v.parsed) {
+            Some(Parsed::Frame(b)) => b.rule_broken(Role::Client),
+            _ => panic!("no frame"),
+        };
+        assert_eq!(body(&[0x81, 0x02, b'h', b'i']), None);
+        assert_eq!(body(&[0x81, 0x01, 0xff]), Some(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            body(&[0x88, 0x02, 0x03, 0xed]),
+            Some(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(body(&[0x88, 0x01, 0x03]), Some(ProtocolError::CloseFrameTooShort));
+        assert_eq!(body(&[0xc1, 0x00]), Some(ProtocolError::ReservedBitsSet(0b100)));
+        assert_eq!(body(&[0x81, 0x80, 1, 2, 3, 4]), Some(ProtocolError::MaskedServerFrame));
+    }
+
+    proptest! {
+        // Whatever the bytes, the renderers explain them without panicking, and colour changes
+        // nothing but escape codes.
+        #[test]
+        fn any_bytes_are_explained(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let plain = explain(&bytes, Style::plain());
+            let colour = explain(&bytes, Style { color: true });
+            prop_assert_eq!(super::super::strip_ansi(&colour), plain);
+            let _ = trace(Direction::Received, &bytes, Style::plain());
+            let _ = trace(Direction::Sent, &bytes, Style::plain());
+        }
+
+        // Frames as the encoder writes them, of any kind, size and mask, decode back whole.
+        #[test]
+        fn encoded_frames_decode_whole(payload in proptest::collection::vec(any::<u8>(), 0..300),
+                                       mask in proptest::option::of(any::<[u8; 4]>()),
+                                       op in prop::sample::select(vec![Opcode::Text, Opcode::Binary, Opcode::Ping])) {
+            // Control frames carry at most 125 bytes (RFC 6455 §5.5).
+            let payload = if op.is_control() { payload.get(..125).unwrap_or(&payload).to_vec() } else { payload };
+            let mut wire = Vec::new();
+            crate::frame::encode_frame(&mut wire, true, op, mask, &payload);
+            let frames = split_frames(&wire);
+            prop_assert_eq!(frames.len(), 1);
+            match &frames[0].parsed {
+                Parsed::Frame(b) => {
+                    prop_assert_eq!(&b.payload, &payload);
+                    prop_assert_eq!(b.missing, 0);
+                }
+                _ => prop_assert!(false, "not decoded"),
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The teaching renderer: the opening handshake and frames explained step by step, from the
+//! same core code the server runs (RFC 6455 §1.3, §4.2, §5.2). Used by `wsloop explain`,
+//! `wsloop serve --trace` and the `/learn` page.
+//!
+//! Nothing here parses on its own: requests go through [`RequestParser`](crate::handshake::RequestParser)
+//! and [`check_upgrade`](crate::handshake::check_upgrade), frames through
+//! [`parse_header`](crate::frame::parse_header), [`apply_mask`](crate::frame::apply_mask) and the
+//! [`WebSocket`](crate::protocol::WebSocket) state machine, so what a learner reads is what the
+//! server does.
+//!
+//! ```
+//! use wsloop::explain::{explain_frames, Style};
+//!
+//! let text = explain_frames("81 85 37 fa 21 3d 7f 9f 4d 51 58", Style::plain()).unwrap();
+//! assert!(text.contains("text \"Hello\""));
+//! ```
+
+mod encode;
+mod frames;
+mod handshake;
+mod json;
+mod text;
+
+pub use handshake::RFC_KEY;
+pub use json::{frames_json, handshake_json};
+pub use text::strip_ansi;
+
+use crate::handshake::Request;
+
+/// The `/learn` page: plain HTML and JavaScript, no external resources. It opens a WebSocket to
+/// `/learn` and renders the server's [`handshake_json`] and [`frames_json`] messages.
+///
+/// The server's side: right after the 101, send one text message, `handshake_json(request,
+/// response)`. Then for each text message the page sends, send back (a) the same text, then
+/// (b) `frames_json(frames as received, still masked, echo frame as sent)`. The page tells (b)
+/// from (a) by its `"wsloop"` field and by arriving after the echo. For browser tests it fills
+/// `#key`, `#accept` and `#browser-accept` (its own SHA-1, where `crypto.subtle` exists), sets
+/// `data-ready="1"` on `<body>` once the handshake is shown and `data-frames="N"` after each
+/// exchange (frame tables shown so far).
+pub const LEARN_HTML: &str = include_str!("learn.html");
+
+/// Whether to colour the output (ANSI) or print plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Emit ANSI colour codes.
+    pub color: bool,
+}
+
+impl Style {
+    /// Colour on a terminal; plain when piped or when `NO_COLOR` is set.
+    pub fn detect() -> Style {
+        use std::io::IsTerminal;
+        Style {
+            color: std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Plain text.
+    pub fn plain() -> Style {
+        Style { color: false }
+    }
+}
+
+/// Which way a traced frame went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the peer to us.
+    Received,
+    /// From us to the peer.
+    Sent,
+}
+
+/// `wsloop explain handshake [--key KEY] [--request FILE|-]`: `request` is the raw request
+/// bytes when given; otherwise an example request is built from `key` (default: RFC 6455 §1.3's).
+///
+/// Shows the request, each check of RFC 6455 §4.2.1 passed or failed, the accept value in steps,
+/// and the exact response: the 101, or the rejection sent instead. `Err` only for unusable
+/// arguments (both a key and a request; a key with control characters); a request that breaks a
+/// rule is explained, not an error.
+pub fn explain_handshake(key: Option<&str>, request: Option<&[u8]>, style: Style) -> Result<String, String> {
+    handshake::explain(key, request, style)
+}
+
+/// `wsloop explain frame HEX...`: decodes the frames in `hex` field by field (RFC 6455 §5.2).
+/// Whitespace, commas, colons and `0x` / `\x` prefixes are ignored; `Err` when the text is not
+/// hex or holds no bytes.
+pub fn explain_frames(hex: &str, style: Style) -> Result<String, String> {
+    let bytes = text::parse_hex(hex)?;
+    if bytes.is_empty() {
+        return Err("no bytes to decode: give a frame as hex, e.g. 81 05 48 65 6c 6c 6f".into());
+    }
+    Ok(frames::explain(&bytes, style))
+}
+
+/// `wsloop explain frame --encode KIND PAYLOAD [--mask KEY]`: builds one frame with the core's
+/// encoder and explains each byte, then decodes it back. KIND is text, binary, ping, pong or
+/// close; for close, PAYLOAD is `CODE [REASON]`; for binary, a PAYLOAD starting with `0x` is hex.
+/// KEY is 4 bytes as 8 hex digits; without it the frame is unmasked, as a server sends it.
+pub fn explain_encode(kind: &str, payload: &str, mask: Option<&str>, style: Style) -> Result<String, String> {
+    encode::explain(kind, payload, mask, style)
+}
+
+/// `serve --trace`: the handshake of one connection, request and response.
+pub fn trace_handshake(request: &Request, response: &[u8], style: Style) -> String {
+    handshake::trace(request, response, style)
+}
+
+/// `serve --trace`: whole frames as they crossed the wire (masked as sent), long payloads
+/// shortened. `Received` frames are checked as a server reads them, `Sent` as a client would.
+pub fn trace_frames(direction: Direction, wire: &[u8], style: Style) -> String {
+    frames::trace(direction, wire, style)
+}

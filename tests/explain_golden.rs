@@ -1,0 +1,407 @@
+//! Golden tests for the teaching output (`wsloop explain`, `serve --trace`): each case is
+//! rendered plain and compared with `tests/golden/NAME.txt`. After a deliberate change to the
+//! wording, regenerate with `UPDATE_GOLDEN=1 cargo test --test explain_golden` and read the
+//! diff: these files are what a learner reads.
+
+use std::path::PathBuf;
+
+use wsloop::explain::{
+    explain_encode, explain_frames, explain_handshake, strip_ansi, trace_frames, trace_handshake, Direction, Style,
+};
+use wsloop::handshake::{ParseStatus, Request, RequestParser};
+
+/// RFC 6455 §1.3's request, less its subprotocol offer: the base the rule-breaking cases edit.
+const REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+
+fn edited(from: &str, to: &str) -> Vec<u8> {
+    assert!(REQUEST.contains(from), "{from:?}");
+    REQUEST.replacen(from, to, 1).into_bytes()
+}
+
+fn handshake(key: Option<&'static str>, request: Option<Vec<u8>>) -> impl Fn(Style) -> String {
+    move |style| match explain_handshake(key, request.as_deref(), style) {
+        Ok(s) => s,
+        Err(e) => panic!("explain_handshake failed: {e}"),
+    }
+}
+
+fn frames(hex: String) -> impl Fn(Style) -> String {
+    move |style| match explain_frames(&hex, style) {
+        Ok(s) => s,
+        Err(e) => panic!("explain_frames({hex:?}) failed: {e}"),
+    }
+}
+
+fn encode(kind: &'static str, payload: &'static str, mask: Option<&'static str>) -> impl Fn(Style) -> String {
+    move |style| match explain_encode(kind, payload, mask, style) {
+        Ok(s) => s,
+        Err(e) => panic!("explain_encode failed: {e}"),
+    }
+}
+
+fn parse_request(bytes: &[u8]) -> Request {
+    match RequestParser::default().parse(bytes) {
+        Ok(ParseStatus::Complete { request, .. }) => request,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A connection as `serve --trace` prints it: handshake, the client's masked Hello, the echo,
+/// the client's Close and the server's reply.
+fn trace(style: Style) -> String {
+    let request = parse_request(REQUEST.as_bytes());
+    let mut response = Vec::new();
+    wsloop::handshake::write_accept_response(&mut response, b"dGhlIHNhbXBsZSBub25jZQ==", None, &[]);
+    let mut s = trace_handshake(&request, &response, style);
+    s += &trace_frames(
+        Direction::Received,
+        &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+        style,
+    );
+    s += &trace_frames(Direction::Sent, &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'], style);
+    let mut big = Vec::new();
+    wsloop::frame::encode_frame(&mut big, true, wsloop::Opcode::Binary, Some([1, 2, 3, 4]), &[0xAB; 300]);
+    s += &trace_frames(Direction::Received, &big, style);
+    s += &trace_frames(Direction::Received, &[0x81, 0x02, b'h', b'i'], style);
+    s += &trace_frames(
+        Direction::Received,
+        &[0x88, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x34, 0x12, 0x43, 0x44, 0x52],
+        style,
+    );
+    s += &trace_frames(Direction::Sent, &[0x88, 0x02, 0x03, 0xe8], style);
+    let bad = edited("GET /chat", "POST /chat");
+    let bad_request = parse_request(&bad);
+    s += &trace_handshake(&bad_request, &wsloop::HandshakeError::MethodNotGet.response(), style);
+    s
+}
+
+type Case = (&'static str, Box<dyn Fn(Style) -> String>);
+
+fn cases() -> Vec<Case> {
+    let bytes_256: String = (0..=255u8).map(|b| format!("{b:02x}")).collect();
+    vec![
+        // The opening handshake (RFC 6455 §1.3, §4.2).
+        ("handshake_rfc", Box::new(handshake(None, None))),
+        ("handshake_custom_key", Box::new(handshake(Some("x3JJHMbDL1EzLkh9GBhXDw=="), None))),
+        ("handshake_bad_key", Box::new(handshake(Some("c2hvcnQ="), None))),
+        (
+            "handshake_no_upgrade",
+            Box::new(handshake(None, Some(edited("Upgrade: websocket\r\n", "")))),
+        ),
+        (
+            "handshake_version_8",
+            Box::new(handshake(
+                None,
+                Some(edited("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8")),
+            )),
+        ),
+        ("handshake_post", Box::new(handshake(None, Some(edited("GET /chat", "POST /chat"))))),
+        (
+            "handshake_missing_host",
+            Box::new(handshake(None, Some(edited("Host: server.example.com\r\n", "")))),
+        ),
+        (
+            "handshake_subprotocols_and_first_frame",
+            Box::new(handshake(None, {
+                let mut r = edited(
+                    "Origin: http://example.com\r\n",
+                    "Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+                );
+                r.extend_from_slice(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+                Some(r)
+            })),
+        ),
+        (
+            "handshake_lf_line_endings",
+            Box::new(handshake(None, Some(REQUEST.replace("\r\n", "\n").trim_end().as_bytes().to_vec()))),
+        ),
+        (
+            "handshake_incomplete",
+            Box::new(handshake(None, Some(REQUEST.trim_end().as_bytes().to_vec()))),
+        ),
+        (
+            "handshake_oversized",
+            Box::new(handshake(
+                None,
+                Some(edited("Origin: http://example.com", &format!("Cookie: {}", "a".repeat(9000)))),
+            )),
+        ),
+        (
+            "handshake_malformed",
+            Box::new(handshake(None, Some(b"\x01\x02 nonsense\r\n\r\n".to_vec()))),
+        ),
+        // The examples of RFC 6455 §5.7, exactly as the RFC writes them.
+        ("frame_rfc_unmasked_hello", Box::new(frames("0x81 0x05 0x48 0x65 0x6c 0x6c 0x6f".into()))),
+        (
+            "frame_rfc_masked_hello",
+            Box::new(frames("0x81 0x85 0x37 0xfa 0x21 0x3d 0x7f 0x9f 0x4d 0x51 0x58".into())),
+        ),
+        (
+            "frame_rfc_fragmented_hello",
+            Box::new(frames("0x01 0x03 0x48 0x65 0x6c\n0x80 0x02 0x6c 0x6f".into())),
+        ),
+        (
+            "frame_rfc_ping_and_masked_pong",
+            Box::new(frames(
+                "0x89 0x05 0x48 0x65 0x6c 0x6c 0x6f\n0x8a 0x85 0x37 0xfa 0x21 0x3d 0x7f 0x9f 0x4d 0x51 0x58".into(),
+            )),
+        ),
+        (
+            "frame_rfc_256_bytes_binary",
+            Box::new(frames(format!("0x82 0x7E 0x0100 {bytes_256}"))),
+        ),
+        (
+            "frame_rfc_64k_binary_header",
+            Box::new(frames("0x82 0x7F 0x0000000000010000".into())),
+        ),
+        // Close frames.
+        (
+            "frame_close_1000_bye_masked",
+            Box::new(frames("88 85 37 fa 21 3d 34 12 43 44 52".into())),
+        ),
+        // Frames that break a rule.
+        (
+            "frame_bad_reserved_opcode",
+            Box::new(frames("83 85 37 fa 21 3d 7f 9f 4d 51 58".into())),
+        ),
+        ("frame_bad_rsv1", Box::new(frames("c1 85 37 fa 21 3d 7f 9f 4d 51 58".into()))),
+        ("frame_bad_control_too_long", Box::new(frames("89 fe 00 7e 37 fa 21 3d".into()))),
+        ("frame_bad_close_1005", Box::new(frames("88 82 37 fa 21 3d 34 17".into()))),
+        ("frame_bad_utf8", Box::new(frames("81 82 37 fa 21 3d f4 d2".into()))),
+        ("frame_truncated_payload", Box::new(frames("81 85 37 fa 21 3d 7f 9f".into()))),
+        ("frame_truncated_header", Box::new(frames("82 7e 01".into()))),
+        (
+            "frame_bad_continuation_then_more",
+            Box::new(frames("80 82 37 fa 21 3d 5b 93 81 85 37 fa 21 3d 7f 9f 4d 51 58".into())),
+        ),
+        // Encoding.
+        ("encode_text_hello_masked", Box::new(encode("text", "Hello", Some("37fa213d")))),
+        ("encode_close_1000_bye_masked", Box::new(encode("close", "1000 bye", Some("37fa213d")))),
+        (
+            "encode_text_16_bit_length_unmasked",
+            Box::new(encode(
+                "text",
+                "A payload over 125 bytes does not fit in the 7-bit length field: byte 1 then holds 126, and the next two bytes hold the real length, big-endian.",
+                None,
+            )),
+        ),
+        // serve --trace.
+        ("trace_connection", Box::new(trace)),
+    ]
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"))
+}
+
+#[test]
+fn golden_files_match() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for (name, render) in cases() {
+        let actual = render(Style::plain());
+        let path = golden_path(name);
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+        if expected != actual {
+            let line = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+            failures.push(format!(
+                "{name}: differs from {} at line {}\n  expected: {:?}\n  actual:   {:?}",
+                path.display(),
+                line + 1,
+                expected.lines().nth(line).unwrap_or("<end>"),
+                actual.lines().nth(line).unwrap_or("<end>"),
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n(if the change is intended: UPDATE_GOLDEN=1 cargo test --test explain_golden)",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn colour_output_is_the_plain_output_plus_escapes() {
+    for (name, render) in cases() {
+        let plain = render(Style::plain());
+        let colour = render(Style { color: true });
+        assert!(colour.contains("\x1b["), "{name}: no colour at all");
+        assert!(!plain.contains('\x1b'), "{name}: escape codes in plain output");
+        assert_eq!(strip_ansi(&colour), plain, "{name}");
+    }
+}
+
+fn run(name: &str) -> String {
+    let (_, render) = cases().into_iter().find(|(n, _)| *n == name).expect(name);
+    render(Style::plain())
+}
+
+#[test]
+fn rfc_handshake_shows_each_step_of_the_accept_value() {
+    let s = run("handshake_rfc");
+    assert!(s.contains("dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));
+    // RFC 6455 §1.3 gives the digest byte by byte, and its base64.
+    assert!(s.contains("b3 7a 4f 2c c0 62 4f 16 90 f6 46 06 cf 38 59 45 b2 be c4 ea"));
+    assert!(s.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert!(s.contains("| HTTP/1.1 101 Switching Protocols\\r\\n"));
+    assert!(s.contains("| Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\\r\\n"));
+    assert!(s.contains("not base64-decoded"));
+    assert!(s.contains("not meant to be decoded"));
+    assert_eq!(s.matches('✓').count(), 8, "{s}");
+    assert!(!s.contains('✗'));
+}
+
+#[test]
+fn custom_key_gives_its_own_accept_value() {
+    let s = run("handshake_custom_key");
+    assert!(s.contains("HSmrc0sMlYUkAGmm5OPpG2HaGWk="));
+    assert!(!s.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+}
+
+#[test]
+fn each_broken_rule_names_itself_and_the_status_sent() {
+    for (name, status, rule) in [
+        (
+            "handshake_version_8",
+            "HTTP/1.1 426 Upgrade Required",
+            "Sec-WebSocket-Version MUST be 13",
+        ),
+        ("handshake_post", "HTTP/1.1 405 Method Not Allowed", "MUST be GET"),
+        (
+            "handshake_no_upgrade",
+            "HTTP/1.1 400 Bad Request",
+            "token \"websocket\"",
+        ),
+        ("handshake_bad_key", "HTTP/1.1 400 Bad Request", "16-byte value"),
+        ("handshake_missing_host", "HTTP/1.1 400 Bad Request", "Host header"),
+        (
+            "handshake_oversized",
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "larger than",
+        ),
+        ("handshake_malformed", "HTTP/1.1 400 Bad Request", "invalid token"),
+    ] {
+        let s = run(name);
+        assert!(s.contains(&format!("| {status}\\r\\n")), "{name}: {status}\n{s}");
+        assert!(s.contains(rule), "{name}: {rule}\n{s}");
+        assert!(s.contains('✗'), "{name}");
+        assert!(!s.contains("101 Switching"), "{name}");
+        assert!(
+            !s.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{name}: no accept value for a refused request"
+        );
+    }
+    let s = run("handshake_version_8");
+    assert!(s.contains("| Sec-WebSocket-Version: 13\\r\\n"));
+    assert!(run("handshake_post").contains("| Allow: GET\\r\\n"));
+    assert!(run("handshake_incomplete").contains("not complete"));
+}
+
+#[test]
+fn rfc_5_7_frames_decode_to_their_meaning() {
+    let s = run("frame_rfc_unmasked_hello");
+    assert!(s.contains("1000 0001") && s.contains("0000 0101"));
+    assert!(s.contains("text \"Hello\""));
+    assert!(
+        s.contains("A server requires MASK=1 on every frame from a client"),
+        "{s}"
+    );
+    let s = run("frame_rfc_masked_hello");
+    assert!(s.contains("1000 0101"));
+    assert!(s.contains("37 fa 21 3d"));
+    assert!(s.contains("payload  48 65 6c 6c 6f"));
+    assert!(s.contains("✓ delivers the text message \"Hello\""));
+    let s = run("frame_rfc_fragmented_hello");
+    assert!(s.contains("\"Hel\"") && s.contains("\"lo\""));
+    assert!(s.contains("the text message \"Hello\", reassembled from 2 frames"));
+    let s = run("frame_rfc_ping_and_masked_pong");
+    assert!(s.contains("ping") && s.contains("pong"));
+    let s = run("frame_rfc_256_bytes_binary");
+    assert!(s.contains("16-bit extended length = 256  01 00"));
+    assert!(s.contains("… (192 more bytes)"));
+    assert!(s.contains("a binary message of 256 bytes"));
+    let s = run("frame_rfc_64k_binary_header");
+    assert!(s.contains("64-bit extended length = 65536  00 00 00 00 00 01 00 00"));
+    assert!(s.contains("65536 bytes are missing"));
+}
+
+#[test]
+fn broken_frames_name_the_rule_and_the_close_code() {
+    for (name, rule, code) in [
+        (
+            "frame_bad_reserved_opcode",
+            "reserved opcode 0x3 (RFC 6455 §5.2; close code 1002)",
+            "1002",
+        ),
+        ("frame_bad_rsv1", "RSV bits 100 set", "1002"),
+        (
+            "frame_bad_control_too_long",
+            "control frame over 125 bytes (RFC 6455 §5.5",
+            "1002",
+        ),
+        (
+            "frame_bad_close_1005",
+            "close code 1005 may not be sent on the wire (RFC 6455 §7.4",
+            "1002",
+        ),
+        (
+            "frame_bad_utf8",
+            "invalid UTF-8 (RFC 6455 §8.1; close code 1007)",
+            "1007",
+        ),
+        (
+            "frame_bad_continuation_then_more",
+            "continuation frame with nothing to continue",
+            "1002",
+        ),
+    ] {
+        let s = run(name);
+        assert!(s.contains(rule), "{name}: {rule}\n{s}");
+        assert!(s.contains(&format!("with close code {code}")), "{name}\n{s}");
+        assert!(
+            s.contains(&format!("It sends: close {code} (")) && s.contains("\n    88 "),
+            "{name}: the Close frame sent back\n{s}"
+        );
+    }
+    assert!(run("frame_bad_continuation_then_more").contains("ignored: the connection has already failed"));
+    assert!(run("frame_truncated_payload").contains("3 bytes are missing"));
+    assert!(run("frame_truncated_header").contains("needs at least 1 more byte"));
+    let s = run("frame_close_1000_bye_masked");
+    assert!(s.contains("03 e8 = 1000 (normal closure)"));
+    assert!(s.contains("\"bye\""));
+}
+
+#[test]
+fn encoding_hello_gives_the_rfc_bytes() {
+    let s = run("encode_text_hello_masked");
+    assert!(
+        s.contains("header   81 85 37 fa 21 3d\n    payload  7f 9f 4d 51 58\n"),
+        "{s}"
+    );
+    assert!(s.contains("✓ delivers the text message \"Hello\""));
+    assert!(run("encode_text_16_bit_length_unmasked").contains("header   81 7e 00 90"));
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    assert!(explain_frames("", Style::plain()).is_err());
+    assert!(explain_frames("zz", Style::plain()).is_err());
+    assert!(explain_encode("texty", "x", None, Style::plain()).is_err());
+    assert!(explain_encode("text", "x", Some("37fa"), Style::plain()).is_err());
+    assert!(explain_encode("close", "bye", None, Style::plain()).is_err());
+    assert!(explain_handshake(Some("k"), Some(b"GET / HTTP/1.1\r\n\r\n"), Style::plain()).is_err());
+}
