@@ -1,0 +1,230 @@
+//! Interop with WebSocket clients that are not ours: Python's `websockets` and Node's `ws` run an
+//! echo round trip (text, binary, ping, close 1000) against the demo server over loopback.
+//!
+//! Prerequisites (see tests/interop/README.md):
+//! `pip install -r tests/interop/requirements.txt` and `npm ci --prefix tests/interop`.
+//! Without them each test prints `skipped: ...` and passes, unless `WSLOOP_REQUIRE_INTEROP=1`,
+//! which makes a missing prerequisite a failure (CI sets it).
+
+mod common;
+#[path = "interop/harness.rs"]
+mod harness;
+
+use common::demo_server;
+use harness::{expect_check_failure, expect_ok, node_missing, prerequisites, probe, python, script};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use wsloop::server::{Context, Handler, Message, Server, ServerHandle};
+
+const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
+/// The scripts' own timeout, then ours on top, after which the child is killed.
+const SCRIPT_TIMEOUT_SECS: u64 = 10;
+const DEADLINE: Duration = Duration::from_secs(SCRIPT_TIMEOUT_SECS + 20);
+
+fn python_ready(test: &str) -> bool {
+    let py = python();
+    let missing: Vec<String> = probe(&py, &["-c", "import websockets.sync.client"])
+        .into_iter()
+        .collect();
+    prerequisites(test, REQUIRE, &missing, "pip install -r tests/interop/requirements.txt").is_ok()
+}
+
+fn node_ready(test: &str) -> bool {
+    prerequisites(test, REQUIRE, &node_missing(&["ws"]), "npm ci --prefix tests/interop").is_ok()
+}
+
+fn python_client(addr: SocketAddr, path: &str, timeout_secs: u64) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.arg(script("client.py"))
+        .arg(format!("ws://{addr}{path}"))
+        .args(["--timeout", &timeout_secs.to_string()]);
+    cmd
+}
+
+fn node_client(addr: SocketAddr, path: &str, timeout_secs: u64) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(script("client.js"))
+        .arg(format!("ws://{addr}{path}"))
+        .args(["--timeout", &timeout_secs.to_string()]);
+    cmd
+}
+
+#[test]
+fn python_websockets_echo_round_trip() {
+    if !python_ready("python_websockets_echo_round_trip") {
+        return;
+    }
+    let server = demo_server(|s| s);
+    expect_ok(
+        "python websockets client on /echo",
+        &mut python_client(server.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+    );
+}
+
+#[test]
+fn node_ws_echo_round_trip() {
+    if !node_ready("node_ws_echo_round_trip") {
+        return;
+    }
+    let server = demo_server(|s| s);
+    expect_ok(
+        "node ws client on /echo",
+        &mut node_client(server.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+    );
+}
+
+/// Both clients against the demo on more threads, several times in parallel: the kernel spreads
+/// the connections over the loops (SO_REUSEPORT).
+#[test]
+fn both_clients_against_a_multi_loop_server() {
+    if !python_ready("both_clients_against_a_multi_loop_server")
+        || !node_ready("both_clients_against_a_multi_loop_server")
+    {
+        return;
+    }
+    let server = demo_server(|s| s.threads(2));
+    let addr = server.local_addr();
+    let runs: Vec<_> = (0..3)
+        .flat_map(|_| {
+            [
+                python_client(addr, "/echo", SCRIPT_TIMEOUT_SECS),
+                node_client(addr, "/echo", SCRIPT_TIMEOUT_SECS),
+            ]
+        })
+        .map(|mut cmd| std::thread::spawn(move || harness::run(&mut cmd, DEADLINE).expect("starts")))
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.join().unwrap();
+        assert!(
+            out.success() && out.stdout.contains("OK"),
+            "client {i} ({}) failed: {}",
+            if i % 2 == 0 { "python" } else { "node" },
+            out.describe()
+        );
+    }
+}
+
+// The checks can fail: the same scripts against servers that get echo wrong.
+
+/// Echoes every message with its last byte changed.
+struct CorruptEcho;
+
+impl Handler for CorruptEcho {
+    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+        match message {
+            Message::Text(t) => {
+                let mut s = t.to_string();
+                s.pop();
+                s.push('!');
+                ctx.send_text(&s);
+            }
+            Message::Binary(b) => {
+                let mut v = b.to_vec();
+                if let Some(last) = v.last_mut() {
+                    *last ^= 1;
+                }
+                ctx.send_binary(&v);
+            }
+        };
+    }
+}
+
+/// Echoes text as text, but binary messages as text and never the other way round: the payload
+/// bytes match, only the opcode is wrong.
+struct BinaryAsText;
+
+impl Handler for BinaryAsText {
+    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+        match message {
+            Message::Text(t) => ctx.send_text(t),
+            Message::Binary(b) => ctx.send_text(&String::from_utf8_lossy(b)),
+        };
+    }
+}
+
+/// Accepts and never answers.
+struct Silent;
+
+impl Handler for Silent {}
+
+fn start(handler: impl Handler) -> ServerHandle {
+    Server::new(handler)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .start()
+        .expect("server starts")
+}
+
+#[test]
+fn python_client_fails_on_a_broken_echo() {
+    if !python_ready("python_client_fails_on_a_broken_echo") {
+        return;
+    }
+    let corrupt = start(CorruptEcho);
+    expect_check_failure(
+        "python client vs corrupting echo",
+        &mut python_client(corrupt.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "text echo mismatch",
+    );
+    let wrong_type = start(BinaryAsText);
+    expect_check_failure(
+        "python client vs binary-as-text echo",
+        &mut python_client(wrong_type.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "binary echo came back as str",
+    );
+    let silent = start(Silent);
+    expect_check_failure(
+        "python client vs silent server",
+        &mut python_client(silent.local_addr(), "/echo", 2),
+        DEADLINE,
+        "timed out",
+    );
+    // The demo's /chat answers with a join notice first: not an echo endpoint.
+    let demo = demo_server(|s| s);
+    expect_check_failure(
+        "python client vs /chat",
+        &mut python_client(demo.local_addr(), "/chat", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "{\"type\":\"join\"",
+    );
+}
+
+#[test]
+fn node_client_fails_on_a_broken_echo() {
+    if !node_ready("node_client_fails_on_a_broken_echo") {
+        return;
+    }
+    let corrupt = start(CorruptEcho);
+    expect_check_failure(
+        "node client vs corrupting echo",
+        &mut node_client(corrupt.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "FAIL (text echo)",
+    );
+    let wrong_type = start(BinaryAsText);
+    expect_check_failure(
+        "node client vs binary-as-text echo",
+        &mut node_client(wrong_type.local_addr(), "/echo", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "binary echo came back as a text message",
+    );
+    let silent = start(Silent);
+    expect_check_failure(
+        "node client vs silent server",
+        &mut node_client(silent.local_addr(), "/echo", 2),
+        DEADLINE,
+        "timed out",
+    );
+    let demo = demo_server(|s| s);
+    expect_check_failure(
+        "node client vs a 404 path",
+        &mut node_client(demo.local_addr(), "/nowhere", SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+        "HTTP 404 instead of 101",
+    );
+}

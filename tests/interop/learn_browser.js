@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// The /learn page in a real browser: the handshake it shows must be the one Chromium really made,
+// and a message typed on the page must come back explained as frames.
+//
+// Usage: node tests/interop/learn_browser.js http://127.0.0.1:PORT/ [--timeout SECONDS]
+//
+// The page's DOM contract: `#key` and `#accept` (the Sec-WebSocket-Key the browser sent and the
+// Sec-WebSocket-Accept the server answered), optional `#browser-accept` (the same accept computed
+// in the page), `body[data-ready="1"]` once the handshake is shown, and `body[data-frames="N"]`
+// counting the frame explanations rendered.
+//
+// Prints two JSON lines on stdout (the Rust test tests/browser.rs checks the values with
+// wsloop::handshake::accept_key):
+//   {"stage":"handshake","key":...,"accept":...,"browserAccept":...|null,"browserMatch":"1"|"0"|null,
+//    "wireKey":...|null,"wireAccept":...|null}
+//   {"stage":"frames","frames":N,"message":...,"messageShown":true|false}
+// `wireKey`/`wireAccept` are the handshake headers as Chromium's DevTools protocol saw them on the
+// wire (null if it did not report them). Exits 0 when the page got ready and rendered at least
+// one frame after the message; 1 otherwise (FAIL: ... on stderr), including the deadline.
+"use strict";
+
+const { parseArgs, run, openPage, budget } = require("./browser_common");
+
+const { base, timeoutSecs } = parseArgs("node learn_browser.js http://HOST:PORT/ [--timeout SECONDS]", 30);
+const url = new URL("/learn", base).toString();
+const message = "Hello, wsloop!";
+// The page's message input: a known id if it has one, else the first text input.
+const INPUTS = ["#msg", "#message", "#input", "#text", "input[type=text]", "input:not([type])", "textarea"];
+const BUTTONS = ["#send-button", "button#send", "form button[type=submit]", "form button:not([type])", "button"];
+
+function header(headers, name) {
+  if (!headers) return null;
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.toLowerCase() === name) return String(v).trim();
+  }
+  return null;
+}
+
+async function firstVisible(page, selectors) {
+  for (const sel of selectors) {
+    for (const el of await page.$$(sel)) {
+      if ((await el.isVisible()) && (await el.isEnabled())) return { sel, el };
+    }
+  }
+  return null;
+}
+
+async function frameCount(page) {
+  return page.evaluate(() => Number(document.body.dataset.frames || "0"));
+}
+
+run(timeoutSecs, async (context, log) => {
+  // Watch the handshake on the wire through the DevTools protocol, attached before navigation.
+  const page = context.pages().find((p) => p.url() === "about:blank") || (await context.newPage());
+  const wire = { key: null, accept: null };
+  try {
+    const cdp = await context.newCDPSession(page);
+    const learnSockets = new Set();
+    cdp.on("Network.webSocketCreated", (e) => {
+      if (new URL(e.url).pathname === "/learn") learnSockets.add(e.requestId);
+    });
+    cdp.on("Network.webSocketWillSendHandshakeRequest", (e) => {
+      if (learnSockets.has(e.requestId) && wire.key === null) {
+        wire.key = header(e.request && e.request.headers, "sec-websocket-key");
+      }
+    });
+    cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
+      if (learnSockets.has(e.requestId) && wire.accept === null) {
+        wire.accept = header(e.response && e.response.headers, "sec-websocket-accept");
+      }
+    });
+    await cdp.send("Network.enable");
+  } catch (e) {
+    log(`DevTools network events unavailable (${e.message}); wire values will be null`);
+  }
+
+  await openPage(context, url, "learn", log, page);
+  try {
+    await page.waitForFunction(() => document.body.dataset.ready === "1", null, {
+      polling: 50,
+      timeout: budget(),
+    });
+  } catch (e) {
+    const text = await page.evaluate(() => document.body && document.body.innerText.slice(0, 300)).catch(() => "?");
+    throw new Error(`/learn never set body[data-ready="1"]; page text: ${JSON.stringify(text)}`);
+  }
+  const shown = await page.evaluate(() => {
+    const text = (id) => {
+      const el = document.getElementById(id);
+      return el ? el.textContent.trim() : null;
+    };
+    return {
+      key: text("key"),
+      accept: text("accept"),
+      browserAccept: text("browser-accept"),
+      browserMatch: document.body.dataset.browserMatch || null,
+    };
+  });
+  if (!shown.key) throw new Error("/learn has no #key text");
+  if (!shown.accept) throw new Error("/learn has no #accept text");
+  // The DevTools events may trail the page's own rendering by a moment.
+  for (let i = 0; i < 40 && (wire.key === null || wire.accept === null); i++) {
+    await page.waitForTimeout(50);
+  }
+  console.log(JSON.stringify({ stage: "handshake", ...shown, wireKey: wire.key, wireAccept: wire.accept }));
+
+  const before = await frameCount(page);
+  const input = await firstVisible(page, INPUTS);
+  if (!input) throw new Error(`/learn has no visible message input (tried ${INPUTS.join(", ")})`);
+  log(`typing into ${input.sel}`);
+  await input.el.fill(message);
+  await input.el.press("Enter");
+  const grew = (b) => Number(document.body.dataset.frames || "0") >= Math.max(1, b + 1);
+  try {
+    await page.waitForFunction(grew, before, { polling: 50, timeout: 3000 });
+  } catch (_) {
+    // Enter did nothing visible: maybe the page wants its button clicked.
+    const button = await firstVisible(page, BUTTONS);
+    if (!button) throw new Error(`Enter in ${input.sel} rendered no frame and /learn has no button to click`);
+    log(`Enter rendered no frame in 3s; clicking ${button.sel}`);
+    if ((await input.el.inputValue()) === "") await input.el.fill(message);
+    await button.el.click();
+    try {
+      await page.waitForFunction(grew, before, { polling: 50, timeout: budget() });
+    } catch (e) {
+      throw new Error(`body[data-frames] stayed at ${await frameCount(page).catch(() => "?")} after sending a message`);
+    }
+  }
+  const frames = await frameCount(page);
+  const messageShown = await page.evaluate((m) => document.body.innerText.includes(m), message);
+  console.log(JSON.stringify({ stage: "frames", frames, message, messageShown }));
+});
