@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// One read buffer per loop, shared by all its connections.
-const READ_BUF_SIZE: usize = 64 * 1024;
+/// One read buffer per loop, shared by all its connections. Large enough that a few 64 KiB
+/// frames arrive whole and take the protocol's zero-copy path instead of being reassembled.
+const READ_BUF_SIZE: usize = 256 * 1024;
 /// Frames up to this size are copied into each receiver's queue; larger ones are shared.
 const SHARE_ABOVE: usize = 512;
 /// After our last byte and a half-close, how long to keep draining the peer's bytes so the
@@ -82,8 +83,8 @@ struct Capture {
 
 struct WsState {
     ws: WebSocket,
-    path: Box<str>,
-    query: Option<Box<str>>,
+    /// The request target: path and query string, as the client sent them.
+    target: Box<str>,
     topics: Vec<Arc<str>>,
     ping_outstanding: bool,
     close_notified: bool,
@@ -291,12 +292,15 @@ impl EventLoop {
                     WAKER => self.drain_inbox(),
                     Token(slot) => {
                         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.ready(slot, readable, event.is_writable());
+                        // A peer that closed its side may have sent data and FIN together: read
+                        // until the 0 that says so.
+                        let drain = event.is_read_closed() || event.is_error();
+                        self.ready(slot, readable, drain, event.is_writable());
                     }
                 }
             }
             while let Some(slot) = self.env.resume.pop() {
-                self.ready(slot, true, false);
+                self.ready(slot, true, true, false);
             }
             self.deliver_outgoing();
             self.flush_dirty();
@@ -344,6 +348,9 @@ impl EventLoop {
                 debug!("refused {peer}: max connections reached");
                 continue;
             }
+            // Linux copies TCP_NODELAY from the listener (set in `bind_listener`); elsewhere
+            // set it per connection.
+            #[cfg(not(target_os = "linux"))]
             let _ = stream.set_nodelay(true);
             let now = self.env.now;
             let deadline = now.wrapping_add(ms(self.env.config().handshake_timeout));
@@ -395,18 +402,22 @@ impl EventLoop {
     }
 
     /// Reads and writes for one connection that the poller says is ready.
-    fn ready(&mut self, slot: usize, readable: bool, writable: bool) {
+    fn ready(&mut self, slot: usize, readable: bool, drain: bool, writable: bool) {
         if writable {
             self.flush(slot);
         }
         if readable {
-            self.read(slot);
+            self.read(slot, drain);
         }
         self.deliver_outgoing();
         self.flush(slot);
     }
 
-    fn read(&mut self, slot: usize) {
+    /// Reads until the socket is empty. A read that returns less than the buffer means the
+    /// kernel queue was empty at that moment, and with edge-triggered readiness any byte that
+    /// arrives later raises a new event; so unless `drain` is set, a short read ends the loop
+    /// without the extra read that would only say `WouldBlock` (one syscall per wakeup saved).
+    fn read(&mut self, slot: usize, drain: bool) {
         loop {
             let Some(conn) = self.conns.get_mut(slot) else { return };
             if conn.paused {
@@ -433,7 +444,11 @@ impl EventLoop {
             };
             conn.bytes_in += n as u64;
             conn.last_recv = self.env.now;
+            let drained = n < self.read_buf.len() && !drain;
             if conn.closing == Closing::Linger {
+                if drained {
+                    return;
+                }
                 continue; // discard until the peer closes
             }
             let input = self.read_buf.get_mut(..n).unwrap_or_default();
@@ -455,6 +470,9 @@ impl EventLoop {
                     // control to TCP; this keeps our memory bounded).
                     conn.paused = true;
                 }
+            }
+            if drained {
+                return;
             }
         }
     }
@@ -489,8 +507,7 @@ impl EventLoop {
                             &explain::trace_handshake(&request, &response, explain::Style::detect()),
                         );
                     }
-                    let path: Box<str> = request.path().into();
-                    let query = request.query().map(Box::from);
+                    let target: Box<str> = request.target().into();
                     let capture = (capture_frames || shared.config.trace).then(|| {
                         Box::new(Capture {
                             request,
@@ -498,11 +515,10 @@ impl EventLoop {
                             pending: Vec::new(),
                         })
                     });
-                    info!("open {} {} #{}", conn.peer, path, conn.id);
+                    info!("open {} {} #{}", conn.peer, target, conn.id);
                     conn.phase = Phase::Ws(Box::new(WsState {
                         ws: WebSocket::server(shared.config.websocket),
-                        path,
-                        query,
+                        target,
                         topics: Vec::new(),
                         ping_outstanding: false,
                         close_notified: false,
@@ -641,6 +657,13 @@ impl EventLoop {
             }
         }
         if conn.out.is_empty() {
+            let handshake_done = matches!(&conn.phase, Phase::Ws(w) if w.ws.state() == State::Closed);
+            if conn.closing == Closing::AfterFlush && handshake_done {
+                // Both Close frames exchanged and everything the peer sent has been read: a
+                // plain close() sends FIN after our data, no reset, so no need to linger.
+                self.drop_conn(slot, CloseCode::NORMAL, "close handshake complete");
+                return;
+            }
             if conn.closing == Closing::AfterFlush {
                 // Half-close, then drain the peer's bytes (see LINGER_MS).
                 let _ = conn.stream.shutdown(Shutdown::Write);
@@ -740,10 +763,10 @@ impl EventLoop {
 
     /// Removes a connection: tells the handler (once), leaves its topics, closes the socket.
     fn drop_conn(&mut self, slot: usize, code: CloseCode, why: &str) {
+        // Closing the socket (when `conn` drops) also removes it from the poller.
         let Some(mut conn) = self.conns.remove(slot) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
         let info = &self.env.shared.info;
         info.connections.fetch_sub(1, Ordering::AcqRel);
         if let Phase::Ws(w) = &mut conn.phase {
@@ -763,7 +786,7 @@ impl EventLoop {
                 }
                 info!(
                     "close {} {} #{} code={} in={} out={} ({why})",
-                    conn.peer, w.path, conn.id, code.0, conn.bytes_in, conn.bytes_out
+                    conn.peer, w.target, conn.id, code.0, conn.bytes_in, conn.bytes_out
                 );
             }
         } else {
@@ -822,6 +845,14 @@ fn print_trace(id: ConnId, peer: SocketAddr, text: &str) {
     let mut out = std::io::stdout().lock();
     for line in text.lines() {
         let _ = writeln!(out, "[#{id} {peer}] {line}");
+    }
+}
+
+/// Splits a request target into path and query string.
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
     }
 }
 
@@ -905,12 +936,12 @@ fn ws_input(env: &mut Env, slot: usize, conn: &mut Conn, input: &mut [u8]) {
         let Phase::Ws(w) = &mut conn.phase else { return };
         let WsState {
             ws,
-            path,
-            query,
+            target,
             topics,
             capture,
             ..
         } = &mut **w;
+        let (path, query) = split_target(target);
         let can_send = ws.can_send();
         let start = pos;
         let mut auto = Vec::new();
@@ -963,7 +994,7 @@ fn ws_input(env: &mut Env, slot: usize, conn: &mut Conn, input: &mut [u8]) {
                     id,
                     peer,
                     path,
-                    query: query.as_deref(),
+                    query,
                     out: &mut conn.out,
                     can_send,
                     close_request: &mut close_request,
@@ -971,6 +1002,7 @@ fn ws_input(env: &mut Env, slot: usize, conn: &mut Conn, input: &mut [u8]) {
                     handshake: capture.as_ref().map(|c| (&c.request, &c.response[..])),
                     frames_in: capture.as_ref().map_or(&[][..], |c| &c.pending[..]),
                     trace_out: trace.then_some(&mut trace_out),
+                    direct: Some((&mut conn.stream, &mut conn.bytes_out)),
                 },
                 pool: &mut env.pool,
                 outgoing: &mut env.outgoing,
@@ -1046,12 +1078,12 @@ fn with_context(env: &mut Env, conn: &mut Conn, allow_send: bool, f: impl FnOnce
     let Phase::Ws(w) = &mut conn.phase else { return };
     let WsState {
         ws,
-        path,
-        query,
+        target,
         topics,
         capture,
         ..
     } = &mut **w;
+    let (path, query) = split_target(target);
     let mut close_request = None;
     let trace = shared.config.trace;
     let mut trace_out = Vec::new();
@@ -1060,7 +1092,7 @@ fn with_context(env: &mut Env, conn: &mut Conn, allow_send: bool, f: impl FnOnce
             id,
             peer,
             path,
-            query: query.as_deref(),
+            query,
             out: &mut conn.out,
             can_send: allow_send && ws.can_send(),
             close_request: &mut close_request,
@@ -1068,6 +1100,7 @@ fn with_context(env: &mut Env, conn: &mut Conn, allow_send: bool, f: impl FnOnce
             handshake: capture.as_ref().map(|c| (&c.request, &c.response[..])),
             frames_in: &[],
             trace_out: trace.then_some(&mut trace_out),
+            direct: Some((&mut conn.stream, &mut conn.bytes_out)),
         },
         pool: &mut env.pool,
         outgoing: &mut env.outgoing,

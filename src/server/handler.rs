@@ -4,6 +4,7 @@ use super::outbound::{BufferPool, Outbound};
 use super::ServerConfig;
 use crate::frame::{self, CloseCode, Opcode};
 use crate::handshake::{self, Request};
+use std::io::{IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -247,7 +248,13 @@ pub(crate) struct ConnView<'a> {
     pub(crate) handshake: Option<(&'a Request, &'a [u8])>,
     pub(crate) frames_in: &'a [u8],
     pub(crate) trace_out: Option<&'a mut Vec<u8>>,
+    /// The socket and its byte counter, for writing large messages without queueing a copy.
+    pub(crate) direct: Option<(&'a mut mio::net::TcpStream, &'a mut u64)>,
 }
+
+/// Messages at least this large are written straight from the caller's buffer when nothing is
+/// queued before them; only what the socket does not take is copied into the queue.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
 /// What a handler can do during a WebSocket event: send to this connection, to one other, to a
 /// topic's subscribers or to everyone; subscribe; close; read the connection's details.
@@ -297,11 +304,28 @@ impl Context<'_> {
             return SendStatus::Dropped;
         }
         let header = frame::encode_header(true, message.opcode(), None, message.bytes().len() as u64);
-        let payload = message.bytes();
+        let mut header: &[u8] = &header;
+        let mut payload = message.bytes();
+        if payload.len() >= DIRECT_WRITE_MIN && self.conn.out.is_empty() && self.conn.trace_out.is_none() {
+            if let Some((stream, bytes_out)) = self.conn.direct.as_mut() {
+                // One writev of header + payload, straight from the read buffer or the
+                // reassembly buffer; errors surface on the next flush.
+                let written = stream
+                    .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
+                    .unwrap_or(0);
+                **bytes_out += written as u64;
+                let from_header = written.min(header.len());
+                header = header.get(from_header..).unwrap_or_default();
+                payload = payload.get(written - from_header..).unwrap_or_default();
+            }
+        }
+        if header.is_empty() && payload.is_empty() {
+            return SendStatus::Queued;
+        }
         let trace = self.conn.trace_out.as_deref_mut();
         self.conn.out.append(self.pool, |v| {
             let start = v.len();
-            v.extend_from_slice(&header);
+            v.extend_from_slice(header);
             v.extend_from_slice(payload);
             if let Some(t) = trace {
                 t.extend_from_slice(v.get(start..).unwrap_or_default());

@@ -239,6 +239,8 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    // Small messages go out at once (no Nagle delay); accepted sockets inherit this on Linux.
+    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())

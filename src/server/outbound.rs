@@ -51,9 +51,15 @@ impl BufferPool {
     }
 }
 
-/// The bytes queued for one connection.
+/// The bytes queued for one connection. Boxed and only allocated while something is queued:
+/// an idle connection pays one pointer for it.
 #[derive(Default)]
 pub(crate) struct Outbound {
+    queue: Option<Box<Queue>>,
+}
+
+#[derive(Default)]
+struct Queue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     offset: usize,
@@ -64,27 +70,32 @@ pub(crate) struct Outbound {
 impl Outbound {
     /// Unwritten bytes queued.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.queue.as_ref().map_or(0, |q| q.len)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    fn queue(&mut self) -> &mut Queue {
+        self.queue.get_or_insert_with(Box::default)
     }
 
     /// Runs `f` with the owned buffer at the tail of the queue, to append bytes to it.
     pub(crate) fn append<R>(&mut self, pool: &mut BufferPool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let needs_new = match self.chunks.back() {
+        let q = self.queue();
+        let needs_new = match q.chunks.back() {
             Some(Chunk::Owned(v)) => v.len() >= OWNED_CHUNK_TARGET,
             _ => true,
         };
         if needs_new {
-            self.chunks.push_back(Chunk::Owned(pool.take()));
+            q.chunks.push_back(Chunk::Owned(pool.take()));
         }
-        match self.chunks.back_mut() {
+        match q.chunks.back_mut() {
             Some(Chunk::Owned(v)) => {
                 let before = v.len();
                 let r = f(v);
-                self.len += v.len() - before;
+                q.len += v.len() - before;
                 r
             }
             // Unreachable: an owned chunk was just ensured at the back.
@@ -94,21 +105,23 @@ impl Outbound {
 
     /// Queues a shared, already-framed message.
     pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
-        self.len += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame));
+        let q = self.queue();
+        q.len += frame.len();
+        q.chunks.push_back(Chunk::Shared(frame));
     }
 
     /// Writes as much as the socket takes. Returns the bytes written; `WouldBlock` is not an
     /// error here (it just stops the loop).
     pub(crate) fn write_to<W: Write>(&mut self, w: &mut W, pool: &mut BufferPool) -> io::Result<usize> {
+        let Some(q) = self.queue.as_mut() else { return Ok(0) };
         let mut total = 0;
-        while self.len > 0 {
+        while q.len > 0 {
             let mut slices: [IoSlice<'_>; MAX_IOVECS] = std::array::from_fn(|_| IoSlice::new(&[]));
             let mut count = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+            for (i, chunk) in q.chunks.iter().take(MAX_IOVECS).enumerate() {
                 let bytes = chunk.bytes();
                 let bytes = if i == 0 {
-                    bytes.get(self.offset..).unwrap_or_default()
+                    bytes.get(q.offset..).unwrap_or_default()
                 } else {
                     bytes
                 };
@@ -125,11 +138,31 @@ impl Outbound {
                 Err(e) => return Err(e),
             };
             total += written;
-            self.consume(written, pool);
+            q.consume(written, pool);
         }
         Ok(total)
     }
 
+    /// Frees the queue's own storage when nothing is queued (idle connections hold nothing).
+    pub(crate) fn shrink_if_empty(&mut self) {
+        if self.is_empty() {
+            self.queue = None;
+        }
+    }
+
+    /// Drops everything queued.
+    pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
+        if let Some(mut q) = self.queue.take() {
+            for chunk in q.chunks.drain(..) {
+                if let Chunk::Owned(v) = chunk {
+                    pool.give(v);
+                }
+            }
+        }
+    }
+}
+
+impl Queue {
     fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
         self.len -= n.min(self.len);
         while n > 0 {
@@ -148,24 +181,6 @@ impl Outbound {
         if self.chunks.is_empty() {
             self.offset = 0;
         }
-    }
-
-    /// Frees the queue's own storage when nothing is queued (idle connections hold nothing).
-    pub(crate) fn shrink_if_empty(&mut self) {
-        if self.len == 0 && self.chunks.capacity() > 0 {
-            self.chunks = VecDeque::new();
-        }
-    }
-
-    /// Drops everything queued.
-    pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
-        for chunk in self.chunks.drain(..) {
-            if let Chunk::Owned(v) = chunk {
-                pool.give(v);
-            }
-        }
-        self.offset = 0;
-        self.len = 0;
     }
 }
 
@@ -235,6 +250,6 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(w.got, want);
         q.shrink_if_empty();
-        assert_eq!(q.chunks.capacity(), 0);
+        assert!(q.queue.is_none());
     }
 }
