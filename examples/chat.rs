@@ -38,6 +38,6 @@ impl Handler for Rooms {
 }
 
 fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let _ = wsloop::logging::init();
     Server::new(Rooms).bind("127.0.0.1:9002".parse().unwrap()).run()
 }

@@ -13,6 +13,6 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let _ = wsloop::logging::init();
     Server::new(Echo).bind("127.0.0.1:9001".parse().unwrap()).run()
 }

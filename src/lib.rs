@@ -35,6 +35,7 @@ pub mod error;
 pub mod explain;
 pub mod frame;
 pub mod handshake;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod utf8;

@@ -190,7 +190,7 @@ fn explain_cmd(cmd: ExplainCommand) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let _ = wsloop::logging::init();
     let cli = Cli::parse();
     match cli.command {
         None => serve(ServeArgs::default()),

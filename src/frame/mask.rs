@@ -13,6 +13,24 @@
 /// XORs `buf` in place with the masking key, where `buf` starts `offset` bytes into the payload
 /// (so a payload that arrives in pieces can be unmasked piece by piece) (RFC 6455 §5.3).
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    // A payload usually sits at an odd place in a read buffer (after a 6-, 8- or 14-byte
+    // header), and vector loads and stores that straddle cache lines cost about a quarter of
+    // the throughput. So a longer buffer is split at its first 32-byte boundary: the few bytes
+    // before it go through the word and byte steps, the rest starts its blocks aligned.
+    // (Reading a pointer's address is safe; `align_offset` may in principle answer
+    // `usize::MAX`, which `min` turns into "no split", still correct.)
+    if buf.len() >= 128 {
+        let head = buf.as_ptr().align_offset(32).min(buf.len());
+        let (head, body) = buf.split_at_mut(head);
+        mask_from(head, key, offset);
+        mask_from(body, key, offset + head.len());
+    } else {
+        mask_from(buf, key, offset);
+    }
+}
+
+/// [`apply_mask`] without the alignment step.
+fn mask_from(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // Rotate the key so that index 0 of `buf` lines up with key[offset % 4], and repeat it to
     // fill a word.
     let o = offset % 4;
@@ -71,15 +89,17 @@ mod tests {
     #[test]
     fn fast_equals_bytewise_at_every_alignment_length_and_offset() {
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
-        for start in 0..16 {
-            // Up to three 64-byte blocks, then words, then a tail, at every phase.
-            for len in 0..(data.len() - start).min(200) {
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+        // Sub-slices of one buffer, so that `start` moves the slice across every position
+        // relative to a 32-byte boundary (the alignment split), and lengths up to four 64-byte
+        // blocks plus words plus a tail, at every key phase.
+        for start in 0..40 {
+            for len in 0..(data.len() - start).min(300) {
                 for offset in 0..4 {
-                    let mut fast = data[start..start + len].to_vec();
-                    let mut slow = fast.clone();
-                    apply_mask(&mut fast, key, offset);
-                    apply_mask_bytewise(&mut slow, key, offset);
+                    let mut fast = data.clone();
+                    let mut slow = data.clone();
+                    apply_mask(&mut fast[start..start + len], key, offset);
+                    apply_mask_bytewise(&mut slow[start..start + len], key, offset);
                     assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
                 }
             }

@@ -215,23 +215,31 @@ pub struct CheckOutcome {
 /// Checks an upgrade request against RFC 6455 §4.2.1 and returns what it asks for, or the
 /// first rule it breaks.
 pub fn validate_upgrade(req: &Request) -> Result<UpgradeRequest, HandshakeError> {
-    let (outcome, _) = check_upgrade(req);
-    outcome
+    run_checks(req, None)
 }
 
 /// The same checks as [`validate_upgrade`], also returning each check made, in order, with its
 /// outcome (the checks stop at the first failure).
 pub fn check_upgrade(req: &Request) -> (Result<UpgradeRequest, HandshakeError>, Vec<CheckOutcome>) {
     let mut log = Vec::new();
+    let result = run_checks(req, Some(&mut log));
+    (result, log)
+}
+
+/// The checks of RFC 6455 §4.2.1, recording each in `log` when one is given (the server's own
+/// path passes `None` and allocates nothing for it).
+fn run_checks(req: &Request, mut log: Option<&mut Vec<CheckOutcome>>) -> Result<UpgradeRequest, HandshakeError> {
     let mut check = |cond: bool, err: HandshakeError, rule: &'static str| {
-        log.push(CheckOutcome { rule, passed: cond });
+        if let Some(log) = log.as_deref_mut() {
+            log.push(CheckOutcome { rule, passed: cond });
+        }
         if cond {
             Ok(())
         } else {
             Err(err)
         }
     };
-    let result = (|| {
+    (|| {
         check(
             req.method() == "GET",
             HandshakeError::MethodNotGet,
@@ -285,8 +293,7 @@ pub fn check_upgrade(req: &Request) -> (Result<UpgradeRequest, HandshakeError>, 
                 .map(str::to_owned)
                 .collect(),
         })
-    })();
-    (result, log)
+    })()
 }
 
 fn trim_ascii(v: &[u8]) -> &[u8] {

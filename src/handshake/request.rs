@@ -107,8 +107,17 @@ pub struct Request {
 impl Request {
     /// Parses a complete request head (ending in the blank line).
     pub fn parse(head: &[u8], max_headers: usize) -> Result<Request, HandshakeError> {
-        let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
-        let mut req = httparse::Request::new(&mut storage);
+        // Header slots on the stack for the usual limit; a larger limit goes to the heap.
+        let mut on_stack = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
+        let mut on_heap = Vec::new();
+        let storage: &mut [httparse::Header<'_>] = match on_stack.get_mut(..max_headers) {
+            Some(slots) => slots,
+            None => {
+                on_heap.resize(max_headers, httparse::EMPTY_HEADER);
+                &mut on_heap
+            }
+        };
+        let mut req = httparse::Request::new(storage);
         match req.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("incomplete request head")),

@@ -278,7 +278,10 @@ impl EventLoop {
         .unwrap_or(Duration::from_secs(1));
         let tick = (smallest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
         let mut next_sweep = 0u32;
+        crate::logging::buffer_this_thread();
         loop {
+            // Lines logged during the last iteration go out in one write (see crate::logging).
+            log::logger().flush();
             if let Err(e) = self.poll.poll(&mut events, Some(tick)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     warn!("poll failed: {e}");
@@ -321,6 +324,7 @@ impl EventLoop {
                 }
                 self.deliver_outgoing();
                 self.send_remote();
+                log::logger().flush();
                 return;
             }
         }
@@ -480,8 +484,7 @@ impl EventLoop {
     fn upgrade(&mut self, slot: usize, request: Request, leftover: Vec<u8>) {
         let shared = self.env.shared.clone();
         let Some(conn) = self.conns.get_mut(slot) else { return };
-        let (checked, _) = handshake::check_upgrade(&request);
-        let refusal = match checked {
+        let refusal = match handshake::validate_upgrade(&request) {
             Err(e) => Some((e.response(), format!("{e}"))),
             Ok(up) => match shared.handler.on_upgrade(&request, &shared.info) {
                 Err(resp) => {
