@@ -703,7 +703,7 @@ impl EventLoop {
         let (ping_after, idle_after) = (ms(c.ping_interval), ms(c.idle_timeout));
         for slot in self.conns.indices() {
             let Some(conn) = self.conns.get_mut(slot) else { continue };
-            conn.out.shrink_if_empty();
+            conn.out.release_if_empty(&mut self.env.pool);
             if conn.closing != Closing::No {
                 if passed(now, conn.deadline) {
                     self.drop_conn(slot, CloseCode::ABNORMAL, "close timeout");
@@ -820,7 +820,7 @@ fn deliver_one(env: &mut Env, slot: usize, conn: &mut Conn, frame: &Arc<[u8]>) {
     } else if frame.len() <= SHARE_ABOVE {
         conn.out.append(&mut env.pool, |v| v.extend_from_slice(frame));
     } else {
-        conn.out.push_shared(frame.clone());
+        conn.out.push_shared(frame.clone(), &mut env.pool);
     }
     if env.trace() {
         print_trace(
@@ -875,11 +875,26 @@ fn http_input(env: &mut Env, conn: &mut Conn, input: &[u8]) -> Option<(Request, 
     let Phase::Http(h) = &mut conn.phase else { return None };
     if h.buf.is_empty() {
         conn.deadline = env.now.wrapping_add(ms(env.config().handshake_timeout));
+    } else {
+        h.buf.extend_from_slice(input);
     }
-    h.buf.extend_from_slice(input);
+    // While nothing is saved, parse straight from the read buffer; bytes are copied into
+    // `h.buf` only when a head arrives in pieces or requests are pipelined behind it.
+    let mut fresh = if h.buf.is_empty() { input } else { &[][..] };
     loop {
-        match h.parser.parse(&h.buf) {
-            Ok(ParseStatus::Partial) => return None,
+        let from_buf = !h.buf.is_empty();
+        let status = if from_buf {
+            h.parser.parse(&h.buf)
+        } else {
+            h.parser.parse(fresh)
+        };
+        match status {
+            Ok(ParseStatus::Partial) => {
+                if !from_buf {
+                    h.buf.extend_from_slice(fresh);
+                }
+                return None;
+            }
             Err(e) => {
                 debug!("bad request from {}: {e}", conn.peer);
                 let bytes = e.response();
@@ -888,11 +903,22 @@ fn http_input(env: &mut Env, conn: &mut Conn, input: &[u8]) -> Option<(Request, 
                 return None;
             }
             Ok(ParseStatus::Complete { request, head_len }) => {
-                let rest = h.buf.split_off(head_len.min(h.buf.len()));
-                h.buf = rest;
+                if from_buf {
+                    let rest = h.buf.split_off(head_len.min(h.buf.len()));
+                    h.buf = rest;
+                } else {
+                    fresh = fresh.get(head_len..).unwrap_or_default();
+                }
                 h.parser = RequestParser::new(env.config().request_limits);
                 if request.wants_upgrade() {
-                    return Some((request, std::mem::take(&mut h.buf)));
+                    // Bytes after the head are the client's first frames: they go to the
+                    // WebSocket, never dropped.
+                    let leftover = if from_buf {
+                        std::mem::take(&mut h.buf)
+                    } else {
+                        fresh.to_vec()
+                    };
+                    return Some((request, leftover));
                 }
                 let shared = env.shared.clone();
                 let response = shared.handler.on_request(&request, &shared.info);
@@ -915,7 +941,7 @@ fn http_input(env: &mut Env, conn: &mut Conn, input: &[u8]) -> Option<(Request, 
                     return None;
                 }
                 conn.deadline = env.now.wrapping_add(ms(env.config().keepalive_timeout));
-                if h.buf.is_empty() {
+                if h.buf.is_empty() && fresh.is_empty() {
                     h.buf = Vec::new(); // an idle keep-alive connection holds no buffer
                     return None;
                 }

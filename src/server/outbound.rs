@@ -36,9 +36,25 @@ impl Chunk {
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
+    /// Emptied queues (with their chunk lists' capacity), handed to the next connection that
+    /// has something to send: a queue lives only while it holds bytes.
+    queues: Vec<Box<Queue>>,
 }
 
 impl BufferPool {
+    fn take_queue(&mut self) -> Box<Queue> {
+        self.queues.pop().unwrap_or_default()
+    }
+
+    fn give_queue(&mut self, mut q: Box<Queue>) {
+        if self.queues.len() < POOL_MAX_BUFFERS {
+            q.chunks.clear();
+            q.offset = 0;
+            q.len = 0;
+            self.queues.push(q);
+        }
+    }
+
     fn take(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_default()
     }
@@ -77,13 +93,13 @@ impl Outbound {
         self.len() == 0
     }
 
-    fn queue(&mut self) -> &mut Queue {
-        self.queue.get_or_insert_with(Box::default)
+    fn queue(&mut self, pool: &mut BufferPool) -> &mut Queue {
+        self.queue.get_or_insert_with(|| pool.take_queue())
     }
 
     /// Runs `f` with the owned buffer at the tail of the queue, to append bytes to it.
     pub(crate) fn append<R>(&mut self, pool: &mut BufferPool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let q = self.queue();
+        let q = self.queue(pool);
         let needs_new = match q.chunks.back() {
             Some(Chunk::Owned(v)) => v.len() >= OWNED_CHUNK_TARGET,
             _ => true,
@@ -104,8 +120,8 @@ impl Outbound {
     }
 
     /// Queues a shared, already-framed message.
-    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
-        let q = self.queue();
+    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>, pool: &mut BufferPool) {
+        let q = self.queue(pool);
         q.len += frame.len();
         q.chunks.push_back(Chunk::Shared(frame));
     }
@@ -140,13 +156,16 @@ impl Outbound {
             total += written;
             q.consume(written, pool);
         }
+        self.release_if_empty(pool);
         Ok(total)
     }
 
-    /// Frees the queue's own storage when nothing is queued (idle connections hold nothing).
-    pub(crate) fn shrink_if_empty(&mut self) {
+    /// Hands the queue back to the pool when nothing is queued (idle connections hold nothing).
+    pub(crate) fn release_if_empty(&mut self, pool: &mut BufferPool) {
         if self.is_empty() {
-            self.queue = None;
+            if let Some(q) = self.queue.take() {
+                pool.give_queue(q);
+            }
         }
     }
 
@@ -158,6 +177,7 @@ impl Outbound {
                     pool.give(v);
                 }
             }
+            pool.give_queue(q);
         }
     }
 }
@@ -229,7 +249,7 @@ mod tests {
             if i % 7 == 0 {
                 let shared: Arc<[u8]> = vec![i; 1000].into();
                 want.extend_from_slice(&shared);
-                q.push_shared(shared);
+                q.push_shared(shared, &mut pool);
             } else {
                 q.append(&mut pool, |v| v.extend_from_slice(&[i; 33]));
                 want.extend_from_slice(&[i; 33]);
@@ -249,7 +269,8 @@ mod tests {
         }
         assert!(q.is_empty());
         assert_eq!(w.got, want);
-        q.shrink_if_empty();
+        q.release_if_empty(&mut pool);
         assert!(q.queue.is_none());
+        assert_eq!(pool.queues.len(), 1);
     }
 }
