@@ -74,7 +74,7 @@ impl Args {
     /// Seconds (fractions allowed) as a Duration.
     pub fn secs(&mut self, names: &[&str], default: f64) -> Result<Duration> {
         let s: f64 = self.get(names, default)?;
-        if !(s.is_finite() && s >= 0.0 && s < 1e6) {
+        if !(0.0..1e6).contains(&s) {
             bail!("{} must be a number of seconds", names[0]);
         }
         Ok(Duration::from_secs_f64(s))

@@ -58,8 +58,7 @@ pub struct WsConn {
 impl WsConn {
     /// Starts a non-blocking connect; the upgrade follows in [`Self::drive`].
     pub fn connect(addr: SocketAddr, host: &str, path: &str, seed: u64) -> Result<WsConn> {
-        let stream = TcpStream::connect(addr)
-            .map_err(|e| Error(format!("connect to {addr}: {e}")))?;
+        let stream = TcpStream::connect(addr).map_err(|e| Error(format!("connect to {addr}: {e}")))?;
         // Small messages must not wait for Nagle; the servers do the same.
         stream.set_nodelay(true)?;
         let mut rng = Rng::new(seed);
@@ -139,10 +138,7 @@ impl WsConn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::ConnectionReset
-                        && self.close_received.is_some() =>
-                {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && self.close_received.is_some() => {
                     // A reset after the close handshake is just a fast close.
                     self.eof = true
                 }
@@ -268,12 +264,7 @@ impl WsConn {
                         // Echo the code back, as RFC 6455 5.5.1 suggests.
                         let mask = self.rng.next_u64().to_le_bytes();
                         let body = if payload.len() >= 2 { &payload[..2] } else { &[] };
-                        ws::put_client_frame(
-                            &mut self.wbuf,
-                            ws::OP_CLOSE,
-                            body,
-                            [mask[0], mask[1], mask[2], mask[3]],
-                        );
+                        ws::put_client_frame(&mut self.wbuf, ws::OP_CLOSE, body, [mask[0], mask[1], mask[2], mask[3]]);
                     }
                     self.close_received = Some((code, reason));
                 }
@@ -306,11 +297,6 @@ impl WsConn {
             self.wpos = 0;
         }
         Ok(())
-    }
-
-    /// Bytes queued but not yet accepted by the kernel.
-    pub fn unsent(&self) -> usize {
-        self.wbuf.len() - self.wpos
     }
 
     fn mask(&mut self) -> [u8; 4] {
@@ -359,4 +345,112 @@ where
         bail!("server sent a text message that is not valid UTF-8");
     }
     on_msg(opcode, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Interest, Poll, Token};
+    use std::time::Duration;
+
+    /// A scripted server on a std socket: answers the upgrade, then sends a
+    /// fragmented text message, a ping, a binary message and a close frame;
+    /// returns the frame opcodes the client sent back.
+    fn scripted_server(listener: std::net::TcpListener) -> Vec<u8> {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            req.push(b[0]);
+        }
+        let req = String::from_utf8(req).unwrap();
+        let key = req.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            ws::accept_for(key)
+        )
+        .into_bytes();
+        out.extend_from_slice(&[0x01, 3, b'h', b'e', b'l']); // text, not final
+        out.extend_from_slice(&[0x89, 1, b'p']); // ping between fragments
+        out.extend_from_slice(&[0x80, 2, b'l', b'o']); // final continuation
+        out.extend_from_slice(&[0x82, 3, b'x', b'y', b'z']);
+        out.extend_from_slice(&[0x88, 2, 0x03, 0xE8]); // close 1000
+        s.write_all(&out).unwrap();
+        // Read the client's frames (masked, small) until its close.
+        let mut opcodes = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            s.read_exact(&mut h).unwrap();
+            let len = (h[1] & 0x7F) as usize;
+            let mut rest = vec![0u8; 4 + len];
+            s.read_exact(&mut rest).unwrap();
+            opcodes.push(h[0] & 0x0F);
+            if h[0] & 0x0F == ws::OP_CLOSE {
+                return opcodes;
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_fragments_ping_and_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || scripted_server(listener));
+
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut c = WsConn::connect(addr, "test", "/echo", 1).unwrap();
+        poll.registry()
+            .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        let mut got: Vec<(u8, Vec<u8>)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.close_received.is_none() && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+            c.drive(&mut |op, p| {
+                got.push((op, p.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            got,
+            vec![(ws::OP_TEXT, b"hello".to_vec()), (ws::OP_BINARY, b"xyz".to_vec())]
+        );
+        assert_eq!(c.close_received, Some((1000, String::new())));
+        assert!(c.unexpected_close().is_some(), "we never asked to close");
+        assert_eq!(server.join().unwrap(), vec![ws::OP_PONG, ws::OP_CLOSE]);
+    }
+
+    #[test]
+    fn refused_upgrade_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        });
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut c = WsConn::connect(addr, "test", "/nope", 2).unwrap();
+        poll.registry()
+            .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = loop {
+            assert!(Instant::now() < deadline, "no error within 5 s");
+            poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+            if let Err(e) = c.drive(&mut |_, _| Ok(())) {
+                break e;
+            }
+        };
+        assert!(err.0.contains("404"), "{err}");
+        server.join().unwrap();
+    }
 }

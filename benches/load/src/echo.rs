@@ -46,14 +46,14 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     let mut net = Net::new(o.target.clone(), o.connect_timeout)?;
 
     println!(
-        "echo: {} connections x {} in flight x {} B {} to {} for {:?} (warmup {:?})",
+        "echo: {} connections x {} in flight x {} B {} to {} for {:.1} s (warmup {:.1} s)",
         o.conns,
         o.depth,
         o.size,
         if o.binary { "binary" } else { "text" },
         o.target.addr,
-        o.secs,
-        o.warmup
+        o.secs.as_secs_f64(),
+        o.warmup.as_secs_f64()
     );
     let open_time = net.open(o.conns, |i, _, _| {
         bail!("connection {i}: unexpected message before any was sent")
@@ -83,8 +83,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         for _ in 0..o.depth {
             send_one(c, f, &payload, opcode, i as u32);
         }
-        c.flush()
-            .map_err(|e| Error(format!("connection {i}: {e}")))?;
+        c.flush().map_err(|e| Error(format!("connection {i}: {e}")))?;
     }
 
     let mut hist = Histogram::default();
@@ -105,9 +104,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         } else {
             end + drain_limit
         };
-        let timeout = next
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
+        let timeout = next.saturating_duration_since(now).min(Duration::from_millis(100));
 
         net.poll.poll(&mut net.events, Some(timeout))?;
         for ev in net.events.iter() {
@@ -123,9 +120,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
                 let Some(sent) = f.sent_at.pop_front() else {
                     bail!("received a message that was never sent ({} bytes)", p.len());
                 };
-                payload
-                    .check(p, i as u32, f.next_recv)
-                    .map_err(Error)?;
+                payload.check(p, i as u32, f.next_recv).map_err(Error)?;
                 f.next_recv += 1;
                 got += 1;
                 if measuring {
@@ -148,8 +143,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
                         send_one(c, f, &payload, opcode, i as u32);
                     }
                     in_flight += got;
-                    c.flush()
-                        .map_err(|e| Error(format!("connection {i}: {e}")))?;
+                    c.flush().map_err(|e| Error(format!("connection {i}: {e}")))?;
                 }
             }
         }
@@ -167,15 +161,10 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
             break;
         }
         if now >= end + drain_limit {
-            bail!(
-                "{in_flight} echoes still missing {drain_limit:?} after the end of the run"
-            );
+            bail!("{in_flight} echoes still missing {drain_limit:?} after the end of the run");
         }
         if now.duration_since(last_progress) > o.stall {
-            bail!(
-                "no echo received for {:?} ({in_flight} messages in flight)",
-                o.stall
-            );
+            bail!("no echo received for {:?} ({in_flight} messages in flight)", o.stall);
         }
     }
 
@@ -191,9 +180,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     let per_cpu = per(msgs as f64, server_cpu);
     let p50 = hist.quantile_us(0.5);
     let p99 = hist.quantile_us(0.99);
-    println!(
-        "  {msgs} echoes verified in {elapsed:.3} s: {rate:.0} msgs/s, {mbps:.2} MB/s (payload, one way)"
-    );
+    println!("  {msgs} echoes verified in {elapsed:.3} s: {rate:.0} msgs/s, {mbps:.2} MB/s (payload, one way)");
     println!(
         "  round trip: p50 {} us, p99 {} us, max {} us",
         fmt_opt(p50, 1),
@@ -232,13 +219,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn send_one(
-    c: &mut crate::conn::WsConn,
-    f: &mut Flight,
-    payload: &EchoPayload,
-    opcode: u8,
-    conn: u32,
-) {
+fn send_one(c: &mut crate::conn::WsConn, f: &mut Flight, payload: &EchoPayload, opcode: u8, conn: u32) {
     let seq = f.next_send;
     c.queue_with(opcode, payload.size(), |out| payload.write(out, conn, seq));
     f.next_send += 1;

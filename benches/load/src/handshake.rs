@@ -38,8 +38,11 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
         bail!("-t must be positive");
     }
     println!(
-        "handshake: {} workers against {} for {:?} (warmup {:?})",
-        o.workers, o.target.addr, o.secs, o.warmup
+        "handshake: {} workers against {} for {:.1} s (warmup {:.1} s)",
+        o.workers,
+        o.target.addr,
+        o.secs.as_secs_f64(),
+        o.warmup.as_secs_f64()
     );
     let mut net = Net::new(o.target.clone(), o.timeout)?;
     let token = |slot: usize, generation: usize| (generation << SLOT_BITS) | slot;
@@ -65,13 +68,12 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
     let mut done: u64 = 0;
     let mut hist = Histogram::default();
     let mut last_check = t0;
+    let mut restart: Vec<usize> = Vec::new();
 
     while window_end.is_none() {
         let now = Instant::now();
         let next = if window_start.is_none() { warm_end } else { end };
-        let timeout = next
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
+        let timeout = next.saturating_duration_since(now).min(Duration::from_millis(100));
         net.poll.poll(&mut net.events, Some(timeout))?;
         let measuring = window_start.is_some();
         for ev in net.events.iter() {
@@ -89,8 +91,7 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
             if c.is_open() && !c.close_sent {
                 // Upgrade done: start the close handshake right away.
                 c.queue_close(1000);
-                c.flush()
-                    .map_err(|e| Error(format!("worker {slot}: {e}")))?;
+                c.flush().map_err(|e| Error(format!("worker {slot}: {e}")))?;
             }
             if let Some(e) = c.unexpected_close() {
                 bail!("worker {slot}: {e}");
@@ -107,13 +108,19 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
                 {
                     bail!("worker {slot}: server answered close with code {code} ({reason:?})");
                 }
+                // New generation at once, so later events of this batch for
+                // the old socket are skipped; the new socket is started below.
                 w.generation += 1;
-                let fresh = net.start_conn(token(slot, w.generation))?;
-                // The old socket is deregistered implicitly when dropped.
-                w.conn = fresh;
+                restart.push(slot);
             } else if c.eof {
                 bail!("worker {slot}: server closed TCP before answering our close frame");
             }
+        }
+        for slot in restart.drain(..) {
+            let w = &mut workers[slot];
+            // Replacing the old connection drops (closes) its socket, which
+            // also removes it from the poll.
+            w.conn = net.start_conn(token(slot, w.generation))?;
         }
         let now = Instant::now();
         if window_start.is_none() && now >= warm_end {
@@ -151,11 +158,7 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
     let p50 = hist.quantile_us(0.5);
     let p99 = hist.quantile_us(0.99);
     println!("  {done} handshakes (upgrade + close) in {elapsed:.3} s: {rate:.0} handshakes/s");
-    println!(
-        "  cycle time: p50 {} us, p99 {} us",
-        fmt_opt(p50, 1),
-        fmt_opt(p99, 1)
-    );
+    println!("  cycle time: p50 {} us, p99 {} us", fmt_opt(p50, 1), fmt_opt(p99, 1));
     println!(
         "  server CPU {} s -> {} handshakes per server CPU-second; load generator CPU {:.2} s",
         fmt_opt(server_cpu, 2),

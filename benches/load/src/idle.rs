@@ -39,8 +39,10 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
     let pid = o.server_pid;
     let rss = |key: &str| status_bytes(pid, key);
     println!(
-        "idle: {} connections to {} (server pid {pid}), hold {:?}",
-        o.conns, o.target.addr, o.hold
+        "idle: {} connections to {} (server pid {pid}), hold {:.1} s",
+        o.conns,
+        o.target.addr,
+        o.hold.as_secs_f64()
     );
     let rss_before = rss("VmRSS")?;
     let mut net = Net::new(o.target.clone(), o.connect_timeout)?;
@@ -110,7 +112,10 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
         if settled { "settled" } else { "NOT settled" },
         rss_peak / 1024
     );
-    println!("  {per_conn:.0} bytes per idle connection; all {} answered a ping", o.conns);
+    println!(
+        "  {per_conn:.0} bytes per idle connection; all {} answered a ping",
+        o.conns
+    );
     if messages > 0 {
         println!("  ({messages} messages from the server while idle were ignored)");
     }
@@ -140,10 +145,7 @@ fn is_settled(samples: &[(Instant, u64)], now: Instant) -> bool {
     if recent.len() < 4 {
         return false;
     }
-    let (lo, hi) = (
-        *recent.iter().min().unwrap_or(&0),
-        *recent.iter().max().unwrap_or(&0),
-    );
+    let (lo, hi) = (*recent.iter().min().unwrap_or(&0), *recent.iter().max().unwrap_or(&0));
     hi - lo <= (64 * 1024).max(hi / 200)
 }
 

@@ -1,1 +1,147 @@
-fn main(){}
+//! wsloop-load: a WebSocket load generator on a mio event loop, with its own
+//! minimal RFC 6455 client. See `wsloop-load help`.
+//!
+//! Every mode prints human-readable lines and then one machine-readable line
+//! `RESULT {json}`. Any verification failure, unexpected close or timeout
+//! ends the run with a message on stderr and exit status 1.
+
+mod args;
+mod broadcast;
+mod conn;
+mod echo;
+mod error;
+mod handshake;
+mod idle;
+mod net;
+mod payload;
+mod report;
+mod stats;
+mod ws;
+
+use std::process::ExitCode;
+
+use args::Args;
+use error::Result;
+use net::Target;
+use report::Report;
+
+const USAGE: &str = "\
+wsloop-load: WebSocket load generator (loopback targets only)
+
+USAGE:
+  wsloop-load echo --url ws://127.0.0.1:PORT/echo -c N -d D -s S -t SECS
+                   [--binary] [--warmup SECS] [--server-pid PID]
+      N connections, D messages of S bytes in flight on each, for SECS
+      seconds; every echo is verified byte for byte. Reports msgs/s, MB/s,
+      p50/p99 round trip and, with --server-pid, msgs per server CPU-second.
+  wsloop-load handshake --url ws://... -w WORKERS -t SECS [--warmup SECS]
+                   [--server-pid PID]
+      WORKERS concurrent loops of connect, upgrade, close handshake.
+  wsloop-load idle --url ws://... -c N --server-pid PID [--hold SECS]
+      Server RSS per open idle connection (VmRSS after - before) / N.
+  wsloop-load broadcast --url ws://127.0.0.1:PORT/chat -m RECEIVERS -s S
+                   -t SECS [--rate R] [--window K] [--binary] [--warmup SECS]
+                   [--server-pid PID]
+      RECEIVERS connections plus one sender; at most K messages outstanding.
+      Messages without the #WSLB marker (join/leave notices) are ignored.
+
+COMMON OPTIONS:
+  --connect-timeout SECS  connect + upgrade limit per connection (default 10)
+  --stall SECS            fail when nothing progresses this long (default 10)
+
+Defaults: -c 1 (idle: 1000), -d 1, -s 32, -t 5, -w 32, -m 100, --window 8,
+--warmup 1, --hold 3.";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(Some(report)) => {
+            println!("RESULT {}", report.to_json());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsloop-load: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<Option<Report>> {
+    let mut a = Args::parse(std::env::args().skip(1))?;
+    if matches!(a.mode.as_str(), "help" | "-h" | "--help") || a.switch(&["-h", "--help"]) {
+        println!("{USAGE}");
+        return Ok(None);
+    }
+    let url: String = a.required(&["--url", "-u"])?;
+    let target = Target::parse(&url)?;
+    let connect_timeout = a.secs(&["--connect-timeout"], 10.0)?;
+    let stall = a.secs(&["--stall"], 10.0)?;
+    let server_pid: Option<u32> = a.opt(&["--server-pid", "-p"])?;
+    let mut report = Report::default();
+    report.str("url", &url);
+    report.opt_int("server_pid", server_pid.map(u64::from));
+
+    match a.mode.clone().as_str() {
+        "echo" => {
+            let o = echo::EchoOpts {
+                target,
+                conns: a.get(&["-c", "--connections"], 1)?,
+                depth: a.get(&["-d", "--depth"], 1)?,
+                size: a.get(&["-s", "--size"], 32)?,
+                secs: a.secs(&["-t", "--time"], 5.0)?,
+                warmup: a.secs(&["--warmup"], 1.0)?,
+                binary: a.switch(&["--binary"]),
+                server_pid,
+                connect_timeout,
+                stall,
+            };
+            a.finish()?;
+            echo::run(&o, &mut report)?;
+        }
+        "handshake" => {
+            let o = handshake::HandshakeOpts {
+                target,
+                workers: a.get(&["-w", "--workers"], 32)?,
+                secs: a.secs(&["-t", "--time"], 5.0)?,
+                warmup: a.secs(&["--warmup"], 1.0)?,
+                server_pid,
+                timeout: connect_timeout.max(stall),
+            };
+            a.finish()?;
+            handshake::run(&o, &mut report)?;
+        }
+        "idle" => {
+            let Some(pid) = server_pid else {
+                bail!("idle needs --server-pid: the server's RSS is what it measures");
+            };
+            let o = idle::IdleOpts {
+                target,
+                conns: a.get(&["-c", "--connections"], 1000)?,
+                server_pid: pid,
+                hold: a.secs(&["--hold"], 3.0)?,
+                connect_timeout,
+            };
+            a.finish()?;
+            idle::run(&o, &mut report)?;
+        }
+        "broadcast" => {
+            let o = broadcast::BroadcastOpts {
+                target,
+                receivers: a.get(&["-m", "--receivers"], 100)?,
+                size: a.get(&["-s", "--size"], 32)?,
+                secs: a.secs(&["-t", "--time"], 5.0)?,
+                warmup: a.secs(&["--warmup"], 1.0)?,
+                rate: a.opt(&["--rate", "-r"])?,
+                window: a.get(&["--window", "-k"], 8)?,
+                binary: a.switch(&["--binary"]),
+                server_pid,
+                connect_timeout,
+                stall,
+            };
+            a.finish()?;
+            broadcast::run(&o, &mut report)?;
+        }
+        other => bail!("unknown mode {other:?} (see `wsloop-load help`)"),
+    }
+    Ok(Some(report))
+}

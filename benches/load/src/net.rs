@@ -66,8 +66,9 @@ pub struct Net {
 
 /// How many connections may be connecting/upgrading at once. Keeps the
 /// server's accept backlog from overflowing (an overflow shows up as a 1 s
-/// SYN retransmit, i.e. as fake latency).
-pub const OPEN_CONCURRENCY: usize = 256;
+/// SYN retransmit, i.e. as fake latency). Servers that listen through mio's
+/// or std's `bind` get a backlog of only 128.
+pub const OPEN_CONCURRENCY: usize = 64;
 
 impl Net {
     pub fn new(target: Target, connect_timeout: Duration) -> Result<Net> {
@@ -89,17 +90,10 @@ impl Net {
     /// A new connection registered under `token` (not stored anywhere).
     pub fn start_conn(&mut self, token: usize) -> Result<WsConn> {
         self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut c = WsConn::connect(
-            self.target.addr,
-            &self.target.host,
-            &self.target.path,
-            self.seed,
-        )?;
-        self.poll.registry().register(
-            &mut c.stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let mut c = WsConn::connect(self.target.addr, &self.target.host, &self.target.path, self.seed)?;
+        self.poll
+            .registry()
+            .register(&mut c.stream, Token(token), Interest::READABLE | Interest::WRITABLE)?;
         Ok(c)
     }
 
@@ -123,8 +117,7 @@ impl Net {
                 self.conns.push(c);
                 pending += 1;
             }
-            self.poll
-                .poll(&mut self.events, Some(Duration::from_millis(50)))?;
+            self.poll.poll(&mut self.events, Some(Duration::from_millis(50)))?;
             for ev in self.events.iter() {
                 let i = ev.token().0;
                 let Some(c) = self.conns.get_mut(i) else {
@@ -193,8 +186,7 @@ impl Net {
         let deadline = Instant::now() + timeout;
         let mut open = self.conns.iter().filter(|c| !c.is_closed()).count();
         while open > 0 && Instant::now() < deadline {
-            self.poll
-                .poll(&mut self.events, Some(Duration::from_millis(50)))?;
+            self.poll.poll(&mut self.events, Some(Duration::from_millis(50)))?;
             for ev in self.events.iter() {
                 let i = ev.token().0;
                 let Some(c) = self.conns.get_mut(i) else {

@@ -21,9 +21,7 @@ pub struct Pattern {
 impl Pattern {
     pub fn new(size: usize, seed: u64) -> Pattern {
         let mut rng = Rng::new(seed);
-        let fill = (0..size + CYCLE)
-            .map(|_| b'!' + (rng.next_u64() % 94) as u8)
-            .collect();
+        let fill = (0..size + CYCLE).map(|_| b'!' + (rng.next_u64() % 94) as u8).collect();
         Pattern { size, fill }
     }
 
@@ -84,15 +82,8 @@ impl EchoPayload {
         }
         let want = self.0.filler(seq ^ u64::from(conn), size - h);
         if got[h..] != *want {
-            let at = got[h..]
-                .iter()
-                .zip(want)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            return Err(format!(
-                "message #{seq}: payload differs at byte {}",
-                h + at
-            ));
+            let at = got[h..].iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+            return Err(format!("message #{seq}: payload differs at byte {}", h + at));
         }
         Ok(())
     }

@@ -18,7 +18,8 @@ pub struct Histogram {
 
 const SUB: u64 = 1024;
 const HALF: usize = 512;
-const BUCKETS: usize = 55 * HALF;
+// Largest index: e = 54, v >> e = 1023 -> 54 * 512 + 1023.
+const BUCKETS: usize = 56 * HALF;
 
 fn bucket(v: u64) -> usize {
     if v < SUB {
@@ -59,10 +60,6 @@ impl Histogram {
         self.max = self.max.max(ns);
     }
 
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
     /// The `q` quantile (0..=1) in microseconds, `None` without samples.
     pub fn quantile_us(&self, q: f64) -> Option<f64> {
         if self.total == 0 {
@@ -94,8 +91,7 @@ pub fn clock_ticks() -> f64 {
 /// CPU seconds (user + system, all threads) used so far by process `pid`.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Error(format!("reading {path} (is the server running?): {e}")))?;
+    let text = fs::read_to_string(&path).map_err(|e| Error(format!("reading {path} (is the server running?): {e}")))?;
     // The command name (field 2) is in parentheses and may contain spaces,
     // so count fields from the last ')'.
     let Some(close) = text.rfind(')') else {
@@ -115,8 +111,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 /// A `VmXXX:` line of /proc/PID/status, in bytes.
 pub fn status_bytes(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Error(format!("reading {path} (is the server running?): {e}")))?;
+    let text = fs::read_to_string(&path).map_err(|e| Error(format!("reading {path} (is the server running?): {e}")))?;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
             let kb: u64 = rest

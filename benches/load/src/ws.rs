@@ -111,11 +111,7 @@ pub fn parse_handshake_response(buf: &[u8], expected_accept: &str) -> Result<Opt
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
             "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
-            "connection" => {
-                connection = value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            }
+            "connection" => connection = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")),
             "sec-websocket-accept" => accept = Some(value.to_owned()),
             "sec-websocket-extensions" => {
                 bail!("server enabled an extension we did not offer: {value:?}")
@@ -162,9 +158,7 @@ pub fn put_client_header(out: &mut Vec<u8>, opcode: u8, len: usize, mask: [u8; 4
 
 /// XORs `buf` with the 4-byte masking key, 8 bytes at a time.
 pub fn mask_in_place(buf: &mut [u8], mask: [u8; 4]) {
-    let k = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
+    let k = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
     let (chunks, rest) = buf.as_chunks_mut::<8>();
     for c in chunks {
         *c = (u64::from_ne_bytes(*c) ^ k).to_ne_bytes();
@@ -268,10 +262,7 @@ mod tests {
     #[test]
     fn accept_matches_rfc_example() {
         // RFC 6455 section 1.3.
-        assert_eq!(
-            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_for("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -284,10 +275,7 @@ mod tests {
             parse_handshake_response(ok.as_bytes(), &acc).unwrap(),
             Some(ok.len() - 2)
         );
-        assert_eq!(
-            parse_handshake_response(&ok.as_bytes()[..20], &acc).unwrap(),
-            None
-        );
+        assert_eq!(parse_handshake_response(&ok.as_bytes()[..20], &acc).unwrap(), None);
         let bad = ok.replace("xOo=", "xOX=");
         assert!(parse_handshake_response(bad.as_bytes(), &acc).is_err());
         let refused = "HTTP/1.1 404 Not Found\r\n\r\n";
@@ -331,10 +319,7 @@ mod tests {
             })
         );
         assert_eq!(parse_frame_head(&[0x82, 126, 1]).unwrap(), None);
-        assert_eq!(
-            parse_frame_head(&[0x82, 126, 1, 0]).unwrap().unwrap().payload_len,
-            256
-        );
+        assert_eq!(parse_frame_head(&[0x82, 126, 1, 0]).unwrap().unwrap().payload_len, 256);
         let mut long = vec![0x02, 127];
         long.extend_from_slice(&70_000u64.to_be_bytes());
         let h = parse_frame_head(&long).unwrap().unwrap();

@@ -42,9 +42,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => p.parse()?,
         None => 9002,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -70,9 +68,7 @@ fn main() -> anyhow::Result<()> {
                     let next_id = next_id.clone();
                     async move { route(req, clients, next_id) }
                 });
-                let conn = http1::Builder::new()
-                    .serve_connection(io, service)
-                    .with_upgrades();
+                let conn = http1::Builder::new().serve_connection(io, service).with_upgrades();
                 if let Err(e) = conn.await {
                     eprintln!("http: {e}");
                 }
