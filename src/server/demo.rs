@@ -42,19 +42,6 @@ impl DemoApp {
     }
 }
 
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const PAGES: [&str; 3] = ["/", "/health", "/learn"];
 
 impl Handler for DemoApp {
@@ -142,12 +129,13 @@ impl Handler for DemoApp {
     fn on_close(&self, ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
         if ctx.path() == "/chat" {
             let online = self.chat_members.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-            let notice = format!(
-                "{{\"type\":\"leave\",\"id\":\"{}\",\"online\":{online},\"code\":{},\"reason\":\"{}\"}}",
+            let mut notice = format!(
+                "{{\"type\":\"leave\",\"id\":\"{}\",\"online\":{online},\"code\":{},\"reason\":",
                 ctx.id(),
-                code.0,
-                json_escape(reason)
+                code.0
             );
+            explain::push_json_str(&mut notice, reason);
+            notice.push('}');
             ctx.publish(CHAT_TOPIC, Message::Text(&notice));
         }
     }
