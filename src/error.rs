@@ -120,6 +120,9 @@ pub enum SendError {
     ControlFrameTooLong,
     /// A close code that may not be sent on the wire (RFC 6455 §7.4).
     InvalidCloseCode(u16),
+    /// An unmasked frame header asked for by a client, whose frames must be masked
+    /// (RFC 6455 §5.3).
+    ClientMustMask,
 }
 
 impl fmt::Display for SendError {
@@ -128,6 +131,7 @@ impl fmt::Display for SendError {
             SendError::Closing => f.write_str("a Close frame was already sent (RFC 6455 §5.5.1)"),
             SendError::ControlFrameTooLong => f.write_str("control frame payload over 125 bytes (RFC 6455 §5.5)"),
             SendError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent (RFC 6455 §7.4)"),
+            SendError::ClientMustMask => f.write_str("a client's frames must be masked (RFC 6455 §5.3)"),
         }
     }
 }

@@ -5,14 +5,15 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use wsloop::explain::{self, Style};
-use wsloop::server::{demo::DemoApp, Server, ServerConfig};
+use wsloop::server::{demo::DemoApp, OriginPolicy, Server, ServerConfig, TraceObserver};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
 /// With no command, `wsloop` runs `serve` with the defaults: http://127.0.0.1:3000 serves a
-/// chat page at /, /health, /learn, and WebSockets at /echo, /chat and /learn.
+/// chat page at /, /health, /metrics, /learn, and WebSockets at /echo, /chat and /learn.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -22,61 +23,86 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the demo: / (chat page), /health, /learn; WebSockets on /echo, /chat, /learn.
+    /// Serve the demo: / (chat page), /health, /metrics, /learn; WebSockets on /echo, /chat, /learn.
     Serve(ServeArgs),
     /// Explain the opening handshake or a frame, step by step, with the RFC's rules.
     #[command(subcommand)]
     Explain(ExplainCommand),
 }
 
+/// The library's defaults: every flag's default below is read from here, so the binary, the
+/// builder and the README (checked by tests/readme.rs) cannot disagree.
+fn defaults() -> ServerConfig {
+    ServerConfig::default()
+}
+
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3000")]
+    #[arg(long, default_value_t = defaults().bind)]
     bind: SocketAddr,
     /// Event-loop threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Print an annotated trace of every handshake and frame, per connection.
+    /// Bind with SO_REUSEPORT: several processes may serve the same port (default: the port
+    /// is bound exclusively and a second server gets "address in use").
+    #[arg(long)]
+    reuse_port: bool,
+    /// Print an annotated trace of every handshake and frame, per connection (from a separate
+    /// thread; if it falls behind, events are dropped and counted).
     #[arg(long)]
     trace: bool,
     /// Most open connections; over it new connections get HTTP 503.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = defaults().max_connections)]
     max_connections: usize,
     /// Largest request head in bytes (over it: 431).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = defaults().request_limits.max_header_bytes)]
     max_header_bytes: usize,
+    /// Largest HTTP request body in bytes (Content-Length; over it: 413).
+    #[arg(long, default_value_t = defaults().max_body_size)]
+    max_body_size: usize,
     /// Largest WebSocket message in bytes, all fragments together (over it: close 1009).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = defaults().websocket.max_message_size)]
     max_message_size: usize,
     /// Largest WebSocket frame payload in bytes (over it: close 1009).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = defaults().websocket.max_frame_size)]
     max_frame_size: u64,
-    /// Outbound bytes queued for one connection before the server stops reading from it.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Memory budget in bytes for everything connections buffer (over it: big frames are
+    /// refused with 1009 and the largest holders closed with 1013).
+    #[arg(long, default_value_t = defaults().max_memory)]
+    max_memory: usize,
+    /// Outbound bytes queued for one connection before the server stops reading from it (and
+    /// from publishers feeding it).
+    #[arg(long, default_value_t = defaults().backpressure_high_water)]
     backpressure_high_water: usize,
-    /// Outbound bytes queued for one connection past which broadcasts close it (1008).
-    #[arg(long, default_value_t = 16 << 20)]
+    /// Outbound bytes queued for one connection past which published messages close it (1008).
+    #[arg(long, default_value_t = defaults().max_outbound)]
     max_outbound: usize,
-    /// Seconds allowed from accept to a complete request head.
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds a backed-up subscriber may hold back the publishers feeding it.
+    #[arg(long, default_value_t = defaults().fanout_stall_timeout.as_secs_f64())]
+    fanout_stall_timeout: f64,
+    /// Seconds allowed from accept to a complete request head (and body).
+    #[arg(long, default_value_t = defaults().handshake_timeout.as_secs_f64())]
     handshake_timeout: f64,
     /// Seconds an idle HTTP keep-alive connection is kept.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults().keepalive_timeout.as_secs_f64())]
     keepalive_timeout: f64,
     /// Seconds of silence from a WebSocket peer before the server pings it.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = defaults().ping_interval.as_secs_f64())]
     ping_interval: f64,
     /// Seconds of silence from a WebSocket peer before the server drops it.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = defaults().idle_timeout.as_secs_f64())]
     idle_timeout: f64,
     /// Seconds to wait for the peer's Close after ours before dropping the connection.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults().close_timeout.as_secs_f64())]
     close_timeout: f64,
     /// Seconds to wait on shutdown (SIGINT/SIGTERM) for peers to answer our Close 1001.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults().shutdown_grace.as_secs_f64())]
     shutdown_grace: f64,
-    /// Accept WebSocket upgrades only from this Origin (repeatable; default: any).
+    /// Allow WebSocket upgrades and cross-origin HTTP requests from this Origin (repeatable;
+    /// '*' allows any). Default: same-origin only — a browser page must come from this
+    /// server (its Origin's host:port equals the Host header); clients that send no Origin
+    /// (non-browsers) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
 }
@@ -124,30 +150,43 @@ fn secs(s: f64) -> Duration {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = ServerConfig::default();
+    let mut config = defaults();
     config.bind = args.bind;
     if let Some(n) = args.threads {
         config.threads = n.max(1);
     }
-    config.trace = args.trace;
+    config.reuse_port = args.reuse_port;
     config.max_connections = args.max_connections;
     config.request_limits.max_header_bytes = args.max_header_bytes;
+    config.max_body_size = args.max_body_size;
     config.websocket.max_message_size = args.max_message_size;
     config.websocket.max_frame_size = args.max_frame_size;
+    config.max_memory = args.max_memory;
     config.backpressure_high_water = args.backpressure_high_water;
     config.max_outbound = args.max_outbound;
+    config.fanout_stall_timeout = secs(args.fanout_stall_timeout);
     config.handshake_timeout = secs(args.handshake_timeout);
     config.keepalive_timeout = secs(args.keepalive_timeout);
     config.ping_interval = secs(args.ping_interval);
     config.idle_timeout = secs(args.idle_timeout);
     config.close_timeout = secs(args.close_timeout);
     config.shutdown_grace = secs(args.shutdown_grace);
-    let app = DemoApp::new().with_allowed_origins(args.allow_origin);
+    config.origin_policy = OriginPolicy::from_list(args.allow_origin);
+    let mut server = Server::new(DemoApp::new()).config(config);
+    if args.trace {
+        match TraceObserver::stdout(4096) {
+            Ok(trace) => server = server.observer(Arc::new(trace)),
+            Err(e) => {
+                eprintln!("wsloop: cannot start the trace printer: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     println!(
-        "wsloop serving on http://{} (chat page at /, /health, /learn; WebSockets at /echo, /chat, /learn)",
+        "wsloop serving on http://{} (chat page at /, /health, /metrics, /learn; WebSockets at /echo, /chat, /learn)",
         args.bind
     );
-    match Server::new(app).config(config).run() {
+    match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsloop: {e}");

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use wsloop::handshake::accept_key;
 use wsloop::server::demo::DemoApp;
-use wsloop::server::{Accept, Context, Handler, Message, Response, Server, ServerInfo};
+use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 use wsloop::{handshake::Request, CloseCode};
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_BROWSER";
@@ -70,11 +70,12 @@ fn chat_page_between_two_browser_tabs() {
 struct NoBroadcast(DemoApp);
 
 impl Handler for NoBroadcast {
-    fn on_request(&self, request: &Request, info: &ServerInfo) -> Response {
-        self.0.on_request(request, info)
+    type State = ();
+    fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
+        self.0.on_request(request, ctx)
     }
-    fn on_upgrade(&self, request: &Request, info: &ServerInfo) -> Result<Accept, Response> {
-        self.0.on_upgrade(request, info)
+    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        self.0.on_upgrade(request, ctx)
     }
     fn on_open(&self, ctx: &mut Context<'_>) {
         self.0.on_open(ctx)
@@ -207,11 +208,12 @@ struct BrokenLearn {
 }
 
 impl Handler for BrokenLearn {
-    fn on_request(&self, request: &Request, info: &ServerInfo) -> Response {
-        self.demo.on_request(request, info)
+    type State = ();
+    fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
+        self.demo.on_request(request, ctx)
     }
-    fn on_upgrade(&self, request: &Request, info: &ServerInfo) -> Result<Accept, Response> {
-        self.demo.on_upgrade(request, info)
+    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        self.demo.on_upgrade(request, ctx)
     }
     fn on_open(&self, ctx: &mut Context<'_>) {
         if !self.wrong_accept {

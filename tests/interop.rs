@@ -15,7 +15,8 @@ use harness::{expect_check_failure, expect_ok, node_missing, prerequisites, prob
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
-use wsloop::server::{Context, Handler, Message, Server, ServerHandle};
+use wsloop::handshake::Request;
+use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, RunningServer, Server};
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
 /// The scripts' own timeout, then ours on top, after which the child is killed.
@@ -113,6 +114,10 @@ fn both_clients_against_a_multi_loop_server() {
 struct CorruptEcho;
 
 impl Handler for CorruptEcho {
+    type State = ();
+    fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        Ok(Accept::default())
+    }
     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
         match message {
             Message::Text(t) => {
@@ -137,6 +142,10 @@ impl Handler for CorruptEcho {
 struct BinaryAsText;
 
 impl Handler for BinaryAsText {
+    type State = ();
+    fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        Ok(Accept::default())
+    }
     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
         match message {
             Message::Text(t) => ctx.send_text(t),
@@ -148,9 +157,14 @@ impl Handler for BinaryAsText {
 /// Accepts and never answers.
 struct Silent;
 
-impl Handler for Silent {}
+impl Handler for Silent {
+    type State = ();
+    fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        Ok(Accept::default())
+    }
+}
 
-fn start(handler: impl Handler) -> ServerHandle {
+fn start(handler: impl Handler) -> RunningServer {
     Server::new(handler)
         .bind("127.0.0.1:0".parse().unwrap())
         .threads(1)

@@ -361,7 +361,9 @@ mod embedded {
     use std::sync::{Arc, Mutex};
     use wsloop::handshake::Request;
     use wsloop::protocol::OwnedEvent;
-    use wsloop::server::{demo::DemoApp, Accept, ConnId, Context, Handler, Message, Response, Server, ServerInfo};
+    use wsloop::server::{
+        demo::DemoApp, Accept, ConnId, Context, Handler, Message, OriginPolicy, RequestContext, Response, Server,
+    };
     use wsloop::CloseCode;
 
     /// Refuses upgrades without `?token=ok`; relays each message to the connection named in it
@@ -373,7 +375,8 @@ mod embedded {
     }
 
     impl Handler for App {
-        fn on_upgrade(&self, req: &Request, _: &ServerInfo) -> Result<Accept, Response> {
+        type State = ();
+        fn on_upgrade(&self, req: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
             match req.query() {
                 Some("token=ok") => Ok(Accept::default()),
                 _ => Err(Response::text(401, "no token\n")),
@@ -387,7 +390,7 @@ mod embedded {
                 if let Some(rest) = t.strip_prefix("to ") {
                     let (idx, text) = rest.split_once(": ").unwrap();
                     let target = self.ids.lock().unwrap()[idx.parse::<usize>().unwrap()];
-                    ctx.send_to(target, Message::Text(text));
+                    ctx.send_to(target, Message::Text(text)).unwrap();
                 }
             }
         }
@@ -426,8 +429,8 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
     #[test]
     fn origin_check_refuses_other_origins_with_403() {
-        let app = DemoApp::new().with_allowed_origins(vec!["http://good.example".into()]);
-        let server = Server::new(app)
+        let server = Server::new(DemoApp::new())
+            .origin_policy(OriginPolicy::List(vec!["http://good.example".into()]))
             .bind("127.0.0.1:0".parse().unwrap())
             .threads(1)
             .start()

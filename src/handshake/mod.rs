@@ -150,6 +150,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
@@ -169,7 +170,21 @@ pub fn http_response(
     body: &[u8],
     keep_alive: bool,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160 + body.len());
+    let mut out = http_response_head(status, headers, content_type, body.len(), keep_alive);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The head of an HTTP/1.1 response whose body is `content_length` bytes (RFC 9112 §6): what
+/// a `HEAD` request is answered with (RFC 9110 §9.3.2), and the start of every response.
+pub fn http_response_head(
+    status: u16,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    content_length: usize,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + content_length);
     out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status, reason_phrase(status)).as_bytes());
     for (name, value) in headers {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
@@ -177,13 +192,12 @@ pub fn http_response(
     if !content_type.is_empty() {
         out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(format!("Content-Length: {content_length}\r\n").as_bytes());
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
         b"Connection: close\r\n\r\n"
     });
-    out.extend_from_slice(body);
     out
 }
 

@@ -102,6 +102,7 @@ pub struct Request {
     /// The minor version of HTTP/1.x: 1 for HTTP/1.1, 0 for HTTP/1.0.
     version_minor: u8,
     headers: Vec<(Range<usize>, Range<usize>)>,
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -143,6 +144,7 @@ impl Request {
             path,
             version_minor,
             headers,
+            body: Vec::new(),
         })
     }
 
@@ -225,6 +227,17 @@ impl Request {
     /// case-insensitively (RFC 6455 §4.2.1 items 3–4).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.header_tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    /// The request body. The server reads a body framed by `Content-Length` in full (up to its
+    /// `max_body_size`, RFC 9112 §6.3) before the handler sees the request; empty without one.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body, for the server to fill.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
     }
 
     /// Whether the client asks to switch protocols (it sent an `Upgrade` header), which is

@@ -312,6 +312,24 @@ impl WebSocket {
         self.message.len()
     }
 
+    /// Payload bytes the data frame now arriving has declared and not yet delivered: what the
+    /// reassembly buffer may still grow by before the frame ends. A server charging memory to
+    /// a budget counts these too, so frames admitted one after another cannot together
+    /// promise more than the budget holds.
+    pub fn incoming_reserved(&self) -> u64 {
+        match self.frame {
+            Some(f) if !f.opcode.is_control() => f.len - f.received,
+            _ => 0,
+        }
+    }
+
+    /// Lowers (or raises) [`Config::max_message_size`] for the frames that start from now on,
+    /// e.g. to what a server's memory budget has left. A frame whose declared length does not
+    /// fit fails with 1009 from its header alone (RFC 6455 §10.4).
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.config.max_message_size = bytes;
+    }
+
     /// Consumes bytes from the peer until one event is complete or the input is used up
     /// (RFC 6455 §5.2–§5.6). The input is unmasked in place.
     ///
@@ -604,6 +622,17 @@ impl WebSocket {
         Ok(())
     }
 
+    /// The header of a data frame whose payload the caller will write itself; see
+    /// [`data_frame_header`].
+    pub fn data_frame_header(
+        &self,
+        opcode: Opcode,
+        fin: bool,
+        payload_len: usize,
+    ) -> Result<frame::HeaderBuf, SendError> {
+        data_frame_header(self.role, self.state, opcode, fin, payload_len)
+    }
+
     /// Appends a text message, in one frame, to `out` (RFC 6455 §5.6).
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
         self.send_frame(Opcode::Text, true, text.as_bytes(), out)
@@ -640,6 +669,31 @@ impl WebSocket {
         self.state = State::CloseSent;
         Ok(())
     }
+}
+
+/// The header of a data frame whose payload the caller writes itself, straight from its own
+/// buffer (one vectored write, no copy into a queue), for a connection in `role` and `state`.
+/// Unmasked, so only for the server role: a client's payload must be masked (RFC 6455 §5.3)
+/// and goes through [`WebSocket::send_frame`]. No data frame once a Close was sent
+/// (RFC 6455 §5.5.1). A free function so a caller holding a message borrowed from the
+/// connection can still frame its answer from a snapshot of the state.
+pub fn data_frame_header(
+    role: Role,
+    state: State,
+    opcode: Opcode,
+    fin: bool,
+    payload_len: usize,
+) -> Result<frame::HeaderBuf, SendError> {
+    if role == Role::Client {
+        return Err(SendError::ClientMustMask);
+    }
+    if opcode.is_control() && (payload_len > MAX_CONTROL_PAYLOAD || !fin) {
+        return Err(SendError::ControlFrameTooLong);
+    }
+    if state != State::Open {
+        return Err(SendError::Closing);
+    }
+    Ok(frame::encode_header(fin, opcode, None, payload_len as u64))
 }
 
 /// The rules a header breaks given the connection, beyond those [`frame::parse_header`]

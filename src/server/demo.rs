@@ -5,11 +5,12 @@
 //! |-----------|----------------------------|--------------------------------------------------------|
 //! | `/`       | chat page (HTML + JS)      | echo                                                   |
 //! | `/health` | JSON status                | —                                                      |
+//! | `/metrics`| Prometheus text            | —                                                      |
 //! | `/echo`   | —                          | echoes every message, text and binary                  |
 //! | `/chat`   | —                          | broadcasts every message to everyone on `/chat`, with join/leave notices |
 //! | `/learn`  | the handshake/frame lesson | sends the handshake explained, then explains each frame |
 
-use super::{Accept, Context, Handler, Message, Response, ServerInfo};
+use super::{Accept, Context, Handler, Message, RequestContext, Response};
 use crate::explain;
 use crate::frame::{self, CloseCode, Opcode};
 use crate::handshake::Request;
@@ -25,34 +26,29 @@ pub const CHAT_TOPIC: &str = "chat";
 #[derive(Debug, Default)]
 pub struct DemoApp {
     chat_members: AtomicUsize,
-    allowed_origins: Vec<String>,
 }
 
 impl DemoApp {
-    /// The demo with no Origin restriction.
+    /// The demo.
     pub fn new() -> Self {
         DemoApp::default()
     }
-
-    /// Only accept WebSocket upgrades whose `Origin` header is one of these (RFC 6455 §10.2);
-    /// requests without an `Origin` (non-browser clients) are accepted. Empty: accept all.
-    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
-        self.allowed_origins = origins;
-        self
-    }
 }
 
-const PAGES: [&str; 3] = ["/", "/health", "/learn"];
+const PAGES: [&str; 4] = ["/", "/health", "/learn", "/metrics"];
 
 impl Handler for DemoApp {
-    fn on_request(&self, request: &Request, info: &ServerInfo) -> Response {
+    type State = ();
+
+    fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
         let path = request.path();
         if !PAGES.contains(&path) {
             return Response::status(404);
         }
-        if request.method() != "GET" {
-            return Response::status(405).with_header("Allow", "GET");
+        if !matches!(request.method(), "GET" | "HEAD") {
+            return Response::status(405).with_header("Allow", "GET, HEAD");
         }
+        let info = ctx.info();
         match path {
             "/health" => Response::json(
                 200,
@@ -63,25 +59,19 @@ impl Handler for DemoApp {
                     info.uptime().as_secs()
                 ),
             ),
+            "/metrics" => Response {
+                content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
+                ..Response::text(200, info.prometheus())
+            },
             "/learn" => Response::html(200, explain::LEARN_HTML),
             _ => Response::html(200, INDEX_HTML),
         }
     }
 
-    fn on_upgrade(&self, request: &Request, _info: &ServerInfo) -> Result<Accept, Response> {
-        if !self.allowed_origins.is_empty() {
-            if let Some(origin) = request.header_str("origin") {
-                if !self.allowed_origins.iter().any(|o| o == origin) {
-                    return Err(Response::text(403, format!("origin {origin} is not allowed\n")));
-                }
-            }
-        }
+    fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
         match request.path() {
-            "/" | "/echo" | "/chat" => Ok(Accept::default()),
-            "/learn" => Ok(Accept {
-                capture_frames: true,
-                ..Accept::default()
-            }),
+            "/" | "/echo" | "/chat" => Ok(Accept::default().keep_request(false)),
+            "/learn" => Ok(Accept::default().capture_frames().keep_request(false)),
             _ => Err(Response::status(404)),
         }
     }

@@ -1,586 +1,445 @@
-//! One mio event loop: its listener, its connections, its timers. The server runs one per
-//! thread; they share nothing but the handler, the server-wide counters and each other's
-//! inboxes (for broadcast and `send_to` across loops).
+//! One mio event loop: its listener, its connections, its timers and its inbox. The server
+//! runs one per thread; they share the handler, the counters and each other's inboxes.
 //!
-//! Per connection, the loop owns the socket, the outbound queue and the protocol state; the
-//! protocol itself is the sans-IO core ([`crate::handshake`], [`crate::protocol`]): this file
-//! only moves bytes between sockets and the core and calls the handler.
+//! This file only moves bytes between sockets and [`Session`]s, routes what handlers publish
+//! ([`super::fanout`]) and keeps time ([`Timers`]); everything a connection decides happens in
+//! its session.
+//!
+//! **Work per turn is bounded.** A connection is read at most [`MAX_READS_PER_TURN`] times
+//! per turn, then put on a resume list for the next one, so a fast sender cannot starve the
+//! others (or `/health`). What a message's handler publishes is delivered before the next
+//! message is read, and a publisher that lands on a backed-up subscriber stops being read
+//! until that subscriber drains (see `Session::deliver` and [`Command::Hold`]).
 
-use super::handler::{Accept, ConnId, ConnView, Context, Handler, Message, Outgoing, Response, ServerInfo, Target};
-use super::outbound::{BufferPool, Outbound};
-use super::ServerConfig;
-use crate::explain::{self, Direction};
+use super::context::LoopState;
+use super::fanout::{Outgoing, Target};
+use super::handle::{Command, Core};
+use super::metrics::LoopStats;
+use super::session::{Cx, Delivery, Io, Session};
+use super::slab::Slab;
+use super::timers::{Millis, Timers};
+use super::{ConnId, Handler, Response};
 use crate::frame::CloseCode;
-use crate::handshake::{self, ParseStatus, Request, RequestParser};
-use crate::protocol::{Event, State, WebSocket};
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::{HashMap, HashSet};
+use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 /// One read buffer per loop, shared by all its connections. Large enough that a few 64 KiB
 /// frames arrive whole and take the protocol's zero-copy path instead of being reassembled.
 const READ_BUF_SIZE: usize = 256 * 1024;
-/// Frames up to this size are copied into each receiver's queue; larger ones are shared.
-const SHARE_ABOVE: usize = 512;
-/// After our last byte and a half-close, how long to keep draining the peer's bytes so the
-/// kernel does not answer them with a reset that could destroy our Close frame in flight.
-const LINGER_MS: u32 = 2000;
+/// Reads of one connection per loop turn before it waits for the next turn.
+pub(crate) const MAX_READS_PER_TURN: usize = 4;
+/// Inbox commands handled per turn.
+const MAX_COMMANDS_PER_TURN: usize = 4096;
+/// Connections closed per turn at most to get back under the memory budget.
+const MAX_SHEDS_PER_TURN: usize = 16;
+/// After `accept` fails for lack of file descriptors, try again this often (and whenever a
+/// connection of this loop closes).
+const ACCEPT_RETRY_MS: Millis = 100;
+/// At most one "accept failed" warning per this many milliseconds.
+const ACCEPT_WARN_EVERY_MS: Millis = 10_000;
 
-/// What the loops share.
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) handler: Arc<dyn Handler>,
-    pub(crate) info: ServerInfo,
-    pub(crate) inboxes: Vec<Inbox>,
-    pub(crate) shutdown: AtomicBool,
-}
-
-/// Messages for a loop from the others, and the waker that gets its attention.
-pub(crate) struct Inbox {
-    pub(crate) queue: Mutex<Vec<Outgoing>>,
-    pub(crate) waker: Waker,
-}
-
-impl Shared {
-    pub(crate) fn wake_all(&self) {
-        for inbox in &self.inboxes {
-            if let Err(e) = inbox.waker.wake() {
-                warn!("waking an event loop failed: {e}");
-            }
-        }
-    }
-}
-
-/// Where a connection is in its life, apart from its protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// Working normally.
-    No,
-    /// Close the TCP connection once the queue is empty.
-    AfterFlush,
-    /// Write side shut; reading and discarding until the peer closes or the deadline passes.
-    Linger,
-}
-
-struct HttpState {
-    parser: RequestParser,
-    buf: Vec<u8>,
-}
-
-struct Capture {
-    request: Request,
-    response: Vec<u8>,
-    pending: Vec<u8>,
-}
-
-struct WsState {
-    ws: WebSocket,
-    /// The request target: path and query string, as the client sent them.
-    target: Box<str>,
-    topics: Vec<Arc<str>>,
-    ping_outstanding: bool,
-    close_notified: bool,
-    capture: Option<Box<Capture>>,
-}
-
-enum Phase {
-    Http(Box<HttpState>),
-    Ws(Box<WsState>),
-}
-
-struct Conn {
+struct Conn<S> {
     stream: TcpStream,
-    id: ConnId,
-    peer: SocketAddr,
-    phase: Phase,
-    out: Outbound,
-    bytes_in: u64,
-    bytes_out: u64,
-    /// Milliseconds (loop clock) of the last byte received.
-    last_recv: u32,
-    /// Meaning depends on the state: handshake or keep-alive deadline (HTTP), close deadline
-    /// (WebSocket after our Close), drop deadline (closing).
-    deadline: u32,
-    closing: Closing,
-    /// Reading stopped because the queue passed the high-water mark.
-    paused: bool,
+    session: Session<S>,
     /// Interest registered with the poller: bit 0 readable, bit 1 writable.
     registered: u8,
     dirty: bool,
+    write_shut: bool,
 }
 
-struct Slot {
-    generation: u32,
-    conn: Option<Conn>,
-}
-
-/// The loop's connections, indexed by token; a slot's generation makes stale [`ConnId`]s
-/// harmless.
+/// Accepting, and what to do when it fails.
 #[derive(Default)]
-struct Slab {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    len: usize,
+struct Accepting {
+    /// The last accept failed for lack of descriptors: retry at `retry_at`.
+    blocked: bool,
+    retry_at: Millis,
+    last_warning: Option<Millis>,
+    suppressed: u64,
 }
 
-impl Slab {
-    fn insert(&mut self, make: impl FnOnce(usize, u32) -> Conn) -> usize {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
-                self.slots.len() - 1
-            }
-        };
-        if let Some(slot) = self.slots.get_mut(idx) {
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.conn = Some(make(idx, slot.generation));
-            self.len += 1;
-        }
-        idx
-    }
-
-    fn get_mut(&mut self, idx: usize) -> Option<&mut Conn> {
-        self.slots.get_mut(idx).and_then(|s| s.conn.as_mut())
-    }
-
-    fn get_by_id(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.get_mut(id.slot()).filter(|c| c.id == id)
-    }
-
-    fn remove(&mut self, idx: usize) -> Option<Conn> {
-        let conn = self.slots.get_mut(idx).and_then(|s| s.conn.take());
-        if conn.is_some() {
-            self.free.push(idx);
-            self.len -= 1;
-        }
-        conn
-    }
-
-    fn indices(&self) -> Vec<usize> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.conn.is_some())
-            .map(|(i, _)| i)
-            .collect()
-    }
-}
-
-/// The loop's state apart from its connections, so both can be borrowed at once.
-struct Env {
-    idx: usize,
-    shared: Arc<Shared>,
-    pool: BufferPool,
-    /// Topic → slots subscribed on this loop.
-    topics: HashMap<Arc<str>, HashSet<usize>>,
-    outgoing: Vec<Outgoing>,
-    subscriptions: Vec<(Arc<str>, bool)>,
-    /// Messages for other loops, sent at the end of the iteration.
-    remote: Vec<Vec<Outgoing>>,
-    dirty: Vec<usize>,
-    resume: Vec<usize>,
-    start: Instant,
-    now: u32,
-    shutting_down: bool,
-    shutdown_deadline: u32,
-}
-
-fn ms(d: Duration) -> u32 {
-    d.as_millis().min(u128::from(u32::MAX / 2)) as u32
-}
-
-/// Whether the loop clock `now` has reached `deadline` (wrapping-safe).
-fn passed(now: u32, deadline: u32) -> bool {
-    (now.wrapping_sub(deadline) as i32) >= 0
-}
-
-impl Env {
-    fn config(&self) -> &ServerConfig {
-        &self.shared.config
-    }
-
-    fn trace(&self) -> bool {
-        self.shared.config.trace
-    }
-
-    fn mark_dirty(&mut self, slot: usize, conn: &mut Conn) {
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
-        }
-    }
-}
-
-pub(crate) struct EventLoop {
+pub(crate) struct EventLoop<H: Handler> {
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Slab,
+    conns: Slab<Conn<H::State>>,
     read_buf: Vec<u8>,
-    env: Env,
+    timers: Timers,
+    handler: Arc<H>,
+    lp: LoopState,
+    /// Connections to read again next turn: their read budget ran out, or they were paused
+    /// and may go on.
+    resume: Vec<(usize, u32)>,
+    dirty: Vec<usize>,
+    /// Commands for the other loops, sent at the end of the turn.
+    remote: Vec<Vec<Command>>,
+    commands: Vec<Command>,
+    inbox_backlog: bool,
+    accepting: Accepting,
+    start: Instant,
+    shutdown_deadline: Millis,
 }
 
-impl EventLoop {
-    pub(crate) fn new(idx: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Self> {
+/// Whether an accept error means "out of file descriptors (or memory) for now".
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(crate) fn new(
+        idx: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        core: Arc<Core>,
+        handler: Arc<H>,
+    ) -> io::Result<Self> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let loops = shared.inboxes.len();
+        let loops = core.inboxes.len();
+        let handle = super::ServerHandle { core: core.clone() };
         Ok(EventLoop {
             poll,
             listener: Some(listener),
             conns: Slab::default(),
             read_buf: vec![0; READ_BUF_SIZE],
-            env: Env {
+            timers: Timers::default(),
+            handler,
+            lp: LoopState {
                 idx,
-                shared,
-                pool: BufferPool::default(),
-                topics: HashMap::new(),
+                core,
+                handle,
+                pool: Default::default(),
+                topics: Default::default(),
                 outgoing: Vec::new(),
-                subscriptions: Vec::new(),
-                remote: (0..loops).map(|_| Vec::new()).collect(),
-                dirty: Vec::new(),
-                resume: Vec::new(),
-                start: Instant::now(),
                 now: 0,
                 shutting_down: false,
-                shutdown_deadline: 0,
             },
+            resume: Vec::new(),
+            dirty: Vec::new(),
+            remote: (0..loops).map(|_| Vec::new()).collect(),
+            commands: Vec::new(),
+            inbox_backlog: false,
+            accepting: Accepting::default(),
+            start: Instant::now(),
+            shutdown_deadline: 0,
         })
     }
 
-    pub(crate) fn waker_token() -> Token {
-        WAKER
+    fn core(&self) -> &Core {
+        &self.lp.core
+    }
+
+    fn clock(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
     }
 
     /// Runs until shutdown completes.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let c = self.env.config();
-        // Timers are checked on every tick; a tick is short enough for the smallest timeout.
-        let smallest = [
-            c.handshake_timeout,
-            c.keepalive_timeout,
-            c.ping_interval,
-            c.close_timeout,
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(Duration::from_secs(1));
-        let tick = (smallest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
-        let mut next_sweep = 0u32;
         crate::logging::buffer_this_thread();
         loop {
-            // Lines logged during the last iteration go out in one write (see crate::logging).
+            // Lines logged during the last turn go out in one write (see crate::logging).
             log::logger().flush();
-            if let Err(e) = self.poll.poll(&mut events, Some(tick)) {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     warn!("poll failed: {e}");
                 }
                 continue;
             }
-            self.env.now = ms(self.env.start.elapsed());
+            self.lp.now = self.clock();
+            let mut accept_ready = false;
+            let mut inbox_ready = self.inbox_backlog;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => self.drain_inbox(),
+                    LISTENER => accept_ready = true,
+                    WAKER => inbox_ready = true,
                     Token(slot) => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        // A peer that closed its side may have sent data and FIN together: read
-                        // until the 0 that says so.
-                        let drain = event.is_read_closed() || event.is_error();
-                        self.ready(slot, readable, drain, event.is_writable());
+                        if event.is_writable() {
+                            self.mark_dirty(slot);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            // A peer that closed its side may have sent data and FIN together:
+                            // read until the 0 that says so.
+                            let drain = event.is_read_closed() || event.is_error();
+                            self.read(slot, drain);
+                        }
                     }
                 }
             }
-            while let Some(slot) = self.env.resume.pop() {
-                self.ready(slot, true, true, false);
+            if accept_ready || (self.accepting.blocked && self.lp.now >= self.accepting.retry_at) {
+                self.accept();
             }
-            self.deliver_outgoing();
+            if inbox_ready {
+                self.drain_inbox();
+            }
+            let resume = std::mem::take(&mut self.resume);
+            for (slot, generation) in resume {
+                if self.conns.generation(slot) == Some(generation) {
+                    self.read(slot, true);
+                }
+            }
+            self.expire_timers();
+            self.shed_if_over_budget();
             self.flush_dirty();
             self.send_remote();
-            if self.env.shared.shutdown.load(Ordering::Acquire) && !self.env.shutting_down {
+            if self.core().shutdown.load(Ordering::Acquire) && !self.lp.shutting_down {
                 self.begin_shutdown();
             }
-            if passed(self.env.now, next_sweep) {
-                next_sweep = self.env.now.wrapping_add(ms(tick));
-                self.sweep();
-                self.deliver_outgoing();
-                self.flush_dirty();
-                self.send_remote();
-            }
-            if self.env.shutting_down && (self.conns.len == 0 || passed(self.env.now, self.env.shutdown_deadline)) {
-                for slot in self.conns.indices() {
+            if self.lp.shutting_down && (self.conns.len() == 0 || self.lp.now >= self.shutdown_deadline) {
+                for slot in self.conns.slots() {
                     self.drop_conn(slot, CloseCode::ABNORMAL, "shutdown grace period over");
                 }
-                self.deliver_outgoing();
                 self.send_remote();
+                self.core().running.fetch_sub(1, Ordering::AcqRel);
                 log::logger().flush();
                 return;
             }
         }
     }
 
+    /// How long `poll` may sleep: not at all with work pending, else until the next deadline.
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        if !self.resume.is_empty() || self.inbox_backlog {
+            return Some(std::time::Duration::ZERO);
+        }
+        let now = self.clock();
+        let mut next = self.timers.next();
+        if self.accepting.blocked {
+            next = Some(next.map_or(self.accepting.retry_at, |n| n.min(self.accepting.retry_at)));
+        }
+        if self.lp.shutting_down {
+            next = Some(next.map_or(self.shutdown_deadline, |n| n.min(self.shutdown_deadline)));
+        }
+        // Wake at least once a second even when idle (cheap, and a safety net).
+        let wait = next.map_or(1000, |at| at.saturating_sub(now).min(1000));
+        Some(std::time::Duration::from_millis(wait))
+    }
+
+    // ----- accepting -----------------------------------------------------------------------
+
     fn accept(&mut self) {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
-            let (mut stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: log and wait for the next readiness event.
-                    warn!("accept failed: {e}");
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accepting.blocked = false;
+                    self.admit(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accepting.blocked = false;
                     return;
                 }
-            };
-            let info = &self.env.shared.info;
-            if info.connections.fetch_add(1, Ordering::AcqRel) >= self.env.config().max_connections {
-                info.connections.fetch_sub(1, Ordering::AcqRel);
-                let resp = Response::text(503, "503 Service Unavailable: too many connections\n").to_bytes(false);
-                let _ = stream.write(&resp);
-                let _ = stream.shutdown(Shutdown::Both);
-                debug!("refused {peer}: max connections reached");
-                continue;
-            }
-            // Linux copies TCP_NODELAY from the listener (set in `bind_listener`); elsewhere
-            // set it per connection.
-            #[cfg(not(target_os = "linux"))]
-            let _ = stream.set_nodelay(true);
-            let now = self.env.now;
-            let deadline = now.wrapping_add(ms(self.env.config().handshake_timeout));
-            let limits = self.env.config().request_limits;
-            let idx = self.env.idx;
-            let slot = self.conns.insert(|slot, generation| Conn {
-                stream,
-                id: ConnId::new(idx, slot, generation),
-                peer,
-                phase: Phase::Http(Box::new(HttpState {
-                    parser: RequestParser::new(limits),
-                    buf: Vec::new(),
-                })),
-                out: Outbound::default(),
-                bytes_in: 0,
-                bytes_out: 0,
-                last_recv: now,
-                deadline,
-                closing: Closing::No,
-                paused: false,
-                registered: 1,
-                dirty: false,
-            });
-            let registered = match self.conns.get_mut(slot) {
-                Some(conn) => self
-                    .poll
-                    .registry()
-                    .register(&mut conn.stream, Token(slot), Interest::READABLE),
-                None => Ok(()),
-            };
-            if let Err(e) = registered {
-                warn!("register failed: {e}");
-                self.drop_conn(slot, CloseCode::ABNORMAL, "register failed");
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Edge-triggered: nothing would wake us for the clients still waiting in
+                    // the backlog, so retry on a timer and whenever a connection closes.
+                    self.accepting.blocked = true;
+                    self.accepting.retry_at = self.lp.now + ACCEPT_RETRY_MS;
+                    self.core().metrics().accept_errors.fetch_add(1, Ordering::Relaxed);
+                    self.warn_accept(&e);
+                    return;
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends: that one client is gone; go on.
+                    debug!("accept failed: {e}");
+                }
             }
         }
     }
 
-    fn drain_inbox(&mut self) {
-        let items = match self.env.shared.inboxes.get(self.env.idx) {
-            Some(inbox) => match inbox.queue.lock() {
-                Ok(mut q) => std::mem::take(&mut *q),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-            },
-            None => Vec::new(),
-        };
-        for og in items {
-            self.deliver_local(&og);
+    fn warn_accept(&mut self, e: &io::Error) {
+        let now = self.lp.now;
+        match self.accepting.last_warning {
+            Some(at) if now < at + ACCEPT_WARN_EVERY_MS => self.accepting.suppressed += 1,
+            _ => {
+                let more = std::mem::take(&mut self.accepting.suppressed);
+                if more > 0 {
+                    warn!("accept failed: {e} (and {more} more times since the last warning); retrying every {ACCEPT_RETRY_MS} ms");
+                } else {
+                    warn!("accept failed: {e}; retrying every {ACCEPT_RETRY_MS} ms and as connections close");
+                }
+                self.accepting.last_warning = Some(now);
+            }
         }
     }
 
-    /// Reads and writes for one connection that the poller says is ready.
-    fn ready(&mut self, slot: usize, readable: bool, drain: bool, writable: bool) {
-        if writable {
-            self.flush(slot);
+    /// A new connection: refused over `max_connections`, handed to the next loop in turn
+    /// (shared listener), or kept.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let core = self.lp.core.clone();
+        if core.metrics().connections() >= core.config.max_connections || self.lp.shutting_down {
+            let resp = Response::text(503, "503 Service Unavailable: too many connections\n").to_bytes(false, false);
+            let _ = stream.write(&resp);
+            let _ = stream.shutdown(Shutdown::Both);
+            debug!("refused {peer}: max connections reached");
+            return;
         }
-        if readable {
-            self.read(slot, drain);
+        let loops = core.inboxes.len();
+        if !core.config.reuse_port && loops > 1 {
+            let target = core.next_loop.fetch_add(1, Ordering::Relaxed) % loops;
+            if target != self.lp.idx {
+                if let Some(inbox) = core.inboxes.get(target) {
+                    inbox.push([Command::Adopt(stream, peer)]);
+                    return;
+                }
+            }
         }
-        self.deliver_outgoing();
-        self.flush(slot);
+        self.add_conn(stream, peer);
     }
 
-    /// Reads until the socket is empty. A read that returns less than the buffer means the
-    /// kernel queue was empty at that moment, and with edge-triggered readiness any byte that
-    /// arrives later raises a new event; so unless `drain` is set, a short read ends the loop
-    /// without the extra read that would only say `WouldBlock` (one syscall per wakeup saved).
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Linux copies TCP_NODELAY from the listener (set in `bind_listener`); elsewhere set
+        // it per connection.
+        #[cfg(not(target_os = "linux"))]
+        let _ = stream.set_nodelay(true);
+        let (node, idx) = (self.lp.core.node, self.lp.idx);
+        let lp = &self.lp;
+        let slot = self.conns.insert(|slot, generation| Conn {
+            stream,
+            session: Session::new(ConnId::new(node, idx, slot, generation), peer, lp),
+            registered: 1,
+            dirty: false,
+            write_shut: false,
+        });
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let generation = conn.session.id.generation();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(slot), Interest::READABLE)
+        {
+            warn!("register failed: {e}");
+            self.conns.remove(slot);
+            return;
+        }
+        LoopStats::gauge(&self.lp.stats().connections, 1);
+        if let Some(inbox) = self.lp.core.inboxes.get(self.lp.idx) {
+            inbox.set_live(slot, generation);
+        }
+        self.arm_timer(slot);
+    }
+
+    // ----- reading -------------------------------------------------------------------------
+
+    /// Reads from one connection (up to the per-turn budget) and feeds its session.
     fn read(&mut self, slot: usize, drain: bool) {
+        let mut reads = 0;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else { return };
-            if conn.paused {
+            if conn.session.stash_ready() {
+                let mut stash = conn.session.take_stash();
+                self.feed(slot, &mut stash);
+                continue;
+            }
+            if !conn.session.wants_read() {
+                return;
+            }
+            if reads == MAX_READS_PER_TURN || self.lp.core.budget().exceeded() {
+                // Enough for this turn (or the memory budget must be restored first).
+                self.resume.push((slot, conn.session.id.generation()));
                 return;
             }
             let n = match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => {
-                    let code = if conn.closing == Closing::No {
-                        CloseCode::ABNORMAL
-                    } else {
-                        CloseCode::NORMAL
+                    let mut cx = Cx {
+                        lp: &mut self.lp,
+                        handler: &*self.handler,
+                        direct: None,
                     };
-                    self.drop_conn(slot, code, "peer closed the connection");
+                    conn.session.on_eof(&mut cx);
+                    self.after_step(slot);
                     return;
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    debug!("read from {} failed: {e}", conn.peer);
+                    debug!("read from {} failed: {e}", conn.session.peer);
                     self.drop_conn(slot, CloseCode::ABNORMAL, "read error");
                     return;
                 }
             };
-            conn.bytes_in += n as u64;
-            conn.last_recv = self.env.now;
-            let drained = n < self.read_buf.len() && !drain;
-            if conn.closing == Closing::Linger {
-                if drained {
-                    return;
-                }
-                continue; // discard until the peer closes
+            reads += 1;
+            conn.session.bytes_in += n as u64;
+            LoopStats::add(&self.lp.stats().bytes_in, n as u64);
+            let mut buf = std::mem::take(&mut self.read_buf);
+            if let Some(input) = buf.get_mut(..n) {
+                self.feed(slot, input);
             }
-            let input = self.read_buf.get_mut(..n).unwrap_or_default();
-            let upgrade = match &conn.phase {
-                Phase::Http(_) => http_input(&mut self.env, conn, input),
-                Phase::Ws(_) => {
-                    ws_input(&mut self.env, slot, conn, input);
-                    None
-                }
-            };
-            if let Some((request, leftover)) = upgrade {
-                self.upgrade(slot, request, leftover);
-            }
-            self.apply_subscriptions(slot);
-            let hw = self.env.config().backpressure_high_water;
-            if let Some(conn) = self.conns.get_mut(slot) {
-                if conn.out.len() > hw {
-                    // Stop reading until the peer takes what we queued (RFC 6455 leaves flow
-                    // control to TCP; this keeps our memory bounded).
-                    conn.paused = true;
-                }
-            }
-            if drained {
+            self.read_buf = buf;
+            // A short read means the socket was empty at that moment; with edge-triggered
+            // readiness, later bytes raise a new event.
+            if n < self.read_buf.len() && !drain {
                 return;
             }
         }
     }
 
-    fn upgrade(&mut self, slot: usize, request: Request, leftover: Vec<u8>) {
-        let shared = self.env.shared.clone();
-        let Some(conn) = self.conns.get_mut(slot) else { return };
-        let refusal = match handshake::validate_upgrade(&request) {
-            Err(e) => Some((e.response(), format!("{e}"))),
-            Ok(up) => match shared.handler.on_upgrade(&request, &shared.info) {
-                Err(resp) => {
-                    let why = format!("refused by handler with {}", resp.status);
-                    Some((resp.to_bytes(false), why))
+    /// Feeds bytes to a session, delivering what its handler publishes between messages;
+    /// what it does not take (it paused) is stashed.
+    fn feed(&mut self, slot: usize, bytes: &mut [u8]) {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(conn) = self.conns.get_mut(slot) else { return };
+            let Conn { stream, session, .. } = conn;
+            let mut cx = Cx {
+                lp: &mut self.lp,
+                handler: &*self.handler,
+                direct: Some(stream),
+            };
+            let used = session.receive(bytes.get_mut(pos..).unwrap_or_default(), &mut cx);
+            pos += used;
+            self.after_step(slot);
+            let Some(conn) = self.conns.get_mut(slot) else { return };
+            if pos < bytes.len() && (used == 0 || !conn.session.wants_read()) {
+                conn.session.stash_rest(bytes.get(pos..).unwrap_or_default());
+                conn.session.settle(&self.lp);
+                if conn.session.stash_ready() {
+                    self.resume.push((slot, conn.session.id.generation()));
                 }
-                Ok(accept) => {
-                    let Accept {
-                        mut protocol,
-                        capture_frames,
-                    } = accept;
-                    if protocol.as_ref().is_some_and(|p| !up.protocols.contains(p)) {
-                        warn!("handler chose subprotocol {protocol:?} that the client did not offer; answering without one");
-                        protocol = None;
-                    }
-                    let mut response = Vec::with_capacity(160);
-                    handshake::write_accept_response(&mut response, up.key.as_bytes(), protocol.as_deref(), &[]);
-                    conn.out.append(&mut self.env.pool, |v| v.extend_from_slice(&response));
-                    if shared.config.trace {
-                        print_trace(
-                            conn.id,
-                            conn.peer,
-                            &explain::trace_handshake(&request, &response, explain::Style::detect()),
-                        );
-                    }
-                    let target: Box<str> = request.target().into();
-                    let capture = (capture_frames || shared.config.trace).then(|| {
-                        Box::new(Capture {
-                            request,
-                            response,
-                            pending: Vec::new(),
-                        })
-                    });
-                    info!("open {} {} #{}", conn.peer, target, conn.id);
-                    conn.phase = Phase::Ws(Box::new(WsState {
-                        ws: WebSocket::server(shared.config.websocket),
-                        target,
-                        topics: Vec::new(),
-                        ping_outstanding: false,
-                        close_notified: false,
-                        capture,
-                    }));
-                    conn.last_recv = self.env.now;
-                    shared.info.websockets.fetch_add(1, Ordering::AcqRel);
-                    None
-                }
-            },
-        };
-        if let Some((bytes, why)) = refusal {
-            debug!("handshake from {} refused: {why}", conn.peer);
-            conn.out.append(&mut self.env.pool, |v| v.extend_from_slice(&bytes));
-            start_closing(&mut self.env, conn);
-            return;
-        }
-        with_context(&mut self.env, conn, true, |h, ctx| h.on_open(ctx));
-        if !leftover.is_empty() {
-            let mut leftover = leftover;
-            ws_input(&mut self.env, slot, conn, &mut leftover);
-        }
-        self.apply_subscriptions(slot);
-    }
-
-    fn apply_subscriptions(&mut self, slot: usize) {
-        for (topic, on) in self.env.subscriptions.drain(..) {
-            if on {
-                self.env.topics.entry(topic).or_default().insert(slot);
-            } else if let Some(set) = self.env.topics.get_mut(&topic) {
-                set.remove(&slot);
-                if set.is_empty() {
-                    self.env.topics.remove(&topic);
-                }
+                return;
             }
         }
     }
 
-    /// Routes what handlers published: to this loop's connections now, to other loops' inboxes
-    /// at the end of the iteration.
+    /// After a session did something: charge its memory, deliver what was published, flush
+    /// it at the end of the turn, and re-arm its timer.
+    fn after_step(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.session.settle(&self.lp);
+        }
+        self.mark_dirty(slot);
+        self.deliver_outgoing();
+        self.arm_timer(slot);
+    }
+
+    // ----- fan-out -------------------------------------------------------------------------
+
+    /// Routes what handlers published: to this loop's connections now, to other loops'
+    /// inboxes at the end of the turn.
     fn deliver_outgoing(&mut self) {
-        while !self.env.outgoing.is_empty() {
-            let batch = std::mem::take(&mut self.env.outgoing);
-            for og in &batch {
-                let local = match og.target {
-                    Target::One(id) => id.loop_idx() == self.env.idx,
-                    _ => true,
-                };
-                if local {
-                    self.deliver_local(og);
-                }
-                for (i, remote) in self.env.remote.iter_mut().enumerate() {
-                    let wanted = match og.target {
-                        Target::One(id) => id.loop_idx() == i,
-                        _ => true,
-                    };
-                    if i != self.env.idx && wanted {
-                        remote.push(og.clone());
+        while !self.lp.outgoing.is_empty() {
+            let batch = std::mem::take(&mut self.lp.outgoing);
+            for og in batch {
+                if let Target::One(id) = og.target {
+                    if id.node() != self.lp.core.node {
+                        continue;
                     }
+                }
+                for (i, remote) in self.remote.iter_mut().enumerate() {
+                    if i != self.lp.idx && og.goes_to_loop(i) {
+                        remote.push(Command::Deliver(og.clone()));
+                    }
+                }
+                if og.goes_to_loop(self.lp.idx) {
+                    self.deliver_local(&og);
                 }
             }
         }
@@ -589,97 +448,190 @@ impl EventLoop {
     fn deliver_local(&mut self, og: &Outgoing) {
         match &og.target {
             Target::Topic(topic) => {
-                // Taken out and put back so the set and the loop's state can both be used.
-                let Some((key, slots)) = self.env.topics.remove_entry(topic) else {
+                let Some((key, members)) = self.lp.topics.take_members(topic) else {
                     return;
                 };
-                for &slot in &slots {
-                    if let Some(conn) = self.conns.get_mut(slot) {
-                        if Some(conn.id) != og.exclude {
-                            deliver_one(&mut self.env, slot, conn, &og.frame);
-                        }
+                for &id in members.ids() {
+                    if Some(id) != og.exclude {
+                        self.deliver_to(id.slot(), Some(id.generation()), og);
                     }
                 }
-                self.env.topics.insert(key, slots);
+                self.lp.topics.put_back(key, members);
             }
             Target::All => {
-                for (slot, s) in self.conns.slots.iter_mut().enumerate() {
-                    if let Some(conn) = s.conn.as_mut() {
-                        if Some(conn.id) != og.exclude {
-                            deliver_one(&mut self.env, slot, conn, &og.frame);
-                        }
+                for slot in self.conns.slots() {
+                    self.deliver_to(slot, None, og);
+                }
+            }
+            Target::One(id) => self.deliver_to(id.slot(), Some(id.generation()), og),
+        }
+    }
+
+    fn deliver_to(&mut self, slot: usize, generation: Option<u32>, og: &Outgoing) {
+        let conn = match generation {
+            Some(g) => self.conns.get_gen_mut(slot, g),
+            None => self.conns.get_mut(slot),
+        };
+        let Some(conn) = conn else { return };
+        if og.exclude == Some(conn.session.id) {
+            return;
+        }
+        match conn.session.deliver(&og.frame, &mut self.lp) {
+            Delivery::Skipped => return,
+            Delivery::Queued | Delivery::SlowConsumerClosed => {}
+            Delivery::Congested => {
+                if let Some(publisher) = og.from {
+                    if conn.session.hold(publisher) {
+                        self.hold_publisher(publisher);
                     }
                 }
             }
-            Target::One(id) => {
-                if let Some(conn) = self.conns.get_by_id(*id) {
-                    deliver_one(&mut self.env, id.slot(), conn, &og.frame);
-                }
+        }
+        self.mark_dirty(slot);
+    }
+
+    fn hold_publisher(&mut self, publisher: ConnId) {
+        if publisher.node() != self.lp.core.node {
+            return;
+        }
+        if publisher.loop_index() == self.lp.idx {
+            if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+                conn.session.add_hold(&self.lp);
+            }
+        } else if let Some(remote) = self.remote.get_mut(publisher.loop_index()) {
+            remote.push(Command::Hold(publisher));
+        }
+    }
+
+    fn release_publishers(&mut self, publishers: Vec<ConnId>) {
+        for publisher in publishers {
+            if publisher.node() != self.lp.core.node {
+                continue;
+            }
+            if publisher.loop_index() == self.lp.idx {
+                self.release_local(publisher);
+            } else if let Some(remote) = self.remote.get_mut(publisher.loop_index()) {
+                remote.push(Command::Release(publisher));
+            }
+        }
+    }
+
+    fn release_local(&mut self, publisher: ConnId) {
+        if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+            if conn.session.release_hold() {
+                self.resume.push((publisher.slot(), publisher.generation()));
             }
         }
     }
 
     fn send_remote(&mut self) {
-        for (i, items) in self.env.remote.iter_mut().enumerate() {
-            if items.is_empty() {
-                continue;
-            }
-            if let Some(inbox) = self.env.shared.inboxes.get(i) {
-                match inbox.queue.lock() {
-                    Ok(mut q) => q.append(items),
-                    Err(poisoned) => poisoned.into_inner().append(items),
-                }
-                if let Err(e) = inbox.waker.wake() {
-                    warn!("waking loop {i} failed: {e}");
+        for (i, commands) in self.remote.iter_mut().enumerate() {
+            if !commands.is_empty() {
+                if let Some(inbox) = self.lp.core.inboxes.get(i) {
+                    inbox.push(commands.drain(..));
                 }
             }
-            items.clear();
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        let core = self.lp.core.clone();
+        let Some(inbox) = core.inboxes.get(self.lp.idx) else {
+            return;
+        };
+        self.inbox_backlog = inbox.take(MAX_COMMANDS_PER_TURN, &mut self.commands);
+        let commands = std::mem::take(&mut self.commands);
+        let mut commands = commands;
+        for command in commands.drain(..) {
+            match command {
+                Command::Deliver(og) => self.deliver_local(&og),
+                Command::Close { id, code, reason } => {
+                    if let Some(conn) = self.conns.get_gen_mut(id.slot(), id.generation()) {
+                        conn.session.close_from_handle(&mut self.lp, code, &reason);
+                        self.after_step(id.slot());
+                    }
+                }
+                Command::Hold(publisher) => {
+                    if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+                        conn.session.add_hold(&self.lp);
+                    }
+                }
+                Command::Release(publisher) => self.release_local(publisher),
+                Command::Adopt(stream, peer) => {
+                    if self.lp.shutting_down {
+                        drop(stream);
+                    } else {
+                        self.add_conn(stream, peer);
+                    }
+                }
+            }
+        }
+        self.commands = commands;
+    }
+
+    // ----- writing -------------------------------------------------------------------------
+
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
         }
     }
 
     fn flush_dirty(&mut self) {
-        while let Some(slot) = self.env.dirty.pop() {
-            if let Some(conn) = self.conns.get_mut(slot) {
-                conn.dirty = false;
+        // Flushing may run on_drain, which may publish and dirty more connections.
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            for slot in dirty {
+                self.flush(slot);
             }
-            self.flush(slot);
+            self.send_remote();
         }
     }
 
-    /// Writes what the socket takes, then updates interest and closing state.
+    /// Writes what the socket takes, then lets the session move on (closing, draining) and
+    /// updates the poller's interest.
     fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
-        if !conn.out.is_empty() {
-            match conn.out.write_to(&mut conn.stream, &mut self.env.pool) {
-                Ok(n) => conn.bytes_out += n as u64,
+        conn.dirty = false;
+        if !conn.session.out.is_empty() {
+            match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
+                Ok(n) => {
+                    conn.session.bytes_out += n as u64;
+                    LoopStats::add(&self.lp.stats().bytes_out, n as u64);
+                }
                 Err(e) => {
-                    debug!("write to {} failed: {e}", conn.peer);
+                    debug!("write to {} failed: {e}", conn.session.peer);
                     self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
                     return;
                 }
             }
         }
-        if conn.out.is_empty() {
-            let handshake_done = matches!(&conn.phase, Phase::Ws(w) if w.ws.state() == State::Closed);
-            if conn.closing == Closing::AfterFlush && handshake_done {
-                // Both Close frames exchanged and everything the peer sent has been read: a
-                // plain close() sends FIN after our data, no reset, so no need to linger.
-                self.drop_conn(slot, CloseCode::NORMAL, "close handshake complete");
+        let mut cx = Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            direct: None,
+        };
+        let (resume, released) = conn.session.after_flush(&mut cx);
+        conn.session.settle(&self.lp);
+        let generation = conn.session.id.generation();
+        match conn.session.io() {
+            Io::Done => {
+                self.drop_conn(slot, CloseCode::NORMAL, "closed");
+                self.release_publishers(released);
                 return;
             }
-            if conn.closing == Closing::AfterFlush {
-                // Half-close, then drain the peer's bytes (see LINGER_MS).
+            Io::Linger if !conn.write_shut => {
+                // Half-close, then drain the peer's bytes (see session's LINGER_MS).
                 let _ = conn.stream.shutdown(Shutdown::Write);
-                conn.closing = Closing::Linger;
-                conn.deadline = self.env.now.wrapping_add(LINGER_MS);
+                conn.write_shut = true;
             }
-            if conn.paused {
-                conn.paused = false;
-                self.env.resume.push(slot);
-                with_context(&mut self.env, conn, true, |h, ctx| h.on_drain(ctx));
-            }
+            _ => {}
         }
-        let want = u8::from(!conn.paused) | (u8::from(!conn.out.is_empty()) << 1);
+        let readable = conn.session.wants_read() || conn.session.io() == Io::Linger;
+        let want = u8::from(readable) | (u8::from(!conn.session.out.is_empty()) << 1);
         if want != conn.registered && want != 0 {
             let interest = match want {
                 1 => Interest::READABLE,
@@ -691,461 +643,148 @@ impl EventLoop {
                 Err(e) => {
                     warn!("reregister failed: {e}");
                     self.drop_conn(slot, CloseCode::ABNORMAL, "reregister failed");
+                    return;
                 }
             }
         }
+        if resume {
+            self.resume.push((slot, generation));
+        }
+        self.release_publishers(released);
+        self.arm_timer(slot);
+        self.deliver_outgoing();
     }
 
-    /// Timers: handshake and keep-alive timeouts, heartbeat, close and linger deadlines.
-    fn sweep(&mut self) {
-        let now = self.env.now;
-        let c = self.env.config();
-        let (ping_after, idle_after) = (ms(c.ping_interval), ms(c.idle_timeout));
-        for slot in self.conns.indices() {
-            let Some(conn) = self.conns.get_mut(slot) else { continue };
-            conn.out.release_if_empty(&mut self.env.pool);
-            if conn.closing != Closing::No {
-                if passed(now, conn.deadline) {
-                    self.drop_conn(slot, CloseCode::ABNORMAL, "close timeout");
-                }
+    // ----- time ----------------------------------------------------------------------------
+
+    fn arm_timer(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            let deadline = conn.session.next_deadline(&self.lp);
+            let generation = conn.session.id.generation();
+            self.timers.arm(slot, generation, deadline, &mut conn.session.timer_at);
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.lp.now;
+        while let Some((slot, generation, at)) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_gen_mut(slot, generation) else {
+                continue;
+            };
+            if conn.session.timer_at != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            conn.session.timer_at = None;
+            if conn.session.next_deadline(&self.lp) > now {
+                self.arm_timer(slot); // activity moved it later
                 continue;
             }
-            let silent = now.wrapping_sub(conn.last_recv);
-            match &mut conn.phase {
-                Phase::Http(_) => {
-                    if passed(now, conn.deadline) {
-                        self.drop_conn(slot, CloseCode::ABNORMAL, "handshake or keep-alive timeout");
-                    }
-                }
-                Phase::Ws(w) => {
-                    if w.ws.state() == State::CloseSent {
-                        if passed(now, conn.deadline) {
-                            self.drop_conn(slot, CloseCode::ABNORMAL, "no answer to our Close");
-                        }
-                    } else if silent >= idle_after {
-                        self.drop_conn(slot, CloseCode::ABNORMAL, "heartbeat: peer silent");
-                    } else if silent >= ping_after && !w.ping_outstanding && w.ws.can_send() {
-                        w.ping_outstanding = true;
-                        let ws = &mut w.ws;
-                        conn.out.append(&mut self.env.pool, |v| {
-                            let _ = ws.send_ping(b"wsloop heartbeat", v);
-                        });
-                        self.env.mark_dirty(slot, conn);
-                    }
+            let mut cx = Cx {
+                lp: &mut self.lp,
+                handler: &*self.handler,
+                direct: None,
+            };
+            let (drop_now, released) = conn.session.on_timeout(&mut cx);
+            self.release_publishers(released);
+            match drop_now {
+                Some(why) => self.drop_conn(slot, CloseCode::ABNORMAL, why),
+                None => {
+                    self.mark_dirty(slot);
+                    self.arm_timer(slot);
                 }
             }
         }
     }
 
+    // ----- memory budget -------------------------------------------------------------------
+
+    /// Past the budget, closes the connections of this loop holding the most until the
+    /// server is back under it (or this loop has nothing big left to give).
+    fn shed_if_over_budget(&mut self) {
+        let core = self.lp.core.clone();
+        let budget = core.budget();
+        let target = budget.limit() / 10 * 9;
+        let mut shed = 0;
+        while budget.exceeded() || (shed > 0 && budget.used() > target) {
+            if shed == MAX_SHEDS_PER_TURN {
+                return;
+            }
+            let Some((slot, holding)) = self
+                .conns
+                .iter_mut()
+                .filter(|(_, c)| c.session.io() != Io::Done)
+                .map(|(slot, c)| (slot, c.session.holding()))
+                .max_by_key(|&(_, h)| h)
+            else {
+                return;
+            };
+            if holding == 0 {
+                return;
+            }
+            if let Some(conn) = self.conns.get_mut(slot) {
+                warn!(
+                    "memory budget exceeded ({} of {} bytes): closing #{} {} which holds {holding} bytes",
+                    budget.used(),
+                    budget.limit(),
+                    conn.session.id,
+                    conn.session.peer
+                );
+                LoopStats::add(&self.lp.stats().memory_sheds, 1);
+                conn.session.shed(&mut self.lp);
+                conn.session.settle(&self.lp);
+            }
+            self.flush(slot);
+            shed += 1;
+        }
+    }
+
+    // ----- closing -------------------------------------------------------------------------
+
     fn begin_shutdown(&mut self) {
-        self.env.shutting_down = true;
-        let grace = ms(self.env.config().shutdown_grace);
-        self.env.shutdown_deadline = self.env.now.wrapping_add(grace);
+        self.lp.shutting_down = true;
+        self.shutdown_deadline = self.lp.now + self.lp.core.config.shutdown_grace.as_millis() as Millis;
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        for slot in self.conns.indices() {
+        for slot in self.conns.slots() {
             let Some(conn) = self.conns.get_mut(slot) else { continue };
-            match &mut conn.phase {
-                Phase::Http(h) if h.buf.is_empty() && conn.out.is_empty() => {
-                    self.drop_conn(slot, CloseCode::GOING_AWAY, "server shutting down");
-                }
-                Phase::Http(_) => start_closing(&mut self.env, conn),
-                Phase::Ws(w) => {
-                    let ws = &mut w.ws;
-                    conn.out.append(&mut self.env.pool, |v| {
-                        let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down", v);
-                    });
-                    conn.deadline = self.env.now.wrapping_add(grace);
-                    self.env.mark_dirty(slot, conn);
-                }
+            if conn.session.begin_shutdown(&mut self.lp) {
+                self.drop_conn(slot, CloseCode::GOING_AWAY, "server shutting down");
+            } else {
+                self.mark_dirty(slot);
             }
         }
         self.flush_dirty();
     }
 
-    /// Removes a connection: tells the handler (once), leaves its topics, closes the socket.
+    /// Removes a connection: `on_close` (once), its topics and holds, its charges; closes the
+    /// socket.
     fn drop_conn(&mut self, slot: usize, code: CloseCode, why: &str) {
         // Closing the socket (when `conn` drops) also removes it from the poller.
         let Some(mut conn) = self.conns.remove(slot) else {
             return;
         };
-        let info = &self.env.shared.info;
-        info.connections.fetch_sub(1, Ordering::AcqRel);
-        if let Phase::Ws(w) = &mut conn.phase {
-            info.websockets.fetch_sub(1, Ordering::AcqRel);
-            let code = w.ws.close_code().unwrap_or(code);
-            if !w.close_notified {
-                notify_close(&mut self.env, &mut conn, code, why);
-            }
-            if let Phase::Ws(w) = &mut conn.phase {
-                for topic in w.topics.drain(..) {
-                    if let Some(set) = self.env.topics.get_mut(&topic) {
-                        set.remove(&slot);
-                        if set.is_empty() {
-                            self.env.topics.remove(&topic);
-                        }
-                    }
-                }
-                info!(
-                    "close {} {} #{} code={} in={} out={} ({why})",
-                    conn.peer, w.target, conn.id, code.0, conn.bytes_in, conn.bytes_out
-                );
-            }
-        } else {
-            debug!("http connection {} closed ({why})", conn.peer);
-        }
-        conn.out.clear(&mut self.env.pool);
-    }
-}
-
-/// Queues bytes for a connection and flushes later in this iteration.
-fn deliver_one(env: &mut Env, slot: usize, conn: &mut Conn, frame: &Arc<[u8]>) {
-    let Phase::Ws(w) = &mut conn.phase else { return };
-    if !w.ws.can_send() {
-        return;
-    }
-    if conn.out.len() > env.config().max_outbound {
-        // A receiver this far behind is closed rather than buffered without bound.
-        let ws = &mut w.ws;
-        conn.out.append(&mut env.pool, |v| {
-            let _ = ws.close(
-                CloseCode::POLICY_VIOLATION,
-                "too slow: outbound queue over its limit",
-                v,
-            );
-        });
-        conn.deadline = env.now.wrapping_add(ms(env.config().close_timeout));
-        debug!("closing slow receiver {} (queue {} bytes)", conn.peer, conn.out.len());
-    } else if frame.len() <= SHARE_ABOVE {
-        conn.out.append(&mut env.pool, |v| v.extend_from_slice(frame));
-    } else {
-        conn.out.push_shared(frame.clone(), &mut env.pool);
-    }
-    if env.trace() {
-        print_trace(
-            conn.id,
-            conn.peer,
-            &explain::trace_frames(Direction::Sent, frame, explain::Style::detect()),
-        );
-    }
-    if conn.out.len() > env.config().backpressure_high_water {
-        // A receiver falling behind is read from no more until it drains; then the handler
-        // hears `on_drain`.
-        conn.paused = true;
-    }
-    env.mark_dirty(slot, conn);
-}
-
-fn start_closing(env: &mut Env, conn: &mut Conn) {
-    if conn.closing == Closing::No {
-        conn.closing = Closing::AfterFlush;
-        conn.deadline = env.now.wrapping_add(ms(env.config().close_timeout));
-    }
-}
-
-fn print_trace(id: ConnId, peer: SocketAddr, text: &str) {
-    let mut out = std::io::stdout().lock();
-    for line in text.lines() {
-        let _ = writeln!(out, "[#{id} {peer}] {line}");
-    }
-}
-
-/// Splits a request target into path and query string.
-fn split_target(target: &str) -> (&str, Option<&str>) {
-    match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target, None),
-    }
-}
-
-fn wants_keep_alive(req: &Request) -> bool {
-    if req.has_token("connection", "close") {
-        return false;
-    }
-    req.version_minor() >= 1 || req.has_token("connection", "keep-alive")
-}
-
-/// Handles bytes on a connection still speaking HTTP. Returns an upgrade request (and the
-/// bytes after it) for the caller to turn into a WebSocket.
-fn http_input(env: &mut Env, conn: &mut Conn, input: &[u8]) -> Option<(Request, Vec<u8>)> {
-    if conn.closing != Closing::No {
-        return None;
-    }
-    let Phase::Http(h) = &mut conn.phase else { return None };
-    if h.buf.is_empty() {
-        conn.deadline = env.now.wrapping_add(ms(env.config().handshake_timeout));
-    } else {
-        h.buf.extend_from_slice(input);
-    }
-    // While nothing is saved, parse straight from the read buffer; bytes are copied into
-    // `h.buf` only when a head arrives in pieces or requests are pipelined behind it.
-    let mut fresh = if h.buf.is_empty() { input } else { &[][..] };
-    loop {
-        let from_buf = !h.buf.is_empty();
-        let status = if from_buf {
-            h.parser.parse(&h.buf)
-        } else {
-            h.parser.parse(fresh)
+        let mut cx = Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            direct: None,
         };
-        match status {
-            Ok(ParseStatus::Partial) => {
-                if !from_buf {
-                    h.buf.extend_from_slice(fresh);
-                }
-                return None;
-            }
-            Err(e) => {
-                debug!("bad request from {}: {e}", conn.peer);
-                let bytes = e.response();
-                conn.out.append(&mut env.pool, |v| v.extend_from_slice(&bytes));
-                start_closing(env, conn);
-                return None;
-            }
-            Ok(ParseStatus::Complete { request, head_len }) => {
-                if from_buf {
-                    let rest = h.buf.split_off(head_len.min(h.buf.len()));
-                    h.buf = rest;
-                } else {
-                    fresh = fresh.get(head_len..).unwrap_or_default();
-                }
-                h.parser = RequestParser::new(env.config().request_limits);
-                if request.wants_upgrade() {
-                    // Bytes after the head are the client's first frames: they go to the
-                    // WebSocket, never dropped.
-                    let leftover = if from_buf {
-                        std::mem::take(&mut h.buf)
-                    } else {
-                        fresh.to_vec()
-                    };
-                    return Some((request, leftover));
-                }
-                let shared = env.shared.clone();
-                let response = shared.handler.on_request(&request, &shared.info);
-                let has_body = request.header("transfer-encoding").is_some()
-                    || request
-                        .header_str("content-length")
-                        .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > 0));
-                let keep_alive = !env.shutting_down && !has_body && wants_keep_alive(&request);
-                debug!(
-                    "{} {} {} -> {}",
-                    conn.peer,
-                    request.method(),
-                    request.target(),
-                    response.status
-                );
-                let bytes = response.to_bytes(keep_alive);
-                conn.out.append(&mut env.pool, |v| v.extend_from_slice(&bytes));
-                if !keep_alive {
-                    start_closing(env, conn);
-                    return None;
-                }
-                conn.deadline = env.now.wrapping_add(ms(env.config().keepalive_timeout));
-                if h.buf.is_empty() && fresh.is_empty() {
-                    h.buf = Vec::new(); // an idle keep-alive connection holds no buffer
-                    return None;
-                }
-            }
+        conn.session.finish(&mut cx, code, why);
+        let id = conn.session.id;
+        self.lp.topics.remove_conn(id);
+        let held = conn.session.take_held();
+        conn.session.out.clear(&mut self.lp.pool);
+        conn.session.release_charges(&self.lp);
+        LoopStats::gauge(&self.lp.stats().connections, -1);
+        if let Some(inbox) = self.lp.core.inboxes.get(self.lp.idx) {
+            inbox.set_live(slot, 0);
         }
-    }
-}
-
-/// Feeds bytes to a WebSocket's protocol state and calls the handler for each event.
-fn ws_input(env: &mut Env, slot: usize, conn: &mut Conn, input: &mut [u8]) {
-    let shared = env.shared.clone();
-    let handler = &*shared.handler;
-    let trace = env.trace();
-    let (id, peer) = (conn.id, conn.peer);
-    let Phase::Ws(w) = &mut conn.phase else { return };
-    w.ping_outstanding = false;
-    // Captured connections (/learn, --trace) keep the raw bytes: receive() unmasks in place.
-    let raw = w.capture.is_some().then(|| input.to_vec());
-    let mut pos = 0;
-    while pos < input.len() {
-        let Phase::Ws(w) = &mut conn.phase else { return };
-        let WsState {
-            ws,
-            target,
-            topics,
-            capture,
-            ..
-        } = &mut **w;
-        let (path, query) = split_target(target);
-        let can_send = ws.can_send();
-        let start = pos;
-        let mut auto = Vec::new();
-        let mut close_request = None;
-        let mut closed_by_peer = None;
-        let mut trace_out = Vec::new();
-        let received = match ws.receive(input.get_mut(pos..).unwrap_or_default(), &mut auto) {
-            Ok(received) => received,
-            Err(err) => {
-                debug!("{peer} broke the protocol: {err}");
-                if trace {
-                    print_trace(id, peer, &format!("!! {err}"));
-                    print_trace(
-                        id,
-                        peer,
-                        &explain::trace_frames(Direction::Sent, &auto, explain::Style::detect()),
-                    );
-                }
-                conn.out.append(&mut env.pool, |v| v.extend_from_slice(&auto));
-                notify_close(env, conn, err.close_code(), err.close_reason());
-                start_closing(env, conn);
-                return;
-            }
-        };
-        pos += received.consumed;
-        let Some(event) = received.event else { break };
-        if let (Some(c), Some(raw)) = (capture.as_mut(), raw.as_ref()) {
-            c.pending.extend_from_slice(raw.get(start..pos).unwrap_or_default());
-            if trace {
-                print_trace(
-                    id,
-                    peer,
-                    &explain::trace_frames(Direction::Received, &c.pending, explain::Style::detect()),
-                );
-            }
+        if self.accepting.blocked {
+            // A descriptor is free: a client waiting in the backlog can be accepted now.
+            self.accepting.retry_at = self.lp.now;
         }
-        let message = match event {
-            Event::Text(t) => Some(Message::Text(t)),
-            Event::Binary(b) => Some(Message::Binary(b)),
-            Event::Close(frame) => {
-                closed_by_peer =
-                    Some(frame.map_or((CloseCode::NO_STATUS, String::new()), |f| (f.code, f.reason.to_owned())));
-                None
-            }
-            Event::Ping(_) | Event::Pong(_) => None,
-        };
-        if let Some(message) = message {
-            let mut ctx = Context {
-                conn: ConnView {
-                    id,
-                    peer,
-                    path,
-                    query,
-                    out: &mut conn.out,
-                    can_send,
-                    close_request: &mut close_request,
-                    topics,
-                    handshake: capture.as_ref().map(|c| (&c.request, &c.response[..])),
-                    frames_in: capture.as_ref().map_or(&[][..], |c| &c.pending[..]),
-                    trace_out: trace.then_some(&mut trace_out),
-                    direct: Some((&mut conn.stream, &mut conn.bytes_out)),
-                },
-                pool: &mut env.pool,
-                outgoing: &mut env.outgoing,
-                subscriptions: &mut env.subscriptions,
-                config: &shared.config,
-                info: &shared.info,
-            };
-            handler.on_message(&mut ctx, message);
-        }
-        // The event's borrows have ended: apply what it asked for.
-        if let Some(c) = capture.as_mut() {
-            c.pending.clear();
-        }
-        if !auto.is_empty() {
-            // Pong or Close reply from the protocol.
-            if trace {
-                print_trace(
-                    id,
-                    peer,
-                    &explain::trace_frames(Direction::Sent, &auto, explain::Style::detect()),
-                );
-            }
-            conn.out.append(&mut env.pool, |v| v.extend_from_slice(&auto));
-        }
-        if trace && !trace_out.is_empty() {
-            print_trace(
-                id,
-                peer,
-                &explain::trace_frames(Direction::Sent, &trace_out, explain::Style::detect()),
-            );
-        }
-        if let Some((code, reason)) = close_request {
-            request_close(env, conn, code, &reason);
-        }
-        if let Some((code, reason)) = closed_by_peer {
-            notify_close(env, conn, code, &reason);
-            // RFC 6455 §7.1.1: the server closes the TCP connection first, once our Close
-            // reply (already queued) is out.
-            start_closing(env, conn);
-            break;
-        }
-    }
-    env.mark_dirty(slot, conn);
-}
-
-/// Starts the closing handshake on behalf of the handler.
-fn request_close(env: &mut Env, conn: &mut Conn, code: CloseCode, reason: &str) {
-    if let Phase::Ws(w) = &mut conn.phase {
-        let ws = &mut w.ws;
-        let sent = conn.out.append(&mut env.pool, |v| ws.close(code, reason, v));
-        if let Err(e) = sent {
-            debug!("close from handler not sent: {e}");
-        }
-        conn.deadline = env.now.wrapping_add(ms(env.config().close_timeout));
-    }
-}
-
-/// Calls `on_close` once for a WebSocket connection.
-fn notify_close(env: &mut Env, conn: &mut Conn, code: CloseCode, reason: &str) {
-    let Phase::Ws(w) = &mut conn.phase else { return };
-    if w.close_notified {
-        return;
-    }
-    w.close_notified = true;
-    with_context(env, conn, false, |h, ctx| h.on_close(ctx, code, reason));
-}
-
-/// Builds a [`Context`] for a WebSocket connection outside a message event (open, drain,
-/// close) and runs `f` with the handler. `allow_send` is false for `on_close`.
-fn with_context(env: &mut Env, conn: &mut Conn, allow_send: bool, f: impl FnOnce(&dyn Handler, &mut Context<'_>)) {
-    let shared = env.shared.clone();
-    let (id, peer) = (conn.id, conn.peer);
-    let Phase::Ws(w) = &mut conn.phase else { return };
-    let WsState {
-        ws,
-        target,
-        topics,
-        capture,
-        ..
-    } = &mut **w;
-    let (path, query) = split_target(target);
-    let mut close_request = None;
-    let trace = shared.config.trace;
-    let mut trace_out = Vec::new();
-    let mut ctx = Context {
-        conn: ConnView {
-            id,
-            peer,
-            path,
-            query,
-            out: &mut conn.out,
-            can_send: allow_send && ws.can_send(),
-            close_request: &mut close_request,
-            topics,
-            handshake: capture.as_ref().map(|c| (&c.request, &c.response[..])),
-            frames_in: &[],
-            trace_out: trace.then_some(&mut trace_out),
-            direct: Some((&mut conn.stream, &mut conn.bytes_out)),
-        },
-        pool: &mut env.pool,
-        outgoing: &mut env.outgoing,
-        subscriptions: &mut env.subscriptions,
-        config: &shared.config,
-        info: &shared.info,
-    };
-    f(&*shared.handler, &mut ctx);
-    if trace && !trace_out.is_empty() {
-        print_trace(
-            id,
-            peer,
-            &explain::trace_frames(Direction::Sent, &trace_out, explain::Style::detect()),
-        );
-    }
-    if let Some((code, reason)) = close_request {
-        request_close(env, conn, code, &reason);
+        drop(conn);
+        self.release_publishers(held);
+        self.deliver_outgoing();
     }
 }

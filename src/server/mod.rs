@@ -1,15 +1,21 @@
 //! The mio server: HTTP and WebSocket on one port, one event loop per core.
 //!
-//! A thin shell over the sans-IO core: it accepts TCP connections, parses request heads with
-//! [`crate::handshake::RequestParser`], answers plain HTTP through [`Handler::on_request`],
-//! upgrades WebSocket requests (RFC 6455 §4.2) and then moves bytes between each socket and its
-//! [`crate::protocol::WebSocket`], calling the [`Handler`] for each message.
+//! A thin shell over the sans-IO core. Each connection is a [`session`](self) that parses
+//! requests with [`crate::handshake::RequestParser`], answers plain HTTP through
+//! [`Handler::on_request`], upgrades WebSocket requests (RFC 6455 §4.2) and then feeds bytes to
+//! its [`crate::protocol::WebSocket`], calling the [`Handler`] for each message. The event loop
+//! around the sessions only moves bytes, routes published messages and keeps time.
 //!
 //! ```no_run
-//! use wsloop::server::{Context, Handler, Message, Server};
+//! use wsloop::handshake::Request;
+//! use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
+//!     type State = ();
+//!     fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+//!         Ok(Accept::default())
+//!     }
 //!     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
 //!         ctx.send(message);
 //!     }
@@ -20,52 +26,85 @@
 //! }
 //! ```
 //!
-//! **Threads.** Each loop has its own listening socket bound with `SO_REUSEPORT` to the same
-//! address, and the kernel spreads new connections across them. The alternative — one acceptor
-//! thread handing sockets to the loops through `mio::Waker` — costs a cross-thread handoff and a
-//! wakeup per connection, and its acceptor becomes a bottleneck under handshake-heavy load
-//! (`benches/load`'s handshake mode: every connection is new). With `SO_REUSEPORT` there is no
-//! handoff at all and a single-threaded server is just one loop. The price: the kernel balances
-//! by hash, not by load, and another process of the same user could bind the same port too.
+//! **Handlers run on the event loop and must not block**; see [`handler`](Handler) for the
+//! pattern for slow work.
+//!
+//! **Threads and the port.** By default the port is bound exclusively (a second server on it
+//! fails with "address in use") and every loop watches the one listening socket; whichever
+//! loop accepts a connection hands it to the next loop in turn, so connections are spread
+//! evenly and deterministically. With `reuse_port` each loop binds its own `SO_REUSEPORT`
+//! listener and the kernel spreads connections by hash, with no hand-off — and other processes
+//! may join the port, which is how N processes serve one port.
+//!
+//! **Memory.** Every buffer a connection holds is charged to one server-wide budget
+//! ([`ServerConfig::max_memory`]); see `budget.rs` for what it covers and what happens when
+//! it runs out.
 
+mod budget;
 mod config;
+mod conn_id;
+mod context;
 pub mod demo;
 mod event_loop;
+mod fanout;
+mod handle;
 mod handler;
+pub mod http;
+mod metrics;
+mod observer;
 mod outbound;
+mod session;
+mod slab;
+mod timers;
 
 pub use config::ServerConfig;
-pub use handler::{Accept, ConnId, Context, Handler, Message, Response, SendStatus, ServerInfo};
+pub use conn_id::{ConnId, ParseConnIdError};
+pub use context::{Context, RequestContext};
+pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
+pub use handler::{Accept, Handler, Message, Response, SendStatus};
+pub use http::OriginPolicy;
+pub use observer::{Observer, TraceObserver};
 
-use event_loop::{EventLoop, Inbox, Shared};
+use budget::MemoryBudget;
+use event_loop::{EventLoop, WAKER};
+use handle::{Core, Inbox};
 use log::info;
+use metrics::Metrics;
 use mio::{Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A server under construction: a handler plus a [`ServerConfig`], with a setter for every
 /// limit and timeout.
-pub struct Server {
+pub struct Server<H: Handler> {
     config: ServerConfig,
-    handler: Arc<dyn Handler>,
+    handler: Arc<H>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
-impl Server {
+impl<H: Handler> Server<H> {
     /// A server running `handler` with the default [`ServerConfig`].
-    pub fn new<H: Handler>(handler: H) -> Self {
+    pub fn new(handler: H) -> Self {
         Server {
             config: ServerConfig::default(),
             handler: Arc::new(handler),
+            observer: None,
         }
     }
 
     /// Replaces the whole configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Installs an observer that sees every handshake and frame (see [`Observer`];
+    /// [`TraceObserver`] is what `serve --trace` uses).
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -81,6 +120,18 @@ impl Server {
         self
     }
 
+    /// See [`ServerConfig::reuse_port`].
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.config.reuse_port = on;
+        self
+    }
+
+    /// See [`ServerConfig::node_id`].
+    pub fn node_id(mut self, id: u32) -> Self {
+        self.config.node_id = Some(id);
+        self
+    }
+
     /// See [`ServerConfig::max_connections`].
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
@@ -90,6 +141,12 @@ impl Server {
     /// See [`crate::handshake::RequestLimits::max_header_bytes`].
     pub fn max_header_bytes(mut self, n: usize) -> Self {
         self.config.request_limits.max_header_bytes = n;
+        self
+    }
+
+    /// See [`ServerConfig::max_body_size`].
+    pub fn max_body_size(mut self, n: usize) -> Self {
+        self.config.max_body_size = n;
         self
     }
 
@@ -114,6 +171,18 @@ impl Server {
     /// See [`ServerConfig::max_outbound`].
     pub fn max_outbound(mut self, n: usize) -> Self {
         self.config.max_outbound = n;
+        self
+    }
+
+    /// See [`ServerConfig::fanout_stall_timeout`].
+    pub fn fanout_stall_timeout(mut self, d: Duration) -> Self {
+        self.config.fanout_stall_timeout = d;
+        self
+    }
+
+    /// See [`ServerConfig::max_memory`].
+    pub fn max_memory(mut self, n: usize) -> Self {
+        self.config.max_memory = n;
         self
     }
 
@@ -153,56 +222,67 @@ impl Server {
         self
     }
 
-    /// See [`ServerConfig::trace`].
-    pub fn trace(mut self, on: bool) -> Self {
-        self.config.trace = on;
+    /// See [`ServerConfig::origin_policy`].
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.config.origin_policy = policy;
         self
     }
 
-    /// Binds the listeners and starts the event loops; returns at once.
-    pub fn start(self) -> io::Result<ServerHandle> {
+    /// Binds the listener(s) and starts the event loops; returns at once.
+    pub fn start(self) -> io::Result<RunningServer> {
         let threads = self.config.threads.max(1);
-        let first = bind_listener(self.config.bind)?;
-        // With port 0 the kernel picks a port; the other loops must join that one.
+        let reuse_port = self.config.reuse_port;
+        let first = bind_listener(self.config.bind, reuse_port)?;
+        // With port 0 the kernel picks a port; the other listeners must join that one.
         let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
+        let mut listeners = Vec::with_capacity(threads);
         for _ in 1..threads {
-            listeners.push(bind_listener(local_addr)?);
+            listeners.push(if reuse_port {
+                bind_listener(local_addr, true)?
+            } else {
+                first.try_clone()?
+            });
         }
+        listeners.insert(0, first);
         let mut polls = Vec::with_capacity(threads);
         let mut inboxes = Vec::with_capacity(threads);
         for _ in 0..threads {
             let poll = Poll::new()?;
-            let waker = Waker::new(poll.registry(), EventLoop::waker_token())?;
-            inboxes.push(Inbox {
-                queue: Mutex::new(Vec::new()),
-                waker,
-            });
+            inboxes.push(Inbox::new(Waker::new(poll.registry(), WAKER)?));
             polls.push(poll);
         }
-        let shared = Arc::new(Shared {
+        let node = self.config.node_id.unwrap_or_else(random_node_id);
+        let budget = MemoryBudget::new(self.config.max_memory);
+        let core = Arc::new(Core {
             config: self.config,
-            handler: self.handler,
-            info: ServerInfo::new(),
+            node,
+            info: ServerInfo {
+                metrics: Metrics::new(threads),
+                budget,
+            },
             inboxes,
+            observer: self.observer,
             shutdown: AtomicBool::new(false),
+            running: AtomicUsize::new(threads),
+            local_addr,
+            next_loop: AtomicUsize::new(0),
         });
         let mut handles = Vec::with_capacity(threads);
         for (idx, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
             let listener = mio::net::TcpListener::from_std(listener);
-            let event_loop = EventLoop::new(idx, poll, listener, shared.clone())?;
+            let event_loop = EventLoop::new(idx, poll, listener, core.clone(), self.handler.clone())?;
             let handle = std::thread::Builder::new()
                 .name(format!("wsloop-{idx}"))
                 .spawn(move || event_loop.run())?;
             handles.push(handle);
         }
         info!(
-            "listening on {local_addr} ({threads} event loop{})",
-            if threads == 1 { "" } else { "s" }
+            "listening on {local_addr} ({threads} event loop{}{})",
+            if threads == 1 { "" } else { "s" },
+            if reuse_port { ", SO_REUSEPORT" } else { "" }
         );
-        Ok(ServerHandle {
-            local_addr,
-            shared,
+        Ok(RunningServer {
+            handle: ServerHandle { core },
             threads: handles,
         })
     }
@@ -211,8 +291,8 @@ impl Server {
     /// accepting, Close 1001 to every WebSocket, wait up to the grace period) and returns.
     /// A second signal exits at once.
     pub fn run(self) -> io::Result<()> {
-        let handle = self.start()?;
-        let shared = handle.shared.clone();
+        let server = self.start()?;
+        let handle = server.handle();
         let mut signals =
             signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
         std::thread::Builder::new()
@@ -225,69 +305,38 @@ impl Server {
                         std::process::exit(128 + signal);
                     }
                     info!("signal {signal}: shutting down gracefully");
-                    shared.shutdown.store(true, Ordering::Release);
-                    shared.wake_all();
+                    handle.shutdown();
                 }
             })?;
-        handle.join()
+        server.join()
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+fn random_node_id() -> u32 {
+    let mut bytes = [0u8; 4];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Not secret, only distinct between processes: time and pid will do.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        return t ^ std::process::id().rotate_left(16);
+    }
+    u32::from_ne_bytes(bytes)
+}
+
+fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEADDR only lets a restarted server bind while old connections sit in TIME_WAIT;
+    // it does not let two listeners share the port on Linux. SO_REUSEPORT does, on request.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     // Small messages go out at once (no Nagle delay); accepted sockets inherit this on Linux.
     socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
-}
-
-/// A running server.
-pub struct ServerHandle {
-    local_addr: SocketAddr,
-    shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl ServerHandle {
-    /// The address the server listens on (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Server-wide figures.
-    pub fn info(&self) -> &ServerInfo {
-        &self.shared.info
-    }
-
-    /// Begins a graceful shutdown (as SIGTERM does); returns at once.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        self.shared.wake_all();
-    }
-
-    /// Waits for every event loop to finish.
-    pub fn join(mut self) -> io::Result<()> {
-        let mut result = Ok(());
-        for t in self.threads.drain(..) {
-            if t.join().is_err() {
-                result = Err(io::Error::other("an event loop panicked"));
-            }
-        }
-        info!("server stopped");
-        result
-    }
-}
-
-impl Drop for ServerHandle {
-    /// A handle dropped without `join` still stops the server (tests rely on this).
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.shutdown();
-        }
-    }
 }

@@ -4,6 +4,7 @@
 //! write. A large broadcast frame is queued as a shared `Arc<[u8]>`, framed once and referenced
 //! by every receiver's queue. Writes are vectored across queued chunks.
 
+use super::budget::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
@@ -19,14 +20,14 @@ const POOL_MAX_CAPACITY: usize = 64 * 1024;
 
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    Shared(Arc<Frame>),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(a) => a,
+            Chunk::Shared(f) => f.bytes(),
         }
     }
 }
@@ -53,6 +54,7 @@ impl BufferPool {
             q.chunks.clear();
             q.offset = 0;
             q.len = 0;
+            q.owned = 0;
             self.queues.push(q);
         }
     }
@@ -83,6 +85,9 @@ struct Queue {
     offset: usize,
     /// Unwritten bytes in the whole queue.
     len: usize,
+    /// Of those, the bytes in owned chunks (shared frames are charged to the memory budget
+    /// once, by the frame itself).
+    owned: usize,
 }
 
 impl Outbound {
@@ -93,6 +98,11 @@ impl Outbound {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Unwritten bytes this queue owns (not counting shared frames).
+    pub(crate) fn owned_len(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.owned)
     }
 
     fn queue(&mut self, pool: &mut BufferPool) -> &mut Queue {
@@ -114,6 +124,7 @@ impl Outbound {
                 let before = v.len();
                 let r = f(v);
                 q.len += v.len() - before;
+                q.owned += v.len() - before;
                 r
             }
             // Unreachable: an owned chunk was just ensured at the back.
@@ -122,7 +133,7 @@ impl Outbound {
     }
 
     /// Queues a shared, already-framed message.
-    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>, pool: &mut BufferPool) {
+    pub(crate) fn push_shared(&mut self, frame: Arc<Frame>, pool: &mut BufferPool) {
         let q = self.queue(pool);
         q.len += frame.len();
         q.chunks.push_back(Chunk::Shared(frame));
@@ -189,13 +200,20 @@ impl Queue {
         self.len -= n.min(self.len);
         while n > 0 {
             let Some(front) = self.chunks.front() else { break };
+            let owned = matches!(front, Chunk::Owned(_));
             let left = front.bytes().len() - self.offset;
             if n < left {
                 self.offset += n;
+                if owned {
+                    self.owned -= n.min(self.owned);
+                }
                 return;
             }
             n -= left;
             self.offset = 0;
+            if owned {
+                self.owned -= left.min(self.owned);
+            }
             if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
                 pool.give(v);
             }
@@ -244,20 +262,25 @@ mod tests {
 
     #[test]
     fn owned_and_shared_chunks_go_out_in_order_through_partial_writes() {
+        let budget = super::super::budget::MemoryBudget::new(1 << 20);
         let mut pool = BufferPool::default();
         let mut q = Outbound::default();
         let mut want = Vec::new();
+        let mut owned = 0;
         for i in 0..50u8 {
             if i % 7 == 0 {
-                let shared: Arc<[u8]> = vec![i; 1000].into();
-                want.extend_from_slice(&shared);
+                let shared = Frame::new(vec![i; 1000], &budget);
+                want.extend_from_slice(shared.bytes());
                 q.push_shared(shared, &mut pool);
             } else {
                 q.append(&mut pool, |v| v.extend_from_slice(&[i; 33]));
                 want.extend_from_slice(&[i; 33]);
+                owned += 33;
             }
         }
         assert_eq!(q.len(), want.len());
+        assert_eq!(q.owned_len(), owned);
+        assert_eq!(budget.used(), 8 * 1000, "shared frames charge themselves once");
         let mut w = Trickle {
             cap: 97,
             got: Vec::new(),
@@ -270,6 +293,8 @@ mod tests {
             q.write_to(&mut w, &mut pool).unwrap();
         }
         assert!(q.is_empty());
+        assert_eq!(q.owned_len(), 0);
+        assert_eq!(budget.used(), 0, "written frames give their bytes back");
         assert_eq!(w.got, want);
         q.release_if_empty(&mut pool);
         assert!(q.queue.is_none());

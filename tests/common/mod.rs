@@ -8,13 +8,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
-use wsloop::server::{demo::DemoApp, Server, ServerHandle};
+use wsloop::server::{demo::DemoApp, RunningServer, Server};
 use wsloop::CloseCode;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The demo server on a free port, one thread unless the test says otherwise.
-pub fn demo_server(configure: impl FnOnce(Server) -> Server) -> ServerHandle {
+pub fn demo_server(configure: impl FnOnce(Server<DemoApp>) -> Server<DemoApp>) -> RunningServer {
     let server = Server::new(DemoApp::new())
         .bind("127.0.0.1:0".parse().unwrap())
         .threads(1);

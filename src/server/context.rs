@@ -1,0 +1,338 @@
+//! What a handler can do from inside a callback: [`Context`] for a WebSocket event,
+//! [`RequestContext`] for an HTTP request or an upgrade decision. Both work on the loop's own
+//! state ([`LoopState`]); nothing here touches a socket except the optional direct write of
+//! a large message.
+
+use super::budget::Frame;
+use super::fanout::{Outgoing, Target, Topics};
+use super::handle::{Core, PushError, ServerHandle, ServerInfo};
+use super::metrics::LoopStats;
+use super::outbound::{BufferPool, Outbound};
+use super::timers::Millis;
+use super::{ConnId, Message, SendStatus};
+use crate::frame::CloseCode;
+use crate::handshake::Request;
+use crate::protocol::{self, Role, State};
+use std::io::{IoSlice, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Messages at least this large are written straight from the caller's buffer when nothing is
+/// queued before them; only what the socket does not take is copied into the queue.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
+
+/// One loop's state apart from its connections: what every callback on the loop may touch.
+pub(crate) struct LoopState {
+    pub(crate) idx: usize,
+    pub(crate) core: Arc<Core>,
+    pub(crate) handle: ServerHandle,
+    pub(crate) pool: BufferPool,
+    pub(crate) topics: Topics,
+    /// Messages published by the current callback, delivered by the loop when it returns.
+    pub(crate) outgoing: Vec<Outgoing>,
+    pub(crate) now: Millis,
+    pub(crate) shutting_down: bool,
+}
+
+impl LoopState {
+    pub(crate) fn stats(&self) -> &LoopStats {
+        // The loop's own counters; `idx` always indexes them (one per loop, built together).
+        match self.core.metrics().loops.get(self.idx) {
+            Some(s) => s,
+            None => &self.core.metrics().loops[0],
+        }
+    }
+
+    fn publish(&mut self, target: Target, frame: Arc<Frame>, exclude: Option<ConnId>, from: Option<ConnId>) {
+        self.outgoing.push(Outgoing {
+            target,
+            frame,
+            exclude,
+            from,
+        });
+    }
+
+    fn send_to(&mut self, id: ConnId, message: Message<'_>, from: Option<ConnId>) -> Result<(), PushError> {
+        if !self.core.is_live(id) {
+            return Err(PushError::Gone);
+        }
+        let frame = self.core.frame(message);
+        self.publish(Target::One(id), frame, None, from);
+        Ok(())
+    }
+}
+
+/// Per-callback requests and flags of one WebSocket, kept by its session.
+#[derive(Debug, Default)]
+pub(crate) struct WsFlags {
+    /// The handler asked to close: code and reason.
+    pub(crate) close_request: Option<(CloseCode, String)>,
+    /// A send returned Backpressure: call `on_drain` once the queue empties.
+    pub(crate) drain_armed: bool,
+    /// A direct write failed: the connection is broken.
+    pub(crate) write_failed: bool,
+    /// Bytes written by direct writes during the callback.
+    pub(crate) direct_written: u64,
+}
+
+/// The raw handshake and frames of a connection accepted with `Accept::capture_frames`.
+pub(crate) struct Capture {
+    pub(crate) request: Request,
+    pub(crate) response: Vec<u8>,
+    /// The raw (masked) frames of the message being delivered.
+    pub(crate) frames_in: Vec<u8>,
+}
+
+/// The connection side of a [`Context`].
+pub(crate) struct ConnParts<'a, S> {
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) target: &'a str,
+    pub(crate) request: Option<&'a Request>,
+    pub(crate) state: &'a mut S,
+    /// The protocol state when the callback began (a message being delivered borrows the
+    /// connection's `WebSocket`, so frames are built from this snapshot).
+    pub(crate) ws_state: State,
+    pub(crate) out: &'a mut Outbound,
+    /// False in `on_close`.
+    pub(crate) can_send: bool,
+    pub(crate) flags: &'a mut WsFlags,
+    pub(crate) capture: Option<&'a Capture>,
+    /// Copies of the bytes sent, for an installed observer.
+    pub(crate) tap: Option<&'a mut Vec<u8>>,
+    /// The socket, for writing a large message without queueing a copy.
+    pub(crate) direct: Option<&'a mut dyn Write>,
+}
+
+/// What a handler can do during a WebSocket event: send to this connection, to another, to a
+/// topic's subscribers or to everyone; subscribe; close; read the connection's details and
+/// its state.
+pub struct Context<'a, S = ()> {
+    pub(crate) conn: ConnParts<'a, S>,
+    pub(crate) lp: &'a mut LoopState,
+}
+
+impl<S> Context<'_, S> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.conn.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// The path of the upgrade request, without the query string.
+    pub fn path(&self) -> &str {
+        self.conn.target.split_once('?').map_or(self.conn.target, |(p, _)| p)
+    }
+
+    /// The query string of the upgrade request, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.conn.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The upgrade request, headers and all (unless the upgrade turned
+    /// [`Accept::keep_request`](super::Accept::keep_request) off).
+    pub fn request(&self) -> Option<&Request> {
+        self.conn.request
+    }
+
+    /// This connection's state, as [`Handler::on_upgrade`](super::Handler::on_upgrade) made it.
+    pub fn state(&self) -> &S {
+        self.conn.state
+    }
+
+    /// This connection's state, to change.
+    pub fn state_mut(&mut self) -> &mut S {
+        self.conn.state
+    }
+
+    /// Server-wide figures.
+    pub fn info(&self) -> &ServerInfo {
+        &self.lp.core.info
+    }
+
+    /// A handle to the server for other threads (see [`ServerHandle`]).
+    pub fn handle(&self) -> ServerHandle {
+        self.lp.handle.clone()
+    }
+
+    /// Bytes queued for this connection and not yet taken by the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.out.len()
+    }
+
+    /// Sends a message to this connection (one frame, RFC 6455 §5.6).
+    pub fn send(&mut self, message: Message<'_>) -> SendStatus {
+        if !self.conn.can_send {
+            return SendStatus::Dropped;
+        }
+        let mut payload = message.bytes();
+        let Ok(header) =
+            protocol::data_frame_header(Role::Server, self.conn.ws_state, message.opcode(), true, payload.len())
+        else {
+            return SendStatus::Dropped;
+        };
+        let mut header: &[u8] = &header;
+        LoopStats::add(&self.lp.stats().messages_out, 1);
+        if let Some(tap) = self.conn.tap.as_deref_mut() {
+            tap.extend_from_slice(header);
+            tap.extend_from_slice(payload);
+        }
+        if payload.len() >= DIRECT_WRITE_MIN && self.conn.out.is_empty() && !self.conn.flags.write_failed {
+            if let Some(stream) = self.conn.direct.as_mut() {
+                // One writev of header + payload, straight from the read or reassembly buffer.
+                match stream.write_vectored(&[IoSlice::new(header), IoSlice::new(payload)]) {
+                    Ok(written) => {
+                        self.conn.flags.direct_written += written as u64;
+                        let from_header = written.min(header.len());
+                        header = header.get(from_header..).unwrap_or_default();
+                        payload = payload.get(written - from_header..).unwrap_or_default();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug!("write to {} failed: {e}", self.conn.peer);
+                        self.conn.flags.write_failed = true;
+                        return SendStatus::Dropped;
+                    }
+                }
+            }
+        }
+        if !header.is_empty() || !payload.is_empty() {
+            self.conn.out.append(&mut self.lp.pool, |v| {
+                v.extend_from_slice(header);
+                v.extend_from_slice(payload);
+            });
+        }
+        if self.conn.out.len() > self.lp.core.config.backpressure_high_water {
+            self.conn.flags.drain_armed = true;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
+        }
+    }
+
+    /// Sends a text message to this connection.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(Message::Text(text))
+    }
+
+    /// Sends a binary message to this connection.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.send(Message::Binary(data))
+    }
+
+    /// Sends a message to another connection, on whichever loop holds it.
+    /// [`PushError::Gone`] if it has closed.
+    pub fn send_to(&mut self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
+        let from = Some(self.conn.id);
+        self.lp.send_to(id, message, from)
+    }
+
+    /// Subscribes this connection to a topic (a room); it receives what is published there
+    /// until it unsubscribes or closes. Takes effect at once.
+    pub fn subscribe(&mut self, topic: &str) {
+        self.lp.topics.subscribe(self.conn.id, topic);
+    }
+
+    /// Unsubscribes this connection from a topic.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        self.lp.topics.unsubscribe(self.conn.id, topic);
+    }
+
+    /// The topics this connection is subscribed to.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.lp.topics.topics_of(self.conn.id).iter().map(|t| &**t)
+    }
+
+    /// Sends a message to every subscriber of `topic` on every loop, this connection included
+    /// if subscribed. The frame is encoded once and the same bytes are queued for each
+    /// receiver. If a subscriber is backed up, this connection stops being read until it
+    /// drains (backpressure reaches the publisher).
+    pub fn publish(&mut self, topic: &str, message: Message<'_>) {
+        let frame = self.lp.core.frame(message);
+        let from = Some(self.conn.id);
+        self.lp.publish(Target::Topic(topic.into()), frame, None, from);
+    }
+
+    /// Like [`Context::publish`], leaving this connection out.
+    pub fn publish_to_others(&mut self, topic: &str, message: Message<'_>) {
+        let frame = self.lp.core.frame(message);
+        let id = Some(self.conn.id);
+        self.lp.publish(Target::Topic(topic.into()), frame, id, id);
+    }
+
+    /// Sends a message to every open WebSocket on the server.
+    pub fn broadcast(&mut self, message: Message<'_>) {
+        let frame = self.lp.core.frame(message);
+        let from = Some(self.conn.id);
+        self.lp.publish(Target::All, frame, None, from);
+    }
+
+    /// Starts the closing handshake with this code and reason (RFC 6455 §7.1.2) once the
+    /// callback returns; nothing more is sent to this connection.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.conn.can_send {
+            self.conn.flags.close_request = Some((code, reason.to_owned()));
+            self.conn.can_send = false;
+        }
+    }
+
+    /// The upgrade request and the 101 response bytes, when the upgrade was accepted with
+    /// [`Accept::capture_frames`](super::Accept::capture_frames).
+    pub fn handshake(&self) -> Option<(&Request, &[u8])> {
+        self.conn.capture.map(|c| (&c.request, &c.response[..]))
+    }
+
+    /// The raw bytes (still masked, as they crossed the wire) of the frames that carried the
+    /// current message, when the upgrade was accepted with
+    /// [`Accept::capture_frames`](super::Accept::capture_frames); empty otherwise.
+    pub fn frames_in(&self) -> &[u8] {
+        self.conn.capture.map_or(&[], |c| &c.frames_in[..])
+    }
+}
+
+/// What a handler can do while deciding an HTTP request or an upgrade: see the peer, push
+/// messages to WebSockets, read the server's figures.
+pub struct RequestContext<'a> {
+    pub(crate) peer: SocketAddr,
+    pub(crate) lp: &'a mut LoopState,
+}
+
+impl RequestContext<'_> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Server-wide figures.
+    pub fn info(&self) -> &ServerInfo {
+        &self.lp.core.info
+    }
+
+    /// A handle to the server for other threads.
+    pub fn handle(&self) -> ServerHandle {
+        self.lp.handle.clone()
+    }
+
+    /// Sends a message to every subscriber of `topic` (an HTTP route that triggers a
+    /// broadcast).
+    pub fn publish(&mut self, topic: &str, message: Message<'_>) {
+        let frame = self.lp.core.frame(message);
+        self.lp.publish(Target::Topic(topic.into()), frame, None, None);
+    }
+
+    /// Sends a message to every open WebSocket.
+    pub fn broadcast(&mut self, message: Message<'_>) {
+        let frame = self.lp.core.frame(message);
+        self.lp.publish(Target::All, frame, None, None);
+    }
+
+    /// Sends a message to one WebSocket. [`PushError::Gone`] if it has closed.
+    pub fn send_to(&mut self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
+        self.lp.send_to(id, message, None)
+    }
+}

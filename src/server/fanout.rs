@@ -1,0 +1,226 @@
+//! Fan-out: who a published message goes to, and the topic memberships that decide it.
+//!
+//! A message for others ([`Outgoing`]) is framed once into a shared [`Frame`] and the same
+//! bytes are queued for every receiver, on this loop at once and on the other loops through
+//! their inboxes. Topic membership has one owner per loop, [`Topics`], keyed by [`ConnId`]:
+//! a handler's `subscribe` changes it immediately, and a connection's memberships are removed
+//! in one place when it goes (`Topics::remove_conn`).
+
+use super::budget::Frame;
+use super::ConnId;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Who a published frame goes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Every subscriber of the topic.
+    Topic(Arc<str>),
+    /// Every open WebSocket.
+    All,
+    /// One connection.
+    One(ConnId),
+}
+
+/// A message for other connections, framed once.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) target: Target,
+    pub(crate) frame: Arc<Frame>,
+    /// A connection left out (`publish_to_others`).
+    pub(crate) exclude: Option<ConnId>,
+    /// The connection whose handler published it, if any: it is paused when the message lands
+    /// on a subscriber that is backed up (backpressure flows to the source).
+    pub(crate) from: Option<ConnId>,
+}
+
+impl Outgoing {
+    /// Whether the message has receivers on loop `idx`.
+    pub(crate) fn goes_to_loop(&self, idx: usize) -> bool {
+        match &self.target {
+            Target::One(id) => id.loop_index() == idx,
+            Target::Topic(_) | Target::All => true,
+        }
+    }
+}
+
+/// The subscribers of one topic on this loop: a dense list (delivery walks it) and each
+/// member's position in it (removal is O(1)).
+#[derive(Debug, Default)]
+struct Members {
+    list: Vec<ConnId>,
+    pos: HashMap<ConnId, usize>,
+}
+
+impl Members {
+    fn insert(&mut self, id: ConnId) -> bool {
+        if self.pos.contains_key(&id) {
+            return false;
+        }
+        self.pos.insert(id, self.list.len());
+        self.list.push(id);
+        true
+    }
+
+    fn remove(&mut self, id: ConnId) -> bool {
+        let Some(i) = self.pos.remove(&id) else { return false };
+        self.list.swap_remove(i);
+        if let Some(moved) = self.list.get(i) {
+            self.pos.insert(*moved, i);
+        }
+        true
+    }
+}
+
+/// A topic's subscribers on this loop, taken out for delivery.
+pub(crate) struct TopicMembers(Members);
+
+impl TopicMembers {
+    pub(crate) fn ids(&self) -> &[ConnId] {
+        &self.0.list
+    }
+}
+
+/// Topic memberships of this loop's connections, both ways.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    by_topic: HashMap<Arc<str>, Members>,
+    by_conn: HashMap<ConnId, Vec<Arc<str>>>,
+}
+
+impl Topics {
+    /// Adds `id` to `topic`; false if it was already there.
+    pub(crate) fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        let key: Arc<str> = match self.by_topic.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => topic.into(),
+        };
+        if !self.by_topic.entry(key.clone()).or_default().insert(id) {
+            return false;
+        }
+        self.by_conn.entry(id).or_default().push(key);
+        true
+    }
+
+    /// Removes `id` from `topic`; false if it was not there.
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        let Some(members) = self.by_topic.get_mut(topic) else {
+            return false;
+        };
+        if !members.remove(id) {
+            return false;
+        }
+        if members.list.is_empty() {
+            self.by_topic.remove(topic);
+        }
+        if let Some(list) = self.by_conn.get_mut(&id) {
+            list.retain(|t| &**t != topic);
+            if list.is_empty() {
+                self.by_conn.remove(&id);
+            }
+        }
+        true
+    }
+
+    /// The topics `id` is subscribed to, in the order it joined them (as far as removals
+    /// allow).
+    pub(crate) fn topics_of(&self, id: ConnId) -> &[Arc<str>] {
+        self.by_conn.get(&id).map_or(&[], |v| v.as_slice())
+    }
+
+    /// The subscribers of `topic` on this loop.
+    #[cfg(test)]
+    pub(crate) fn members(&self, topic: &str) -> &[ConnId] {
+        self.by_topic.get(topic).map_or(&[], |m| m.list.as_slice())
+    }
+
+    /// Takes a topic's subscriber list out, so the loop can deliver to them while it uses the
+    /// rest of its state; give it back with [`Topics::put_back`].
+    pub(crate) fn take_members(&mut self, topic: &str) -> Option<(Arc<str>, TopicMembers)> {
+        self.by_topic.remove_entry(topic).map(|(k, m)| (k, TopicMembers(m)))
+    }
+
+    /// Returns a list taken with [`Topics::take_members`] (nothing changes memberships in
+    /// between: delivery runs no handler code).
+    pub(crate) fn put_back(&mut self, topic: Arc<str>, members: TopicMembers) {
+        self.by_topic.insert(topic, members.0);
+    }
+
+    /// Removes every membership of a connection that is going away.
+    pub(crate) fn remove_conn(&mut self, id: ConnId) {
+        for topic in self.by_conn.remove(&id).unwrap_or_default() {
+            if let Some(members) = self.by_topic.get_mut(&topic) {
+                members.remove(id);
+                if members.list.is_empty() {
+                    self.by_topic.remove(&topic);
+                }
+            }
+        }
+    }
+
+    /// Topics with at least one subscriber on this loop.
+    #[cfg(test)]
+    pub(crate) fn topic_count(&self) -> usize {
+        self.by_topic.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(slot: usize, generation: u32) -> ConnId {
+        ConnId::new(7, 0, slot, generation)
+    }
+
+    #[test]
+    fn memberships_are_kept_both_ways_and_removed_in_one_place() {
+        let mut t = Topics::default();
+        let (a, d, e) = (id(0, 1), id(1, 1), id(2, 1));
+        assert!(t.subscribe(a, "room"));
+        assert!(!t.subscribe(a, "room"), "twice is once");
+        assert!(t.subscribe(d, "room"));
+        assert!(t.subscribe(a, "other"));
+        assert_eq!(t.members("room"), &[a, d]);
+        assert_eq!(
+            t.topics_of(a).iter().map(|s| &**s).collect::<Vec<_>>(),
+            ["room", "other"]
+        );
+
+        // A goes: only A's memberships go with it; D keeps receiving.
+        t.remove_conn(a);
+        assert_eq!(t.members("room"), &[d]);
+        assert!(t.members("other").is_empty());
+        assert!(t.topics_of(a).is_empty());
+        assert_eq!(t.topic_count(), 1);
+
+        // A later connection reusing A's slot (new generation) is not a member of anything.
+        let a2 = id(0, 2);
+        assert!(!t.members("room").contains(&a2));
+        assert!(!t.unsubscribe(a2, "room"));
+        assert!(t.subscribe(e, "room"));
+        assert!(t.unsubscribe(d, "room"));
+        assert_eq!(t.members("room"), &[e], "swap-remove keeps positions right");
+        assert!(t.unsubscribe(e, "room"));
+        assert_eq!(t.topic_count(), 0);
+    }
+
+    #[test]
+    fn one_message_routes_to_the_right_loops() {
+        let budget = super::super::budget::MemoryBudget::new(1 << 20);
+        let frame = Frame::new(vec![0x81, 0], &budget);
+        let one = Outgoing {
+            target: Target::One(ConnId::new(7, 1, 3, 1)),
+            frame: frame.clone(),
+            exclude: None,
+            from: None,
+        };
+        assert!(!one.goes_to_loop(0));
+        assert!(one.goes_to_loop(1));
+        let all = Outgoing {
+            target: Target::All,
+            ..one
+        };
+        assert!(all.goes_to_loop(0) && all.goes_to_loop(1));
+    }
+}

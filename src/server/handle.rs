@@ -1,0 +1,416 @@
+//! Reaching a running server from anywhere: [`ServerHandle`] (cloneable, `Send + Sync`) and
+//! the per-loop inboxes it writes to; [`RunningServer`], what `Server::start` returns; and
+//! [`ServerInfo`], the server-wide figures.
+//!
+//! A push from another thread is framed once on the caller's thread, then queued in the inbox
+//! of every loop that has receivers and the loop is woken through its `mio::Waker` (at most
+//! one wake per batch: a flag says a wake is already pending). Each loop drains its inbox in
+//! order, so messages from one sender arrive in the order they were pushed.
+
+use super::budget::{Frame, MemoryBudget};
+use super::fanout::{Outgoing, Target};
+use super::metrics::Metrics;
+use super::observer::Observer;
+use super::{ConnId, Message, ServerConfig};
+use crate::frame::{self, CloseCode};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Work for a loop from outside it.
+pub(crate) enum Command {
+    /// Deliver a framed message to this loop's receivers.
+    Deliver(Outgoing),
+    /// Start the closing handshake of one connection.
+    Close {
+        id: ConnId,
+        code: CloseCode,
+        reason: String,
+    },
+    /// A subscriber on another loop is backed up: stop reading from this publisher.
+    Hold(ConnId),
+    /// That subscriber has drained (or given up holding): the publisher may go on.
+    Release(ConnId),
+    /// A connection accepted by another loop, handed over to balance the loops.
+    Adopt(mio::net::TcpStream, SocketAddr),
+}
+
+/// One loop's mailbox.
+pub(crate) struct Inbox {
+    queue: Mutex<VecDeque<Command>>,
+    waker: mio::Waker,
+    /// A wake is on its way; further pushes need not wake again.
+    notified: AtomicBool,
+    /// The generation of each occupied slot of the loop (0: free), so a push to a connection
+    /// that has gone can be answered "gone" on the caller's thread.
+    live: Mutex<Vec<u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inbox {
+    pub(crate) fn new(waker: mio::Waker) -> Inbox {
+        Inbox {
+            queue: Mutex::new(VecDeque::new()),
+            waker,
+            notified: AtomicBool::new(false),
+            live: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues commands and wakes the loop unless a wake is already pending.
+    pub(crate) fn push(&self, commands: impl IntoIterator<Item = Command>) {
+        lock(&self.queue).extend(commands);
+        self.wake();
+    }
+
+    pub(crate) fn wake(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                log::warn!("waking an event loop failed: {e}");
+            }
+        }
+    }
+
+    /// Takes up to `max` commands (the loop's side). Clears the wake flag first, so a push that
+    /// lands after the take wakes the loop again.
+    pub(crate) fn take(&self, max: usize, into: &mut Vec<Command>) -> bool {
+        self.notified.store(false, Ordering::Release);
+        let mut q = lock(&self.queue);
+        let n = q.len().min(max);
+        into.extend(q.drain(..n));
+        !q.is_empty()
+    }
+
+    pub(crate) fn set_live(&self, slot: usize, generation: u32) {
+        let mut live = lock(&self.live);
+        if live.len() <= slot {
+            live.resize(slot + 1, 0);
+        }
+        if let Some(g) = live.get_mut(slot) {
+            *g = generation;
+        }
+    }
+
+    fn is_live(&self, id: ConnId) -> bool {
+        lock(&self.live)
+            .get(id.slot())
+            .is_some_and(|&g| g != 0 && g == id.generation())
+    }
+}
+
+/// The state every loop and every handle share.
+pub(crate) struct Core {
+    pub(crate) config: ServerConfig,
+    pub(crate) node: u32,
+    pub(crate) info: ServerInfo,
+    pub(crate) inboxes: Vec<Inbox>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) shutdown: AtomicBool,
+    /// Event loops still running.
+    pub(crate) running: AtomicUsize,
+    pub(crate) local_addr: SocketAddr,
+    /// Round-robin counter for spreading accepted connections over the loops.
+    pub(crate) next_loop: AtomicUsize,
+}
+
+impl Core {
+    pub(crate) fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.info.budget
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.info.metrics
+    }
+
+    /// Frames a message once, unmasked (a server's frame, RFC 6455 §5.1), for many receivers.
+    pub(crate) fn frame(&self, message: Message<'_>) -> Arc<Frame> {
+        let mut v = Vec::with_capacity(message.bytes().len() + 10);
+        frame::encode_frame(&mut v, true, message.opcode(), None, message.bytes());
+        Frame::new(v, self.budget())
+    }
+
+    pub(crate) fn wake_all(&self) {
+        for inbox in &self.inboxes {
+            inbox.wake();
+        }
+    }
+
+    pub(crate) fn is_live(&self, id: ConnId) -> bool {
+        id.node() == self.node && self.inboxes.get(id.loop_index()).is_some_and(|i| i.is_live(id))
+    }
+}
+
+/// Why a push through a [`ServerHandle`] was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// No such connection (it closed, or the id is from another server).
+    Gone,
+    /// The server has shut down.
+    ShutDown,
+    /// The server's memory budget is used up; try again later.
+    OverBudget,
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PushError::Gone => "no such connection",
+            PushError::ShutDown => "the server has shut down",
+            PushError::OverBudget => "the server's memory budget is used up",
+        })
+    }
+}
+
+impl std::error::Error for PushError {}
+
+/// A handle to a running server, usable from any thread: push messages, close connections,
+/// read the counts, shut down. Cloning is cheap (one `Arc`).
+///
+/// ```no_run
+/// # use wsloop::server::{Accept, Handler, Message, RequestContext, Response, Server};
+/// # use wsloop::handshake::Request;
+/// # struct App;
+/// # impl Handler for App {
+/// #     type State = ();
+/// #     fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> { Ok(Accept::default()) }
+/// # }
+/// # fn main() -> std::io::Result<()> {
+/// let server = Server::new(App).start()?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || loop {
+///     // A timer thread: every second, a tick to everyone subscribed to "clock".
+///     if handle.publish("clock", Message::Text("tick")).is_err() {
+///         break; // shut down
+///     }
+///     std::thread::sleep(std::time::Duration::from_secs(1));
+/// });
+/// server.join()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) core: Arc<Core>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.core.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    fn check(&self) -> Result<(), PushError> {
+        if self.core.shutdown.load(Ordering::Acquire) || self.core.running.load(Ordering::Acquire) == 0 {
+            return Err(PushError::ShutDown);
+        }
+        if self.core.budget().exceeded() {
+            return Err(PushError::OverBudget);
+        }
+        Ok(())
+    }
+
+    fn push(&self, og: Outgoing) {
+        for (i, inbox) in self.core.inboxes.iter().enumerate() {
+            if og.goes_to_loop(i) {
+                inbox.push([Command::Deliver(og.clone())]);
+            }
+        }
+    }
+
+    /// Sends a message to every subscriber of `topic`, on every loop.
+    pub fn publish(&self, topic: &str, message: Message<'_>) -> Result<(), PushError> {
+        self.check()?;
+        self.push(Outgoing {
+            target: Target::Topic(topic.into()),
+            frame: self.core.frame(message),
+            exclude: None,
+            from: None,
+        });
+        Ok(())
+    }
+
+    /// Sends a message to every open WebSocket.
+    pub fn broadcast(&self, message: Message<'_>) -> Result<(), PushError> {
+        self.check()?;
+        self.push(Outgoing {
+            target: Target::All,
+            frame: self.core.frame(message),
+            exclude: None,
+            from: None,
+        });
+        Ok(())
+    }
+
+    /// Sends a message to one connection. [`PushError::Gone`] if it has closed (a connection
+    /// that closes after the check loses the message silently, as any in-flight message).
+    pub fn send_to(&self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
+        self.check()?;
+        if !self.core.is_live(id) {
+            return Err(PushError::Gone);
+        }
+        self.push(Outgoing {
+            target: Target::One(id),
+            frame: self.core.frame(message),
+            exclude: None,
+            from: None,
+        });
+        Ok(())
+    }
+
+    /// Starts the closing handshake of one connection with this code and reason.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), PushError> {
+        if self.core.shutdown.load(Ordering::Acquire) {
+            return Err(PushError::ShutDown);
+        }
+        if !self.core.is_live(id) {
+            return Err(PushError::Gone);
+        }
+        if let Some(inbox) = self.core.inboxes.get(id.loop_index()) {
+            inbox.push([Command::Close {
+                id,
+                code,
+                reason: reason.to_owned(),
+            }]);
+        }
+        Ok(())
+    }
+
+    /// Server-wide figures and counters.
+    pub fn info(&self) -> &ServerInfo {
+        &self.core.info
+    }
+
+    /// Open TCP connections (HTTP and WebSocket).
+    pub fn open_connections(&self) -> usize {
+        self.core.info.open_connections()
+    }
+
+    /// Open WebSocket sessions.
+    pub fn open_websockets(&self) -> usize {
+        self.core.info.open_websockets()
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local_addr
+    }
+
+    /// This server's node id, the first part of every [`ConnId`] it hands out.
+    pub fn node_id(&self) -> u32 {
+        self.core.node
+    }
+
+    /// Begins a graceful shutdown (as SIGTERM does); returns at once.
+    pub fn shutdown(&self) {
+        self.core.shutdown.store(true, Ordering::Release);
+        self.core.wake_all();
+    }
+
+    /// Whether the event loops are still running.
+    pub fn is_running(&self) -> bool {
+        self.core.running.load(Ordering::Acquire) > 0
+    }
+}
+
+/// Server-wide figures, readable from any callback ([`super::Context::info`]) or thread
+/// ([`ServerHandle::info`]).
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub(crate) metrics: Metrics,
+    pub(crate) budget: Arc<MemoryBudget>,
+}
+
+impl ServerInfo {
+    /// Open TCP connections (HTTP and WebSocket).
+    pub fn open_connections(&self) -> usize {
+        self.metrics.connections()
+    }
+
+    /// Open WebSocket sessions.
+    pub fn open_websockets(&self) -> usize {
+        self.metrics.websockets()
+    }
+
+    /// Time since the server started.
+    pub fn uptime(&self) -> Duration {
+        self.metrics.started.elapsed()
+    }
+
+    /// Bytes charged to the memory budget now (see `ServerConfig::max_memory`).
+    pub fn memory_used(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// The memory budget.
+    pub fn memory_limit(&self) -> usize {
+        self.budget.limit()
+    }
+
+    /// Messages received, messages sent (each delivery counts), bytes read, bytes written.
+    pub fn traffic(&self) -> (u64, u64, u64, u64) {
+        self.metrics.traffic()
+    }
+
+    /// Every counter in the Prometheus text exposition format (what `/metrics` serves).
+    pub fn prometheus(&self) -> String {
+        self.metrics.render(self.budget.used(), self.budget.limit(), &[])
+    }
+}
+
+/// A started server: its handle plus the loop threads to wait for. Dropping it shuts the
+/// server down (tests rely on this).
+pub struct RunningServer {
+    pub(crate) handle: ServerHandle,
+    pub(crate) threads: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// A handle for pushing messages from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// Server-wide figures.
+    pub fn info(&self) -> &ServerInfo {
+        self.handle.info()
+    }
+
+    /// Begins a graceful shutdown; returns at once.
+    pub fn shutdown(&self) {
+        self.handle.shutdown();
+    }
+
+    /// Waits for every event loop to finish.
+    pub fn join(mut self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                result = Err(std::io::Error::other("an event loop panicked"));
+            }
+        }
+        log::info!("server stopped");
+        result
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.shutdown();
+        }
+    }
+}
