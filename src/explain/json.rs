@@ -157,19 +157,29 @@ pub fn handshake_json(request: &Request, response: &[u8]) -> String {
 
 /// One exchange on `/learn`: the frames the server received (still masked, as on the wire) and
 /// the frames it sent back, each decoded field by field (RFC 6455 §5.2).
+///
+/// At most [`MAX_FRAMES_EXPLAINED`] frames per direction are decoded (a message may come in
+/// thousands of tiny fragments); `received_more` / `sent_more` count the frames left out, so
+/// the output stays bounded whatever the peer sends.
 pub fn frames_json(received_wire: &[u8], sent_wire: &[u8]) -> String {
     let mut o = Obj::new();
     o.str("wsloop", "frames");
-    o.raw(
-        "received",
-        &array(split_frames(received_wire).iter().map(|v| frame_json(v, Role::Server))),
-    );
-    o.raw(
-        "sent",
-        &array(split_frames(sent_wire).iter().map(|v| frame_json(v, Role::Client))),
-    );
+    for (name, more, wire, reader) in [
+        ("received", "received_more", received_wire, Role::Server),
+        ("sent", "sent_more", sent_wire, Role::Client),
+    ] {
+        let frames = split_frames(wire);
+        o.raw(
+            name,
+            &array(frames.iter().take(MAX_FRAMES_EXPLAINED).map(|v| frame_json(v, reader))),
+        );
+        o.num(more, frames.len().saturating_sub(MAX_FRAMES_EXPLAINED) as u64);
+    }
     o.finish()
 }
+
+/// Frames decoded per direction by [`frames_json`].
+pub const MAX_FRAMES_EXPLAINED: usize = 64;
 
 /// One frame's fields; `reader` is the role of the side that receives it, for the rule check.
 fn frame_json(view: &FrameView<'_>, reader: Role) -> String {
@@ -433,6 +443,19 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser
     }
 
     #[test]
+    fn frames_json_explains_a_bounded_number_of_frames() {
+        let mut wire = Vec::new();
+        for _ in 0..1000 {
+            wire.extend_from_slice(&[0x00, 0x80, 1, 2, 3, 4]); // empty masked continuation
+        }
+        let json = frames_json(&wire, &[]);
+        Checker::check(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json.matches("\"offset\":").count(), MAX_FRAMES_EXPLAINED);
+        assert!(json.contains(&format!("\"received_more\":{}", 1000 - MAX_FRAMES_EXPLAINED)));
+        assert!(json.len() < 100 * 1024, "{} bytes", json.len());
+    }
+
+    #[test]
     fn frames_json_for_the_rfc_hello_exchange() {
         let received = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let sent = [0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
@@ -451,7 +474,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser
         assert_eq!(
             json,
             format!(
-                r#"{{"wsloop":"frames","received":[{expected_received}],"sent":[{}]}}"#,
+                r#"{{"wsloop":"frames","received":[{expected_received}],"received_more":0,"sent":[{}],"sent_more":0}}"#,
                 concat!(
                     r#"{"offset":0,"length":7,"bytes":"81 05 48 65 6c 6c 6f","bytes_more":0,"#,
                     r#""byte0":"81","byte0_bits":"1000 0001","byte1":"05","byte1_bits":"0000 0101","#,
@@ -475,7 +498,10 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser
         assert!(json.contains(r#""error":"client frames must be masked (RFC 6455 §5.1; close code 1002)""#));
         assert!(json.contains(r#""close_code":1000,"close_name":"normal closure","close_reason":"bye""#));
         assert!(json.contains(r#""missing":1,"error":null"#), "{json}");
-        assert_eq!(frames_json(&[], &[]), r#"{"wsloop":"frames","received":[],"sent":[]}"#);
+        assert_eq!(
+            frames_json(&[], &[]),
+            r#"{"wsloop":"frames","received":[],"received_more":0,"sent":[],"sent_more":0}"#
+        );
     }
 
     #[test]

@@ -36,11 +36,6 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Bytes left before the limit (0 when over it).
-    pub(crate) fn available(&self) -> usize {
-        self.limit.saturating_sub(self.used())
-    }
-
     /// Whether the total is past the limit.
     pub(crate) fn exceeded(&self) -> bool {
         self.used() > self.limit
@@ -127,10 +122,7 @@ mod tests {
         let budget = MemoryBudget::new(1000);
         let mut a = Charge::default();
         a.settle(&budget, 600);
-        assert_eq!(
-            (budget.used(), budget.available(), budget.exceeded()),
-            (600, 400, false)
-        );
+        assert_eq!((budget.used(), budget.exceeded()), (600, false));
         let frame = Frame::new(vec![0; 500], &budget);
         let shared = frame.clone();
         assert!(budget.exceeded());

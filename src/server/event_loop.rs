@@ -77,6 +77,9 @@ pub(crate) struct EventLoop<H: Handler> {
     /// and may go on.
     resume: Vec<(usize, u32)>,
     dirty: Vec<usize>,
+    /// Connections whose queue refilled during `on_drain` while their socket had room: flushed
+    /// again next turn.
+    resume_flush: Vec<(usize, u32)>,
     /// Commands for the other loops, sent at the end of the turn.
     remote: Vec<Vec<Command>>,
     commands: Vec<Command>,
@@ -122,6 +125,7 @@ impl<H: Handler> EventLoop<H> {
             },
             resume: Vec::new(),
             dirty: Vec::new(),
+            resume_flush: Vec::new(),
             remote: (0..loops).map(|_| Vec::new()).collect(),
             commands: Vec::new(),
             inbox_backlog: false,
@@ -185,6 +189,11 @@ impl<H: Handler> EventLoop<H> {
                     self.read(slot, true);
                 }
             }
+            for (slot, generation) in std::mem::take(&mut self.resume_flush) {
+                if self.conns.generation(slot) == Some(generation) {
+                    self.mark_dirty(slot);
+                }
+            }
             self.expire_timers();
             self.shed_if_over_budget();
             self.flush_dirty();
@@ -206,7 +215,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// How long `poll` may sleep: not at all with work pending, else until the next deadline.
     fn poll_timeout(&self) -> Option<std::time::Duration> {
-        if !self.resume.is_empty() || self.inbox_backlog {
+        if !self.resume.is_empty() || !self.resume_flush.is_empty() || self.inbox_backlog {
             return Some(std::time::Duration::ZERO);
         }
         let now = self.clock();
@@ -596,25 +605,40 @@ impl<H: Handler> EventLoop<H> {
     fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         conn.dirty = false;
-        if !conn.session.out.is_empty() {
-            match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
-                Ok(n) => {
-                    conn.session.bytes_out += n as u64;
-                    LoopStats::add(&self.lp.stats().bytes_out, n as u64);
-                }
-                Err(e) => {
-                    debug!("write to {} failed: {e}", conn.session.peer);
-                    self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
-                    return;
+        let mut rounds = 0;
+        let (resume, released) = loop {
+            if !conn.session.out.is_empty() {
+                match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
+                    Ok(n) => {
+                        conn.session.bytes_out += n as u64;
+                        LoopStats::add(&self.lp.stats().bytes_out, n as u64);
+                    }
+                    Err(e) => {
+                        debug!("write to {} failed: {e}", conn.session.peer);
+                        self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
+                        return;
+                    }
                 }
             }
-        }
-        let mut cx = Cx {
-            lp: &mut self.lp,
-            handler: &*self.handler,
-            direct: None,
+            // Queue left over: the socket is full and will say when it has room.
+            let blocked = !conn.session.out.is_empty();
+            let mut cx = Cx {
+                lp: &mut self.lp,
+                handler: &*self.handler,
+                direct: None,
+            };
+            let outcome = conn.session.after_flush(&mut cx);
+            rounds += 1;
+            // on_drain may have queued more while the socket still has room: no readiness
+            // edge will come for that, so write it now (a few rounds, then next turn).
+            if blocked || conn.session.out.is_empty() || conn.session.io() == Io::Done {
+                break outcome;
+            }
+            if rounds == 8 {
+                self.resume_flush.push((slot, conn.session.id.generation()));
+                break outcome;
+            }
         };
-        let (resume, released) = conn.session.after_flush(&mut cx);
         conn.session.settle(&self.lp);
         let generation = conn.session.id.generation();
         match conn.session.io() {

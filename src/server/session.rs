@@ -83,6 +83,8 @@ struct PendingBody {
 }
 
 struct HttpState {
+    /// A response went out and the connection waits for the next request (keep-alive).
+    between_requests: bool,
     parser: RequestParser,
     /// Bytes of a request head (or pipelined requests) that arrived in pieces.
     buf: Vec<u8>,
@@ -171,6 +173,7 @@ impl<S: Send + 'static> Session<S> {
             id,
             peer,
             phase: Phase::Http(Box::new(HttpState {
+                between_requests: false,
                 parser: RequestParser::new(config.request_limits),
                 buf: Vec::new(),
                 pending: None,
@@ -327,8 +330,9 @@ impl<S: Send + 'static> Session<S> {
 
     fn http_receive<H: Handler<State = S>>(&mut self, input: &mut [u8], cx: &mut Cx<'_, H>) -> usize {
         let Phase::Http(h) = &mut self.phase else { return 0 };
-        if h.buf.is_empty() && h.pending.is_none() {
-            // A new request: its head must be complete within the handshake timeout.
+        if std::mem::take(&mut h.between_requests) {
+            // The next request on a kept-alive connection: it has the handshake timeout to
+            // arrive whole (from accept, the first request has it already).
             self.deadline = cx.lp.now + cx.lp.core.config.handshake_timeout.as_millis() as Millis;
         }
         let mut buffered = std::mem::take(&mut h.buf);
@@ -537,6 +541,9 @@ impl<S: Send + 'static> Session<S> {
         self.queue_bytes(cx.lp, &bytes);
         if keep_alive {
             self.deadline = cx.lp.now + cx.lp.core.config.keepalive_timeout.as_millis() as Millis;
+            if let Phase::Http(h) = &mut self.phase {
+                h.between_requests = true;
+            }
         } else {
             self.start_closing(cx.lp);
         }
@@ -663,8 +670,11 @@ impl<S: Send + 'static> Session<S> {
                 capture,
                 ..
             } = &mut **w;
-            // A message may only grow as far as the memory budget allows (RFC 6455 §10.4).
-            let room = ws.buffered_message_len().saturating_add(core.budget().available());
+            // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
+            // up to the level where shedding stops, so admitting it never forces a shed.
+            let budget = core.budget();
+            let headroom = (budget.limit() / 10 * 9).saturating_sub(budget.used());
+            let room = ws.buffered_message_len().saturating_add(headroom);
             ws.set_max_message_size(core.config.websocket.max_message_size.min(room));
             let ws_state = ws.state();
             let start = pos;
