@@ -79,14 +79,13 @@ fn echo_text_and_binary() {
     assert_eq!(c.next(), Some(OwnedEvent::Binary(big)));
 }
 
-/// The id in a `/chat` join notice.
-fn join_id(event: Option<OwnedEvent>) -> ConnId {
+/// The id in a `/chat` welcome.
+fn welcome_id(event: Option<OwnedEvent>) -> ConnId {
     match event {
-        Some(OwnedEvent::Text(t)) if t.starts_with("{\"type\":\"join\"") => {
-            let id = t.split("\"id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
-            id.parse().unwrap()
+        Some(OwnedEvent::Text(t)) if t.starts_with("{\"type\":\"welcome\"") => {
+            common::json_field(&t, "id").unwrap().parse().unwrap()
         }
-        other => panic!("expected a join notice, got {other:?}"),
+        other => panic!("expected a welcome, got {other:?}"),
     }
 }
 
@@ -98,9 +97,9 @@ fn broadcast_reaches_three_clients_on_every_loop() {
     let mut loops = BTreeSet::new();
     for _ in 0..3 {
         let mut c = Client::connect(addr, "/chat");
-        // A client's own join notice reaches it once it is subscribed (on_open subscribes,
-        // then publishes); earlier clients' notices were published before it existed.
-        loops.insert(join_id(c.next()).loop_index());
+        loops.insert(welcome_id(c.next()).loop_index());
+        // Its own join notice reaches it once it is subscribed.
+        assert!(matches!(c.next(), Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"join\"")));
         clients.push(c);
     }
     // Connections are handed to the loops in turn, so the three span both: delivery across
@@ -123,28 +122,132 @@ fn broadcast_reaches_three_clients_on_every_loop() {
 }
 
 #[test]
-fn chat_sends_join_and_leave_notices() {
+fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
     let server = demo_server(|s| s);
     let addr = server.local_addr();
-    let mut a = Client::connect(addr, "/chat");
-    let joined = a.next();
+    let mut a = Client::connect(addr, "/chat?room=blue&name=ada");
+    let welcome = text_of(a.next());
+    assert!(welcome.contains("\"room\":\"blue\",\"name\":\"ada\""), "{welcome}");
+    assert!(text_of(a.next()).starts_with("{\"type\":\"join\""));
+    assert!(text_of(a.next()).contains("\"members\":[{\"id\""));
+    let mut b = Client::connect(addr, "/chat?room=blue&name=Bo%20B");
+    let mut other = Client::connect(addr, "/chat?room=green");
+    let joined = text_of(a.next());
     assert!(
-        matches!(&joined, Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"join\"")),
-        "{joined:?}"
+        joined.contains("\"name\":\"Bo B\"") && joined.contains("\"online\":2"),
+        "{joined}"
     );
-    let mut b = Client::connect(addr, "/chat");
-    let seen = a.next();
+    let presence = text_of(a.next());
     assert!(
-        matches!(&seen, Some(OwnedEvent::Text(t)) if t.contains("\"online\":2")),
-        "{seen:?}"
+        presence.contains("\"online\":2") && presence.contains("\"name\":\"ada\""),
+        "{presence}"
     );
+    b.send_text("hi \"blue\"");
+    let msg = text_of(a.next());
+    assert_eq!(common::json_field(&msg, "text").as_deref(), Some("hi \"blue\""));
+    assert_eq!(common::json_field(&msg, "from").as_deref(), Some("Bo B"));
+    assert!(msg.contains("\"ts\":"), "{msg}");
     b.close(CloseCode::NORMAL, "bye");
     assert!(b.wait_eof());
-    let left = a.next();
+    let left = text_of(a.next());
     assert!(
-        matches!(&left, Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"leave\"") && t.contains("\"code\":1000")),
-        "{left:?}"
+        left.contains("\"type\":\"leave\"") && left.contains("\"code\":1000") && left.contains("\"online\":1"),
+        "{left}"
     );
+    // The other room heard nothing of it: its next message is its own.
+    other.send_text("green only");
+    assert_eq!(other.next_message(), Some(OwnedEvent::Text("green only".into())));
+    // Bad room names are refused before the upgrade.
+    let (status, _, _) = http(
+        addr,
+        "GET /chat?room=no%20spaces HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+}
+
+/// Issue 10 item 3: an HTTP route that triggers a broadcast, with CORS as the upgrade's.
+#[test]
+fn posting_to_a_room_reaches_its_websockets() {
+    let server = demo_server(|s| s);
+    let addr = server.local_addr();
+    let mut member = Client::connect(addr, "/chat?room=news");
+    let mut outsider = Client::connect(addr, "/chat?room=other");
+    let body = "breaking: ünïcode";
+    let req = format!(
+        "POST /rooms/news/messages HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, _) = http(addr, &req);
+    assert_eq!(status, 202);
+    assert_eq!(member.next_message(), Some(OwnedEvent::Text(body.into())));
+    outsider.send_text("mine");
+    assert_eq!(outsider.next_message(), Some(OwnedEvent::Text("mine".into())));
+    // A body split across reads, and pipelined behind another request.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"POST /rooms/news/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    s.write_all(b" worldGET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 202);
+    assert_eq!(read_response(&mut s).0, 200);
+    assert_eq!(member.next_message(), Some(OwnedEvent::Text("hello world".into())));
+    // HEAD, other methods, CORS.
+    let mut h = TcpStream::connect(addr).unwrap();
+    h.set_read_timeout(Some(TIMEOUT)).unwrap();
+    h.write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut head = String::new();
+    h.read_to_string(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        length > 0 && head.ends_with("\r\n\r\n"),
+        "HEAD: the GET body's length, no body: {head}"
+    );
+    assert_eq!(
+        http(addr, "GET /rooms/news/messages HTTP/1.1\r\nHost: x\r\n\r\n").0,
+        405
+    );
+    let cross = |origin: &str| {
+        http(
+            addr,
+            &format!(
+                "POST /rooms/news/messages HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nContent-Length: 1\r\n\r\nx"
+            ),
+        )
+    };
+    assert_eq!(cross("http://evil.example").0, 403, "cross-site POST refused");
+    let (status, head, _) = cross(&format!("http://{addr}"));
+    assert_eq!(status, 202);
+    assert!(
+        head.contains(&format!("Access-Control-Allow-Origin: http://{addr}")),
+        "{head}"
+    );
+    let (status, head, _) = http(
+        addr,
+        &format!(
+            "OPTIONS /rooms/news/messages HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 204);
+    assert!(
+        head.contains("Access-Control-Allow-Methods:") && head.contains("Access-Control-Allow-Headers: content-type")
+    );
+}
+
+/// Text of a text event (panics on anything else).
+fn text_of(e: Option<OwnedEvent>) -> String {
+    match e {
+        Some(OwnedEvent::Text(t)) => t,
+        other => panic!("expected text, got {other:?}"),
+    }
 }
 
 #[test]

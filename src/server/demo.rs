@@ -1,31 +1,74 @@
 //! The demo application that `wsloop serve` runs, built on the public [`Handler`] API like any
 //! embedding application would be:
 //!
-//! | path      | HTTP `GET`                 | WebSocket                                              |
-//! |-----------|----------------------------|--------------------------------------------------------|
-//! | `/`       | chat page (HTML + JS)      | echo                                                   |
-//! | `/health` | JSON status                | —                                                      |
-//! | `/metrics`| Prometheus text            | —                                                      |
-//! | `/echo`   | —                          | echoes every message, text and binary                  |
-//! | `/chat`   | —                          | broadcasts every message to everyone on `/chat`, with join/leave notices |
-//! | `/learn`  | the handshake/frame lesson | sends the handshake explained, then explains each frame |
+//! | path                       | HTTP                            | WebSocket                                    |
+//! |----------------------------|---------------------------------|----------------------------------------------|
+//! | `/`                        | `GET`: the chat page            | echo                                         |
+//! | `/health`                  | `GET`: JSON status              | —                                            |
+//! | `/metrics`                 | `GET`: Prometheus text          | —                                            |
+//! | `/echo`                    | —                               | echoes every message, text and binary        |
+//! | `/chat?room=R&name=N`      | —                               | chat rooms with presence (below)             |
+//! | `/rooms/{room}/messages`   | `POST`: the body goes to the room | —                                          |
+//! | `/learn`                   | `GET`: the handshake/frame lesson | explains the handshake, then each frame    |
+//!
+//! **Chat protocol.** A client joins room `R` (default `lobby`) as `N` (default `guest-…`)
+//! by its upgrade's query string; what the room and name are is decided once, in
+//! `on_upgrade`, and kept as the connection's state. Text it sends is a chat message; binary
+//! is passed to the room as it is. The server sends JSON text:
+//!
+//! - `{"type":"welcome","id":ID,"room":R,"name":N}` to the new member;
+//! - `{"type":"join"|"leave","id":ID,"name":N,"room":R,"online":K}` to the room (a leave
+//!   also has `code` and `reason`);
+//! - `{"type":"presence","room":R,"members":[{"id":ID,"name":N},…],"online":K}` to the room
+//!   after every join and leave;
+//! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS}` for each message
+//!   (`ts`: the server's clock, Unix milliseconds; HTTP posts come `"from":"http"`).
 
-use super::{Accept, Context, Handler, Message, RequestContext, Response};
-use crate::explain;
+use super::http::query_value;
+use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response};
+use crate::explain::{self, push_json_str};
 use crate::frame::{self, CloseCode, Opcode};
 use crate::handshake::Request;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The chat page served at `/`.
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
 
-/// The topic every `/chat` connection subscribes to.
-pub const CHAT_TOPIC: &str = "chat";
+/// The room a `/chat` client joins when it names none.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Members listed at most in a presence message (the count is always exact).
+const PRESENCE_LIST_MAX: usize = 100;
+
+/// The topic of a chat room.
+pub fn room_topic(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// Whether a room name is acceptable: 1–32 letters, digits, `-` or `_`.
+pub fn valid_room(room: &str) -> bool {
+    (1..=32).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A `/chat` member: decided at the upgrade, kept with the connection.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The room joined.
+    pub room: String,
+    /// The nickname shown to others.
+    pub name: String,
+}
 
 /// The demo application.
 #[derive(Debug, Default)]
 pub struct DemoApp {
-    chat_members: AtomicUsize,
+    /// Room → members (this process's).
+    rooms: Mutex<HashMap<String, BTreeMap<ConnId, String>>>,
 }
 
 impl DemoApp {
@@ -33,15 +76,80 @@ impl DemoApp {
     pub fn new() -> Self {
         DemoApp::default()
     }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<ConnId, String>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds or removes a member; returns the presence JSON and the room's size.
+    fn presence(&self, room: &str, change: impl FnOnce(&mut BTreeMap<ConnId, String>)) -> (String, usize) {
+        let mut rooms = self.rooms();
+        let members = rooms.entry(room.to_owned()).or_default();
+        change(members);
+        let online = members.len();
+        let mut json = String::from("{\"type\":\"presence\",\"room\":");
+        push_json_str(&mut json, room);
+        json.push_str(",\"members\":[");
+        for (i, (id, name)) in members.iter().take(PRESENCE_LIST_MAX).enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!("{{\"id\":\"{id}\",\"name\":"));
+            push_json_str(&mut json, name);
+            json.push('}');
+        }
+        json.push_str(&format!("],\"online\":{online}}}"));
+        if online == 0 {
+            rooms.remove(room);
+        }
+        (json, online)
+    }
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// The JSON of a chat message.
+pub fn message_json(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
+    let mut json = String::from("{\"type\":\"message\",\"room\":");
+    push_json_str(&mut json, room);
+    json.push_str(",\"id\":");
+    match sender {
+        Some(id) => json.push_str(&format!("\"{id}\"")),
+        None => json.push_str("null"),
+    }
+    json.push_str(",\"from\":");
+    push_json_str(&mut json, from);
+    json.push_str(",\"text\":");
+    push_json_str(&mut json, text);
+    json.push_str(&format!(",\"ts\":{}}}", now_ms()));
+    json
+}
+
+fn notice(kind: &str, id: ConnId, member: &Member, online: usize) -> String {
+    let mut json = format!("{{\"type\":\"{kind}\",\"id\":\"{id}\",\"name\":");
+    push_json_str(&mut json, &member.name);
+    json.push_str(",\"room\":");
+    push_json_str(&mut json, &member.room);
+    json.push_str(&format!(",\"online\":{online}"));
+    json
 }
 
 const PAGES: [&str; 4] = ["/", "/health", "/learn", "/metrics"];
 
 impl Handler for DemoApp {
-    type State = ();
+    /// `/chat` connections are members of a room; the other paths keep nothing.
+    type State = Option<Member>;
 
     fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
         let path = request.path();
+        if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/messages")) {
+            return post_to_room(request, ctx, room);
+        }
         if !PAGES.contains(&path) {
             return Response::status(404);
         }
@@ -53,10 +161,11 @@ impl Handler for DemoApp {
             "/health" => Response::json(
                 200,
                 format!(
-                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"uptime_seconds\":{}}}",
+                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"uptime_seconds\":{},\"memory_used\":{}}}",
                     info.open_connections(),
                     info.open_websockets(),
-                    info.uptime().as_secs()
+                    info.uptime().as_secs(),
+                    info.memory_used()
                 ),
             ),
             "/metrics" => Response {
@@ -68,65 +177,125 @@ impl Handler for DemoApp {
         }
     }
 
-    fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+    fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept<Option<Member>>, Response> {
         match request.path() {
-            "/" | "/echo" | "/chat" => Ok(Accept::default().keep_request(false)),
-            "/learn" => Ok(Accept::default().capture_frames().keep_request(false)),
+            "/" | "/echo" => Ok(Accept::new(None).keep_request(false)),
+            "/learn" => Ok(Accept::new(None).capture_frames().keep_request(false)),
+            "/chat" => {
+                let room = query_value(request.query(), "room").unwrap_or_else(|| DEFAULT_ROOM.to_owned());
+                if !valid_room(&room) {
+                    return Err(Response::text(400, "room: 1-32 letters, digits, '-' or '_'\n"));
+                }
+                let name = query_value(request.query(), "name")
+                    .map(|n| {
+                        n.trim()
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(32)
+                            .collect::<String>()
+                    })
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_default();
+                Ok(Accept::new(Some(Member { room, name })).keep_request(false))
+            }
             _ => Err(Response::status(404)),
         }
     }
 
-    fn on_open(&self, ctx: &mut Context<'_>) {
-        match ctx.path() {
-            "/chat" => {
-                let online = self.chat_members.fetch_add(1, Ordering::AcqRel) + 1;
-                ctx.subscribe(CHAT_TOPIC);
-                let notice = format!("{{\"type\":\"join\",\"id\":\"{}\",\"online\":{online}}}", ctx.id());
-                ctx.publish(CHAT_TOPIC, Message::Text(&notice));
+    fn on_open(&self, ctx: &mut Context<'_, Option<Member>>) {
+        let id = ctx.id();
+        if let Some(member) = ctx.state_mut() {
+            if member.name.is_empty() {
+                member.name = format!("guest-{}", id.to_string().rsplit('.').nth(1).unwrap_or("0"));
             }
-            "/learn" => {
+        }
+        match ctx.state().clone() {
+            Some(member) => {
+                let topic = room_topic(&member.room);
+                let mut welcome = format!("{{\"type\":\"welcome\",\"id\":\"{id}\",\"room\":");
+                push_json_str(&mut welcome, &member.room);
+                welcome.push_str(",\"name\":");
+                push_json_str(&mut welcome, &member.name);
+                welcome.push('}');
+                ctx.send_text(&welcome);
+                ctx.subscribe(&topic);
+                let name = member.name.clone();
+                let (presence, online) = self.presence(&member.room, |m| {
+                    m.insert(id, name);
+                });
+                let mut join = notice("join", id, &member, online);
+                join.push('}');
+                ctx.publish(&topic, Message::Text(&join));
+                ctx.publish(&topic, Message::Text(&presence));
+            }
+            None if ctx.path() == "/learn" => {
                 if let Some((request, response)) = ctx.handshake() {
                     let json = explain::handshake_json(request, response);
                     ctx.send_text(&json);
                 }
             }
-            _ => {}
+            None => {}
         }
     }
 
-    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
-        match ctx.path() {
-            "/chat" => ctx.publish(CHAT_TOPIC, message),
-            "/learn" => {
-                // Echo, then explain both frames: the browser's as it arrived (masked) and
-                // ours as it was sent (unmasked; a server's frames are deterministic).
-                let mut sent = Vec::new();
-                let (opcode, payload) = match message {
-                    Message::Text(t) => (Opcode::Text, t.as_bytes()),
-                    Message::Binary(b) => (Opcode::Binary, b),
-                };
-                frame::encode_frame(&mut sent, true, opcode, None, payload);
-                let json = explain::frames_json(ctx.frames_in(), &sent);
-                ctx.send(message);
-                ctx.send_text(&json);
+    fn on_message(&self, ctx: &mut Context<'_, Option<Member>>, message: Message<'_>) {
+        if let Some(member) = ctx.state() {
+            let topic = room_topic(&member.room);
+            match message {
+                Message::Text(text) => {
+                    let json = message_json(&member.room, Some(ctx.id()), &member.name, text);
+                    ctx.publish(&topic, Message::Text(&json));
+                }
+                Message::Binary(_) => ctx.publish(&topic, message),
             }
-            _ => {
-                ctx.send(message);
-            }
+            return;
         }
+        if ctx.path() == "/learn" {
+            // Echo, then explain both frames: the browser's as it arrived (masked) and ours as
+            // it was sent (unmasked; a server's frames are deterministic).
+            let mut sent = Vec::new();
+            let (opcode, payload) = match message {
+                Message::Text(t) => (Opcode::Text, t.as_bytes()),
+                Message::Binary(b) => (Opcode::Binary, b),
+            };
+            frame::encode_frame(&mut sent, true, opcode, None, payload);
+            let json = explain::frames_json(ctx.frames_in(), &sent);
+            ctx.send(message);
+            ctx.send_text(&json);
+            return;
+        }
+        ctx.send(message);
     }
 
-    fn on_close(&self, ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
-        if ctx.path() == "/chat" {
-            let online = self.chat_members.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-            let mut notice = format!(
-                "{{\"type\":\"leave\",\"id\":\"{}\",\"online\":{online},\"code\":{},\"reason\":",
-                ctx.id(),
-                code.0
-            );
-            explain::push_json_str(&mut notice, reason);
-            notice.push('}');
-            ctx.publish(CHAT_TOPIC, Message::Text(&notice));
-        }
+    fn on_close(&self, ctx: &mut Context<'_, Option<Member>>, code: CloseCode, reason: &str) {
+        let Some(member) = ctx.state().clone() else { return };
+        let id = ctx.id();
+        let (presence, online) = self.presence(&member.room, |m| {
+            m.remove(&id);
+        });
+        let mut leave = notice("leave", id, &member, online);
+        leave.push_str(&format!(",\"code\":{},\"reason\":", code.0));
+        push_json_str(&mut leave, reason);
+        leave.push('}');
+        let topic = room_topic(&member.room);
+        ctx.publish(&topic, Message::Text(&leave));
+        ctx.publish(&topic, Message::Text(&presence));
     }
+}
+
+/// `POST /rooms/{room}/messages`: an HTTP route that triggers a broadcast — the body (UTF-8
+/// text) goes to the room's WebSockets as a chat message from "http".
+fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> Response {
+    if request.method() != "POST" {
+        return Response::status(405).with_header("Allow", "POST");
+    }
+    if !valid_room(room) {
+        return Response::text(400, "room: 1-32 letters, digits, '-' or '_'\n");
+    }
+    let Ok(text) = std::str::from_utf8(request.body()) else {
+        return Response::text(400, "the body must be UTF-8 text\n");
+    };
+    let json = message_json(room, None, "http", text);
+    ctx.publish(&room_topic(room), Message::Text(&json));
+    Response::json(202, "{\"status\":\"published\"}")
 }

@@ -228,6 +228,48 @@ pub fn preflight_headers(request: &Request, origin: &str) -> Vec<(String, String
     headers
 }
 
+/// The first value of `key` in a query string (`a=1&b=two%20words`), percent-decoded
+/// (`+` is a space, as in HTML forms); `None` if absent or not UTF-8 once decoded.
+///
+/// ```
+/// use wsloop::server::http::query_value;
+/// assert_eq!(query_value(Some("room=caf%C3%A9&name=a+b"), "room").as_deref(), Some("café"));
+/// assert_eq!(query_value(Some("room=x"), "name"), None);
+/// ```
+pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    let pair = query?.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (percent_decode(k).as_deref() == Some(key)).then_some(v)
+    })?;
+    percent_decode(pair)
+}
+
+/// Decodes `%XX` escapes and `+` (RFC 3986 §2.1); `None` for a bad escape or non-UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(text, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +362,17 @@ mod tests {
         assert_eq!(check_origin(&listed, &policy), OriginVerdict::Allowed("HTTP://Good"));
         assert_eq!(OriginPolicy::from_list(vec!["*".into()]), OriginPolicy::Any);
         assert_eq!(OriginPolicy::from_list(vec![]), OriginPolicy::SameOrigin);
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(query_value(Some("a=1&b=x%2By+z"), "b").as_deref(), Some("x+y z"));
+        assert_eq!(query_value(Some("a&b=2"), "a").as_deref(), Some(""));
+        assert_eq!(query_value(Some("b=%zz"), "b"), None);
+        assert_eq!(query_value(Some("b=%f"), "b"), None);
+        assert_eq!(query_value(Some("b=%ff"), "b"), None, "not UTF-8");
+        assert_eq!(query_value(Some("b=%e2%82%ac"), "b").as_deref(), Some("€"));
+        assert_eq!(query_value(None, "b"), None);
     }
 
     #[test]

@@ -129,13 +129,15 @@ impl Client {
         }
     }
 
-    /// The next data message, skipping pings, pongs and /chat's JSON join/leave notices.
+    /// The next data message, skipping pings, pongs and /chat's JSON notices (welcome,
+    /// join, leave, presence); a /chat message envelope is returned as its text.
     pub fn next_message(&mut self) -> Option<OwnedEvent> {
         loop {
             match self.next()? {
                 OwnedEvent::Ping(_) | OwnedEvent::Pong(_) => continue,
-                OwnedEvent::Text(t) if t.starts_with("{\"type\":\"join\"") || t.starts_with("{\"type\":\"leave\"") => {
-                    continue
+                OwnedEvent::Text(t) if chat_notice(&t) => continue,
+                OwnedEvent::Text(t) if t.starts_with("{\"type\":\"message\"") => {
+                    return Some(OwnedEvent::Text(json_field(&t, "text").expect("message text")))
                 }
                 other => return Some(other),
             }
@@ -179,4 +181,27 @@ pub fn read_response(stream: &mut TcpStream) -> (u16, String, String) {
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).unwrap();
     (status, head, String::from_utf8(body).unwrap())
+}
+
+/// Whether a text is one of /chat's JSON notices.
+pub fn chat_notice(t: &str) -> bool {
+    ["welcome", "join", "leave", "presence"]
+        .iter()
+        .any(|k| t.starts_with(&format!("{{\"type\":\"{k}\"")))
+}
+
+/// A string field of a flat JSON object (enough for the demo's messages; escapes `\"` and
+/// `\\` only).
+pub fn json_field(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = json.get(start..)?.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
 }
