@@ -4,6 +4,8 @@
 //! Prerequisites (see tests/interop/README.md): `apt-get install -y chromium` and
 //! `npm ci --prefix tests/interop`. Without them each test prints `skipped: ...` and passes,
 //! unless `WSLOOP_REQUIRE_BROWSER=1`, which makes a missing prerequisite a failure (CI sets it).
+//! The same variable makes the `/learn` values that only the browser provides (its DevTools view
+//! of the handshake on the wire, the page's own SHA-1 check) mandatory: a null there fails.
 
 mod common;
 #[path = "interop/harness.rs"]
@@ -17,7 +19,10 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 use wsloop::handshake::accept_key;
-use wsloop::server::demo::DemoApp;
+use wsloop::server::demo::{message_json, DemoApp, Member};
+
+/// The demo's per-connection state.
+type DemoState = Option<Member>;
 use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 use wsloop::{handshake::Request, CloseCode};
 
@@ -70,21 +75,24 @@ fn chat_page_between_two_browser_tabs() {
 struct NoBroadcast(DemoApp);
 
 impl Handler for NoBroadcast {
-    type State = ();
+    type State = DemoState;
     fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
         self.0.on_request(request, ctx)
     }
-    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept<DemoState>, Response> {
         self.0.on_upgrade(request, ctx)
     }
-    fn on_open(&self, ctx: &mut Context<'_>) {
+    fn on_open(&self, ctx: &mut Context<'_, DemoState>) {
         self.0.on_open(ctx)
     }
-    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
-        // The demo would `ctx.publish(CHAT_TOPIC, message)` here.
-        ctx.send(message);
+    fn on_message(&self, ctx: &mut Context<'_, DemoState>, message: Message<'_>) {
+        // The demo publishes to the whole room; this answers the sender only.
+        if let (Some(m), Message::Text(t)) = (ctx.state().clone(), message) {
+            let json = message_json(&m.room, Some(ctx.id()), &m.name, t);
+            ctx.send_text(&json);
+        }
     }
-    fn on_close(&self, ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
+    fn on_close(&self, ctx: &mut Context<'_, DemoState>, code: CloseCode, reason: &str) {
         self.0.on_close(ctx, code, reason)
     }
 }
@@ -110,12 +118,24 @@ fn chat_check_fails_without_broadcast() {
 }
 
 fn run_learn(addr: SocketAddr, timeout_secs: u64) -> harness::Output {
-    harness::run(&mut browser_script("learn_browser.js", addr, timeout_secs), DEADLINE).expect("node starts")
+    run_learn_with(addr, timeout_secs, &[])
+}
+
+fn run_learn_with(addr: SocketAddr, timeout_secs: u64, env: &[(&str, &str)]) -> harness::Output {
+    let mut cmd = browser_script("learn_browser.js", addr, timeout_secs);
+    cmd.envs(env.iter().copied());
+    harness::run(&mut cmd, DEADLINE).expect("node starts")
 }
 
 /// Checks what learn_browser.js printed: the handshake the page shows against the crate's own
 /// `accept_key` and against what Chromium saw on the wire, then the frames rendered.
-fn check_learn(out: &harness::Output) -> Result<(), String> {
+///
+/// Some values come from the browser rather than from wsloop: the wire headers (Chromium's
+/// DevTools protocol), the page's own SHA-1 (`crypto.subtle`). When `require` (the browser
+/// tests are mandatory: `WSLOOP_REQUIRE_BROWSER=1`), a null among them fails the check, naming
+/// the field; otherwise it is not checked and `Ok` lists it, for the test to print. A value
+/// that is there must always be right, and the message must always come back on the page.
+fn check_learn(out: &harness::Output, require: bool) -> Result<Vec<String>, String> {
     let stages: HashMap<String, HashMap<String, Json>> = out
         .stdout
         .lines()
@@ -125,14 +145,23 @@ fn check_learn(out: &harness::Output) -> Result<(), String> {
             _ => None,
         })
         .collect();
+    let mut unchecked = Vec::new();
 
     // The handshake as the page shows it, checked even if the frames step failed.
     let hs = stages
         .get("handshake")
         .ok_or("learn_browser.js printed no handshake line")?;
     let field = |name: &str| match hs.get(name) {
-        Some(Json::Str(s)) => Some(s.clone()),
+        Some(Json::Str(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
+    };
+    let mut browser_field = |name: &str, what: &str| match field(name) {
+        Some(v) => Ok(Some(v)),
+        None if require => Err(format!("{name} is null: {what} ({REQUIRE}=1 requires it)")),
+        None => {
+            unchecked.push(format!("{name} is null, not checked: {what}"));
+            Ok(None)
+        }
     };
     let key = field("key").ok_or("no #key shown")?;
     let accept = field("accept").ok_or("no #accept shown")?;
@@ -146,29 +175,34 @@ fn check_learn(out: &harness::Output) -> Result<(), String> {
             "#accept {accept:?} is not base64(SHA-1(#key + GUID)) = {expected:?} for #key {key:?}"
         ));
     }
-    if let Some(browser_accept) = field("browserAccept").filter(|s| !s.is_empty()) {
+    if let Some(browser_accept) = browser_field("browserAccept", "the page showed no #browser-accept (its own SHA-1)")?
+    {
         if browser_accept != accept {
             return Err(format!(
                 "#browser-accept {browser_accept:?} differs from #accept {accept:?}"
             ));
         }
     }
-    if let Some(m) = field("browserMatch") {
+    if let Some(m) = browser_field("browserMatch", "the page set no body[data-browser-match]")? {
         if m != "1" {
             return Err(format!(
                 "the page says its own accept differs (body[data-browser-match={m:?}])"
             ));
         }
     }
-    // What Chromium's DevTools protocol saw on the wire, when it reports it.
-    if let Some(wire_key) = field("wireKey") {
+    // What Chromium's DevTools protocol saw on the wire.
+    let wire_why = match field("wireError") {
+        Some(why) => format!("the header as sent on the wire is unknown: {why}"),
+        None => "the header as sent on the wire is unknown (and wireError is null)".to_string(),
+    };
+    if let Some(wire_key) = browser_field("wireKey", &wire_why)? {
         if wire_key != key {
             return Err(format!(
                 "#key {key:?} is not the Sec-WebSocket-Key the browser sent ({wire_key:?})"
             ));
         }
     }
-    if let Some(wire_accept) = field("wireAccept") {
+    if let Some(wire_accept) = browser_field("wireAccept", &wire_why)? {
         if wire_accept != accept {
             return Err(format!(
                 "#accept {accept:?} is not the Sec-WebSocket-Accept the browser got ({wire_accept:?})"
@@ -179,10 +213,24 @@ fn check_learn(out: &harness::Output) -> Result<(), String> {
     if !out.success() {
         return Err("learn_browser.js failed".into());
     }
-    match stages.get("frames").and_then(|f| f.get("frames")) {
-        Some(Json::Num(n)) if *n >= 1.0 => Ok(()),
-        other => Err(format!("body[data-frames] after sending a message: {other:?}")),
+    let frames = stages.get("frames").ok_or("learn_browser.js printed no frames line")?;
+    match frames.get("frames") {
+        Some(Json::Num(n)) if *n >= 1.0 => {}
+        other => return Err(format!("body[data-frames] after sending a message: {other:?}")),
     }
+    // The message the script typed must come back from the server: decoded in the frame
+    // explanations and as the echo (the page's own "You sent" heading does not count).
+    for (name, what) in [
+        ("messageShown", "the frame explanations do not show the message sent"),
+        ("echoShown", "the page does not show the server's echo of the message"),
+    ] {
+        match frames.get(name) {
+            Some(Json::Bool(true)) => {}
+            Some(Json::Bool(false)) => return Err(format!("{name} is false: {what}")),
+            other => return Err(format!("{name} is {other:?}, not true: {what}")),
+        }
+    }
+    Ok(unchecked)
 }
 
 #[test]
@@ -193,30 +241,55 @@ fn learn_page_shows_the_real_handshake_and_frames() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let server = demo_server(|s| s);
     let out = run_learn(server.local_addr(), SCRIPT_TIMEOUT_SECS);
-    if let Err(e) = check_learn(&out) {
-        panic!("/learn: {e}\n{}", out.describe());
+    match check_learn(&out, harness::required(REQUIRE)) {
+        Ok(unchecked) => {
+            for line in unchecked {
+                harness::note(&format!(
+                    "learn_page_shows_the_real_handshake_and_frames: {line} (set {REQUIRE}=1 to require)"
+                ));
+            }
+        }
+        Err(e) => panic!("/learn: {e}\n{}", out.describe()),
     }
 }
 
-/// The demo, with `/learn` broken one way or another.
+/// How `BrokenLearn` breaks `/learn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LearnBreak {
+    /// Claim a wrong Sec-WebSocket-Accept in the handshake explanation.
+    WrongAccept,
+    /// Echo without the frame explanation.
+    NoFrames,
+    /// Serve a page that never sets body[data-browser-match].
+    NoBrowserMatch,
+    /// Echo, then explain a frame carrying another message.
+    FramesOfAnotherMessage,
+}
+
+/// The line of learn.html that reports the page's own SHA-1 comparison.
+const BROWSER_MATCH_LINE: &str = r#"document.body.dataset.browserMatch = same ? "1" : "0";"#;
+
+/// The demo, with `/learn` broken one way.
 struct BrokenLearn {
     demo: DemoApp,
-    /// Claim a wrong Sec-WebSocket-Accept in the handshake explanation.
-    wrong_accept: bool,
-    /// Echo without the frame explanation.
-    no_frames: bool,
+    broken: LearnBreak,
+    /// The page to serve at `/learn` instead of the demo's, if any.
+    page: Option<String>,
 }
 
 impl Handler for BrokenLearn {
-    type State = ();
+    type State = DemoState;
     fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
-        self.demo.on_request(request, ctx)
+        match &self.page {
+            Some(page) if request.path() == "/learn" => Response::html(200, page.clone()),
+            _ => self.demo.on_request(request, ctx),
+        }
     }
-    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+    fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept<DemoState>, Response> {
         self.demo.on_upgrade(request, ctx)
     }
-    fn on_open(&self, ctx: &mut Context<'_>) {
-        if !self.wrong_accept {
+    fn on_open(&self, ctx: &mut Context<'_, DemoState>) {
+        if self.broken != LearnBreak::WrongAccept {
             return self.demo.on_open(ctx);
         }
         let Some((request, response)) = ctx.handshake() else {
@@ -228,55 +301,189 @@ impl Handler for BrokenLearn {
         let json = json.replace(&format!("\"accept\":\"{right}\""), &format!("\"accept\":\"{wrong}\""));
         ctx.send_text(&json);
     }
-    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
-        if self.no_frames {
-            ctx.send(message);
-        } else {
-            self.demo.on_message(ctx, message)
+    fn on_message(&self, ctx: &mut Context<'_, DemoState>, message: Message<'_>) {
+        match self.broken {
+            LearnBreak::NoFrames => {
+                ctx.send(message);
+            }
+            LearnBreak::FramesOfAnotherMessage => {
+                let mut sent = Vec::new();
+                let other = b"not the message you sent";
+                wsloop::frame::encode_frame(&mut sent, true, wsloop::Opcode::Text, None, other);
+                ctx.send(message);
+                ctx.send_text(&wsloop::explain::frames_json(&[], &sent));
+            }
+            _ => self.demo.on_message(ctx, message),
         }
     }
-    fn on_close(&self, ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
+    fn on_close(&self, ctx: &mut Context<'_, DemoState>, code: CloseCode, reason: &str) {
         self.demo.on_close(ctx, code, reason)
     }
 }
 
-/// The check can fail: a page showing a wrong accept, or rendering no frames, is caught.
+fn start_broken_learn(broken: LearnBreak) -> wsloop::server::RunningServer {
+    let page = (broken == LearnBreak::NoBrowserMatch).then(|| {
+        let page = wsloop::explain::LEARN_HTML.replace(BROWSER_MATCH_LINE, "");
+        assert_ne!(
+            page,
+            wsloop::explain::LEARN_HTML,
+            "learn.html no longer has {BROWSER_MATCH_LINE}"
+        );
+        page
+    });
+    Server::new(BrokenLearn {
+        demo: DemoApp::new(),
+        broken,
+        page,
+    })
+    .bind("127.0.0.1:0".parse().unwrap())
+    .threads(1)
+    .start()
+    .expect("server starts")
+}
+
+/// The check can fail: a page showing a wrong accept, rendering no frames, or explaining
+/// another message than the one sent is caught, mandatory or not.
 #[test]
 fn learn_check_fails_on_a_broken_learn_endpoint() {
     if !browser_ready("learn_check_fails_on_a_broken_learn_endpoint") {
         return;
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let start = |wrong_accept, no_frames| {
-        let demo = DemoApp::new();
-        Server::new(BrokenLearn {
-            demo,
-            wrong_accept,
-            no_frames,
-        })
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .start()
-        .expect("server starts")
-    };
 
-    let server = start(true, false);
+    let server = start_broken_learn(LearnBreak::WrongAccept);
     let out = run_learn(server.local_addr(), 10);
-    let err = check_learn(&out).expect_err("a wrong #accept must fail the check");
-    assert!(
-        err.contains("is not base64(SHA-1(#key + GUID))"),
-        "{err}\n{}",
-        out.describe()
-    );
+    for require in [false, true] {
+        let err = check_learn(&out, require).expect_err("a wrong #accept must fail the check");
+        assert!(
+            err.contains("is not base64(SHA-1(#key + GUID))"),
+            "{err}\n{}",
+            out.describe()
+        );
+    }
 
-    let server = start(false, true);
+    let server = start_broken_learn(LearnBreak::NoFrames);
     let out = run_learn(server.local_addr(), 10);
-    let err = check_learn(&out).expect_err("no frames rendered must fail the check");
+    let err = check_learn(&out, false).expect_err("no frames rendered must fail the check");
     assert!(
         err == "learn_browser.js failed" && out.stderr.contains("body[data-frames] stayed at"),
         "{err}\n{}",
         out.describe()
     );
+
+    let server = start_broken_learn(LearnBreak::FramesOfAnotherMessage);
+    let out = run_learn(server.local_addr(), 10);
+    for require in [false, true] {
+        let err = check_learn(&out, require).expect_err("frames of another message must fail the check");
+        assert!(err.starts_with("messageShown is false"), "{err}\n{}", out.describe());
+    }
+}
+
+/// With the browser tests mandatory, a value only the browser can give that comes back null
+/// fails the check, naming the field; without, it is listed as not checked.
+#[test]
+fn learn_check_requires_browser_values_when_mandatory() {
+    if !browser_ready("learn_check_requires_browser_values_when_mandatory") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+
+    let server = start_broken_learn(LearnBreak::NoBrowserMatch);
+    let out = run_learn(server.local_addr(), 10);
+    let err = check_learn(&out, true).expect_err("a null browserMatch must fail when mandatory");
+    assert!(err.starts_with("browserMatch is null"), "{err}\n{}", out.describe());
+    let unchecked = check_learn(&out, false).unwrap_or_else(|e| panic!("{e}\n{}", out.describe()));
+    assert_eq!(unchecked.len(), 1, "{unchecked:?}");
+    assert!(unchecked[0].starts_with("browserMatch is null"), "{unchecked:?}");
+
+    // The DevTools hook off: the wire values are null, and the script says why.
+    let server = demo_server(|s| s);
+    let out = run_learn_with(server.local_addr(), 10, &[("WSLOOP_LEARN_NO_DEVTOOLS", "1")]);
+    let err = check_learn(&out, true).expect_err("null wire values must fail when mandatory");
+    assert!(
+        err.starts_with("wireKey is null") && err.contains("WSLOOP_LEARN_NO_DEVTOOLS=1"),
+        "{err}\n{}",
+        out.describe()
+    );
+    let unchecked = check_learn(&out, false).unwrap_or_else(|e| panic!("{e}\n{}", out.describe()));
+    assert_eq!(unchecked.len(), 2, "{unchecked:?}");
+    assert!(
+        unchecked[0].starts_with("wireKey is null") && unchecked[1].starts_with("wireAccept is null"),
+        "{unchecked:?}"
+    );
+}
+
+/// `check_learn` on printed lines, without a browser: each null browser value, and each
+/// missing or false message check, fails as it should.
+#[cfg(unix)]
+#[test]
+fn learn_check_on_printed_lines() {
+    use std::os::unix::process::ExitStatusExt;
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+    let output = |handshake: &str, frames: &str| harness::Output {
+        status: Some(std::process::ExitStatus::from_raw(0)),
+        timed_out: false,
+        elapsed: Duration::ZERO,
+        stdout: format!(
+            "{{\"stage\":\"handshake\",\"key\":\"{key}\",\"accept\":\"{accept}\",{handshake}}}\n\
+             {{\"stage\":\"frames\",\"frames\":2,\"message\":\"Hello, wsloop!\",{frames}}}\n"
+        ),
+        stderr: String::new(),
+    };
+    let fields = [
+        ("browserAccept", accept),
+        ("browserMatch", "1"),
+        ("wireKey", key),
+        ("wireAccept", accept),
+    ];
+    // The handshake fields, with `field` (if any) set to the JSON value `null_value`.
+    let handshake = |field: &str, null_value: &str| {
+        let mut kvs: Vec<String> = fields
+            .iter()
+            .map(|(name, v)| match *name == field {
+                true => format!("\"{name}\":{null_value}"),
+                false => format!("\"{name}\":\"{v}\""),
+            })
+            .collect();
+        kvs.push("\"wireError\":null".into());
+        kvs.join(",")
+    };
+    let all = handshake("", "");
+    let shown = "\"messageShown\":true,\"echoShown\":true";
+    for require in [false, true] {
+        assert_eq!(check_learn(&output(&all, shown), require), Ok(vec![]));
+    }
+
+    for (field, _) in fields {
+        for null_value in ["null", "\"\""] {
+            let out = output(&handshake(field, null_value), shown);
+            let err = check_learn(&out, true).expect_err(field);
+            assert!(err.starts_with(&format!("{field} is null")), "{field}: {err}");
+            let unchecked = check_learn(&out, false).expect(field);
+            assert_eq!(unchecked.len(), 1, "{field}: {unchecked:?}");
+            assert!(unchecked[0].starts_with(&format!("{field} is null")), "{unchecked:?}");
+        }
+    }
+    let mismatched = all.replace(&format!("\"wireAccept\":\"{accept}\""), "\"wireAccept\":\"x\"");
+    let err = check_learn(&output(&mismatched, shown), false).expect_err("a wrong wire value");
+    assert!(err.contains("is not the Sec-WebSocket-Accept the browser got"), "{err}");
+    let mismatched = all.replace("\"browserMatch\":\"1\"", "\"browserMatch\":\"0\"");
+    let err = check_learn(&output(&mismatched, shown), false).expect_err("browserMatch 0");
+    assert!(err.contains("data-browser-match=\"0\""), "{err}");
+
+    for (frames, want) in [
+        ("\"messageShown\":false,\"echoShown\":true", "messageShown is false"),
+        ("\"messageShown\":null,\"echoShown\":true", "messageShown is Some(Null)"),
+        ("\"echoShown\":true", "messageShown is None"),
+        ("\"messageShown\":true,\"echoShown\":false", "echoShown is false"),
+        ("\"messageShown\":true", "echoShown is None"),
+    ] {
+        for require in [false, true] {
+            let err = check_learn(&output(&all, frames), require).expect_err(frames);
+            assert!(err.starts_with(want), "{frames}: {err}");
+        }
+    }
 }
 
 /// A JSON scalar, enough for the flat objects learn_browser.js prints.

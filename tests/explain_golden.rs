@@ -1,9 +1,12 @@
 //! Golden tests for the teaching output (`wsloop explain`, `serve --trace`): each case is
 //! rendered plain and compared with `tests/golden/NAME.txt`. After a deliberate change to the
-//! wording, regenerate with `UPDATE_GOLDEN=1 cargo test --test explain_golden` and read the
-//! diff: these files are what a learner reads.
+//! wording, regenerate with `UPDATE_GOLDEN=1 cargo test --test explain_golden`: that run writes
+//! the files, lists what changed and fails on purpose; read the diff (these files are what a
+//! learner reads), then run again without the variable. Update mode is refused when `CI` is
+//! set, and a file in `tests/golden/` that no case uses fails `every_golden_file_is_used...`.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use wsloop::explain::{
     explain_encode, explain_frames, explain_handshake, strip_ansi, trace_frames, trace_handshake, Direction, Style,
@@ -192,45 +195,296 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.txt"))
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// What `golden_files_match` does with the rendered cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Compare each case with its golden file.
+    Compare,
+    /// Write each case's golden file, then fail listing what changed.
+    Update,
+}
+
+/// The mode from `UPDATE_GOLDEN` and `CI`: update mode only with `UPDATE_GOLDEN=1`, and never
+/// on CI (any non-empty `CI`), where nobody reads the diff.
+fn mode_from(update_golden: Option<&OsStr>, ci: Option<&OsStr>) -> Result<Mode, String> {
+    if update_golden != Some(OsStr::new("1")) {
+        return Ok(Mode::Compare);
+    }
+    match ci.filter(|v| !v.is_empty()) {
+        Some(ci) => Err(format!(
+            "UPDATE_GOLDEN=1 refused: CI={ci:?} is set. Golden files are rewritten only on a \
+             developer's machine, where someone reads the diff; unset UPDATE_GOLDEN on CI."
+        )),
+        None => Ok(Mode::Update),
+    }
+}
+
+/// Compares (or, in update mode, writes) `dir/NAME.txt` for each rendered case. Returns one
+/// line per problem: in compare mode each mismatch or missing file; in update mode each file
+/// written, with a short diff summary. Update mode always returns at least one line, so that a
+/// run with `UPDATE_GOLDEN=1` never passes.
+fn check_golden_files(dir: &Path, rendered: &[(&str, String)], mode: Mode) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, actual) in rendered {
+        let path = dir.join(format!("{name}.txt"));
+        let expected = match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                problems.push(format!("{name}: cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        if expected.as_deref() == Some(actual.as_str()) {
+            continue;
+        }
+        match (mode, expected) {
+            (Mode::Compare, None) => problems.push(format!(
+                "{name}: {} does not exist (run with UPDATE_GOLDEN=1 to create it)",
+                path.display()
+            )),
+            (Mode::Compare, Some(expected)) => problems.push(format!(
+                "{name}: differs from {}\n{}",
+                path.display(),
+                diff_summary(&expected, actual)
+            )),
+            (Mode::Update, expected) => {
+                if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, actual)) {
+                    problems.push(format!("{name}: cannot write {}: {e}", path.display()));
+                    continue;
+                }
+                problems.push(match expected {
+                    None => format!("{name}: created {} ({} lines)", path.display(), actual.lines().count()),
+                    Some(expected) => format!(
+                        "{name}: rewrote {}\n{}",
+                        path.display(),
+                        diff_summary(&expected, actual)
+                    ),
+                });
+            }
+        }
+    }
+    if mode == Mode::Update {
+        let changed = problems.len();
+        problems.push(format!(
+            "UPDATE_GOLDEN=1 wrote {changed} of {} golden files (listed above). This run fails on \
+             purpose: read the changes (git diff tests/golden), then run again without UPDATE_GOLDEN.",
+            rendered.len()
+        ));
+    }
+    problems
+}
+
+/// Files in `dir` that are not the golden file of a case in `names`.
+fn unused_golden_files(dir: &Path, names: &[&str]) -> std::io::Result<Vec<String>> {
+    let mut unused = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        let used = file.strip_suffix(".txt").is_some_and(|stem| names.contains(&stem));
+        if !used {
+            unused.push(file);
+        }
+    }
+    unused.sort();
+    Ok(unused)
+}
+
+/// `-R +A lines` by a longest-common-subsequence line diff, then the first few changed lines.
+fn diff_summary(old: &str, new: &str) -> String {
+    const SHOWN: usize = 6;
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // lcs[i][j]: the LCS length of a[i..] and b[j..]. Golden files are a few dozen lines.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut lines = Vec::new();
+    let (mut removed, mut added) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            removed += 1;
+            lines.push(format!("    -{:>4}: {}", i + 1, a[i]));
+            i += 1;
+        } else {
+            added += 1;
+            lines.push(format!("    +{:>4}: {}", j + 1, b[j]));
+            j += 1;
+        }
+    }
+    if removed == 0 && added == 0 {
+        // Same lines, different bytes: line endings or the final newline.
+        return format!(
+            "  same lines, different bytes ({} vs {} bytes: line endings or final newline)",
+            old.len(),
+            new.len()
+        );
+    }
+    let more = lines.len().saturating_sub(SHOWN);
+    lines.truncate(SHOWN);
+    if more > 0 {
+        lines.push(format!("    … {more} more changed lines"));
+    }
+    format!("  -{removed} +{added} lines:\n{}", lines.join("\n"))
 }
 
 #[test]
 fn golden_files_match() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for (name, render) in cases() {
-        let actual = render(Style::plain());
-        let path = golden_path(name);
-        if update {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &actual).unwrap();
-            continue;
+    let mode = mode_from(
+        std::env::var_os("UPDATE_GOLDEN").as_deref(),
+        std::env::var_os("CI").as_deref(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cases = cases();
+    let rendered: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, render)| (*name, render(Style::plain())))
+        .collect();
+    let problems = check_golden_files(&golden_dir(), &rendered, mode);
+    let hint = match mode {
+        Mode::Compare => {
+            "\n(if the change is intended: UPDATE_GOLDEN=1 cargo test --test explain_golden, read the diff, run again)"
         }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
-        if expected != actual {
-            let line = expected
-                .lines()
-                .zip(actual.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-            failures.push(format!(
-                "{name}: differs from {} at line {}\n  expected: {:?}\n  actual:   {:?}",
-                path.display(),
-                line + 1,
-                expected.lines().nth(line).unwrap_or("<end>"),
-                actual.lines().nth(line).unwrap_or("<end>"),
-            ));
-        }
-    }
+        Mode::Update => "",
+    };
+    assert!(problems.is_empty(), "{}{hint}", problems.join("\n"));
+}
+
+#[test]
+fn every_golden_file_is_used_and_names_are_unique() {
+    let cases = cases();
+    let names: Vec<&str> = cases.iter().map(|(name, _)| *name).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        names.len(),
+        "two cases share a name, so one golden file: {names:?}"
+    );
+    let unused = unused_golden_files(&golden_dir(), &names).expect("read tests/golden");
     assert!(
-        failures.is_empty(),
-        "{}\n(if the change is intended: UPDATE_GOLDEN=1 cargo test --test explain_golden)",
-        failures.join("\n")
+        unused.is_empty(),
+        "files in tests/golden that no case in tests/explain_golden.rs uses (delete them, or add the case): {}",
+        unused.join(", ")
+    );
+}
+
+/// A fresh, empty directory under the target dir for one test.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("explain_golden-{test}"));
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", dir.display()),
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn update_mode_is_refused_on_ci_and_needs_exactly_1() {
+    let os = |s: &'static str| Some(OsStr::new(s));
+    assert_eq!(mode_from(None, None), Ok(Mode::Compare));
+    assert_eq!(mode_from(os("0"), None), Ok(Mode::Compare));
+    assert_eq!(mode_from(os("1"), None), Ok(Mode::Update));
+    assert_eq!(mode_from(os("1"), os("")), Ok(Mode::Update));
+    assert_eq!(mode_from(None, os("true")), Ok(Mode::Compare));
+    for ci in ["true", "1", "yes"] {
+        let err = mode_from(os("1"), os(ci)).expect_err(ci);
+        assert!(err.contains("UPDATE_GOLDEN=1 refused") && err.contains(ci), "{err}");
+    }
+}
+
+#[test]
+fn update_mode_writes_lists_changes_and_fails() {
+    let dir = scratch_dir("update");
+    std::fs::write(dir.join("same.txt"), "a\nb\n").unwrap();
+    std::fs::write(dir.join("changed.txt"), "one\ntwo\nthree\n").unwrap();
+    let rendered = [
+        ("same", "a\nb\n".to_string()),
+        ("changed", "one\n2\nthree\nfour\n".to_string()),
+        ("new", "x\n".to_string()),
+    ];
+
+    let compare = check_golden_files(&dir, &rendered, Mode::Compare);
+    assert_eq!(compare.len(), 2, "{compare:#?}");
+    assert!(compare[0].starts_with("changed: differs from"), "{compare:#?}");
+    assert!(
+        compare[0].contains("-1 +2 lines") && compare[0].contains("-   2: two"),
+        "{compare:#?}"
+    );
+    assert!(
+        compare[1].starts_with("new: ") && compare[1].contains("does not exist"),
+        "{compare:#?}"
+    );
+
+    let update = check_golden_files(&dir, &rendered, Mode::Update);
+    assert_eq!(update.len(), 3, "{update:#?}");
+    assert!(
+        update[0].starts_with("changed: rewrote") && update[0].contains("+   2: 2"),
+        "{update:#?}"
+    );
+    assert!(
+        update[1].starts_with("new: created") && update[1].contains("(1 lines)"),
+        "{update:#?}"
+    );
+    assert!(update[2].contains("wrote 2 of 3 golden files"), "{update:#?}");
+    for (name, text) in &rendered {
+        assert_eq!(&std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap(), text);
+    }
+
+    // Written: compare mode now passes, update mode still fails, having changed nothing.
+    assert_eq!(check_golden_files(&dir, &rendered, Mode::Compare), Vec::<String>::new());
+    let again = check_golden_files(&dir, &rendered, Mode::Update);
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert!(again[0].contains("wrote 0 of 3"), "{again:#?}");
+}
+
+#[test]
+fn unused_golden_files_are_listed() {
+    let dir = scratch_dir("unused");
+    for file in ["kept.txt", "gone.txt", "notes.md"] {
+        std::fs::write(dir.join(file), "x\n").unwrap();
+    }
+    assert_eq!(
+        unused_golden_files(&dir, &["kept"]).unwrap(),
+        vec!["gone.txt".to_string(), "notes.md".to_string()]
+    );
+    assert_eq!(
+        unused_golden_files(&dir, &["kept", "gone", "notes"]).unwrap(),
+        vec!["notes.md".to_string()]
+    );
+}
+
+#[test]
+fn diff_summary_counts_and_shows_lines() {
+    assert_eq!(
+        diff_summary("a\nb\nc\n", "a\nB\nc\n"),
+        "  -1 +1 lines:\n    -   2: b\n    +   2: B"
+    );
+    assert_eq!(
+        diff_summary("a\n", "a\nb\nc\n"),
+        "  -0 +2 lines:\n    +   2: b\n    +   3: c"
+    );
+    assert!(diff_summary("a\r\n", "a\n").contains("same lines, different bytes"));
+    let many: String = (0..20).map(|i| format!("{i}\n")).collect();
+    let s = diff_summary("", &many);
+    assert!(
+        s.starts_with("  -0 +20 lines:") && s.ends_with("… 14 more changed lines"),
+        "{s}"
     );
 }
 

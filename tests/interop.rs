@@ -198,13 +198,13 @@ fn python_client_fails_on_a_broken_echo() {
         DEADLINE,
         "timed out",
     );
-    // The demo's /chat answers with a join notice first: not an echo endpoint.
+    // The demo's /chat answers with a welcome first: not an echo endpoint.
     let demo = demo_server(|s| s);
     expect_check_failure(
         "python client vs /chat",
         &mut python_client(demo.local_addr(), "/chat", SCRIPT_TIMEOUT_SECS),
         DEADLINE,
-        "{\"type\":\"join\"",
+        "{\"type\":\"welcome\"",
     );
 }
 

@@ -556,19 +556,508 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..2000),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
+        // `drive` checks after every `receive`: the buffer within the limit, consumed ≤ input,
+        // well-formed output, and that a failed connection reads nothing more.
         let limit = 512;
-        let mut ws = WebSocket::server(Config::default().max_message_size(limit).max_frame_size(limit as u64));
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-        points.push(0);
-        points.push(bytes.len());
-        points.sort_unstable();
-        let mut out = Vec::new();
-        for w in points.windows(2) {
-            let mut piece = bytes[w[0]..w[1]].to_vec();
-            if ws.receive_all(&mut piece, &mut out).is_err() {
-                break;
+        drive(Config::default().max_message_size(limit).max_frame_size(limit as u64), &bytes, &cuts)?;
+    }
+}
+
+// --- valid client frame sequences, intact and corrupted ---
+//
+// `arbitrary_bytes_never_panic_and_stay_bounded` above almost always fails at the first
+// header, so it never gets deep into reassembly, interleaved control frames or the 16- and
+// 64-bit length forms. These generate what a real client sends (fragmented messages with
+// control frames between the fragments, every length form, a fresh random mask per frame,
+// maybe a Close at the end), check that the intact sequence yields exactly the generated
+// events in any split, and then corrupt it (flipped bits, in headers and anywhere, truncation,
+// inserted bytes) and check that nothing panics or grows past the limits.
+
+/// A control frame to generate: Ping or Pong, `len` bytes (0..=125) made from `seed`.
+#[derive(Debug, Clone)]
+struct GenControl {
+    ping: bool,
+    len: usize,
+    seed: u32,
+}
+
+#[derive(Debug, Clone)]
+enum GenItem {
+    /// A Text or Binary message of `len` bytes made from `seed`, cut into fragments at `cuts`
+    /// (empty fragments allowed); `between[i]`, if any, is sent after fragment `i`.
+    Message {
+        text: bool,
+        len: usize,
+        seed: u32,
+        cuts: Vec<prop::sample::Index>,
+        between: Vec<Option<GenControl>>,
+    },
+    Control(GenControl),
+}
+
+#[derive(Debug, Clone)]
+enum Corruption {
+    /// Flips one bit anywhere.
+    FlipBit(prop::sample::Index, u8),
+    /// Flips one bit in the first 14 bytes of a frame: FIN, RSV, opcode, MASK, the length and
+    /// its extension, the masking key.
+    FlipHeaderBit(prop::sample::Index, usize, u8),
+    /// Cuts the input short.
+    Truncate(prop::sample::Index),
+    /// Inserts bytes.
+    Insert(prop::sample::Index, Vec<u8>),
+}
+
+/// One frame of a generated sequence, before masking.
+#[derive(Debug, Clone)]
+struct GenFrame {
+    fin: bool,
+    opcode: Opcode,
+    payload: Vec<u8>,
+}
+
+/// Payload lengths around each length form's edges: 7-bit (0..=125), 16-bit (126..=65535),
+/// 64-bit (65536 and up).
+fn gen_len() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        8 => 0usize..=125,
+        4 => 126usize..=1100,
+        2 => prop::sample::select(vec![125usize, 126, 65_535, 65_536]),
+        2 => 65_536usize..=66_000,
+    ]
+}
+
+fn gen_control() -> impl Strategy<Value = GenControl> {
+    (any::<bool>(), 0usize..=MAX_CONTROL_PAYLOAD, any::<u32>()).prop_map(|(ping, len, seed)| GenControl {
+        ping,
+        len,
+        seed,
+    })
+}
+
+fn gen_item() -> impl Strategy<Value = GenItem> {
+    prop_oneof![
+        4 => (
+            any::<bool>(),
+            gen_len(),
+            any::<u32>(),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            prop::collection::vec(prop::option::of(gen_control()), 0..4),
+        )
+            .prop_map(|(text, len, seed, cuts, between)| GenItem::Message {
+                text,
+                len,
+                seed,
+                cuts,
+                between,
+            }),
+        1 => gen_control().prop_map(GenItem::Control),
+    ]
+}
+
+/// A Close frame's code (one a client may send) and reason.
+fn gen_close() -> impl Strategy<Value = Option<(u16, String)>> {
+    prop::option::of((
+        prop_oneof![Just(1000u16), Just(1001), Just(1003), Just(1011), 3000u16..5000],
+        "\\PC{0,20}",
+    ))
+}
+
+fn gen_corruption() -> impl Strategy<Value = Corruption> {
+    prop_oneof![
+        3 => (any::<prop::sample::Index>(), 0u8..8).prop_map(|(i, b)| Corruption::FlipBit(i, b)),
+        3 => (any::<prop::sample::Index>(), 0usize..14, 0u8..8).prop_map(|(f, o, b)| Corruption::FlipHeaderBit(f, o, b)),
+        1 => any::<prop::sample::Index>().prop_map(Corruption::Truncate),
+        2 => (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..9))
+            .prop_map(|(i, b)| Corruption::Insert(i, b)),
+    ]
+}
+
+/// `len` bytes from `seed`: random bytes, or for text valid UTF-8 mixing 1- to 4-byte
+/// characters (so fragment cuts fall inside characters).
+fn gen_payload(text: bool, len: usize, seed: u32) -> Vec<u8> {
+    let mut rng = seed;
+    let mut next = move || {
+        rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        rng
+    };
+    if !text {
+        return (0..len).map(|_| (next() >> 24) as u8).collect();
+    }
+    const CHARS: [char; 7] = ['a', '~', 'é', 'ß', '€', '한', '😀'];
+    let mut s = String::with_capacity(len);
+    while s.len() < len {
+        let c = CHARS[(next() >> 16) as usize % CHARS.len()];
+        s.push(if s.len() + c.len_utf8() <= len { c } else { 'a' });
+    }
+    s.into_bytes()
+}
+
+fn control_frame(c: &GenControl) -> GenFrame {
+    GenFrame {
+        fin: true,
+        opcode: if c.ping { Opcode::Ping } else { Opcode::Pong },
+        payload: gen_payload(false, c.len, c.seed),
+    }
+}
+
+/// The frames of a generated sequence, in order.
+fn gen_frames(items: &[GenItem], close: &Option<(u16, String)>) -> Vec<GenFrame> {
+    let mut frames = Vec::new();
+    for item in items {
+        match item {
+            GenItem::Control(c) => frames.push(control_frame(c)),
+            GenItem::Message {
+                text,
+                len,
+                seed,
+                cuts,
+                between,
+            } => {
+                let data = gen_payload(*text, *len, *seed);
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+                points.sort_unstable();
+                points.insert(0, 0);
+                points.push(data.len());
+                let last = points.len() - 2;
+                for (i, w) in points.windows(2).enumerate() {
+                    frames.push(GenFrame {
+                        fin: i == last,
+                        opcode: match (i, text) {
+                            (0, true) => Opcode::Text,
+                            (0, false) => Opcode::Binary,
+                            _ => Opcode::Continuation,
+                        },
+                        payload: data[w[0]..w[1]].to_vec(),
+                    });
+                    if i != last {
+                        if let Some(Some(c)) = between.get(i) {
+                            frames.push(control_frame(c));
+                        }
+                    }
+                }
             }
-            prop_assert!(ws.buffered_message_len() <= limit);
         }
+    }
+    if let Some((code, reason)) = close {
+        frames.push(GenFrame {
+            fin: true,
+            opcode: Opcode::Close,
+            payload: close_payload(*code, reason),
+        });
+    }
+    frames
+}
+
+/// Encodes the frames masked, each with its own key from `seed`; returns the bytes and where
+/// each frame starts.
+fn encode_gen(frames: &[GenFrame], seed: u32) -> (Vec<u8>, Vec<usize>) {
+    let mut rng = seed;
+    let mut wire = Vec::new();
+    let mut starts = Vec::new();
+    for f in frames {
+        rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        starts.push(wire.len());
+        encode_frame(&mut wire, f.fin, f.opcode, Some(rng.to_be_bytes()), &f.payload);
+    }
+    (wire, starts)
+}
+
+/// What a server must make of a valid frame sequence under these limits: its events, the
+/// bytes it writes back (Pongs, the Close reply, or the Close that fails the connection) and
+/// the error, if a limit is passed.
+#[derive(Clone, PartialEq)]
+struct Outcome {
+    events: Vec<OwnedEvent>,
+    out: Vec<u8>,
+    error: Option<ProtocolError>,
+}
+
+/// Short enough to read in a failure report with 64 KiB messages: each payload as its length,
+/// first bytes and an FNV-1a hash; the output bytes as their frames.
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn short(bytes: &[u8]) -> String {
+            let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+            });
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            let more = if bytes.len() > 8 { "…" } else { "" };
+            format!("{} bytes [{}{more}] fnv {hash:016x}", bytes.len(), head.join(" "))
+        }
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .map(|e| match e {
+                OwnedEvent::Text(t) => format!("Text({})", short(t.as_bytes())),
+                OwnedEvent::Binary(b) => format!("Binary({})", short(b)),
+                OwnedEvent::Ping(p) => format!("Ping({})", short(p)),
+                OwnedEvent::Pong(p) => format!("Pong({})", short(p)),
+                OwnedEvent::Close(c) => format!("Close({c:?})"),
+            })
+            .collect();
+        let out: Vec<String> = match frame::parse_header(&self.out) {
+            Ok(_) if !self.out.is_empty() => {
+                let mut frames = Vec::new();
+                let mut rest = &self.out[..];
+                while let Ok(HeaderStatus::Complete(h)) = frame::parse_header(rest) {
+                    let end = (h.header_len() + h.payload_len as usize).min(rest.len());
+                    frames.push(format!("{:?}({})", h.opcode, short(&rest[h.header_len()..end])));
+                    rest = &rest[end..];
+                }
+                if !rest.is_empty() {
+                    frames.push(format!("unparsed {}", short(rest)));
+                }
+                frames
+            }
+            _ => vec![short(&self.out)],
+        };
+        f.debug_struct("Outcome")
+            .field("events", &events)
+            .field("out", &out)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+fn model(frames: &[GenFrame], max_message: usize, max_frame: u64) -> Outcome {
+    let mut o = Outcome {
+        events: Vec::new(),
+        out: Vec::new(),
+        error: None,
+    };
+    let mut message: Vec<u8> = Vec::new();
+    let mut text = false;
+    for f in frames {
+        let error = if f.payload.len() as u64 > max_frame {
+            Some(ProtocolError::FrameTooLarge)
+        } else if !f.opcode.is_control() && message.len() + f.payload.len() > max_message {
+            Some(ProtocolError::MessageTooLarge)
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            let mut p = e.close_code().0.to_be_bytes().to_vec();
+            p.extend_from_slice(truncate_utf8(e.close_reason(), MAX_CONTROL_PAYLOAD - 2).as_bytes());
+            encode_frame(&mut o.out, true, Opcode::Close, None, &p);
+            o.error = Some(e);
+            return o;
+        }
+        match f.opcode {
+            Opcode::Ping => {
+                encode_frame(&mut o.out, true, Opcode::Pong, None, &f.payload);
+                o.events.push(OwnedEvent::Ping(f.payload.clone()));
+            }
+            Opcode::Pong => o.events.push(OwnedEvent::Pong(f.payload.clone())),
+            Opcode::Close => {
+                let code = CloseCode(u16::from_be_bytes([f.payload[0], f.payload[1]]));
+                let reason = String::from_utf8(f.payload[2..].to_vec()).unwrap();
+                encode_frame(&mut o.out, true, Opcode::Close, None, &code.0.to_be_bytes());
+                o.events.push(OwnedEvent::Close(Some((code, reason))));
+                return o; // Closed: nothing after it is read.
+            }
+            op => {
+                if op != Opcode::Continuation {
+                    text = op == Opcode::Text;
+                }
+                message.extend_from_slice(&f.payload);
+                if f.fin {
+                    let data = std::mem::take(&mut message);
+                    o.events.push(if text {
+                        OwnedEvent::Text(String::from_utf8(data).unwrap())
+                    } else {
+                        OwnedEvent::Binary(data)
+                    });
+                }
+            }
+        }
+    }
+    o
+}
+
+/// Feeds `wire` to a fresh server with `config`, cut at `cuts`, one `receive` at a time,
+/// checking after every call: consumed ≤ the input given (all of it when no event came), an
+/// event consumed something, and the reassembly buffer within `max_message_size`. After an
+/// error: the state is Failed, the buffer freed, and more input is ignored.
+fn drive(config: Config, wire: &[u8], cuts: &[prop::sample::Index]) -> Result<Outcome, TestCaseError> {
+    let limit = config.max_message_size;
+    let mut ws = WebSocket::server(config);
+    let mut points: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+    points.push(0);
+    points.push(wire.len());
+    points.sort_unstable();
+    let mut o = Outcome {
+        events: Vec::new(),
+        out: Vec::new(),
+        error: None,
+    };
+    'pieces: for w in points.windows(2) {
+        let mut piece = wire[w[0]..w[1]].to_vec();
+        let mut pos = 0;
+        while pos < piece.len() {
+            let given = piece.len() - pos;
+            let (consumed, event) = match ws.receive(&mut piece[pos..], &mut o.out) {
+                Ok(r) => (r.consumed, r.event.map(|e| e.to_owned_event())),
+                Err(e) => {
+                    o.error = Some(e);
+                    break 'pieces;
+                }
+            };
+            prop_assert!(consumed <= given, "consumed {} of {} bytes", consumed, given);
+            prop_assert!(
+                ws.buffered_message_len() <= limit,
+                "{} bytes buffered, limit {}",
+                ws.buffered_message_len(),
+                limit
+            );
+            match event {
+                Some(e) => {
+                    prop_assert!(consumed > 0, "an event from no input: {:?}", e);
+                    o.events.push(e);
+                }
+                None => prop_assert_eq!(consumed, given, "no event, yet not all input consumed"),
+            }
+            pos += consumed;
+        }
+    }
+    check_server_output(&o)?;
+    if o.error.is_some() {
+        prop_assert_eq!(ws.state(), State::Failed);
+        prop_assert_eq!(ws.buffered_message_len(), 0, "reassembly buffer kept after failing");
+        let mut more = wire.to_vec();
+        let mut out = Vec::new();
+        let r = ws.receive(&mut more, &mut out).map(|r| (r.consumed, r.event.is_some()));
+        prop_assert_eq!(r, Ok((wire.len(), false)), "input after failing must be ignored");
+        prop_assert!(out.is_empty());
+    }
+    Ok(o)
+}
+
+/// What a server writes back on its own is whole, unmasked, final Pong or Close frames of at
+/// most 125 bytes; one Close at most, last; after an error, that Close carries its code.
+fn check_server_output(o: &Outcome) -> Result<(), TestCaseError> {
+    let mut rest = &o.out[..];
+    let mut last = None;
+    while !rest.is_empty() {
+        prop_assert!(last != Some(Opcode::Close), "bytes after our Close: {:?}", o);
+        let h = match frame::parse_header(rest) {
+            Ok(HeaderStatus::Complete(h)) => h,
+            other => return Err(TestCaseError::fail(format!("bad frame in output ({other:?}): {o:?}"))),
+        };
+        prop_assert!(h.fin && h.mask.is_none() && h.rsv == 0, "{:?} in {:?}", h, o);
+        prop_assert!(matches!(h.opcode, Opcode::Pong | Opcode::Close), "{:?} in {:?}", h, o);
+        prop_assert!(h.payload_len <= MAX_CONTROL_PAYLOAD as u64, "{:?} in {:?}", h, o);
+        let end = h.header_len() + h.payload_len as usize;
+        prop_assert!(end <= rest.len(), "output ends inside a frame: {:?}", o);
+        if h.opcode == Opcode::Close {
+            if let Some(e) = o.error {
+                let code = rest.get(h.header_len()..h.header_len() + 2);
+                prop_assert_eq!(code, Some(&e.close_code().0.to_be_bytes()[..]), "{:?}", o);
+            }
+        }
+        last = Some(h.opcode);
+        rest = &rest[end..];
+    }
+    if o.error.is_some() {
+        prop_assert_eq!(last, Some(Opcode::Close), "failed without a Close: {:?}", o);
+    }
+    Ok(())
+}
+
+fn corrupt(wire: &[u8], starts: &[usize], corruptions: &[Corruption]) -> Vec<u8> {
+    let mut bytes = wire.to_vec();
+    for c in corruptions {
+        match c {
+            Corruption::FlipBit(i, bit) if !bytes.is_empty() => {
+                let at = i.index(bytes.len());
+                bytes[at] ^= 1 << bit;
+            }
+            Corruption::FlipHeaderBit(frame, offset, bit) if !bytes.is_empty() && !starts.is_empty() => {
+                let at = (starts[frame.index(starts.len())] + offset).min(bytes.len() - 1);
+                bytes[at] ^= 1 << bit;
+            }
+            Corruption::Truncate(i) => bytes.truncate(i.index(bytes.len() + 1)),
+            Corruption::Insert(i, extra) => {
+                let at = i.index(bytes.len() + 1);
+                bytes.splice(at..at, extra.iter().copied());
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #[test]
+    fn valid_client_frames_then_corrupted_stay_bounded(
+        items in prop::collection::vec(gen_item(), 1..6),
+        close in gen_close(),
+        mask_seed in any::<u32>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        limits in (
+            (any::<prop::sample::Index>(), any::<bool>()),
+            prop::option::of((any::<prop::sample::Index>(), any::<bool>())),
+        ),
+        corruptions in prop::collection::vec(gen_corruption(), 1..4),
+    ) {
+        let frames = gen_frames(&items, &close);
+        let (wire, starts) = encode_gen(&frames, mask_seed);
+        // The tightest limits the intact sequence fits in.
+        let max_message = frames
+            .split_inclusive(|f| f.fin && !f.opcode.is_control())
+            .map(|fs| fs.iter().filter(|f| !f.opcode.is_control()).map(|f| f.payload.len()).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        let max_frame = frames.iter().map(|f| f.payload.len() as u64).max().unwrap_or(0);
+        let tight = Config::default().max_message_size(max_message).max_frame_size(max_frame);
+
+        // Intact: exactly the generated events, Pongs and Close reply, whole and split.
+        let want = model(&frames, max_message, max_frame);
+        prop_assert_eq!(want.error, None);
+        prop_assert_eq!(
+            want.events.iter().filter(|e| matches!(e, OwnedEvent::Text(_) | OwnedEvent::Binary(_))).count(),
+            items.iter().filter(|i| matches!(i, GenItem::Message { .. })).count()
+        );
+        prop_assert_eq!(&drive(tight, &wire, &[])?, &want, "intact sequence, whole, limits it just fits");
+        prop_assert_eq!(&drive(tight, &wire, &cuts)?, &want, "intact sequence, split, limits it just fits");
+
+        // Intact under lower limits: the events up to the frame that passes one, then that
+        // limit's error and its Close. Each limit is set to exactly a size the sequence
+        // reaches (a message's length so far at the end of one of its frames; a frame's
+        // payload length), or one less, so an off-by-one in either direction shows.
+        let mut sofar = 0;
+        let message_sizes: Vec<usize> = frames
+            .iter()
+            .filter(|f| !f.opcode.is_control())
+            .map(|f| {
+                sofar += f.payload.len();
+                let size = sofar;
+                if f.fin {
+                    sofar = 0;
+                }
+                size
+            })
+            .collect();
+        let at_or_below = |sizes: &[usize], (i, below): (prop::sample::Index, bool)| {
+            sizes.get(i.index(sizes.len().max(1))).map_or(0, |&n| if below { n.saturating_sub(1) } else { n })
+        };
+        let message_limit = at_or_below(&message_sizes, limits.0);
+        let frame_sizes: Vec<usize> = frames.iter().map(|f| f.payload.len()).collect();
+        let frame_limit = limits.1.map_or(max_frame as usize, |l| at_or_below(&frame_sizes, l));
+        let low = Config::default().max_message_size(message_limit).max_frame_size(frame_limit as u64);
+        let want_low = model(&frames, message_limit, frame_limit as u64);
+        prop_assert_eq!(
+            &drive(low, &wire, &cuts)?,
+            &want_low,
+            "intact sequence, split, max_message_size {} max_frame_size {}",
+            message_limit,
+            frame_limit
+        );
+
+        // Corrupted: no panic, bounded, and the same outcome however the bytes are split.
+        let bad = corrupt(&wire, &starts, &corruptions);
+        let whole = drive(tight, &bad, &[])?;
+        let split = drive(tight, &bad, &cuts)?;
+        prop_assert_eq!(split, whole, "corrupted sequence: split and whole differ");
     }
 }

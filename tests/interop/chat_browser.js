@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The chat page in a real browser: two tabs of headless Chromium on `/`, each with its own
-// WebSocket to `/chat`; a message typed in tab 1 must show up in tab 2 (and in tab 1 itself,
-// since the server publishes to every subscriber).
+// WebSocket to `/chat` in the default room; a message typed in tab 1 must show up in tab 2 (and
+// in tab 1 itself, since the server publishes to every member of the room).
 //
 // Usage: node tests/interop/chat_browser.js http://127.0.0.1:PORT/ [--timeout SECONDS]
 //
@@ -9,7 +9,8 @@
 //   1. GET / answers 200 in both tabs and both reach `document.body.dataset.connected === "1"`
 //      (the browser's own WebSocket handshake with wsloop succeeded);
 //   2. tab 2's `#log` shows a join notice (the JSON notices are parsed and rendered as such);
-//   3. after typing in tab 1's `#msg` and pressing Enter, tab 2's `#log` shows `NAME: MESSAGE`
+//   3. tab 1 re-joins as "alice" (the name is decided at the upgrade, so the page reconnects);
+//      after typing in its `#msg` and pressing Enter, tab 2's `#log` shows `alice: MESSAGE`
 //      and so does tab 1's;
 //   4. closing tab 1 shows a leave notice in tab 2 and `· 1 online`.
 // Prints OK and exits 0; prints FAIL: ... and exits 1 otherwise (including the deadline).
@@ -54,6 +55,17 @@ run(timeoutSecs, async (context, log) => {
   await page2.waitForSelector("#log li.notice", { state: "attached", timeout: budget() });
 
   await page1.fill("#name", "alice");
+  await page1.click("#joinbtn");
+  try {
+    await page1.waitForFunction(
+      () => document.body.dataset.opens === "2" && document.body.dataset.connected === "1",
+      null,
+      { polling: 50, timeout: budget() },
+    );
+  } catch (e) {
+    const status = await page1.textContent("#status").catch(() => "?");
+    throw new Error(`tab 1 never re-joined as alice: #status is ${JSON.stringify(status)}`);
+  }
   await page1.fill("#msg", message);
   await page1.press("#msg", "Enter");
   const line = `alice: ${message}`;

@@ -12,11 +12,18 @@
 // Prints two JSON lines on stdout (the Rust test tests/browser.rs checks the values with
 // wsloop::handshake::accept_key):
 //   {"stage":"handshake","key":...,"accept":...,"browserAccept":...|null,"browserMatch":"1"|"0"|null,
-//    "wireKey":...|null,"wireAccept":...|null}
-//   {"stage":"frames","frames":N,"message":...,"messageShown":true|false}
+//    "wireKey":...|null,"wireAccept":...|null,"wireError":...|null}
+//   {"stage":"frames","frames":N,"message":...,"messageShown":true|false,"echoShown":true|false}
 // `wireKey`/`wireAccept` are the handshake headers as Chromium's DevTools protocol saw them on the
-// wire (null if it did not report them). Exits 0 when the page got ready and rendered at least
-// one frame after the message; 1 otherwise (FAIL: ... on stderr), including the deadline.
+// wire (null if it did not report them; `wireError` then says why). `messageShown`: the frame
+// explanations rendered after sending show the message decoded (as the JSON string the page
+// prints); `echoShown`: the page shows "The server echoed: " and the message. The script does not
+// judge these values: tests/browser.rs does, and with WSLOOP_REQUIRE_BROWSER=1 a null in them
+// fails. Exits 0 when the page got ready and rendered at least one frame after the message; 1
+// otherwise (FAIL: ... on stderr), including the deadline.
+//
+// WSLOOP_LEARN_NO_DEVTOOLS=1 skips the DevTools hook (the wire values are then null): the test
+// that proves a missing wire value fails the mandatory check uses it.
 "use strict";
 
 const { parseArgs, run, openPage, budget } = require("./browser_common");
@@ -52,26 +59,31 @@ async function frameCount(page) {
 run(timeoutSecs, async (context, log) => {
   // Watch the handshake on the wire through the DevTools protocol, attached before navigation.
   const page = context.pages().find((p) => p.url() === "about:blank") || (await context.newPage());
-  const wire = { key: null, accept: null };
-  try {
-    const cdp = await context.newCDPSession(page);
-    const learnSockets = new Set();
-    cdp.on("Network.webSocketCreated", (e) => {
-      if (new URL(e.url).pathname === "/learn") learnSockets.add(e.requestId);
-    });
-    cdp.on("Network.webSocketWillSendHandshakeRequest", (e) => {
-      if (learnSockets.has(e.requestId) && wire.key === null) {
-        wire.key = header(e.request && e.request.headers, "sec-websocket-key");
-      }
-    });
-    cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
-      if (learnSockets.has(e.requestId) && wire.accept === null) {
-        wire.accept = header(e.response && e.response.headers, "sec-websocket-accept");
-      }
-    });
-    await cdp.send("Network.enable");
-  } catch (e) {
-    log(`DevTools network events unavailable (${e.message}); wire values will be null`);
+  const wire = { key: null, accept: null, error: null };
+  if (process.env.WSLOOP_LEARN_NO_DEVTOOLS === "1") {
+    wire.error = "the DevTools hook was turned off (WSLOOP_LEARN_NO_DEVTOOLS=1)";
+  } else {
+    try {
+      const cdp = await context.newCDPSession(page);
+      const learnSockets = new Set();
+      cdp.on("Network.webSocketCreated", (e) => {
+        if (new URL(e.url).pathname === "/learn") learnSockets.add(e.requestId);
+      });
+      cdp.on("Network.webSocketWillSendHandshakeRequest", (e) => {
+        if (learnSockets.has(e.requestId) && wire.key === null) {
+          wire.key = header(e.request && e.request.headers, "sec-websocket-key");
+        }
+      });
+      cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
+        if (learnSockets.has(e.requestId) && wire.accept === null) {
+          wire.accept = header(e.response && e.response.headers, "sec-websocket-accept");
+        }
+      });
+      await cdp.send("Network.enable");
+    } catch (e) {
+      wire.error = `DevTools network events unavailable: ${e.message}`;
+      log(`${wire.error}; wire values will be null`);
+    }
   }
 
   await openPage(context, url, "learn", log, page);
@@ -99,10 +111,15 @@ run(timeoutSecs, async (context, log) => {
   if (!shown.key) throw new Error("/learn has no #key text");
   if (!shown.accept) throw new Error("/learn has no #accept text");
   // The DevTools events may trail the page's own rendering by a moment.
-  for (let i = 0; i < 40 && (wire.key === null || wire.accept === null); i++) {
+  for (let i = 0; i < 40 && wire.error === null && (wire.key === null || wire.accept === null); i++) {
     await page.waitForTimeout(50);
   }
-  console.log(JSON.stringify({ stage: "handshake", ...shown, wireKey: wire.key, wireAccept: wire.accept }));
+  if (wire.error === null && (wire.key === null || wire.accept === null)) {
+    wire.error = "Chromium's DevTools protocol sent no handshake event for the /learn WebSocket within 2 s";
+  }
+  console.log(
+    JSON.stringify({ stage: "handshake", ...shown, wireKey: wire.key, wireAccept: wire.accept, wireError: wire.error }),
+  );
 
   const before = await frameCount(page);
   const input = await firstVisible(page, INPUTS);
@@ -127,6 +144,15 @@ run(timeoutSecs, async (context, log) => {
     }
   }
   const frames = await frameCount(page);
-  const messageShown = await page.evaluate((m) => document.body.innerText.includes(m), message);
-  console.log(JSON.stringify({ stage: "frames", frames, message, messageShown }));
+  // Not the page's own "You sent: ..." heading: the message must come back from the server, in
+  // the frame explanations (each data frame's "as text" row) and in the echo line.
+  const { messageShown, echoShown } = await page.evaluate((m) => {
+    const quoted = JSON.stringify(m);
+    const text = (sel) => Array.from(document.querySelectorAll(sel)).map((e) => e.innerText);
+    return {
+      messageShown: text(".exchange .frames").some((t) => t.includes(quoted)),
+      echoShown: text(".exchange > p").some((t) => t.trim() === `The server echoed: ${quoted}`),
+    };
+  }, message);
+  console.log(JSON.stringify({ stage: "frames", frames, message, messageShown, echoShown }));
 });
