@@ -39,7 +39,10 @@ pub struct Claims {
 /// Issues a token for `sub`, valid for an hour.
 pub fn mint(secret: &[u8], sub: &str) -> String {
     let exp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600;
-    let claims = Claims { sub: sub.to_owned(), exp };
+    let claims = Claims {
+        sub: sub.to_owned(),
+        exp,
+    };
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret)).unwrap_or_default()
 }
 
@@ -80,8 +83,9 @@ impl Handler for JwtApp {
         let verdict = self.verify(req);
         match (req.path(), verdict) {
             ("/strict", Ok(claims)) | ("/app", Ok(claims)) => Ok(Accept::new(Ok(claims)).keep_request(false)),
-            ("/strict", Err(why)) => Err(Response::text(401, format!("401 Unauthorized: {why}\n"))
-                .with_header("WWW-Authenticate", "Bearer")),
+            ("/strict", Err(why)) => {
+                Err(Response::text(401, format!("401 Unauthorized: {why}\n")).with_header("WWW-Authenticate", "Bearer"))
+            }
             ("/app", Err(why)) => Ok(Accept::new(Err(why)).keep_request(false)),
             _ => Err(Response::status(404)),
         }

@@ -14,10 +14,11 @@ mod harness;
 use common::demo_server;
 use harness::{chromium, expect_check_failure, expect_ok, node_missing, prerequisites, script};
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wsloop::handshake::accept_key;
 use wsloop::server::demo::{message_json, DemoApp, Member};
 
@@ -68,6 +69,83 @@ fn chat_page_between_two_browser_tabs() {
         "chat_browser.js",
         &mut browser_script("chat_browser.js", server.local_addr(), SCRIPT_TIMEOUT_SECS),
         DEADLINE,
+    );
+}
+
+/// Issue 10 item 6: two pages in one room chat; the server restarts; every page reconnects by
+/// itself and rejoins its room; a page in another room sees none of it.
+#[test]
+fn rooms_survive_a_server_restart() {
+    if !browser_ready("rooms_survive_a_server_restart") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = demo_server(|s| s);
+    let addr = server.local_addr();
+    let mut child = browser_script("rooms_browser.js", addr, SCRIPT_TIMEOUT_SECS + 20)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let stderr_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + DEADLINE + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let mut server = Some(server);
+    let mut restarted = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if line == "RESTART" {
+                    let old = server.take().expect("one restart");
+                    old.shutdown();
+                    old.join().unwrap();
+                    // The same port, a new process state: no room, no member survives.
+                    restarted = Some(
+                        Server::new(DemoApp::new())
+                            .bind(addr)
+                            .threads(1)
+                            .start()
+                            .expect("rebind the same port"),
+                    );
+                    let stdin = child.stdin.as_mut().unwrap();
+                    writeln!(stdin, "restarted").unwrap();
+                    stdin.flush().unwrap();
+                }
+                lines.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait().unwrap();
+    let stderr = stderr_text.join().unwrap();
+    drop(restarted);
+    assert!(
+        status.success() && lines.iter().any(|l| l == "OK"),
+        "rooms_browser.js failed ({status}):\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l == "RESTART"),
+        "the script never asked for the restart"
     );
 }
 

@@ -45,9 +45,15 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     };
     let (status, head, body) = upgrade("/strict", "");
     assert_eq!(status, 401);
-    assert!(head.contains("WWW-Authenticate: Bearer") && body.contains("no token"), "{head}{body}");
+    assert!(
+        head.contains("WWW-Authenticate: Bearer") && body.contains("no token"),
+        "{head}{body}"
+    );
     let forged = jwt::mint(b"another secret", "mallory");
-    assert_eq!(upgrade("/strict", &format!("Authorization: Bearer {forged}\r\n")).0, 401);
+    assert_eq!(
+        upgrade("/strict", &format!("Authorization: Bearer {forged}\r\n")).0,
+        401
+    );
     assert_eq!(upgrade(&format!("/strict?token={token}x"), "").0, 401);
 
     // /app: the upgrade succeeds, then Close 4401 with the reason a page can show.

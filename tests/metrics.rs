@@ -25,8 +25,15 @@ fn parse(stdout: &str) -> HashMap<String, f64> {
             .filter(|kv| !kv.is_empty())
             .map(|kv| kv.replace(": ", "=").replace('"', ""))
             .collect();
-        let value: f64 = line[labels_end + 1..].trim_matches(|c| c == ',' || c == ']' || c == ' ').parse().unwrap();
-        let key = if labels.is_empty() { name } else { format!("{name}{{{}}}", labels.join(",")) };
+        let value: f64 = line[labels_end + 1..]
+            .trim_matches(|c| c == ',' || c == ']' || c == ' ')
+            .parse()
+            .unwrap();
+        let key = if labels.is_empty() {
+            name
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        };
         samples.insert(key, value);
     }
     samples
@@ -65,7 +72,8 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     assert_eq!(http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").0, 200);
 
     let mut cmd = Command::new(python());
-    cmd.arg(script("parse_metrics.py")).arg(format!("http://{addr}/metrics"));
+    cmd.arg(script("parse_metrics.py"))
+        .arg(format!("http://{addr}/metrics"));
     let out = expect_ok("parse_metrics.py", &mut cmd, Duration::from_secs(30));
     let m = parse(&out.stdout);
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no sample {k} in:\n{}", out.stdout));

@@ -70,14 +70,28 @@ fn the_readme_lists_no_flag_that_does_not_exist() {
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     for line in section.lines().filter(|l| l.starts_with("| `--")) {
         let flag = line[3..].split(['`', ' ']).next().unwrap();
-        assert!(flags.iter().any(|f| f == flag), "README lists {flag}, which wsloop serve does not have");
+        assert!(
+            flags.iter().any(|f| f == flag),
+            "README lists {flag}, which wsloop serve does not have"
+        );
     }
 }
 
 #[test]
 fn the_readme_documents_every_demo_route() {
     let readme = readme();
-    for route in ["`/`", "`/health`", "`/metrics`", "`/echo`", "`/chat?room=R&name=N`", "`/rooms/{room}/messages`", "`/learn`"] {
-        assert!(readme.contains(&format!("| {route} |")), "README's route table lacks {route}");
+    for route in [
+        "`/`",
+        "`/health`",
+        "`/metrics`",
+        "`/echo`",
+        "`/chat?room=R&name=N`",
+        "`/rooms/{room}/messages`",
+        "`/learn`",
+    ] {
+        assert!(
+            readme.contains(&format!("| {route} |")),
+            "README's route table lacks {route}"
+        );
     }
 }
