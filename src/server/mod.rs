@@ -47,6 +47,8 @@ mod context;
 pub mod demo;
 mod event_loop;
 mod fanout;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod handler;
 pub mod http;

@@ -220,6 +220,11 @@ impl<S: Send + 'static> Session<S> {
         self.backpressured || self.holds > 0
     }
 
+    /// Not read because its own queue is over the high-water mark.
+    pub(crate) fn is_backpressured(&self) -> bool {
+        self.backpressured
+    }
+
     /// Whether an input stash waits to be fed (and reading is not paused).
     pub(crate) fn stash_ready(&self) -> bool {
         !self.stash.is_empty() && self.closing == Closing::No && !self.read_paused()
