@@ -124,15 +124,17 @@ impl Write for Socket<'_> {
 
 /// The limits the harness runs with: small, so the fuzzer reaches them.
 fn config() -> ServerConfig {
-    let mut c = ServerConfig::default();
-    c.threads = 1;
+    let mut c = ServerConfig {
+        threads: 1,
+        max_body_size: 256,
+        websocket: Config::default().max_frame_size(1024).max_message_size(2048),
+        backpressure_high_water: 4096,
+        max_outbound: 16 * 1024,
+        max_memory: 64 * 1024,
+        ..ServerConfig::default()
+    };
     c.request_limits.max_header_bytes = 512;
     c.request_limits.max_headers = 16;
-    c.max_body_size = 256;
-    c.websocket = Config::default().max_frame_size(1024).max_message_size(2048);
-    c.backpressure_high_water = 4096;
-    c.max_outbound = 16 * 1024;
-    c.max_memory = 64 * 1024;
     c
 }
 
