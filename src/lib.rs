@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod deflate;
 pub mod error;
 pub mod explain;
 pub mod frame;

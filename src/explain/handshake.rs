@@ -195,7 +195,7 @@ Sec-WebSocket-Protocol, or leaves the header out to pick none, as here (§4.2.2 
             out,
             "\n   The client offers extensions {}. Leaving Sec-WebSocket-Extensions out of the\n   \
 response declines them all (§9.1): RSV1-3 must then stay 0 in every frame.",
-            upgrade.extensions.join(", ")
+            crate::handshake::extensions::format_extensions(&upgrade.extensions)
         );
     }
 
