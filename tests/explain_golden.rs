@@ -347,7 +347,11 @@ fn broken_frames_name_the_rule_and_the_close_code() {
             "reserved opcode 0x3 (RFC 6455 §5.2; close code 1002)",
             "1002",
         ),
-        ("frame_bad_rsv1", "RSV bits 100 set", "1002"),
+        (
+            "frame_bad_rsv1",
+            "RSV1 set without a negotiated extension (RFC 6455 §5.2",
+            "1002",
+        ),
         (
             "frame_bad_control_too_long",
             "control frame over 125 bytes (RFC 6455 §5.5",

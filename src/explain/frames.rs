@@ -851,7 +851,8 @@ mod tests {
             Some(ProtocolError::InvalidCloseCode(1005))
         );
         assert_eq!(body(&[0x88, 0x01, 0x03]), Some(ProtocolError::CloseFrameTooShort));
-        assert_eq!(body(&[0xc1, 0x00]), Some(ProtocolError::ReservedBitsSet(0b100)));
+        assert_eq!(body(&[0xc1, 0x00]), Some(ProtocolError::Rsv1WithoutExtension));
+        assert_eq!(body(&[0xe1, 0x00]), Some(ProtocolError::ReservedBitsSet(0b110)));
         assert_eq!(body(&[0x81, 0x80, 1, 2, 3, 4]), Some(ProtocolError::MaskedServerFrame));
     }
 

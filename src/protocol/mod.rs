@@ -23,14 +23,22 @@
 //!    └──────────────────────────────────────────────────────────────────▶ Failed
 //! ```
 
+use crate::deflate::{
+    encode_compressed_frame, DeflateParams, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD,
+};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{
-    self, apply_mask, CloseCode, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+    self, apply_mask, CloseCode, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
 };
 use crate::utf8::Utf8Validator;
 
+mod deflate;
+use deflate::{inflate_error, PerMessageDeflate};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deflate;
 
 /// Which end of the connection this state machine plays; it decides who masks (RFC 6455 §5.1,
 /// §5.3).
@@ -60,6 +68,12 @@ pub struct Config {
     pub max_message_size: usize,
     /// Answer each Ping with a Pong carrying the same payload (RFC 6455 §5.5.2). Default true.
     pub auto_pong: bool,
+    /// With permessage-deflate: messages shorter than this go uncompressed (RFC 7692 §6 allows
+    /// any message to). Default [`DEFAULT_COMPRESSION_THRESHOLD`] (64 bytes, measured).
+    pub deflate_threshold: usize,
+    /// With permessage-deflate: the zlib level 0..=9 messages are compressed at. Default
+    /// [`DEFAULT_COMPRESSION_LEVEL`] (1, measured).
+    pub deflate_level: u8,
 }
 
 impl Default for Config {
@@ -68,6 +82,8 @@ impl Default for Config {
             max_frame_size: DEFAULT_MAX_MESSAGE_SIZE as u64,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             auto_pong: true,
+            deflate_threshold: DEFAULT_COMPRESSION_THRESHOLD,
+            deflate_level: DEFAULT_COMPRESSION_LEVEL,
         }
     }
 }
@@ -88,6 +104,18 @@ impl Config {
     /// Sets [`Config::auto_pong`].
     pub fn auto_pong(mut self, on: bool) -> Self {
         self.auto_pong = on;
+        self
+    }
+
+    /// Sets [`Config::deflate_threshold`].
+    pub fn deflate_threshold(mut self, bytes: usize) -> Self {
+        self.deflate_threshold = bytes;
+        self
+    }
+
+    /// Sets [`Config::deflate_level`] (at most 9).
+    pub fn deflate_level(mut self, level: u8) -> Self {
+        self.deflate_level = level.min(9);
         self
     }
 }
@@ -220,6 +248,8 @@ pub struct WebSocket {
     close_code: Option<CloseCode>,
     /// State of the client's masking-key generator (splitmix64); unused by servers.
     mask_state: u64,
+    /// permessage-deflate, when negotiated (RFC 7692).
+    deflate: Option<Box<PerMessageDeflate>>,
 }
 
 /// Which buffer the last event borrowed, to be cleared when the next call begins.
@@ -273,7 +303,43 @@ impl WebSocket {
             utf8: Utf8Validator::new(),
             close_code: None,
             mask_state: seed,
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters agreed in the handshake (RFC 7692 §7):
+    /// from [`negotiate_deflate`](crate::handshake::deflate::negotiate_deflate) on a server,
+    /// from [`ResponseStatus::Accepted`](crate::handshake::client::ResponseStatus) on a client.
+    /// Call it before the first frame. [`WebSocket::receive`] then inflates compressed messages
+    /// and the `send_text` / `send_binary` methods compress messages of at least
+    /// [`Config::deflate_threshold`] bytes. No compressor is allocated until one is needed.
+    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
+        self.deflate = Some(Box::new(PerMessageDeflate::new(
+            params,
+            self.role,
+            self.config.deflate_level,
+        )));
+        self
+    }
+
+    /// The permessage-deflate parameters in force, if it was negotiated.
+    pub fn deflate_params(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref().map(|d| &d.params)
+    }
+
+    /// Heap bytes this connection holds now: the reassembly and control buffers (inflated
+    /// output included) and the (de)compressor states, for a shell that charges connections to
+    /// a memory budget. An idle connection holds nothing here without deflate and in the
+    /// shared mode; with context takeover, its compressor and inflater once used.
+    pub fn memory_held(&self) -> usize {
+        self.message.capacity() + self.control.capacity() + self.deflate.as_ref().map_or(0, |d| d.held_bytes())
+    }
+
+    /// Changes [`Config::max_message_size`] for the bytes still to come (a shell may shrink a
+    /// connection's share of a memory budget under pressure). A message already past the new
+    /// limit fails when it next grows.
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.config.max_message_size = bytes;
     }
 
     /// This connection's role.
@@ -417,6 +483,37 @@ impl WebSocket {
             }
 
             let text = self.message_kind == Opcode::Text;
+            if let Some(d) = self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+                // A compressed message (RFC 7692 §6.2): inflate as the bytes come, bounded by
+                // the message limit, and check UTF-8 on the inflated bytes so invalid text
+                // still fails fast, across frames (RFC 6455 §8.1).
+                let limit = self.config.max_message_size;
+                let before = self.message.len();
+                d.inflater
+                    .inflate(chunk, &mut self.message, limit)
+                    .map_err(inflate_error)?;
+                let last = complete && frame.fin;
+                if last {
+                    d.inflater
+                        .finish_message(&mut self.message, limit)
+                        .map_err(inflate_error)?;
+                    d.receiving_compressed = false;
+                }
+                if text && self.utf8.feed(self.message.get(before..).unwrap_or_default()).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                if last {
+                    if text && self.utf8.finish().is_err() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    self.fragmented = false;
+                    return Ok((pos, Some(Deliver::Message { text })));
+                }
+                if pos == input.len() && !complete {
+                    return Ok((pos, None));
+                }
+                continue;
+            }
             if whole_frame_here && frame.fin && frame.opcode != Opcode::Continuation {
                 // Fast path: the whole unfragmented message is here; hand out the input slice.
                 if text && std::str::from_utf8(chunk).is_err() {
@@ -483,7 +580,8 @@ impl WebSocket {
     /// Applies the rules that depend on the connection to a new frame's header
     /// (RFC 6455 §5.1, §5.2, §5.4, §10.4).
     fn begin_frame(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
-        check_header(h, self.role, 0)?;
+        let allowed_rsv = if self.deflate.is_some() { RSV1 } else { 0 };
+        check_header(h, self.role, allowed_rsv)?;
         if h.payload_len > self.config.max_frame_size {
             return Err(ProtocolError::FrameTooLarge);
         }
@@ -494,13 +592,29 @@ impl WebSocket {
                 self.message_kind = h.opcode;
                 self.fragmented = !h.fin;
                 self.utf8.reset();
+                if let Some(d) = self.deflate.as_mut() {
+                    // RFC 7692 §6: RSV1 on the first frame marks a compressed message.
+                    d.receiving_compressed = h.rsv & RSV1 != 0;
+                    d.compressed_in = 0;
+                }
             }
             _ => {}
         }
-        if !h.opcode.is_control()
-            && (self.message.len() as u64).saturating_add(h.payload_len) > self.config.max_message_size as u64
-        {
-            return Err(ProtocolError::MessageTooLarge);
+        let max = self.config.max_message_size as u64;
+        match self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+            // The inflated size is checked while inflating; the compressed bytes are bounded
+            // too, so a message of empty blocks cannot go on for ever.
+            Some(d) if !h.opcode.is_control() => {
+                d.compressed_in = d.compressed_in.saturating_add(h.payload_len);
+                if d.compressed_in > max {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+            }
+            _ => {
+                if !h.opcode.is_control() && (self.message.len() as u64).saturating_add(h.payload_len) > max {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+            }
         }
         self.frame = Some(InFrame {
             opcode: h.opcode,
@@ -556,6 +670,10 @@ impl WebSocket {
         self.frame = None;
         self.message = Vec::new();
         self.control = Vec::new();
+        if let Some(d) = self.deflate.as_mut() {
+            d.inflater.release();
+            d.compressor.release();
+        }
         err
     }
 
@@ -604,14 +722,48 @@ impl WebSocket {
         Ok(())
     }
 
-    /// Appends a text message, in one frame, to `out` (RFC 6455 §5.6).
+    /// Appends a text message, in one frame, to `out` (RFC 6455 §5.6); compressed with
+    /// permessage-deflate when it was negotiated and the message is at least
+    /// [`Config::deflate_threshold`] bytes (RFC 7692 §6.1).
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
-        self.send_frame(Opcode::Text, true, text.as_bytes(), out)
+        self.send_message(Opcode::Text, text.as_bytes(), out)
     }
 
-    /// Appends a binary message, in one frame, to `out` (RFC 6455 §5.6).
+    /// Appends a binary message, in one frame, to `out` (RFC 6455 §5.6); compressed like
+    /// [`WebSocket::send_text`].
     pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
-        self.send_frame(Opcode::Binary, true, data, out)
+        self.send_message(Opcode::Binary, data, out)
+    }
+
+    /// One whole message, compressed (RSV1 set, RFC 7692 §6.1) or not.
+    ///
+    /// Without context takeover a compressed message that came out no smaller is replaced by
+    /// the plain one. With context takeover it is sent anyway: the compressor's window now
+    /// holds it, and the peer's window must too (RFC 7692 §7.2.3.2: uncompressed messages do
+    /// not enter the window).
+    fn send_message(&mut self, opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closing);
+        }
+        let mask = self.next_mask();
+        let threshold = self.config.deflate_threshold;
+        if let Some(d) = self.deflate.as_mut() {
+            if payload.len() >= threshold && d.compressor.can_compress() {
+                let start = out.len();
+                if encode_compressed_frame(&mut d.compressor, opcode, payload, mask, out).is_ok() {
+                    let plain_len =
+                        frame::encode_header(true, opcode, mask, payload.len() as u64).len() + payload.len();
+                    if out.len() - start < plain_len || !d.compressor.direction().no_context_takeover {
+                        return Ok(());
+                    }
+                    out.truncate(start);
+                }
+                // On a compressor error nothing was appended and its state is gone: the next
+                // compressed message starts from an empty window, which the peer can always read.
+            }
+        }
+        frame::encode_frame(out, true, opcode, mask, payload);
+        Ok(())
     }
 
     /// Appends a Ping (RFC 6455 §5.5.2).
@@ -643,11 +795,22 @@ impl WebSocket {
 }
 
 /// The rules a header breaks given the connection, beyond those [`frame::parse_header`]
-/// checks: RSV bits not negotiated (RFC 6455 §5.2) and masking by role (RFC 6455 §5.1).
-/// `allowed_rsv` holds the RSV bits negotiated extensions define (0 without extensions).
+/// checks: RSV bits not negotiated (RFC 6455 §5.2), RSV1 only on a data message's first frame
+/// (RFC 7692 §6), and masking by role (RFC 6455 §5.1). `allowed_rsv` holds the RSV bits
+/// negotiated extensions define: [`RSV1`] with permessage-deflate, 0 without extensions.
 pub fn check_header(h: &FrameHeader, role: Role, allowed_rsv: u8) -> Result<(), ProtocolError> {
-    if h.rsv & !allowed_rsv != 0 {
-        return Err(ProtocolError::ReservedBitsSet(h.rsv));
+    match h.rsv & !allowed_rsv {
+        0 => {}
+        RSV1 => return Err(ProtocolError::Rsv1WithoutExtension),
+        _ => return Err(ProtocolError::ReservedBitsSet(h.rsv)),
+    }
+    if h.rsv & RSV1 != 0 {
+        if h.opcode.is_control() {
+            return Err(ProtocolError::CompressedControlFrame);
+        }
+        if h.opcode == Opcode::Continuation {
+            return Err(ProtocolError::CompressedContinuation);
+        }
     }
     match (role, h.mask.is_some()) {
         (Role::Server, false) => Err(ProtocolError::UnmaskedClientFrame),
