@@ -20,7 +20,7 @@
 //! use wsloop::frame::{encode_frame, Opcode};
 //!
 //! let mut shared = BroadcastCompressor::new(15);
-//! let message = br#"{"room":"lobby","from":"ada","text":"hello, hello, hello, everyone"}"#;
+//! let message = br#"{"room":"lobby","from":"ada","text":"hello, hello, hello, everyone"},{"room":"lobby","from":"grace","text":"hello, hello, hello, everyone"}"#;
 //! let mut compressed = Vec::new();
 //! let kind = shared.encode(Opcode::Text, message, &mut compressed);
 //! assert_eq!(kind, Encoded::Compressed);
