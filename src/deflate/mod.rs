@@ -12,6 +12,79 @@
 //! - [`BroadcastCompressor`]: encode-once broadcast for `server_no_context_takeover`
 //!   subscribers.
 //!
+//! ## For the server shell: the whole flow
+//!
+//! 1. At the upgrade: [`validate_upgrade`](crate::handshake::validate_upgrade) parses the
+//!    offers into `UpgradeRequest::extensions` (a malformed header is already a 400);
+//!    [`negotiate_deflate`](crate::handshake::deflate::negotiate_deflate) with the server's
+//!    [`DeflatePolicy`](crate::handshake::deflate::DeflatePolicy) picks one;
+//!    [`write_accept_response_with_extensions`](crate::handshake::write_accept_response_with_extensions)
+//!    writes the 101 with the answer.
+//! 2. The connection: [`WebSocket::with_deflate`](crate::protocol::WebSocket::with_deflate).
+//!    `receive` yields inflated `Event::Text` / `Event::Binary`; `send_text` / `send_binary`
+//!    compress at or above `Config::deflate_threshold`.
+//! 3. Broadcast: one [`BroadcastCompressor`] per event loop; per published message, one
+//!    compressed frame and one plain frame; each subscriber gets the compressed one if
+//!    [`BroadcastCompressor::suits`] its [`WebSocket::deflate_params`](crate::protocol::WebSocket::deflate_params).
+//! 4. Memory: charge [`WebSocket::memory_held`](crate::protocol::WebSocket::memory_held) per
+//!    connection after each `receive`/`send`, and [`pooled_bytes`] once per loop thread;
+//!    [`WebSocket::set_max_message_size`](crate::protocol::WebSocket::set_max_message_size)
+//!    shrinks a connection's share under pressure.
+//!
+//! ```
+//! use wsloop::deflate::{BroadcastCompressor, Encoded};
+//! use wsloop::frame::{encode_frame, Opcode};
+//! use wsloop::handshake::deflate::{negotiate_deflate, DeflatePolicy};
+//! use wsloop::handshake::{validate_upgrade, write_accept_response_with_extensions, ParseStatus, RequestParser};
+//! use wsloop::protocol::{Config, Event, WebSocket};
+//!
+//! // 1. The upgrade, as Chrome sends it.
+//! let head = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+//! Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+//! Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+//! let Ok(ParseStatus::Complete { request, .. }) = RequestParser::default().parse(head) else { panic!() };
+//! let upgrade = validate_upgrade(&request).unwrap();
+//! let deflate = negotiate_deflate(&upgrade.extensions, &DeflatePolicy::default());
+//! let mut response = Vec::new();
+//! write_accept_response_with_extensions(
+//!     &mut response,
+//!     upgrade.key.as_bytes(),
+//!     None,
+//!     deflate.as_ref().map(|(_, answer)| answer.as_str()),
+//!     &[],
+//! );
+//!
+//! // 2. The connection.
+//! let mut ws = WebSocket::server(Config::default());
+//! if let Some((params, _)) = deflate {
+//!     ws = ws.with_deflate(params);
+//! }
+//! // RFC 7692 §7.2.3.1's compressed "Hello", masked as a client sends it.
+//! let key = [1, 2, 3, 4];
+//! let mut frame = vec![0xc1, 0x87, 1, 2, 3, 4];
+//! frame.extend([0xf2u8, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00].iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+//! let mut out = Vec::new();
+//! assert_eq!(ws.receive(&mut frame, &mut out).unwrap().event, Some(Event::Text("Hello")));
+//!
+//! // 3. Encode-once broadcast.
+//! let mut shared = BroadcastCompressor::new(15);
+//! let message = "{\"room\":\"lobby\",\"text\":\"hello\"}".repeat(8);
+//! let (mut compressed, mut plain) = (Vec::new(), Vec::new());
+//! let kind = shared.encode(Opcode::Text, message.as_bytes(), &mut compressed);
+//! encode_frame(&mut plain, true, Opcode::Text, None, message.as_bytes());
+//! let for_this_one = if kind == Encoded::Compressed && shared.suits(ws.deflate_params()) {
+//!     &compressed
+//! } else {
+//!     &plain
+//! };
+//! assert!(for_this_one.len() < plain.len());
+//!
+//! // 4. Memory: the shared mode holds no DEFLATE state between messages; the next call
+//! // (here with no bytes) gives back the buffer the last event borrowed.
+//! ws.receive(&mut [], &mut out).unwrap();
+//! assert!(ws.memory_held() < 1024, "{}", ws.memory_held());
+//! ```
+//!
 //! ## The zlib window-size caveat
 //!
 //! zlib (and zlib-rs, which flate2 uses here) cannot compress raw DEFLATE with an LZ77 window

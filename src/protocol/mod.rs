@@ -516,17 +516,36 @@ impl WebSocket {
                 // still fails fast, across frames (RFC 6455 §8.1).
                 let limit = self.config.max_message_size;
                 let before = self.message.len();
-                d.inflater
-                    .inflate(chunk, &mut self.message, limit)
-                    .map_err(inflate_error)?;
                 let last = complete && frame.fin;
-                if last {
-                    d.inflater
-                        .finish_message(&mut self.message, limit)
-                        .map_err(inflate_error)?;
-                    d.receiving_compressed = false;
+                let inflated = d.inflater.inflate(chunk, &mut self.message, limit).and_then(|()| {
+                    if last {
+                        d.inflater.finish_message(&mut self.message, limit)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = inflated {
+                    // The rule broken first in the inflated stream wins, wherever the reads were
+                    // cut: bad UTF-8 before the limit, then the limit, then bad DEFLATE data.
+                    // (Whole, one call may inflate past a bad character before failing; byte by
+                    // byte, the character would have failed first. Found by fuzzing.)
+                    let end = self.message.len().min(limit);
+                    if text
+                        && self
+                            .utf8
+                            .feed(self.message.get(before..end).unwrap_or_default())
+                            .is_err()
+                    {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    return Err(if self.message.len() > limit {
+                        ProtocolError::DecompressedMessageTooLarge
+                    } else {
+                        inflate_error(e)
+                    });
                 }
                 if last {
+                    d.receiving_compressed = false;
                     self.fragmented = false;
                     if !text {
                         return Ok((pos, Some(Deliver::Message { text })));

@@ -282,6 +282,33 @@ fn invalid_utf8_fails_fast_inside_a_compressed_fragmented_message() {
     );
 }
 
+// Found by the deflate_session fuzz target: corrupt DEFLATE whose decodable prefix is already
+// bad UTF-8. Byte by byte the character fails first; whole, one inflate call used to hit the
+// corruption first. The first rule broken in the stream must win however the reads are cut.
+#[test]
+fn the_same_error_whatever_the_split_when_text_and_deflate_both_break() {
+    let wire: [u8; 60] = [
+        0xc1, 0xad, 0x37, 0xfa, 0x21, 0x3d, 0x9d, 0xac, 0xeb, 0x71, 0x66, 0x48, 0x13, 0xe9, 0x43, 0x66, 0xd0, 0xeb,
+        0xf2, 0xf8, 0xaf, 0x93, 0x6f, 0xfd, 0x33, 0x6e, 0x77, 0x9d, 0xae, 0xf3, 0x6c, 0x1d, 0xb3, 0x8c, 0x15, 0x36,
+        0x88, 0x12, 0x6f, 0x44, 0x88, 0xd3, 0x28, 0xa7, 0xb2, 0x84, 0xe7, 0xdd, 0xbb, 0x88, 0x3e, 0x37, 0x88, 0x82,
+        0x37, 0xfa, 0x21, 0x3d, 0x34, 0x12,
+    ];
+    let cfg = Config::default().max_frame_size(128).max_message_size(256);
+    let mut whole = WebSocket::server(cfg).with_deflate(takeover());
+    let (r, _) = feed(&mut whole, &wire);
+    let mut split = WebSocket::server(cfg).with_deflate(takeover());
+    let mut out = Vec::new();
+    let mut first_error = None;
+    for b in wire {
+        if let Err(e) = split.receive_all(&mut [b], &mut out) {
+            first_error = Some(e);
+            break;
+        }
+    }
+    assert_eq!(r, Err(ProtocolError::InvalidUtf8));
+    assert_eq!(first_error, Some(ProtocolError::InvalidUtf8));
+}
+
 // --- Sending ---
 
 #[test]
