@@ -5,7 +5,7 @@
 use crate::frame::CloseCode;
 use std::fmt;
 
-/// A rule of RFC 6455 broken by the bytes a peer sent. Receiving one fails the WebSocket
+/// A rule of RFC 6455 (or RFC 7692, with permessage-deflate) broken by the bytes a peer sent. Receiving one fails the WebSocket
 /// connection (RFC 6455 §7.1.7) with [`ProtocolError::close_code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -41,6 +41,21 @@ pub enum ProtocolError {
     FrameTooLarge,
     /// A message whose total length would pass the configured message limit (RFC 6455 §10.4).
     MessageTooLarge,
+    /// RSV1 set, but no extension that defines it (permessage-deflate) was negotiated
+    /// (RFC 6455 §5.2: "MUST be 0 unless an extension is negotiated that defines meanings").
+    Rsv1WithoutExtension,
+    /// RSV1 ("Per-Message Compressed") on a control frame (RFC 7692 §6: "An endpoint MUST NOT
+    /// set the "Per-Message Compressed" bit of control frames").
+    CompressedControlFrame,
+    /// RSV1 on a continuation frame (RFC 7692 §6: nor on "non-first fragments of a data
+    /// message"); only a message's first frame says whether it is compressed.
+    CompressedContinuation,
+    /// A compressed message whose payload is not valid DEFLATE (RFC 7692 §7.2.2, RFC 1951).
+    /// Close code 1007: the payload is not consistent with the message (RFC 6455 §7.4.1).
+    InvalidCompressedData,
+    /// A compressed message that inflates past the configured message limit, stopped while
+    /// inflating, before the memory is allocated (RFC 6455 §10.4; RFC 7692 §8).
+    DecompressedMessageTooLarge,
 }
 
 impl ProtocolError {
@@ -48,8 +63,10 @@ impl ProtocolError {
     /// 1009 for size limits, 1002 for everything else.
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::FrameTooLarge
+            | ProtocolError::MessageTooLarge
+            | ProtocolError::DecompressedMessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -68,6 +85,10 @@ impl ProtocolError {
             ProtocolError::InvalidCloseCode(_) => "RFC 6455 §7.4",
             ProtocolError::InvalidUtf8 => "RFC 6455 §8.1",
             ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => "RFC 6455 §10.4",
+            ProtocolError::Rsv1WithoutExtension => "RFC 6455 §5.2",
+            ProtocolError::CompressedControlFrame | ProtocolError::CompressedContinuation => "RFC 7692 §6",
+            ProtocolError::InvalidCompressedData => "RFC 7692 §7.2.2",
+            ProtocolError::DecompressedMessageTooLarge => "RFC 6455 §10.4, RFC 7692 §8",
         }
     }
 
@@ -90,6 +111,11 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8 => "invalid UTF-8",
             ProtocolError::FrameTooLarge => "frame too large",
             ProtocolError::MessageTooLarge => "message too large",
+            ProtocolError::Rsv1WithoutExtension => "RSV1 set without a negotiated extension",
+            ProtocolError::CompressedControlFrame => "RSV1 (compressed) on a control frame",
+            ProtocolError::CompressedContinuation => "RSV1 (compressed) on a continuation frame",
+            ProtocolError::InvalidCompressedData => "invalid compressed data",
+            ProtocolError::DecompressedMessageTooLarge => "message too large once inflated",
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A WebSocket implementation written by hand from RFC 6455, in two layers:
 //!
-//! - **A sans-IO protocol core** — [`handshake`], [`frame`], [`utf8`], [`protocol`] — that takes
+//! - **A sans-IO protocol core** — [`handshake`], [`frame`], [`utf8`], [`protocol`], and
+//!   [`deflate`] for permessage-deflate (RFC 7692) — that takes
 //!   bytes and returns events plus the bytes to send. It never touches sockets, threads or clocks,
 //!   so the server, the fuzz targets, the teaching commands, the benchmarks and the tests all
 //!   drive the same code.
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod deflate;
 pub mod error;
 pub mod explain;
 pub mod frame;

@@ -127,7 +127,8 @@ enum ExplainCommand {
         /// The Sec-WebSocket-Key to use in an example request (default: RFC 6455 §1.3's).
         #[arg(long)]
         key: Option<String>,
-        /// A raw HTTP request to check instead, from a file or `-` for stdin.
+        /// A raw HTTP request to check instead, from a file or `-` for stdin. A
+        /// Sec-WebSocket-Extensions header is negotiated offer by offer (RFC 7692).
         #[arg(long, value_name = "FILE|-")]
         request: Option<String>,
     },
@@ -142,6 +143,11 @@ enum ExplainCommand {
         /// The 4-byte masking key in hex (e.g. 37fa213d): build a client (masked) frame.
         #[arg(long, value_name = "KEY")]
         mask: Option<String>,
+        /// Read (or build) frames as endpoints that agreed permessage-deflate (RFC 7692): RSV1
+        /// marks a compressed message, shown as DEFLATE bytes, the appended 00 00 ff ff and the
+        /// inflated payload.
+        #[arg(long)]
+        deflate: bool,
     },
 }
 
@@ -214,7 +220,13 @@ fn explain_cmd(cmd: ExplainCommand) -> Result<String, String> {
             let bytes = request.as_deref().map(read_input).transpose()?;
             explain::explain_handshake(key.as_deref(), bytes.as_deref(), style)
         }
-        ExplainCommand::Frame { args, encode, mask } => match encode {
+        ExplainCommand::Frame {
+            args,
+            encode,
+            mask,
+            deflate,
+        } => match encode {
+            Some(kind) if deflate => explain::explain_encode_deflate(&kind, &args.join(" "), mask.as_deref(), style),
             Some(kind) => explain::explain_encode(&kind, &args.join(" "), mask.as_deref(), style),
             None => {
                 let hex = if args.is_empty() {
@@ -222,7 +234,11 @@ fn explain_cmd(cmd: ExplainCommand) -> Result<String, String> {
                 } else {
                     args.join(" ")
                 };
-                explain::explain_frames(&hex, style)
+                if deflate {
+                    explain::explain_frames_deflate(&hex, style)
+                } else {
+                    explain::explain_frames(&hex, style)
+                }
             }
         },
     }

@@ -9,7 +9,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use wsloop::explain::{
-    explain_encode, explain_frames, explain_handshake, strip_ansi, trace_frames, trace_handshake, Direction, Style,
+    explain_encode, explain_encode_deflate, explain_frames, explain_frames_deflate, explain_handshake, strip_ansi,
+    trace_frames, trace_handshake, Direction, Style,
 };
 use wsloop::handshake::{ParseStatus, Request, RequestParser};
 
@@ -41,6 +42,20 @@ fn encode(kind: &'static str, payload: &'static str, mask: Option<&'static str>)
     move |style| match explain_encode(kind, payload, mask, style) {
         Ok(s) => s,
         Err(e) => panic!("explain_encode failed: {e}"),
+    }
+}
+
+fn deflate_frames(hex: &'static str) -> impl Fn(Style) -> String {
+    move |style| match explain_frames_deflate(hex, style) {
+        Ok(s) => s,
+        Err(e) => panic!("explain_frames_deflate({hex:?}) failed: {e}"),
+    }
+}
+
+fn deflate_encode(kind: &'static str, payload: &'static str, mask: Option<&'static str>) -> impl Fn(Style) -> String {
+    move |style| match explain_encode_deflate(kind, payload, mask, style) {
+        Ok(s) => s,
+        Err(e) => panic!("explain_encode_deflate failed: {e}"),
     }
 }
 
@@ -188,6 +203,46 @@ fn cases() -> Vec<Case> {
                 "text",
                 "A payload over 125 bytes does not fit in the 7-bit length field: byte 1 then holds 126, and the next two bytes hold the real length, big-endian.",
                 None,
+            )),
+        ),
+        // permessage-deflate (RFC 7692 §7.2.3's frames).
+        ("frame_deflate_rfc_hello", Box::new(deflate_frames("c1 07 f2 48 cd c9 c9 07 00"))),
+        (
+            "frame_deflate_fragmented_with_ping",
+            Box::new(deflate_frames("41 03 f2 48 cd 89 00 80 04 c9 c9 07 00")),
+        ),
+        (
+            "frame_deflate_shared_window",
+            Box::new(deflate_frames("c1 07 f2 48 cd c9 c9 07 00 c1 05 f2 00 11 00 00")),
+        ),
+        (
+            "frame_deflate_bad_rsv1_continuation",
+            Box::new(deflate_frames("41 03 f2 48 cd c0 04 c9 c9 07 00")),
+        ),
+        ("encode_deflate_text_hello", Box::new(deflate_encode("text", "Hello", None))),
+        (
+            "encode_deflate_text_hello_masked",
+            Box::new(deflate_encode("text", "Hello", Some("37fa213d"))),
+        ),
+        (
+            "handshake_deflate_offers",
+            Box::new(handshake(
+                None,
+                Some(edited(
+                    "Origin: http://example.com\r\n",
+                    "Sec-WebSocket-Extensions: x-webkit-deflate-frame, permessage-deflate; foo\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; server_max_window_bits=10, permessage-deflate\r\n",
+                )),
+            )),
+        ),
+        (
+            "handshake_deflate_malformed",
+            Box::new(handshake(
+                None,
+                Some(edited(
+                    "Origin: http://example.com\r\n",
+                    "Sec-WebSocket-Extensions: permessage-deflate; =\r\n",
+                )),
             )),
         ),
         // serve --trace.
@@ -601,7 +656,11 @@ fn broken_frames_name_the_rule_and_the_close_code() {
             "reserved opcode 0x3 (RFC 6455 §5.2; close code 1002)",
             "1002",
         ),
-        ("frame_bad_rsv1", "RSV bits 100 set", "1002"),
+        (
+            "frame_bad_rsv1",
+            "RSV1 set without a negotiated extension (RFC 6455 §5.2",
+            "1002",
+        ),
         (
             "frame_bad_control_too_long",
             "control frame over 125 bytes (RFC 6455 §5.5",
@@ -651,6 +710,53 @@ fn encoding_hello_gives_the_rfc_bytes() {
 }
 
 #[test]
+fn deflate_frames_show_compressed_tail_and_inflated() {
+    let s = run("frame_deflate_rfc_hello");
+    assert!(s.contains("compressed  f2 48 cd c9 c9 07 00"), "{s}");
+    assert!(s.contains("+ tail      00 00 ff ff"), "{s}");
+    assert!(s.contains("inflated    48 65 6c 6c 6f  \"Hello\""), "{s}");
+    assert!(s.contains("✓ delivers the text message \"Hello\""), "{s}");
+    let s = run("frame_deflate_fragmented_with_ping");
+    assert!(s.contains("reassembled from 2 frames"), "{s}");
+    let s = run("frame_deflate_shared_window");
+    assert_eq!(s.matches("✓ delivers the text message \"Hello\"").count(), 2, "{s}");
+    let s = run("frame_deflate_bad_rsv1_continuation");
+    assert!(
+        s.contains("RSV1 (compressed) on a continuation frame (RFC 7692 §6; close code 1002)"),
+        "{s}"
+    );
+    let s = run("encode_deflate_text_hello");
+    assert!(s.contains("header   c1 07\n    payload  f2 48 cd c9 c9 07 00\n"), "{s}");
+    assert!(
+        s.contains("f2 48 cd c9 c9 07 00 00 00 ff ff"),
+        "the flush before the cut: {s}"
+    );
+    let s = run("encode_deflate_text_hello_masked");
+    assert!(s.contains("header   c1 87 37 fa 21 3d"), "{s}");
+    assert!(s.contains("✓ delivers the text message \"Hello\""), "{s}");
+}
+
+#[test]
+fn deflate_offers_are_judged_one_by_one() {
+    let s = run("handshake_deflate_offers");
+    assert!(s.contains("not permessage-deflate"), "{s}");
+    assert!(s.contains("✗ declined: unknown parameter \"foo\""), "{s}");
+    assert!(s.contains("✓ accepted, answered as: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"), "{s}");
+    assert!(
+        s.contains("acceptable, but one permessage-deflate is agreed already"),
+        "{s}"
+    );
+    // The 101 carries the answer (its line is long, so the display shortens it).
+    assert!(
+        s.contains("| Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_"),
+        "{s}"
+    );
+    let s = run("handshake_deflate_malformed");
+    assert!(s.contains("| HTTP/1.1 400 Bad Request\\r\\n"), "{s}");
+    assert!(s.contains("extension-list grammar"), "{s}");
+}
+
+#[test]
 fn bad_arguments_are_errors() {
     assert!(explain_frames("", Style::plain()).is_err());
     assert!(explain_frames("zz", Style::plain()).is_err());
@@ -658,4 +764,6 @@ fn bad_arguments_are_errors() {
     assert!(explain_encode("text", "x", Some("37fa"), Style::plain()).is_err());
     assert!(explain_encode("close", "bye", None, Style::plain()).is_err());
     assert!(explain_handshake(Some("k"), Some(b"GET / HTTP/1.1\r\n\r\n"), Style::plain()).is_err());
+    assert!(explain_encode_deflate("ping", "x", None, Style::plain()).is_err());
+    assert!(explain_frames_deflate("", Style::plain()).is_err());
 }

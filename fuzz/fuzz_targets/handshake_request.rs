@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
                     let client = ClientHandshake::with_nonce(nonce, &offered);
                     if client.key() == upgrade.key {
                         match client.parse_response(&response) {
-                            Ok(ResponseStatus::Accepted { protocol: p, head_len }) => {
+                            Ok(ResponseStatus::Accepted { protocol: p, head_len, .. }) => {
                                 assert_eq!(head_len, response.len());
                                 assert_eq!(p.as_deref(), protocol);
                             }

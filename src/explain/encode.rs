@@ -7,12 +7,22 @@ use std::fmt::Write as _;
 use super::frames;
 use super::text::{bits, bits_of, byte_table, hex, hex_lines, parse_hex, plural, quote, quote_short, SHOW_BYTES};
 use super::Style;
+use crate::deflate::{
+    encode_compressed_frame, Direction, MessageCompressor, DEFAULT_COMPRESSION_LEVEL, EMPTY_STORED_BLOCK,
+    MAX_WINDOW_BITS,
+};
 use crate::frame::{encode_frame, CloseCode, LengthForm, Opcode, MAX_CONTROL_PAYLOAD};
 
 /// The kinds `--encode` accepts, for error messages.
 const KINDS: &str = "text, binary, ping, pong, close";
 
-pub(crate) fn explain(kind: &str, payload_arg: &str, mask: Option<&str>, style: Style) -> Result<String, String> {
+pub(crate) fn explain(
+    kind: &str,
+    payload_arg: &str,
+    mask: Option<&str>,
+    deflate: bool,
+    style: Style,
+) -> Result<String, String> {
     let opcode = match kind.to_ascii_lowercase().as_str() {
         "text" => Opcode::Text,
         "binary" => Opcode::Binary,
@@ -21,22 +31,49 @@ pub(crate) fn explain(kind: &str, payload_arg: &str, mask: Option<&str>, style: 
         "close" => Opcode::Close,
         other => return Err(format!("unknown frame kind {other:?}: use one of {KINDS}")),
     };
+    if deflate && opcode.is_control() {
+        return Err(format!(
+            "{} is a control frame, and control frames are never compressed (RFC 7692 §6): use text or binary",
+            opcode.name()
+        ));
+    }
     let key = mask.map(parse_mask).transpose()?;
-    let (payload, described) = build_payload(opcode, payload_arg)?;
-
-    let mut frame = Vec::new();
-    encode_frame(&mut frame, true, opcode, key, &payload);
+    let (message, described) = build_payload(opcode, payload_arg)?;
 
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{}",
         style.head(&format!(
-            "Encoding a {} frame with the core's encoder (RFC 6455 §5.2)",
-            opcode.name()
+            "Encoding a {}{} frame with the core's encoder (RFC 6455 §5.2{})",
+            if deflate { "compressed " } else { "" },
+            opcode.name(),
+            if deflate { ", RFC 7692 §7.2.1" } else { "" }
         ))
     );
     let _ = writeln!(out, "\n{} {described}", style.field("Payload:"));
+
+    let mut frame = Vec::new();
+    let payload = if deflate {
+        // The message compressed on its own (no context takeover), as the first message of a
+        // connection or any message with *_no_context_takeover.
+        let direction = Direction {
+            no_context_takeover: true,
+            max_window_bits: MAX_WINDOW_BITS,
+        };
+        let mut compressor = MessageCompressor::new(direction, DEFAULT_COMPRESSION_LEVEL);
+        encode_compressed_frame(&mut compressor, opcode, &message, key, &mut frame)
+            .map_err(|e| format!("compression failed: {e}"))?;
+        let mut compressed = Vec::new();
+        compressor
+            .compress(&message, &mut compressed)
+            .map_err(|e| format!("compression failed: {e}"))?;
+        explain_compression(&mut out, &message, &compressed, style);
+        compressed
+    } else {
+        encode_frame(&mut frame, true, opcode, key, &message);
+        message
+    };
     if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
         let _ = writeln!(
             out,
@@ -53,11 +90,19 @@ pub(crate) fn explain(kind: &str, payload_arg: &str, mask: Option<&str>, style: 
         &bits_of(b0, 0x80),
         "FIN=1: this one frame carries the whole message (§5.4)",
     );
-    step(
-        &mut out,
-        &bits_of(b0, 0x70),
-        "RSV1-3=000: no extension negotiated (§5.2)",
-    );
+    if deflate {
+        step(
+            &mut out,
+            &bits_of(b0, 0x70),
+            "RSV1=1: \"Per-Message Compressed\", on the first frame only; RSV2-3=00 (RFC 7692 §6)",
+        );
+    } else {
+        step(
+            &mut out,
+            &bits_of(b0, 0x70),
+            "RSV1-3=000: no extension negotiated (§5.2)",
+        );
+    }
     step(
         &mut out,
         &bits_of(b0, 0x0F),
@@ -158,11 +203,52 @@ pub(crate) fn explain(kind: &str, payload_arg: &str, mask: Option<&str>, style: 
     }
 
     if frame.len() <= 32 {
-        let _ = writeln!(out, "\nTo decode it yourself: wsloop explain frame {}", hex(&frame));
+        let flag = if deflate { "--deflate " } else { "" };
+        let _ = writeln!(
+            out,
+            "\nTo decode it yourself: wsloop explain frame {flag}{}",
+            hex(&frame)
+        );
     }
     let _ = writeln!(out, "\n{}\n", style.head("Check: the same bytes decoded again"));
-    out.push_str(&frames::explain(&frame, style));
+    out.push_str(&frames::explain(&frame, deflate, style));
     Ok(out)
+}
+
+/// The three steps of RFC 7692 §7.2.1, with the bytes of each.
+fn explain_compression(out: &mut String, message: &[u8], compressed: &[u8], style: Style) {
+    let mut flushed = compressed.to_vec();
+    flushed.extend_from_slice(&EMPTY_STORED_BLOCK);
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.field("Compression"),
+        style.dim("(RFC 7692 §7.2.1), with an empty LZ77 window (no context takeover)")
+    );
+    let _ = writeln!(
+        out,
+        "    1. DEFLATE the {} {}, ending with a sync flush:",
+        message.len(),
+        plural(message.len() as u64, "byte", "bytes")
+    );
+    let mut lines = String::new();
+    hex_lines(&mut lines, "         ", &flushed, SHOW_BYTES, style);
+    out.push_str(&lines);
+    let _ = writeln!(
+        out,
+        "    2. The flush ends with an empty stored block (BTYPE 00): its last 4 bytes are always\n       {}, so the sender removes them and the receiver puts them back (§7.2.2).",
+        style.wire(&hex(&EMPTY_STORED_BLOCK))
+    );
+    let _ = writeln!(
+        out,
+        "    3. The frame's payload: {} {} (the message was {}):",
+        compressed.len(),
+        plural(compressed.len() as u64, "byte", "bytes"),
+        message.len()
+    );
+    let mut lines = String::new();
+    hex_lines(&mut lines, "         ", compressed, SHOW_BYTES, style);
+    out.push_str(&lines);
 }
 
 fn step(out: &mut String, bits: &str, note: &str) {

@@ -13,8 +13,9 @@ use super::text::{
     SHOW_BYTES,
 };
 use super::{Direction, Style};
+use crate::deflate::{DeflateParams, EMPTY_STORED_BLOCK};
 use crate::error::ProtocolError;
-use crate::frame::{apply_mask, parse_header, CloseCode, FrameHeader, HeaderStatus, LengthForm, Opcode};
+use crate::frame::{apply_mask, parse_header, CloseCode, FrameHeader, HeaderStatus, LengthForm, Opcode, RSV1};
 use crate::protocol::{check_header, parse_close_payload, Config, OwnedEvent, Role, WebSocket};
 use crate::utf8::Utf8Validator;
 
@@ -257,6 +258,16 @@ struct Reader {
     ws: WebSocket,
     /// Data frames taken since the last whole message.
     frames_in_message: usize,
+    /// Compressed bytes of the compressed message in progress (RFC 7692 §6), if one is.
+    compressed_so_far: Option<usize>,
+}
+
+/// One frame's share of a compressed message (RFC 7692 §6, §7.2.2).
+struct CompressedPart {
+    /// The message's compressed bytes up to and including this frame's.
+    so_far: usize,
+    /// This frame has FIN set: the receiver appends the tail and inflates the rest.
+    last: bool,
 }
 
 /// What the receiving state machine did with one frame.
@@ -273,6 +284,8 @@ enum Outcome {
 
 struct Verdict {
     role: Role,
+    /// Set when the frame carries (part of) a compressed message.
+    compressed: Option<CompressedPart>,
     outcome: Outcome,
     frames_in_message: usize,
     /// Bytes the receiver sends back: a Pong, a Close reply, or the Close that fails the
@@ -281,11 +294,20 @@ struct Verdict {
 }
 
 impl Readers {
-    fn new() -> Self {
+    /// With `deflate`, both readers agreed permessage-deflate with context takeover (the
+    /// parameters that read any sender's stream, RFC 7692 §7.2.2).
+    fn new(deflate: bool) -> Self {
         // A fixed seed keeps a client's masking keys (on its replies) the same from run to run.
-        let reader = |role| Reader {
-            ws: WebSocket::with_mask_seed(role, Config::default(), 0x5753_4C4F_4F50),
-            frames_in_message: 0,
+        let reader = |role| {
+            let mut ws = WebSocket::with_mask_seed(role, Config::default(), 0x5753_4C4F_4F50);
+            if deflate {
+                ws = ws.with_deflate(DeflateParams::default());
+            }
+            Reader {
+                ws,
+                frames_in_message: 0,
+                compressed_so_far: None,
+            }
         };
         Readers {
             server: reader(Role::Server),
@@ -302,14 +324,31 @@ impl Readers {
             let failed = reader.ws.state() == crate::protocol::State::Failed;
             return Verdict {
                 role,
+                compressed: None,
                 outcome: Outcome::Ignored { failed },
                 frames_in_message: 0,
                 reply,
             };
         }
+        let mut compressed = None;
         if let Parsed::Frame(b) = &view.parsed {
             if !b.header.opcode.is_control() && b.missing == 0 {
                 reader.frames_in_message += 1;
+            }
+            let h = &b.header;
+            // Control frames may come between the fragments; they leave the message alone.
+            if reader.ws.deflate_params().is_some() && b.missing == 0 && !h.opcode.is_control() {
+                let part_of = match h.opcode {
+                    Opcode::Text | Opcode::Binary if h.rsv == RSV1 => Some(0),
+                    Opcode::Continuation if h.rsv == 0 => reader.compressed_so_far,
+                    _ => None,
+                };
+                reader.compressed_so_far = part_of.map(|n| n + b.payload.len());
+                if !h.opcode.is_control() {
+                    compressed = reader
+                        .compressed_so_far
+                        .map(|so_far| CompressedPart { so_far, last: h.fin });
+                }
             }
         }
         let mut input = view.wire.to_vec();
@@ -336,9 +375,11 @@ impl Readers {
         let frames_in_message = reader.frames_in_message;
         if matches!(outcome, Outcome::Event(OwnedEvent::Text(_) | OwnedEvent::Binary(_))) {
             reader.frames_in_message = 0;
+            reader.compressed_so_far = None;
         }
         Verdict {
             role,
+            compressed,
             outcome,
             frames_in_message,
             reply,
@@ -346,10 +387,11 @@ impl Readers {
     }
 }
 
-/// The full explanation of every frame in `input`.
-pub(crate) fn explain(input: &[u8], style: Style) -> String {
+/// The full explanation of every frame in `input`; with `deflate`, as read by endpoints that
+/// agreed permessage-deflate (RFC 7692).
+pub(crate) fn explain(input: &[u8], deflate: bool, style: Style) -> String {
     let frames = split_frames(input);
-    let mut readers = Readers::new();
+    let mut readers = Readers::new(deflate);
     let mut out = String::new();
     let n = frames.len();
     let _ = writeln!(
@@ -359,12 +401,18 @@ pub(crate) fn explain(input: &[u8], style: Style) -> String {
         plural(input.len() as u64, "byte", "bytes"),
         n,
         plural(n as u64, "frame", "frames"),
-        style.dim("(RFC 6455 §5.2 base framing)")
+        style.dim(if deflate {
+            "(RFC 6455 §5.2 base framing; permessage-deflate agreed, RFC 7692)"
+        } else {
+            "(RFC 6455 §5.2 base framing)"
+        })
     );
     for (i, view) in frames.iter().enumerate() {
         out.push('\n');
-        explain_one(&mut out, i + 1, n, view, style);
         let verdict = readers.feed(view);
+        let compressed = verdict.compressed.is_some();
+        explain_one(&mut out, i + 1, n, view, deflate, compressed, style);
+        explain_compressed(&mut out, view, &verdict, style);
         explain_verdict(&mut out, view, &verdict, style);
         let end = view.offset + view.wire.len();
         if matches!(verdict.outcome, Outcome::Failed(_)) && end < input.len() {
@@ -377,7 +425,15 @@ pub(crate) fn explain(input: &[u8], style: Style) -> String {
     out
 }
 
-fn explain_one(out: &mut String, index: usize, total: usize, view: &FrameView<'_>, style: Style) {
+fn explain_one(
+    out: &mut String,
+    index: usize,
+    total: usize,
+    view: &FrameView<'_>,
+    deflate: bool,
+    compressed: bool,
+    style: Style,
+) {
     let n = view.wire.len();
     let mut title = format!("Frame {index} of {total}");
     match &view.parsed {
@@ -402,7 +458,7 @@ fn explain_one(out: &mut String, index: usize, total: usize, view: &FrameView<'_
         _ => None,
     };
     if let Some(&b0) = view.wire.first() {
-        explain_byte0(out, b0, header, style);
+        explain_byte0(out, b0, header, deflate, style);
     }
     if let Some(&b1) = view.wire.get(1) {
         explain_byte1(out, b1, header, style);
@@ -422,11 +478,11 @@ fn explain_one(out: &mut String, index: usize, total: usize, view: &FrameView<'_
                 plural(*needed as u64, "byte", "bytes")
             );
         }
-        Parsed::Frame(body) => explain_body(out, view, body, style),
+        Parsed::Frame(body) => explain_body(out, view, body, compressed, style),
     }
 }
 
-fn explain_byte0(out: &mut String, b0: u8, h: Option<&FrameHeader>, style: Style) {
+fn explain_byte0(out: &mut String, b0: u8, h: Option<&FrameHeader>, deflate: bool, style: Style) {
     // The fields come from the core's header when it decoded; from the bits themselves when the
     // header broke a rule before it was whole.
     let fin = h.map_or(b0 & 0x80 != 0, |h| h.fin);
@@ -445,9 +501,12 @@ fn explain_byte0(out: &mut String, b0: u8, h: Option<&FrameHeader>, style: Style
         "not final: more fragments of this message follow (§5.4)"
     };
     field_line(out, &bits_of(b0, 0x80), "FIN", &u8::from(fin).to_string(), fin_note);
+    let opcode = Opcode::from_u8(op);
     for (i, name) in ["RSV1", "RSV2", "RSV3"].iter().enumerate() {
         let set = rsv & (0b100 >> i) != 0;
         let note = match (set, i, rsv) {
+            (_, 0, _) if deflate => rsv1_with_deflate(set, opcode, style),
+            (true, _, _) if deflate => style.bad("✗ set, but permessage-deflate defines only RSV1 (§5.2)"),
             (true, _, _) => style.bad("✗ set, but no extension was negotiated (§5.2)"),
             (false, 0, 0) => "reserved: 0 unless a negotiated extension defines them (§5.2)".to_owned(),
             _ => String::new(),
@@ -462,6 +521,90 @@ fn explain_byte0(out: &mut String, b0: u8, h: Option<&FrameHeader>, style: Style
         None => style.bad("✗ reserved (§5.2: 0xB-0xF are reserved for future control frames)"),
     };
     field_line(out, &bits_of(b0, 0x0F), "opcode", &format!("0x{op:x}"), &kind);
+}
+
+/// What RSV1 means once permessage-deflate is agreed: the "Per-Message Compressed" bit, on a
+/// data message's first frame only (RFC 7692 §6).
+fn rsv1_with_deflate(set: bool, opcode: Option<Opcode>, style: Style) -> String {
+    match (set, opcode) {
+        (true, Some(Opcode::Text | Opcode::Binary)) => {
+            style.ok("compressed: this message's payload is DEFLATE data (RFC 7692 §6)")
+        }
+        (true, Some(Opcode::Continuation)) => {
+            style.bad("✗ compressed bit on a continuation: only a first frame carries it (RFC 7692 §6)")
+        }
+        (true, _) => style.bad("✗ compressed bit on a control frame: never compressed (RFC 7692 §6)"),
+        (false, Some(Opcode::Text | Opcode::Binary)) => {
+            "not compressed: permessage-deflate allows plain messages too (RFC 7692 §6)".to_owned()
+        }
+        (false, Some(Opcode::Continuation)) => {
+            "0 on every continuation; the first frame said whether the message is compressed".to_owned()
+        }
+        (false, _) => "0: control frames are never compressed (RFC 7692 §6)".to_owned(),
+    }
+}
+
+/// The DEFLATE view of a frame that carries part of a compressed message (RFC 7692 §7.2.2):
+/// the compressed bytes, the tail the receiver appends, and what they inflate to.
+fn explain_compressed(out: &mut String, view: &FrameView<'_>, v: &Verdict, style: Style) {
+    let (Some(part), Parsed::Frame(body)) = (&v.compressed, &view.parsed) else {
+        return;
+    };
+    let head = style.field("Per-message deflate");
+    let p = &body.payload;
+    let first = part.so_far == p.len();
+    let whose = if first && part.last {
+        "the whole compressed message".to_owned()
+    } else {
+        format!("{} of the message's {} compressed bytes so far", p.len(), part.so_far)
+    };
+    let _ = writeln!(
+        out,
+        "\n  {head} {}: the payload is DEFLATE data, {whose}",
+        style.dim("(RFC 7692 §7.2.2)")
+    );
+    let _ = writeln!(out, "    compressed  {}", style.wire(&hex_short(p, SHOW_BYTES)));
+    if !part.last {
+        let _ = writeln!(
+            out,
+            "    {}",
+            style.dim("inflated as it arrives; the tail 00 00 ff ff goes after the last fragment")
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "    + tail      {}  {}",
+        style.wire(&hex(&EMPTY_STORED_BLOCK)),
+        style.dim("appended by the receiver: the sender cut it off (§7.2.1)")
+    );
+    let inflated = match &v.outcome {
+        Outcome::Event(OwnedEvent::Text(t)) => Some((t.as_bytes(), Some(t.as_str()))),
+        Outcome::Event(OwnedEvent::Binary(b)) => Some((b.as_slice(), readable_text(b))),
+        _ => None,
+    };
+    if let Some((bytes, as_text)) = inflated {
+        let shown = match as_text {
+            Some(t) => format!("  {}", quote_short(t, SHOW_BYTES)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "    inflated    {}{shown}",
+            style.ok(&hex_short(bytes, SHOW_BYTES))
+        );
+        let _ = writeln!(
+            out,
+            "    {}",
+            style.dim(&format!(
+                "{} compressed {} became {} {}",
+                part.so_far,
+                plural(part.so_far as u64, "byte", "bytes"),
+                bytes.len(),
+                plural(bytes.len() as u64, "byte", "bytes")
+            ))
+        );
+    }
 }
 
 fn explain_byte1(out: &mut String, b1: u8, h: Option<&FrameHeader>, style: Style) {
@@ -499,7 +642,7 @@ fn field_line(out: &mut String, bits: &str, name: &str, value: &str, note: &str)
     let _ = writeln!(out, "{}", line.trim_end());
 }
 
-fn explain_body(out: &mut String, view: &FrameView<'_>, body: &Body<'_>, style: Style) {
+fn explain_body(out: &mut String, view: &FrameView<'_>, body: &Body<'_>, compressed: bool, style: Style) {
     let h = &body.header;
     let ext = h.length_form.extra_bytes();
     let mut at = 2;
@@ -557,7 +700,7 @@ fn explain_body(out: &mut String, view: &FrameView<'_>, body: &Body<'_>, style: 
     if !body.masked.is_empty() {
         out.push('\n');
         let letters = matches!(h.opcode, Opcode::Text | Opcode::Close) || readable_text(&body.payload).is_some();
-        let letters = letters.then_some(body.payload.as_slice());
+        let letters = (letters && !compressed).then_some(body.payload.as_slice());
         if let Some(key) = h.mask {
             let keys: Vec<u8> = (0..present).map(|i| key.get(i % 4).copied().unwrap_or(0)).collect();
             let _ = writeln!(
@@ -582,7 +725,20 @@ fn explain_body(out: &mut String, view: &FrameView<'_>, body: &Body<'_>, style: 
             byte_table(out, "    ", &[("payload", &body.payload, Style::ok)], letters, style);
         }
     }
-    explain_payload_meaning(out, body, style);
+    if compressed {
+        let _ = writeln!(
+            out,
+            "  {} {} of DEFLATE data: the message is what they inflate to (below)",
+            style.field("Payload:"),
+            plural(
+                body.payload.len() as u64,
+                "1 byte",
+                &format!("{} bytes", body.payload.len())
+            )
+        );
+    } else {
+        explain_payload_meaning(out, body, style);
+    }
     out.push('\n');
     masking_note(out, h, style);
 }
@@ -851,7 +1007,8 @@ mod tests {
             Some(ProtocolError::InvalidCloseCode(1005))
         );
         assert_eq!(body(&[0x88, 0x01, 0x03]), Some(ProtocolError::CloseFrameTooShort));
-        assert_eq!(body(&[0xc1, 0x00]), Some(ProtocolError::ReservedBitsSet(0b100)));
+        assert_eq!(body(&[0xc1, 0x00]), Some(ProtocolError::Rsv1WithoutExtension));
+        assert_eq!(body(&[0xe1, 0x00]), Some(ProtocolError::ReservedBitsSet(0b110)));
         assert_eq!(body(&[0x81, 0x80, 1, 2, 3, 4]), Some(ProtocolError::MaskedServerFrame));
     }
 
@@ -860,8 +1017,9 @@ mod tests {
         // nothing but escape codes.
         #[test]
         fn any_bytes_are_explained(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let plain = explain(&bytes, Style::plain());
-            let colour = explain(&bytes, Style { color: true });
+            let plain = explain(&bytes, false, Style::plain());
+            let colour = explain(&bytes, false, Style { color: true });
+            let _ = explain(&bytes, true, Style::plain());
             prop_assert_eq!(super::super::strip_ansi(&colour), plain);
             let _ = trace(Direction::Received, &bytes, Style::plain());
             let _ = trace(Direction::Sent, &bytes, Style::plain());

@@ -1,6 +1,6 @@
 //! The opening handshake explained (RFC 6455 §1.3, §4.2): the request bytes, each check the
 //! server makes ([`check_upgrade`]), the accept value in steps ([`accept_digest`],
-//! [`accept_key`]) and the exact response bytes ([`write_accept_response`] or
+//! [`accept_key`]) and the exact response bytes ([`write_accept_response_with_extensions`] or
 //! [`HandshakeError::response`]).
 
 use std::fmt::Write as _;
@@ -9,9 +9,11 @@ use base64::Engine as _;
 
 use super::text::{hex, plural};
 use super::Style;
+use crate::deflate::DeflateParams;
+use crate::handshake::deflate::{negotiate_deflate_explained, DeflatePolicy, OfferDecision};
 use crate::handshake::{
-    accept_digest, accept_key, check_upgrade, reason_phrase, write_accept_response, HandshakeError, ParseStatus,
-    Request, RequestParser, WEBSOCKET_GUID,
+    accept_digest, accept_key, check_upgrade, reason_phrase, write_accept_response_with_extensions, HandshakeError,
+    ParseStatus, Request, RequestParser, WEBSOCKET_GUID,
 };
 
 /// The sample key of RFC 6455 §1.3 and §4.2.2 (the base64 of the 16 bytes "the sample nonce").
@@ -190,17 +192,14 @@ Sec-WebSocket-Protocol, or leaves the header out to pick none, as here (§4.2.2 
             upgrade.protocols.join(", ")
         );
     }
-    if !upgrade.extensions.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n   The client offers extensions {}. Leaving Sec-WebSocket-Extensions out of the\n   \
-response declines them all (§9.1): RSV1-3 must then stay 0 in every frame.",
-            upgrade.extensions.join(", ")
-        );
-    }
+    let answer = if upgrade.extensions.is_empty() {
+        None
+    } else {
+        explain_extensions(&mut out, &upgrade.extensions, style)
+    };
 
     let mut response = Vec::new();
-    write_accept_response(&mut response, key.as_bytes(), None, &[]);
+    write_accept_response_with_extensions(&mut response, key.as_bytes(), None, answer.as_deref(), &[]);
     let _ = writeln!(
         out,
         "\n{} {}",
@@ -214,6 +213,83 @@ response declines them all (§9.1): RSV1-3 must then stay 0 in every frame.",
 wsloop explain frame 81 85 37 fa 21 3d 7f 9f 4d 51 58"
     );
     Ok(out)
+}
+
+/// The extension offers, one by one, as the server's permessage-deflate negotiation judged them
+/// (RFC 6455 §9.1, RFC 7692 §5, §7), and the answer chosen. Returns the answer.
+fn explain_extensions(
+    out: &mut String,
+    offers: &[crate::handshake::extensions::Extension],
+    style: Style,
+) -> Option<String> {
+    let policy = DeflatePolicy::default();
+    let (chosen, decisions) = negotiate_deflate_explained(offers, &policy);
+    let _ = writeln!(
+        out,
+        "\n   {} {}",
+        style.head("Extensions:"),
+        style.dim("the client's offers in its order of preference (RFC 6455 §9.1), judged with the")
+    );
+    let _ = writeln!(
+        out,
+        "   {}",
+        style.dim("library's default policy: permessage-deflate without context takeover either way (RFC 7692 §7.1)")
+    );
+    for (i, (offer, d)) in offers.iter().zip(&decisions).enumerate() {
+        let _ = writeln!(out, "   {}. {}", i + 1, style.wire(&offer.to_string()));
+        let line = match d {
+            OfferDecision::NotDeflate(name) => {
+                format!("- not permessage-deflate: this server knows no extension {name:?}, so it leaves it out (§9.1)")
+            }
+            OfferDecision::Declined(why) => style.bad(&format!("✗ declined: {why}")),
+            OfferDecision::Accepted(_, answer) => style.ok(&format!("✓ accepted, answered as: {answer}")),
+            OfferDecision::NotNeeded => {
+                "- acceptable, but one permessage-deflate is agreed already: two would both use RSV1 (RFC 7692 §5)"
+                    .to_owned()
+            }
+        };
+        let _ = writeln!(out, "      {line}");
+    }
+    match &chosen {
+        Some((params, answer)) => {
+            let _ = writeln!(
+                out,
+                "   The response carries Sec-WebSocket-Extensions: {answer}\n   From here on RSV1 marks a compressed message (RFC 7692 §6). Agreed:"
+            );
+            agreed(out, params);
+            let _ = writeln!(out, "   Try: wsloop explain frame --deflate c1 07 f2 48 cd c9 c9 07 00");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "   No offer is accepted, so the response leaves Sec-WebSocket-Extensions out, which\n   declines them all (§9.1, RFC 7692 §5): RSV1-3 must then stay 0 in every frame."
+            );
+        }
+    }
+    chosen.map(|(_, a)| a)
+}
+
+/// The agreed parameters in words, one direction per line (RFC 7692 §7.1, §7.2).
+fn agreed(out: &mut String, p: &DeflateParams) {
+    for (who, nct, bits) in [
+        (
+            "server → client",
+            p.server_no_context_takeover,
+            p.server_max_window_bits,
+        ),
+        (
+            "client → server",
+            p.client_no_context_takeover,
+            p.client_max_window_bits,
+        ),
+    ] {
+        let ctx = if nct {
+            "each message starts with an empty window (no context takeover)"
+        } else {
+            "messages may refer back to earlier ones (context takeover)"
+        };
+        let _ = writeln!(out, "     {who}: {ctx}; window up to 2^{bits} = {} bytes", 1u32 << bits);
+    }
 }
 
 /// A request file written in an editor usually has bare LF line endings; HTTP needs CR LF

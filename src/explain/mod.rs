@@ -92,7 +92,19 @@ pub fn explain_frames(hex: &str, style: Style) -> Result<String, String> {
     if bytes.is_empty() {
         return Err("no bytes to decode: give a frame as hex, e.g. 81 05 48 65 6c 6c 6f".into());
     }
-    Ok(frames::explain(&bytes, style))
+    Ok(frames::explain(&bytes, false, style))
+}
+
+/// `wsloop explain frame --deflate HEX...`: like [`explain_frames`], read by endpoints that
+/// agreed permessage-deflate (with context takeover, which reads any stream): RSV1 marks a
+/// compressed message, and each compressed message is shown as its DEFLATE bytes, the
+/// `00 00 ff ff` the receiver appends, and the inflated payload (RFC 7692 §6, §7.2.2).
+pub fn explain_frames_deflate(hex: &str, style: Style) -> Result<String, String> {
+    let bytes = text::parse_hex(hex)?;
+    if bytes.is_empty() {
+        return Err("no bytes to decode: give a frame as hex, e.g. c1 07 f2 48 cd c9 c9 07 00".into());
+    }
+    Ok(frames::explain(&bytes, true, style))
 }
 
 /// `wsloop explain frame --encode KIND PAYLOAD [--mask KEY]`: builds one frame with the core's
@@ -100,7 +112,14 @@ pub fn explain_frames(hex: &str, style: Style) -> Result<String, String> {
 /// close; for close, PAYLOAD is `CODE [REASON]`; for binary, a PAYLOAD starting with `0x` is hex.
 /// KEY is 4 bytes as 8 hex digits; without it the frame is unmasked, as a server sends it.
 pub fn explain_encode(kind: &str, payload: &str, mask: Option<&str>, style: Style) -> Result<String, String> {
-    encode::explain(kind, payload, mask, style)
+    encode::explain(kind, payload, mask, false, style)
+}
+
+/// `wsloop explain frame --encode KIND PAYLOAD --deflate [--mask KEY]`: a compressed message
+/// (text or binary) built by the core: DEFLATE with a sync flush, the trailing `00 00 ff ff`
+/// removed, RSV1 set (RFC 7692 §6, §7.2.1); then decoded back with [`explain_frames_deflate`].
+pub fn explain_encode_deflate(kind: &str, payload: &str, mask: Option<&str>, style: Style) -> Result<String, String> {
+    encode::explain(kind, payload, mask, true, style)
 }
 
 /// `serve --trace`: the handshake of one connection, request and response.

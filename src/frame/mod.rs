@@ -290,8 +290,14 @@ impl std::fmt::Debug for HeaderBuf {
 /// Encodes a frame header with RSV bits 0, using the minimal length form (RFC 6455 §5.2).
 /// A server passes `mask: None`; a client must pass a fresh masking key (RFC 6455 §5.3).
 pub fn encode_header(fin: bool, opcode: Opcode, mask: Option<[u8; 4]>, payload_len: u64) -> HeaderBuf {
+    encode_header_rsv(fin, 0, opcode, mask, payload_len)
+}
+
+/// Like [`encode_header`] with RSV bits (RSV1 = [`RSV1`]), for a negotiated extension: RSV1
+/// marks the first frame of a compressed message (RFC 7692 §6).
+pub fn encode_header_rsv(fin: bool, rsv: u8, opcode: Opcode, mask: Option<[u8; 4]>, payload_len: u64) -> HeaderBuf {
     let mut bytes = [0u8; MAX_HEADER_LEN];
-    bytes[0] = (if fin { 0x80 } else { 0 }) | opcode.as_u8();
+    bytes[0] = (if fin { 0x80 } else { 0 }) | ((rsv & 0x07) << 4) | opcode.as_u8();
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let mut len = match LengthForm::for_len(payload_len) {
         LengthForm::Short7 => {

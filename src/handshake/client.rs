@@ -1,7 +1,10 @@
 //! The client's side of the opening handshake (RFC 6455 §4.1): build the request with a fresh
 //! random key, then check the server's response to the letter.
 
+use super::deflate::{check_deflate_answer, DeflateAnswerError, DeflateOffer, PERMESSAGE_DEFLATE};
+use super::extensions::parse_extensions;
 use super::{accept_key, WEBSOCKET_VERSION};
+use crate::deflate::DeflateParams;
 use base64::Engine as _;
 use std::fmt;
 
@@ -28,6 +31,9 @@ pub enum ClientHandshakeError {
     UnofferedExtension(String),
     /// The server picked a subprotocol we did not offer (item 6).
     UnofferedProtocol(String),
+    /// The server's permessage-deflate answer breaks a rule of RFC 7692 §7 (or the header
+    /// breaks RFC 6455 §9.1): the client "MUST _Fail the WebSocket Connection_".
+    InvalidDeflateAnswer(DeflateAnswerError),
 }
 
 impl fmt::Display for ClientHandshakeError {
@@ -48,6 +54,7 @@ impl fmt::Display for ClientHandshakeError {
             ClientHandshakeError::UnofferedProtocol(p) => {
                 write!(f, "server chose subprotocol {p:?} that was not offered")
             }
+            ClientHandshakeError::InvalidDeflateAnswer(e) => write!(f, "invalid permessage-deflate answer: {e}"),
         }
     }
 }
@@ -66,6 +73,9 @@ pub enum ResponseStatus {
         protocol: Option<String>,
         /// Length of the response head.
         head_len: usize,
+        /// The permessage-deflate parameters agreed, if the server accepted our offer; give
+        /// them to [`WebSocket::with_deflate`](crate::protocol::WebSocket::with_deflate).
+        deflate: Option<DeflateParams>,
     },
 }
 
@@ -74,6 +84,7 @@ pub enum ResponseStatus {
 pub struct ClientHandshake {
     key: String,
     protocols: Vec<String>,
+    deflate: Option<DeflateOffer>,
 }
 
 impl ClientHandshake {
@@ -93,7 +104,30 @@ impl ClientHandshake {
         ClientHandshake {
             key: base64::engine::general_purpose::STANDARD.encode(nonce),
             protocols: protocols.iter().map(|p| p.to_string()).collect(),
+            deflate: None,
         }
+    }
+
+    /// Offers permessage-deflate (RFC 7692 §5): the request carries `offer` in
+    /// `Sec-WebSocket-Extensions`, and [`ClientHandshake::parse_response`] checks the server's
+    /// answer against it and returns the agreed parameters.
+    ///
+    /// ```
+    /// use wsloop::handshake::client::ClientHandshake;
+    /// use wsloop::handshake::deflate::DeflateOffer;
+    ///
+    /// let hs = ClientHandshake::new(&[]).with_deflate(DeflateOffer::default());
+    /// let request = String::from_utf8(hs.request("example.com", "/", &[])).unwrap();
+    /// assert!(request.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+    /// ```
+    pub fn with_deflate(mut self, offer: DeflateOffer) -> Self {
+        self.deflate = Some(offer);
+        self
+    }
+
+    /// The permessage-deflate offer, if any.
+    pub fn deflate_offer(&self) -> Option<&DeflateOffer> {
+        self.deflate.as_ref()
     }
 
     /// The `Sec-WebSocket-Key` value this handshake sends.
@@ -112,6 +146,9 @@ Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: {WEBSOCKET_VERSION}\r\n",
         );
         if !self.protocols.is_empty() {
             out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", self.protocols.join(", ")));
+        }
+        if let Some(offer) = &self.deflate {
+            out.push_str(&format!("Sec-WebSocket-Extensions: {offer}\r\n"));
         }
         for (name, value) in extra_headers {
             out.push_str(&format!("{name}: {value}\r\n"));
@@ -163,16 +200,50 @@ Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: {WEBSOCKET_VERSION}\r\n",
         if accepts.len() != 1 || accepts.first().map(|v| v.trim_ascii()) != Some(expected.as_bytes()) {
             return Err(ClientHandshakeError::WrongAccept);
         }
-        if let Some(ext) = tokens("sec-websocket-extensions").into_iter().next() {
-            return Err(ClientHandshakeError::UnofferedExtension(ext));
-        }
+        let deflate = self.check_extensions(resp.headers)?;
         let chosen = tokens("sec-websocket-protocol");
         let protocol = match chosen.as_slice() {
             [] => None,
             [p] if self.protocols.contains(p) => Some(p.clone()),
             [p, ..] => return Err(ClientHandshakeError::UnofferedProtocol(p.clone())),
         };
-        Ok(ResponseStatus::Accepted { protocol, head_len })
+        Ok(ResponseStatus::Accepted {
+            protocol,
+            head_len,
+            deflate,
+        })
+    }
+
+    /// The server's `Sec-WebSocket-Extensions` (RFC 6455 §4.1 item 5, §9.1; RFC 7692 §5, §7):
+    /// only permessage-deflate, only if offered, at most once, and within the offer.
+    fn check_extensions(
+        &self,
+        headers: &[httparse::Header<'_>],
+    ) -> Result<Option<DeflateParams>, ClientHandshakeError> {
+        let mut fields = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| h.value)
+            .peekable();
+        if fields.peek().is_none() {
+            return Ok(None);
+        }
+        let list = parse_extensions(fields)
+            .map_err(|e| ClientHandshakeError::InvalidDeflateAnswer(DeflateAnswerError::Malformed(e)))?;
+        let mut agreed = None;
+        for ext in &list {
+            let offer = match &self.deflate {
+                Some(offer) if ext.name == PERMESSAGE_DEFLATE => offer,
+                _ => return Err(ClientHandshakeError::UnofferedExtension(ext.name.clone())),
+            };
+            if agreed.is_some() {
+                return Err(ClientHandshakeError::InvalidDeflateAnswer(
+                    DeflateAnswerError::Duplicate,
+                ));
+            }
+            agreed = Some(check_deflate_answer(offer, ext).map_err(ClientHandshakeError::InvalidDeflateAnswer)?);
+        }
+        Ok(agreed)
     }
 }
 
@@ -233,7 +304,8 @@ mod tests {
             hs.parse_response(&resp),
             Ok(ResponseStatus::Accepted {
                 protocol: Some("chat".into()),
-                head_len: head
+                head_len: head,
+                deflate: None,
             })
         );
     }
@@ -272,6 +344,90 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         ];
         for (resp, err) in broken {
             assert_eq!(hs.parse_response(resp.as_bytes()), Err(err), "{resp}");
+        }
+    }
+
+    #[test]
+    fn deflate_offer_and_answer_round_trip_through_the_server_functions() {
+        use crate::handshake::deflate::{negotiate_deflate, DeflatePolicy};
+        use crate::handshake::write_accept_response_with_extensions;
+        let hs = ClientHandshake::with_nonce(*b"the sample nonce", &[]).with_deflate(DeflateOffer::default());
+        let req = hs.request("h", "/", &[]);
+        let Ok(ParseStatus::Complete { request, .. }) = RequestParser::default().parse(&req) else {
+            panic!("request did not parse");
+        };
+        let up = validate_upgrade(&request).unwrap();
+        let (server_params, answer) = negotiate_deflate(&up.extensions, &DeflatePolicy::default()).unwrap();
+        let mut resp = Vec::new();
+        write_accept_response_with_extensions(&mut resp, hs.key().as_bytes(), None, Some(&answer), &[]);
+        match hs.parse_response(&resp) {
+            Ok(ResponseStatus::Accepted { deflate: Some(p), .. }) => assert_eq!(p, server_params),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_each_broken_extension_answer() {
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+        let with = |ext: &str| format!("{ok}Sec-WebSocket-Extensions: {ext}\r\n\r\n");
+        let offering = ClientHandshake::with_nonce(*b"the sample nonce", &[]).with_deflate(DeflateOffer {
+            server_max_window_bits: Some(12),
+            client_max_window_bits: None,
+            ..DeflateOffer::default()
+        });
+        let plain = ClientHandshake::with_nonce(*b"the sample nonce", &[]);
+        use DeflateAnswerError as A;
+        let cases = [
+            (
+                &plain,
+                with("permessage-deflate"),
+                ClientHandshakeError::UnofferedExtension("permessage-deflate".into()),
+            ),
+            (
+                &offering,
+                with("x-webkit-deflate-frame"),
+                ClientHandshakeError::UnofferedExtension("x-webkit-deflate-frame".into()),
+            ),
+            (
+                &offering,
+                with("permessage-deflate; server_max_window_bits=12, permessage-deflate; server_max_window_bits=12"),
+                ClientHandshakeError::InvalidDeflateAnswer(A::Duplicate),
+            ),
+            (
+                &offering,
+                with("permessage-deflate; server_max_window_bits=12; mux"),
+                ClientHandshakeError::InvalidDeflateAnswer(A::Param(
+                    crate::handshake::deflate::DeflateParamError::UnknownParameter("mux".into()),
+                )),
+            ),
+            (
+                &offering,
+                with("permessage-deflate; server_max_window_bits=13"),
+                ClientHandshakeError::InvalidDeflateAnswer(A::ServerMaxWindowBitsAboveOffer {
+                    offered: 12,
+                    answered: Some(13),
+                }),
+            ),
+            (
+                &offering,
+                with("permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"),
+                ClientHandshakeError::InvalidDeflateAnswer(A::ClientMaxWindowBitsNotOffered),
+            ),
+        ];
+        for (hs, resp, err) in cases {
+            assert_eq!(hs.parse_response(resp.as_bytes()), Err(err), "{resp}");
+        }
+        assert!(matches!(
+            offering.parse_response(with("permessage-deflate;").as_bytes()),
+            Err(ClientHandshakeError::InvalidDeflateAnswer(A::Malformed(_)))
+        ));
+        // Split over two fields, the answer is still one list.
+        let two = format!("{ok}Sec-WebSocket-Extensions: permessage-deflate;\r\nSec-WebSocket-Extensions: x\r\n\r\n");
+        assert!(offering.parse_response(two.as_bytes()).is_err());
+        match offering.parse_response(with("permessage-deflate; server_max_window_bits=10").as_bytes()) {
+            Ok(ResponseStatus::Accepted { deflate: Some(p), .. }) => assert_eq!(p.server_max_window_bits, 10),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   item 5.4), subprotocol selection, and the responses — `101 Switching Protocols`, or a
 //!   rejection a client can act on.
 //! - [`client`]: the client's request (§4.1) and its checks on the server's response.
+//! - [`extensions`]: the `Sec-WebSocket-Extensions` grammar (§9.1); [`deflate`]: negotiating
+//!   permessage-deflate (RFC 7692 §5, §7.1).
 //!
 //! ```
 //! // RFC 6455 §1.3: the sample nonce and its accept value.
@@ -12,6 +14,8 @@
 //! ```
 
 pub mod client;
+pub mod deflate;
+pub mod extensions;
 pub mod request;
 
 pub use request::{ParseStatus, Request, RequestLimits, RequestParser};
@@ -69,6 +73,9 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Version` is missing or not 13 (RFC 6455 §4.2.1 item 6, §4.2.2 item 4):
     /// 426 with `Sec-WebSocket-Version: 13`.
     UnsupportedVersion,
+    /// `Sec-WebSocket-Extensions` does not follow the grammar of RFC 6455 §9.1 ("the recipient
+    /// of such malformed data MUST immediately _Fail the WebSocket Connection_"): 400.
+    MalformedExtensions,
 }
 
 impl HandshakeError {
@@ -105,6 +112,9 @@ impl HandshakeError {
             }
             HandshakeError::UnsupportedVersion => {
                 "Sec-WebSocket-Version MUST be 13 (RFC 6455 §4.2.1 item 6); this server speaks version 13"
+            }
+            HandshakeError::MalformedExtensions => {
+                "Sec-WebSocket-Extensions MUST follow the extension-list grammar (RFC 6455 §9.1)"
             }
         }
     }
@@ -210,10 +220,11 @@ pub struct UpgradeRequest {
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in the client's order
     /// (RFC 6455 §4.2.1 item 8).
     pub protocols: Vec<String>,
-    /// The extensions offered in `Sec-WebSocket-Extensions`, as raw offers (RFC 6455 §4.2.1
-    /// item 9). This implementation negotiates none and answers without the header, which
-    /// declines them all (RFC 6455 §9.1).
-    pub extensions: Vec<String>,
+    /// The extensions offered in `Sec-WebSocket-Extensions`, parsed (RFC 6455 §4.2.1 item 9,
+    /// §9.1), in the client's order of preference; empty when the header is absent. Pass them
+    /// to [`deflate::negotiate_deflate`] to accept permessage-deflate; answering without the
+    /// header declines them all.
+    pub extensions: Vec<extensions::Extension>,
 }
 
 /// One check the server makes on an upgrade request, for the teaching output
@@ -299,13 +310,21 @@ fn run_checks(req: &Request, mut log: Option<&mut Vec<CheckOutcome>>) -> Result<
             HandshakeError::UnsupportedVersion,
             "Sec-WebSocket-Version is 13 (§4.2.1 item 6)",
         )?;
+        // Checked only when present: the header is optional (§4.2.1 item 9).
+        let mut offered = Vec::new();
+        if req.header("sec-websocket-extensions").is_some() {
+            let parsed = extensions::parse_extensions(req.header_values("sec-websocket-extensions"));
+            check(
+                parsed.is_ok(),
+                HandshakeError::MalformedExtensions,
+                "Sec-WebSocket-Extensions follows the extension-list grammar (§9.1)",
+            )?;
+            offered = parsed.unwrap_or_default();
+        }
         Ok(UpgradeRequest {
             key: String::from_utf8_lossy(key).into_owned(),
             protocols: req.header_tokens("sec-websocket-protocol").map(str::to_owned).collect(),
-            extensions: req
-                .header_tokens("sec-websocket-extensions")
-                .map(str::to_owned)
-                .collect(),
+            extensions: offered,
         })
     })()
 }
@@ -343,6 +362,32 @@ pub fn select_subprotocol<'a>(offered: &[String], supported: &[&'a str]) -> Opti
 /// (RFC 6455 §4.2.2 item 5). No `Sec-WebSocket-Extensions` header is sent, which declines every
 /// offered extension. `extra_headers` lets an application add its own (cookies, say).
 pub fn write_accept_response(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>, extra_headers: &[(&str, &str)]) {
+    write_accept_response_with_extensions(out, key, protocol, None, extra_headers);
+}
+
+/// [`write_accept_response`] that also accepts extensions: `extensions` is the
+/// `Sec-WebSocket-Extensions` value (RFC 6455 §4.2.2 item 5.5), e.g. the answer
+/// [`deflate::negotiate_deflate`] returns; `None` declines every offer.
+///
+/// ```
+/// use wsloop::handshake::{deflate::{negotiate_deflate, DeflatePolicy}, extensions::parse_extensions};
+/// use wsloop::handshake::write_accept_response_with_extensions;
+///
+/// let offers = parse_extensions([&b"permessage-deflate"[..]]).unwrap();
+/// let deflate = negotiate_deflate(&offers, &DeflatePolicy::default());
+/// let mut out = Vec::new();
+/// write_accept_response_with_extensions(
+///     &mut out, b"dGhlIHNhbXBsZSBub25jZQ==", None, deflate.as_ref().map(|(_, a)| a.as_str()), &[]);
+/// assert!(String::from_utf8(out).unwrap().contains(
+///     "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"));
+/// ```
+pub fn write_accept_response_with_extensions(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -351,6 +396,11 @@ pub fn write_accept_response(out: &mut Vec<u8>, key: &[u8], protocol: Option<&st
     if let Some(p) = protocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in extra_headers {
@@ -527,5 +577,26 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: ch
         assert!(res.is_ok());
         assert_eq!(log.len(), 8);
         assert!(log.iter().all(|c| c.passed));
+    }
+
+    #[test]
+    fn extension_offers_are_parsed_and_a_malformed_header_is_400() {
+        let req = with(
+            "Sec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nSec-WebSocket-Extensions: x-foo; a=\"1\"\r\n",
+        );
+        let up = validate_upgrade(&req).unwrap();
+        assert_eq!(
+            extensions::format_extensions(&up.extensions),
+            "permessage-deflate; client_max_window_bits, x-foo; a=1"
+        );
+        let (_, log) = check_upgrade(&req);
+        assert_eq!(log.len(), 9);
+        let bad = with(
+            "Sec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; =\r\n",
+        );
+        assert_eq!(validate_upgrade(&bad), Err(HandshakeError::MalformedExtensions));
+        assert_eq!(HandshakeError::MalformedExtensions.status(), 400);
     }
 }

@@ -274,13 +274,15 @@ fn rule_client_rejects_masked_frames() {
 
 #[test]
 fn rule_rsv_bits_must_be_zero() {
-    for rsv in [0x40, 0x20, 0x10] {
+    for rsv in [0x20, 0x10, 0x70] {
         assert_fails(
             &raw_masked(0x81 | rsv, b"x"),
             ProtocolError::ReservedBitsSet(rsv >> 4),
             1002,
         );
     }
+    // RSV1 alone has its own rule: no extension defines it here (RFC 6455 §5.2, RFC 7692 §6).
+    assert_fails(&raw_masked(0xc1, b"x"), ProtocolError::Rsv1WithoutExtension, 1002);
 }
 
 #[test]

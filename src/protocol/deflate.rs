@@ -1,0 +1,48 @@
+//! permessage-deflate on one connection (RFC 7692 §6, §7.2): which messages are compressed,
+//! and the two directions' compressor and inflater.
+
+use crate::deflate::{DeflateError, DeflateParams, MessageCompressor, MessageInflater};
+use crate::error::ProtocolError;
+
+use super::Role;
+
+/// A connection's permessage-deflate state, boxed behind an `Option` in
+/// [`WebSocket`](super::WebSocket) so a connection without it pays one pointer.
+#[derive(Debug, Clone)]
+pub(super) struct PerMessageDeflate {
+    pub params: DeflateParams,
+    /// Compresses what we send (RFC 7692 §7.2.1).
+    pub compressor: MessageCompressor,
+    /// Inflates what the peer sends (RFC 7692 §7.2.2).
+    pub inflater: MessageInflater,
+    /// The message being received had RSV1 set on its first frame: a "compressed message"
+    /// (RFC 7692 §6).
+    pub receiving_compressed: bool,
+    /// Compressed payload bytes of that message so far, bounded like an uncompressed one.
+    pub compressed_in: u64,
+}
+
+impl PerMessageDeflate {
+    pub fn new(params: DeflateParams, role: Role, level: u8) -> Self {
+        PerMessageDeflate {
+            params,
+            compressor: MessageCompressor::new(params.sent_by(role), level),
+            inflater: MessageInflater::new(params.received_by(role)),
+            receiving_compressed: false,
+            compressed_in: 0,
+        }
+    }
+
+    /// Heap bytes held by the (de)compressor states, plus this struct.
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.compressor.held_bytes() + self.inflater.held_bytes()
+    }
+}
+
+/// The protocol error an inflate failure fails the connection with.
+pub(super) fn inflate_error(e: DeflateError) -> ProtocolError {
+    match e {
+        DeflateError::TooLarge => ProtocolError::DecompressedMessageTooLarge,
+        _ => ProtocolError::InvalidCompressedData,
+    }
+}
