@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wsloop::explain::{self, Style};
-use wsloop::server::{demo::DemoApp, OriginPolicy, Server, ServerConfig, TraceObserver};
+use wsloop::server::{demo::DemoApp, DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -99,6 +99,17 @@ struct ServeArgs {
     /// Seconds to wait on shutdown (SIGINT/SIGTERM) for peers to answer our Close 1001.
     #[arg(long, default_value_t = defaults().shutdown_grace.as_secs_f64())]
     shutdown_grace: f64,
+    /// permessage-deflate: off, shared (no context takeover; a broadcast is compressed once per
+    /// event loop; nothing held while idle) or dedicated (context takeover, per-connection
+    /// (de)compressors).
+    #[arg(long, value_name = "MODE", default_value_t = defaults().deflate)]
+    deflate: DeflateMode,
+    /// Window bits (9-15) of the dedicated deflate mode's compressors.
+    #[arg(long, default_value_t = 15)]
+    deflate_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed even with deflate.
+    #[arg(long, default_value_t = defaults().websocket.deflate_threshold)]
+    deflate_threshold: usize,
     /// Allow WebSocket upgrades and cross-origin HTTP requests from this Origin (repeatable;
     /// '*' allows any). Default: same-origin only — a browser page must come from this
     /// server (its Origin's host:port equals the Host header); clients that send no Origin
@@ -178,6 +189,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.close_timeout = secs(args.close_timeout);
     config.shutdown_grace = secs(args.shutdown_grace);
     config.origin_policy = OriginPolicy::from_list(args.allow_origin);
+    config.deflate = match args.deflate {
+        DeflateMode::Dedicated { .. } => DeflateMode::Dedicated {
+            window_bits: args.deflate_window_bits.clamp(9, 15),
+        },
+        mode => mode,
+    };
+    config.websocket.deflate_threshold = args.deflate_threshold;
     let mut server = Server::new(DemoApp::new()).config(config);
     if args.trace {
         match TraceObserver::stdout(4096) {

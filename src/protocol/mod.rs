@@ -811,6 +811,21 @@ impl WebSocket {
         self.send_message(Opcode::Binary, data, out)
     }
 
+    /// Appends one whole data message (Text or Binary) by opcode, compressed as
+    /// [`WebSocket::send_text`] would: for a caller that holds a message by its opcode, such as
+    /// a server re-encoding a published frame for one subscriber.
+    pub fn send_frame_compressed(
+        &mut self,
+        opcode: Opcode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if opcode.is_control() || opcode == Opcode::Continuation {
+            return Err(SendError::ControlFrameTooLong);
+        }
+        self.send_message(opcode, payload, out)
+    }
+
     /// One whole message, compressed (RSV1 set, RFC 7692 §6.1) or not.
     ///
     /// Without context takeover a compressed message that came out no smaller is replaced by

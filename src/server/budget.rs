@@ -105,6 +105,18 @@ impl Frame {
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// The opcode and payload of a plain (unmasked, uncompressed, single-frame) message frame,
+    /// for a receiver that must encode the message its own way (permessage-deflate with
+    /// context takeover).
+    pub(crate) fn message(&self) -> Option<(crate::frame::Opcode, &[u8])> {
+        match crate::frame::parse_header(&self.bytes) {
+            Ok(crate::frame::HeaderStatus::Complete(h)) => {
+                Some((h.opcode, self.bytes.get(h.header_len()..).unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Frame {

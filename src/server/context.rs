@@ -10,9 +10,10 @@ use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
 use super::timers::Millis;
 use super::{ConnId, Message, SendStatus};
+use crate::deflate::BroadcastCompressor;
 use crate::frame::CloseCode;
 use crate::handshake::Request;
-use crate::protocol::{self, Role, State};
+use crate::protocol::{self, Role, State, WebSocket};
 use std::io::{IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,12 @@ pub(crate) struct LoopState {
     pub(crate) outgoing: Vec<Outgoing>,
     pub(crate) now: Millis,
     pub(crate) shutting_down: bool,
+    /// Where a message received on a deflate connection is copied for its handler.
+    pub(crate) text_scratch: String,
+    pub(crate) binary_scratch: Vec<u8>,
+    /// Compresses each published message once for this loop's shared-mode deflate
+    /// subscribers (created on first use).
+    pub(crate) broadcast: Option<BroadcastCompressor>,
 }
 
 impl LoopState {
@@ -83,6 +90,15 @@ pub(crate) struct Capture {
     pub(crate) frames_in: Vec<u8>,
 }
 
+/// How a callback reaches its connection's protocol state.
+pub(crate) enum WsRef<'a> {
+    /// The message being delivered lies in the `WebSocket` (zero-copy): frames are built from
+    /// this snapshot of its state. Only for connections without permessage-deflate.
+    Snapshot(State),
+    /// The `WebSocket` itself: sends go through it (and its compressor).
+    Live(&'a mut WebSocket),
+}
+
 /// The connection side of a [`Context`].
 pub(crate) struct ConnParts<'a, S> {
     pub(crate) id: ConnId,
@@ -90,9 +106,9 @@ pub(crate) struct ConnParts<'a, S> {
     pub(crate) target: &'a str,
     pub(crate) request: Option<&'a Request>,
     pub(crate) state: &'a mut S,
-    /// The protocol state when the callback began (a message being delivered borrows the
-    /// connection's `WebSocket`, so frames are built from this snapshot).
-    pub(crate) ws_state: State,
+    /// The connection's protocol state, or a snapshot of it while a message delivered
+    /// zero-copy borrows the `WebSocket`.
+    pub(crate) ws: WsRef<'a>,
     pub(crate) out: &'a mut Outbound,
     /// False in `on_close`.
     pub(crate) can_send: bool,
@@ -169,9 +185,13 @@ impl<S> Context<'_, S> {
         if !self.conn.can_send {
             return SendStatus::Dropped;
         }
+        let ws_state = match &mut self.conn.ws {
+            WsRef::Live(ws) if ws.deflate_params().is_some() => return self.send_through(message),
+            WsRef::Live(ws) => ws.state(),
+            WsRef::Snapshot(state) => *state,
+        };
         let mut payload = message.bytes();
-        let Ok(header) =
-            protocol::data_frame_header(Role::Server, self.conn.ws_state, message.opcode(), true, payload.len())
+        let Ok(header) = protocol::data_frame_header(Role::Server, ws_state, message.opcode(), true, payload.len())
         else {
             return SendStatus::Dropped;
         };
@@ -207,6 +227,36 @@ impl<S> Context<'_, S> {
                 v.extend_from_slice(payload);
             });
         }
+        if self.conn.out.len() > self.lp.core.config.backpressure_high_water {
+            self.conn.flags.drain_armed = true;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
+        }
+    }
+
+    /// A send through the connection's `WebSocket`, which compresses it when permessage-deflate
+    /// was negotiated and the message is long enough (RFC 7692 §6).
+    fn send_through(&mut self, message: Message<'_>) -> SendStatus {
+        let WsRef::Live(ws) = &mut self.conn.ws else {
+            return SendStatus::Dropped;
+        };
+        let tap = self.conn.tap.as_deref_mut();
+        let sent = self.conn.out.append(&mut self.lp.pool, |v| {
+            let start = v.len();
+            let r = match message {
+                Message::Text(t) => ws.send_text(t, v),
+                Message::Binary(b) => ws.send_binary(b, v),
+            };
+            if let Some(tap) = tap {
+                tap.extend_from_slice(v.get(start..).unwrap_or_default());
+            }
+            r
+        });
+        if sent.is_err() {
+            return SendStatus::Dropped;
+        }
+        LoopStats::add(&self.lp.stats().messages_out, 1);
         if self.conn.out.len() > self.lp.core.config.backpressure_high_water {
             self.conn.flags.drain_armed = true;
             SendStatus::Backpressure

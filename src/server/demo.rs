@@ -180,7 +180,8 @@ impl Handler for DemoApp {
     fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept<Option<Member>>, Response> {
         match request.path() {
             "/" | "/echo" => Ok(Accept::new(None).keep_request(false)),
-            "/learn" => Ok(Accept::new(None).capture_frames().keep_request(false)),
+            // The lesson decodes frames one by one; it shows them uncompressed.
+            "/learn" => Ok(Accept::new(None).capture_frames().keep_request(false).deflate(false)),
             "/chat" => {
                 let room = query_value(request.query(), "room").unwrap_or_else(|| DEFAULT_ROOM.to_owned());
                 if !valid_room(&room) {

@@ -11,6 +11,7 @@
 //! message is read, and a publisher that lands on a backed-up subscriber stops being read
 //! until that subscriber drains (see `Session::deliver` and [`Command::Hold`]).
 
+use super::budget::Charge;
 use super::context::LoopState;
 use super::fanout::{Outgoing, Target};
 use super::handle::{Command, Core};
@@ -84,6 +85,7 @@ pub(crate) struct EventLoop<H: Handler> {
     remote: Vec<Vec<Command>>,
     commands: Vec<Command>,
     inbox_backlog: bool,
+    pool_charge: Charge,
     accepting: Accepting,
     start: Instant,
     shutdown_deadline: Millis,
@@ -122,6 +124,9 @@ impl<H: Handler> EventLoop<H> {
                 outgoing: Vec::new(),
                 now: 0,
                 shutting_down: false,
+                text_scratch: String::new(),
+                binary_scratch: Vec::new(),
+                broadcast: None,
             },
             resume: Vec::new(),
             dirty: Vec::new(),
@@ -129,6 +134,7 @@ impl<H: Handler> EventLoop<H> {
             remote: (0..loops).map(|_| Vec::new()).collect(),
             commands: Vec::new(),
             inbox_backlog: false,
+            pool_charge: Charge::default(),
             accepting: Accepting::default(),
             start: Instant::now(),
             shutdown_deadline: 0,
@@ -195,6 +201,9 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             self.expire_timers();
+            // This thread's pool of deflate (de)compressors counts against the budget too.
+            self.pool_charge
+                .settle(self.lp.core.budget(), crate::deflate::pooled_bytes());
             self.shed_if_over_budget();
             self.flush_dirty();
             self.send_remote();
@@ -455,6 +464,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn deliver_local(&mut self, og: &Outgoing) {
+        // The compressed form of this message, made at most once on this loop (encode-once
+        // with permessage-deflate too).
+        let mut compressed = None;
         match &og.target {
             Target::Topic(topic) => {
                 let Some((key, members)) = self.lp.topics.take_members(topic) else {
@@ -462,21 +474,27 @@ impl<H: Handler> EventLoop<H> {
                 };
                 for &id in members.ids() {
                     if Some(id) != og.exclude {
-                        self.deliver_to(id.slot(), Some(id.generation()), og);
+                        self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
                     }
                 }
                 self.lp.topics.put_back(key, members);
             }
             Target::All => {
                 for slot in self.conns.slots() {
-                    self.deliver_to(slot, None, og);
+                    self.deliver_to(slot, None, og, &mut compressed);
                 }
             }
-            Target::One(id) => self.deliver_to(id.slot(), Some(id.generation()), og),
+            Target::One(id) => self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed),
         }
     }
 
-    fn deliver_to(&mut self, slot: usize, generation: Option<u32>, og: &Outgoing) {
+    fn deliver_to(
+        &mut self,
+        slot: usize,
+        generation: Option<u32>,
+        og: &Outgoing,
+        compressed: &mut Option<Option<Arc<super::budget::Frame>>>,
+    ) {
         let conn = match generation {
             Some(g) => self.conns.get_gen_mut(slot, g),
             None => self.conns.get_mut(slot),
@@ -485,7 +503,7 @@ impl<H: Handler> EventLoop<H> {
         if og.exclude == Some(conn.session.id) {
             return;
         }
-        match conn.session.deliver(&og.frame, &mut self.lp) {
+        match conn.session.deliver(&og.frame, compressed, &mut self.lp) {
             Delivery::Skipped => return,
             Delivery::Queued | Delivery::SlowConsumerClosed => {}
             Delivery::Congested => {

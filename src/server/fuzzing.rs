@@ -183,6 +183,9 @@ impl SessionHarness {
             outgoing: Vec::new(),
             now: 0,
             shutting_down: false,
+            text_scratch: String::new(),
+            binary_scratch: Vec::new(),
+            broadcast: None,
         };
         let id = ConnId::new(1, 0, 0, 1);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
@@ -294,7 +297,7 @@ impl SessionHarness {
                 if !addressed || og.exclude == Some(id) {
                     continue;
                 }
-                if s.deliver(&og.frame, &mut self.lp) == Delivery::Congested {
+                if s.deliver(&og.frame, &mut None, &mut self.lp) == Delivery::Congested {
                     if let Some(from) = og.from.filter(|f| *f == id) {
                         if s.hold(from) {
                             s.add_hold(&self.lp);

@@ -135,6 +135,7 @@ pub struct Accept<S = ()> {
     pub(crate) protocol: Option<String>,
     pub(crate) capture_frames: bool,
     pub(crate) keep_request: bool,
+    pub(crate) deflate: bool,
     pub(crate) headers: Vec<(String, String)>,
 }
 
@@ -153,6 +154,7 @@ impl<S> Accept<S> {
             protocol: None,
             capture_frames: false,
             keep_request: true,
+            deflate: true,
             headers: Vec::new(),
         }
     }
@@ -176,6 +178,14 @@ impl<S> Accept<S> {
     /// when the state already holds what the application needs.
     pub fn keep_request(mut self, keep: bool) -> Self {
         self.keep_request = keep;
+        self
+    }
+
+    /// Whether this connection may use permessage-deflate when the server's mode and the
+    /// client's offer allow it (default true). Turn it off for connections whose messages are
+    /// already compressed (images, archives), where deflate costs CPU for nothing.
+    pub fn deflate(mut self, on: bool) -> Self {
+        self.deflate = on;
         self
     }
 

@@ -59,7 +59,7 @@ mod session;
 mod slab;
 mod timers;
 
-pub use config::ServerConfig;
+pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
 pub use context::{Context, RequestContext};
 pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
@@ -221,6 +221,18 @@ impl<H: Handler> Server<H> {
     /// See [`ServerConfig::shutdown_grace`].
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.config.shutdown_grace = d;
+        self
+    }
+
+    /// See [`ServerConfig::deflate`].
+    pub fn deflate(mut self, mode: DeflateMode) -> Self {
+        self.config.deflate = mode;
+        self
+    }
+
+    /// See [`crate::protocol::Config::deflate_threshold`].
+    pub fn deflate_threshold(mut self, bytes: usize) -> Self {
+        self.config.websocket.deflate_threshold = bytes;
         self
     }
 

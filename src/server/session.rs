@@ -15,14 +15,16 @@
 //! Unit tests drive it with plain byte vectors.
 
 use super::budget::{Charge, Frame};
-use super::context::{Capture, ConnParts, Context, LoopState, RequestContext, WsFlags};
+use super::context::{Capture, ConnParts, Context, LoopState, RequestContext, WsFlags, WsRef};
 use super::http::{self, OriginVerdict};
 use super::metrics::{CloseSide, LoopStats};
 use super::outbound::Outbound;
 use super::timers::Millis;
 use super::{Accept, ConnId, Handler, Message, Response};
+use crate::deflate::{self, BroadcastCompressor, Encoded};
 use crate::explain::Direction;
 use crate::frame::CloseCode;
+use crate::handshake::deflate::negotiate_deflate;
 use crate::handshake::{self, ParseStatus, Request, RequestParser};
 use crate::protocol::{Event, State, WebSocket};
 use log::{debug, error, info};
@@ -249,8 +251,10 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn holding(&self) -> usize {
         let phase = match &self.phase {
             Phase::Http(h) => h.buf.len() + h.pending.as_ref().map_or(0, |p| p.request.body().len() + p.remaining),
+            // Reassembly, inflated text and compressor state, plus what the frame now arriving
+            // has declared.
             Phase::Ws(w) => {
-                w.ws.buffered_message_len()
+                w.ws.memory_held()
                     .saturating_add(usize::try_from(w.ws.incoming_reserved()).unwrap_or(usize::MAX))
             }
         };
@@ -605,6 +609,7 @@ impl<S: Send + 'static> Session<S> {
             mut protocol,
             capture_frames,
             keep_request,
+            deflate,
             headers,
         } = accept;
         if protocol.as_ref().is_some_and(|p| !up.protocols.contains(p)) {
@@ -616,8 +621,21 @@ impl<S: Send + 'static> Session<S> {
             .filter(|(n, v)| !n.contains(['\r', '\n', ':']) && !v.contains(['\r', '\n']))
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let mut response = Vec::with_capacity(160);
-        handshake::write_accept_response(&mut response, up.key.as_bytes(), protocol.as_deref(), &extra);
+        // permessage-deflate (RFC 7692 §5): the first acceptable offer, under the server's mode,
+        // unless the application turned it off for this connection.
+        let negotiated = config
+            .deflate
+            .policy()
+            .filter(|_| deflate)
+            .and_then(|policy| negotiate_deflate(&up.extensions, &policy));
+        let mut response = Vec::with_capacity(200);
+        handshake::write_accept_response_with_extensions(
+            &mut response,
+            up.key.as_bytes(),
+            protocol.as_deref(),
+            negotiated.as_ref().map(|(_, answer)| answer.as_str()),
+            &extra,
+        );
         core.metrics().handshake(101);
         if let Some(obs) = &core.observer {
             obs.handshake(self.id, self.peer, &request, &response);
@@ -635,8 +653,12 @@ impl<S: Send + 'static> Session<S> {
                 frames_in: Vec::new(),
             })
         });
+        let mut ws = WebSocket::server(config.websocket);
+        if let Some((params, _)) = negotiated {
+            ws = ws.with_deflate(params);
+        }
         self.phase = Phase::Ws(Box::new(WsState {
-            ws: WebSocket::server(config.websocket),
+            ws,
             target,
             request: keep_request.then(|| Box::new(request)),
             state,
@@ -682,6 +704,10 @@ impl<S: Send + 'static> Session<S> {
             let room = ws.buffered_message_len().saturating_add(headroom);
             ws.set_max_message_size(core.config.websocket.max_message_size.min(room));
             let ws_state = ws.state();
+            // With permessage-deflate the handler may compress with this connection's
+            // compressor, so the message is copied out of the `WebSocket` first (the inflated
+            // bytes live in it); without, it is handed over where it lies, zero-copy.
+            let deflate_on = ws.deflate_params().is_some();
             let start = pos;
             let mut auto = Vec::new();
             let received = match ws.receive(input.get_mut(pos..).unwrap_or_default(), &mut auto) {
@@ -711,7 +737,20 @@ impl<S: Send + 'static> Session<S> {
                 }
             }
             let mut closed_by_peer = None;
+            let mut text_copy = std::mem::take(&mut cx.lp.text_scratch);
+            let mut binary_copy = std::mem::take(&mut cx.lp.binary_scratch);
+            let mut copied = None;
             let message = match event {
+                Event::Text(t) if deflate_on => {
+                    text_copy.push_str(t);
+                    copied = Some(true);
+                    None
+                }
+                Event::Binary(b) if deflate_on => {
+                    binary_copy.extend_from_slice(b);
+                    copied = Some(false);
+                    None
+                }
                 Event::Text(t) => Some(Message::Text(t)),
                 Event::Binary(b) => Some(Message::Binary(b)),
                 Event::Close(frame) => {
@@ -733,6 +772,12 @@ impl<S: Send + 'static> Session<S> {
                 }
                 self.out.append(&mut cx.lp.pool, |v| v.extend_from_slice(&auto));
             }
+            let (message, ws_ref) = match (message, copied) {
+                (Some(m), _) => (Some(m), WsRef::Snapshot(ws_state)),
+                (None, Some(true)) => (Some(Message::Text(&text_copy)), WsRef::Live(ws)),
+                (None, Some(false)) => (Some(Message::Binary(&binary_copy)), WsRef::Live(ws)),
+                (None, None) => (None, WsRef::Snapshot(ws_state)),
+            };
             if let Some(message) = message {
                 LoopStats::add(&cx.lp.stats().messages_in, 1);
                 let mut tap = core.observer.as_ref().map(|_| Vec::new());
@@ -743,7 +788,7 @@ impl<S: Send + 'static> Session<S> {
                         target,
                         request: request.as_deref(),
                         state,
-                        ws_state,
+                        ws: ws_ref,
                         out: &mut self.out,
                         can_send: true,
                         flags: &mut *flags,
@@ -755,6 +800,10 @@ impl<S: Send + 'static> Session<S> {
                 };
                 let handler = cx.handler;
                 let result = guarded(|| handler.on_message(&mut ctx, message));
+                text_copy.clear();
+                binary_copy.clear();
+                cx.lp.text_scratch = text_copy;
+                cx.lp.binary_scratch = binary_copy;
                 if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
                     obs.frames(self.id, self.peer, Direction::Sent, &tap);
                 }
@@ -854,10 +903,10 @@ impl<S: Send + 'static> Session<S> {
                 peer: self.peer,
                 target,
                 request: request.as_deref(),
-                state,
-                ws_state: ws.state(),
-                out: &mut self.out,
                 can_send: can_send && ws.can_send(),
+                state,
+                ws: WsRef::Live(ws),
+                out: &mut self.out,
                 flags: &mut *flags,
                 capture: capture.as_deref(),
                 tap: tap.as_mut(),
@@ -924,8 +973,17 @@ impl<S: Send + 'static> Session<S> {
 
     // ----- fan-out -------------------------------------------------------------------------
 
-    /// Queues a message published by someone (encode-once: `frame` is shared).
-    pub(crate) fn deliver(&mut self, frame: &Arc<Frame>, lp: &mut LoopState) -> Delivery {
+    /// Queues a message published by someone. Encode-once: `frame` (plain) is shared by every
+    /// receiver, and so is `compressed`, the permessage-deflate frame this loop makes of it the
+    /// first time a shared-mode subscriber needs it (`None` until then; `Some(None)` when the
+    /// message is not worth compressing). A subscriber with context takeover compresses its
+    /// own copy (RFC 7692 §7.2.1: its compressor's window must see every message it sends).
+    pub(crate) fn deliver(
+        &mut self,
+        frame: &Arc<Frame>,
+        compressed: &mut Option<Option<Arc<Frame>>>,
+        lp: &mut LoopState,
+    ) -> Delivery {
         let Phase::Ws(w) = &mut self.phase else {
             return Delivery::Skipped;
         };
@@ -944,15 +1002,65 @@ impl<S: Send + 'static> Session<S> {
             );
             return Delivery::SlowConsumerClosed;
         }
-        if frame.len() <= SHARE_ABOVE {
-            self.out.append(&mut lp.pool, |v| v.extend_from_slice(frame.bytes()));
-        } else {
-            self.out.push_shared(frame.clone(), &mut lp.pool);
+        let shared = match w.ws.deflate_params() {
+            None => Some(frame.clone()),
+            Some(params) => {
+                let websocket = &config.websocket;
+                let bc = lp.broadcast.get_or_insert_with(|| {
+                    BroadcastCompressor::with_level(
+                        deflate::MAX_WINDOW_BITS,
+                        websocket.deflate_level,
+                        websocket.deflate_threshold,
+                    )
+                });
+                if bc.suits(Some(params)) {
+                    let variant = compressed.get_or_insert_with(|| {
+                        let (opcode, payload) = frame.message()?;
+                        let mut bytes = Vec::with_capacity(payload.len() / 2 + 16);
+                        match bc.encode(opcode, payload, &mut bytes) {
+                            Encoded::Compressed => Some(Frame::new(bytes, lp.core.budget())),
+                            Encoded::Plain => None,
+                        }
+                    });
+                    Some(variant.clone().unwrap_or_else(|| frame.clone()))
+                } else {
+                    None
+                }
+            }
+        };
+        match shared {
+            Some(f) => {
+                if f.len() <= SHARE_ABOVE {
+                    self.out.append(&mut lp.pool, |v| v.extend_from_slice(f.bytes()));
+                } else {
+                    self.out.push_shared(f.clone(), &mut lp.pool);
+                }
+                if let Some(obs) = &lp.core.observer {
+                    obs.frames(self.id, self.peer, Direction::Sent, f.bytes());
+                }
+            }
+            None => {
+                // This subscriber's own compressor (context takeover, or a smaller window).
+                let Some((opcode, payload)) = frame.message() else {
+                    return Delivery::Skipped;
+                };
+                let ws = &mut w.ws;
+                let mut sent = Vec::new();
+                let r = self.out.append(&mut lp.pool, |v| {
+                    let start = v.len();
+                    let r = ws.send_frame_compressed(opcode, payload, v);
+                    sent.extend_from_slice(v.get(start..).unwrap_or_default());
+                    r
+                });
+                if r.is_err() {
+                    return Delivery::Skipped;
+                }
+                if let Some(obs) = &lp.core.observer {
+                    obs.frames(self.id, self.peer, Direction::Sent, &sent);
+                }
+            }
         }
         LoopStats::add(&lp.stats().messages_out, 1);
-        if let Some(obs) = &lp.core.observer {
-            obs.frames(self.id, self.peer, Direction::Sent, frame.bytes());
-        }
         if self.out.len() <= config.backpressure_high_water {
             return Delivery::Queued;
         }
