@@ -588,3 +588,67 @@ fn helpers_speak_the_protocol() {
         .unwrap()
         .contains("Upgrade: websocket"));
 }
+
+/// Writes `unit` over and over without reading anything back, until the server stops taking
+/// bytes for a while; returns how many it took.
+fn write_until_refused(stream: &mut TcpStream, unit: &[u8]) -> usize {
+    stream.set_nonblocking(true).unwrap();
+    let (mut written, mut offset) = (0usize, 0usize);
+    let mut blocked = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && blocked < Duration::from_millis(500) && written < 512 << 20 {
+        match stream.write(&unit[offset..]) {
+            Ok(n) => {
+                written += n;
+                offset = (offset + n) % unit.len();
+                blocked = Duration::ZERO;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                blocked += Duration::from_millis(20);
+            }
+            Err(_) => break,
+        }
+    }
+    written
+}
+
+/// Found by fuzzing the session: a client that pipelines small requests for a big page (or
+/// sends pings) and never reads the answers made the server queue without bound. Now it is
+/// paused at the high-water mark like a client that never reads its echoes.
+#[test]
+fn pipelined_requests_and_pings_without_reading_are_bounded() {
+    let _one = serial();
+    let server = ServerProcess::start(Spawn {
+        args: vec!["--threads", "1"],
+        ..Spawn::default()
+    });
+    let addr = server.addr;
+    let before = server.rss();
+    // 22 bytes of request for an 8 KB page: a 400-fold amplification.
+    let mut http_client = TcpStream::connect(addr).unwrap();
+    let took_http = write_until_refused(&mut http_client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut ws = Client::connect(addr, "/echo");
+    let mut ping = Vec::new();
+    wsloop::frame::encode_frame(&mut ping, true, Opcode::Ping, Some([9, 9, 9, 9]), &[7; 125]);
+    let took_pings = write_until_refused(&mut ws.stream, &ping);
+    let grown = server.rss().saturating_sub(before);
+    let (status, took) = health(addr, Duration::from_secs(5));
+    eprintln!(
+        "pipelining: server took {} KiB of requests; pings: {} KiB; RSS grew {} MiB; /health in {} ms",
+        took_http >> 10,
+        took_pings >> 10,
+        grown >> 20,
+        took.as_millis()
+    );
+    assert_eq!(status, Some(200));
+    assert!(
+        took_http < 32 << 20,
+        "the server kept reading requests: {took_http} bytes"
+    );
+    assert!(
+        took_pings < 32 << 20,
+        "the server kept reading pings: {took_pings} bytes"
+    );
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+}

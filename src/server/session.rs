@@ -355,6 +355,9 @@ impl<S: Send + 'static> Session<S> {
                     input.len()
                 }
                 HttpStep::Upgraded(n) => n + self.ws_receive(input.get_mut(n..).unwrap_or_default(), cx),
+                // Responses are piling up for a client that does not read them: the rest
+                // waits (the loop stashes it) until the queue drains.
+                HttpStep::Paused(n) => n,
                 HttpStep::Closed => input.len(),
             }
         } else {
@@ -372,6 +375,7 @@ impl<S: Send + 'static> Session<S> {
                     // These bytes came before anything still in the caller's hands.
                     self.stash_rest(rest.get(used..).unwrap_or_default());
                 }
+                HttpStep::Paused(n) => self.stash_rest(buffered.get(n..).unwrap_or_default()),
                 HttpStep::Closed => {}
             }
             input.len()
@@ -401,6 +405,9 @@ impl<S: Send + 'static> Session<S> {
                 }
                 if self.closing != Closing::No {
                     return HttpStep::Closed;
+                }
+                if self.read_paused() {
+                    return HttpStep::Paused(pos);
                 }
                 continue;
             }
@@ -453,6 +460,9 @@ impl<S: Send + 'static> Session<S> {
                     self.respond(request, keep_alive, cx);
                     if self.closing != Closing::No {
                         return HttpStep::Closed;
+                    }
+                    if self.read_paused() {
+                        return HttpStep::Paused(pos);
                     }
                 }
                 Ok(n) => {
@@ -548,6 +558,8 @@ impl<S: Send + 'static> Session<S> {
         }
         let bytes = response.to_bytes(keep_alive, head_only);
         self.queue_bytes(cx.lp, &bytes);
+        // A client pipelining requests without reading the answers is paused like any other.
+        self.check_backpressure(cx.lp);
         if keep_alive {
             self.deadline = cx.lp.now + cx.lp.core.config.keepalive_timeout.as_millis() as Millis;
             if let Phase::Http(h) = &mut self.phase {
@@ -765,12 +777,17 @@ impl<S: Send + 'static> Session<S> {
                 }
                 Event::Ping(_) | Event::Pong(_) => None,
             };
-            // The protocol's own answer (Pong, Close reply) goes out first.
+            // The protocol's own answer (Pong, Close reply) goes out first; a peer that sends
+            // pings and never reads the pongs is paused like one that never reads echoes.
             if !auto.is_empty() {
                 if let Some(obs) = &core.observer {
                     obs.frames(self.id, self.peer, Direction::Sent, &auto);
                 }
                 self.out.append(&mut cx.lp.pool, |v| v.extend_from_slice(&auto));
+                if !self.backpressured && self.out.len() > core.config.backpressure_high_water {
+                    self.backpressured = true;
+                    LoopStats::add(&cx.lp.stats().backpressure_pauses, 1);
+                }
             }
             let (message, ws_ref) = match (message, copied) {
                 (Some(m), _) => (Some(m), WsRef::Snapshot(ws_state)),
@@ -1300,6 +1317,9 @@ enum HttpStep {
     NeedMore(usize),
     /// The head up to here was an accepted upgrade; the rest is WebSocket frames.
     Upgraded(usize),
+    /// Everything up to here was answered, and the queue is over the high-water mark: the
+    /// rest waits.
+    Paused(usize),
     /// The connection is closing; ignore the rest.
     Closed,
 }
