@@ -227,8 +227,10 @@ scenario_args() { # scenario, port
         echo-latency) echo "echo --url $url/echo -c 1 -d 1 -s 32 $timed" ;;
         handshake) echo "handshake --url $url/echo -w 32 $timed" ;;
         idle-10k) echo "idle --url $url/echo -c 10000 --hold 3" ;;
-        bcast-100) echo "broadcast --url $url/chat -m 100 -s 32 --window $BCAST_WINDOW $timed" ;;
-        bcast-1000) echo "broadcast --url $url/chat -m 1000 -s 32 --window $BCAST_WINDOW $timed" ;;
+        # Binary: every server passes it to /chat's members as it is (the wsloop demo wraps
+        # text messages in a JSON envelope).
+        bcast-100) echo "broadcast --url $url/chat -m 100 -s 32 --binary --window $BCAST_WINDOW $timed" ;;
+        bcast-1000) echo "broadcast --url $url/chat -m 1000 -s 32 --binary --window $BCAST_WINDOW $timed" ;;
     esac
 }
 

@@ -98,7 +98,8 @@ fn broadcast_reaches_three_clients_on_every_loop() {
     for _ in 0..3 {
         let mut c = Client::connect(addr, "/chat");
         loops.insert(welcome_id(c.next()).loop_index());
-        // Its own join notice reaches it once it is subscribed.
+        // Who is there, then its own join notice once it is subscribed.
+        assert!(matches!(c.next(), Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"presence\"")));
         assert!(matches!(c.next(), Some(OwnedEvent::Text(t)) if t.contains("\"type\":\"join\"")));
         clients.push(c);
     }
@@ -128,8 +129,9 @@ fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
     let mut a = Client::connect(addr, "/chat?room=blue&name=ada");
     let welcome = text_of(a.next());
     assert!(welcome.contains("\"room\":\"blue\",\"name\":\"ada\""), "{welcome}");
-    assert!(text_of(a.next()).starts_with("{\"type\":\"join\""));
+    // Who is there (sent at once), then its own join notice (published to the room).
     assert!(text_of(a.next()).contains("\"members\":[{\"id\""));
+    assert!(text_of(a.next()).starts_with("{\"type\":\"join\""));
     let mut b = Client::connect(addr, "/chat?room=blue&name=Bo%20B");
     let mut other = Client::connect(addr, "/chat?room=green");
     let joined = text_of(a.next());
@@ -137,9 +139,13 @@ fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
         joined.contains("\"name\":\"Bo B\"") && joined.contains("\"online\":2"),
         "{joined}"
     );
-    let presence = text_of(a.next());
+    // The newcomer gets the list of who is there; the others only the join notice.
+    assert!(text_of(b.next()).starts_with("{\"type\":\"welcome\""));
+    let presence = text_of(b.next());
     assert!(
-        presence.contains("\"online\":2") && presence.contains("\"name\":\"ada\""),
+        presence.starts_with("{\"type\":\"presence\"")
+            && presence.contains("\"online\":2")
+            && presence.contains("\"name\":\"ada\""),
         "{presence}"
     );
     b.send_text("hi \"blue\"");

@@ -19,8 +19,9 @@
 //! - `{"type":"welcome","id":ID,"room":R,"name":N}` to the new member;
 //! - `{"type":"join"|"leave","id":ID,"name":N,"room":R,"online":K}` to the room (a leave
 //!   also has `code` and `reason`);
-//! - `{"type":"presence","room":R,"members":[{"id":ID,"name":N},…],"online":K}` to the room
-//!   after every join and leave;
+//! - `{"type":"presence","room":R,"members":[{"id":ID,"name":N},…],"online":K}` to the new
+//!   member only, after its welcome: who is there. From then on join and leave notices keep
+//!   its list current — a room of N members costs N small notices per join, not N full lists;
 //! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS}` for each message
 //!   (`ts`: the server's clock, Unix milliseconds; HTTP posts come `"from":"http"`).
 
@@ -40,7 +41,7 @@ pub const INDEX_HTML: &str = include_str!("assets/index.html");
 pub const DEFAULT_ROOM: &str = "lobby";
 
 /// Members listed at most in a presence message (the count is always exact).
-const PRESENCE_LIST_MAX: usize = 100;
+const PRESENCE_LIST_MAX: usize = 1000;
 
 /// The topic of a chat room.
 pub fn room_topic(room: &str) -> String {
@@ -227,7 +228,7 @@ impl Handler for DemoApp {
                 let mut join = notice("join", id, &member, online);
                 join.push('}');
                 ctx.publish(&topic, Message::Text(&join));
-                ctx.publish(&topic, Message::Text(&presence));
+                ctx.send_text(&presence);
             }
             None if ctx.path() == "/learn" => {
                 if let Some((request, response)) = ctx.handshake() {
@@ -271,7 +272,7 @@ impl Handler for DemoApp {
     fn on_close(&self, ctx: &mut Context<'_, Option<Member>>, code: CloseCode, reason: &str) {
         let Some(member) = ctx.state().clone() else { return };
         let id = ctx.id();
-        let (presence, online) = self.presence(&member.room, |m| {
+        let (_, online) = self.presence(&member.room, |m| {
             m.remove(&id);
         });
         let mut leave = notice("leave", id, &member, online);
@@ -280,7 +281,6 @@ impl Handler for DemoApp {
         leave.push('}');
         let topic = room_topic(&member.room);
         ctx.publish(&topic, Message::Text(&leave));
-        ctx.publish(&topic, Message::Text(&presence));
     }
 }
 
