@@ -4,7 +4,8 @@
 #   benches/compare.sh
 #
 # Builds wsloop (cargo build --release at the repo root), the peer servers
-# (benches/peers/rust, benches/peers/node) and the load generator
+# (benches/peers/rust, benches/peers/node, and benches/peers/uws when UWS_DIR
+# points to a uWebSockets checkout) and the load generator
 # (benches/load), then runs every scenario against every server: servers
 # interleaved, RUNS runs each, each run against a freshly started server
 # pinned to CPU 0 while the load generator is pinned to CPU 1. Prints one
@@ -16,7 +17,11 @@
 #   WARMUP=1        warmup seconds per run (not measured)
 #   SCENARIOS="..." subset of: echo-100x16 echo-1000x1 echo-64k echo-latency
 #                   handshake idle-10k bcast-100 bcast-1000
-#   SERVERS="..."   subset of: wsloop tokio-tungstenite fastwebsockets node-ws
+#   SERVERS="..."   subset of: wsloop tokio-tungstenite fastwebsockets node-ws uws
+#   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
+#                   (dir/src/App.h, dir/uSockets/src/libusockets.h), kept
+#                   outside this repository; the uws peer is built against it
+#                   by benches/peers/uws/build.sh. Unset: uws is skipped.
 #   BCAST_WINDOW=8  broadcast: messages outstanding at most
 #   QUIET_WAIT=20   before each run, wait up to this many seconds for the
 #                   CPU use of other processes to drop below 10%
@@ -38,7 +43,7 @@ WARMUP=${WARMUP:-1}
 BCAST_WINDOW=${BCAST_WINDOW:-8}
 QUIET_WAIT=${QUIET_WAIT:-20}
 ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000"
-ALL_SERVERS="wsloop tokio-tungstenite fastwebsockets node-ws"
+ALL_SERVERS="wsloop tokio-tungstenite fastwebsockets node-ws uws"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-$ALL_SERVERS}
 PORT=${BASE_PORT:-19300}
@@ -49,6 +54,7 @@ RESULTS=$OUT/results.tsv # scenario server run status json-or-message
 
 LOAD=$ROOT/benches/load/target/release/wsloop-load
 PEERS_RUST=$ROOT/benches/peers/rust/target/release
+PEER_UWS=$ROOT/benches/peers/uws/target/peer-uws
 WSLOOP=$ROOT/target/release/wsloop
 
 log() { echo "[compare] $*" >&2; }
@@ -119,6 +125,19 @@ if [ -z "${SKIP_BUILD:-}" ]; then
                         npm ci --prefix "$ROOT/benches/peers/node" --no-audit --no-fund ||
                         UNAVAILABLE[node-ws]="npm ci failed"
                 fi ;;
+            uws)
+                # uWebSockets' source is not in this repository: UWS_DIR
+                # must point to a checkout (see benches/peers/uws/build.sh).
+                if [ -z "${UWS_DIR:-}" ]; then
+                    UNAVAILABLE[uws]="uws skipped: UWS_DIR not set"
+                elif [ ! -f "$UWS_DIR/src/App.h" ] || [ ! -f "$UWS_DIR/uSockets/src/libusockets.h" ]; then
+                    UNAVAILABLE[uws]="uws skipped: UWS_DIR=$UWS_DIR not found (need src/App.h, uSockets/src/libusockets.h)"
+                else
+                    build peer-uws "$OUT/build-uws.log" \
+                        env UWS_DIR="$UWS_DIR" bash "$ROOT/benches/peers/uws/build.sh" ||
+                        UNAVAILABLE[uws]="build failed"
+                fi
+                [ -n "${UNAVAILABLE[uws]:-}" ] && log "${UNAVAILABLE[uws]}" ;;
         esac
     done
 fi
@@ -137,6 +156,9 @@ fi
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "wsloop: git $WSLOOP_REV (working tree as built)"
     echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
+    if case " $SERVERS " in *" uws "*) true ;; *) false ;; esac && [ -f "$PEER_UWS.version" ]; then
+        echo "uws: $(head -1 "$PEER_UWS.version")"
+    fi
     echo "command: RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" BCAST_WINDOW=$BCAST_WINDOW benches/compare.sh"
 } >"$OUT/meta.txt"
 for s in $SERVERS; do
@@ -153,6 +175,8 @@ for s in $SERVERS; do
             [ -x "$PEERS_RUST/peer-$s" ] || UNAVAILABLE[$s]="binary missing" ;;
         node-ws)
             [ -d "$ROOT/benches/peers/node/node_modules/ws" ] || UNAVAILABLE[node-ws]="ws not installed" ;;
+        uws)
+            [ -x "$PEER_UWS" ] || UNAVAILABLE[uws]="binary missing (set UWS_DIR and build; see benches/peers/uws/build.sh)" ;;
     esac
     [ -n "${UNAVAILABLE[$s]:-}" ] && log "server $s unavailable: ${UNAVAILABLE[$s]}"
 done
@@ -171,6 +195,7 @@ start_server() { # name, port, log -> SERVER_PID (empty on failure)
             fi ;;
         tokio-tungstenite | fastwebsockets) $PIN_SERVER "$PEERS_RUST/peer-$name" "$port" >"$logf" 2>&1 & ;;
         node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" >"$logf" 2>&1 & ;;
+        uws) $PIN_SERVER "$PEER_UWS" "$port" >"$logf" 2>&1 & ;;
     esac
     # taskset execs the server, so $! is the server's own pid (what the load
     # generator reads /proc/PID/stat of).
