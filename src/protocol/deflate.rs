@@ -20,6 +20,11 @@ pub(super) struct PerMessageDeflate {
     pub receiving_compressed: bool,
     /// Compressed payload bytes of that message so far, bounded like an uncompressed one.
     pub compressed_in: u64,
+    /// The reassembly buffer while lent out as an inflated text message: `String::from_utf8`
+    /// checks the last piece and converts in one pass, where a check and then `from_utf8` for
+    /// the `&str` would read the message twice (measured: 12-14% of a 1 KiB receive). Here,
+    /// not in `WebSocket`, so connections without deflate do not carry it.
+    pub text: String,
 }
 
 impl PerMessageDeflate {
@@ -30,12 +35,13 @@ impl PerMessageDeflate {
             inflater: MessageInflater::new(params.received_by(role)),
             receiving_compressed: false,
             compressed_in: 0,
+            text: String::new(),
         }
     }
 
     /// Heap bytes held by the (de)compressor states, plus this struct.
     pub fn held_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.compressor.held_bytes() + self.inflater.held_bytes()
+        std::mem::size_of::<Self>() + self.text.capacity() + self.compressor.held_bytes() + self.inflater.held_bytes()
     }
 }
 

@@ -60,23 +60,25 @@ impl MemoryBudget {
 /// What one connection has charged to the budget.
 #[derive(Debug, Default)]
 pub(crate) struct Charge {
-    charged: usize,
+    charged: u32,
 }
 
 impl Charge {
     /// Sets this connection's share to `holding` bytes.
     pub(crate) fn settle(&mut self, budget: &MemoryBudget, holding: usize) {
+        // One connection never holds 4 GiB (its limits are far below); saturate if it did.
+        let holding = u32::try_from(holding).unwrap_or(u32::MAX);
         if holding > self.charged {
-            budget.add(holding - self.charged);
+            budget.add((holding - self.charged) as usize);
         } else {
-            budget.sub(self.charged - holding);
+            budget.sub((self.charged - holding) as usize);
         }
         self.charged = holding;
     }
 
     #[cfg(test)]
     pub(crate) fn charged(&self) -> usize {
-        self.charged
+        self.charged as usize
     }
 }
 

@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// queued before them; only what the socket does not take is copied into the queue.
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
+/// Request targets a loop shares between its connections at most.
+const MAX_INTERNED_TARGETS: usize = 256;
+
 /// One loop's state apart from its connections: what every callback on the loop may touch.
 pub(crate) struct LoopState {
     pub(crate) idx: usize,
@@ -39,6 +42,10 @@ pub(crate) struct LoopState {
     /// Compresses each published message once for this loop's shared-mode deflate
     /// subscribers (created on first use).
     pub(crate) broadcast: Option<BroadcastCompressor>,
+    /// Bytes a callback wrote straight to its socket (direct writes), for its session's count.
+    pub(crate) direct_written: u64,
+    /// Request targets seen on this loop, shared by the connections that use them.
+    pub(crate) targets: std::collections::HashSet<Arc<str>>,
 }
 
 impl LoopState {
@@ -48,6 +55,20 @@ impl LoopState {
             Some(s) => s,
             None => &self.core.metrics().loops[0],
         }
+    }
+
+    /// The request target as a shared string: ten thousand connections to `/chat` hold one
+    /// copy. At most [`MAX_INTERNED_TARGETS`] are kept (targets with query strings are often
+    /// unique); past that, each connection gets its own.
+    pub(crate) fn intern_target(&mut self, target: &str) -> Arc<str> {
+        if let Some(t) = self.targets.get(target) {
+            return t.clone();
+        }
+        let t: Arc<str> = target.into();
+        if self.targets.len() < MAX_INTERNED_TARGETS {
+            self.targets.insert(t.clone());
+        }
+        t
     }
 
     fn publish(&mut self, target: Target, frame: Arc<Frame>, exclude: Option<ConnId>, from: Option<ConnId>) {
@@ -73,13 +94,11 @@ impl LoopState {
 #[derive(Debug, Default)]
 pub(crate) struct WsFlags {
     /// The handler asked to close: code and reason.
-    pub(crate) close_request: Option<(CloseCode, String)>,
+    pub(crate) close_request: Option<Box<(CloseCode, String)>>,
     /// A send returned Backpressure: call `on_drain` once the queue empties.
     pub(crate) drain_armed: bool,
     /// A direct write failed: the connection is broken.
     pub(crate) write_failed: bool,
-    /// Bytes written by direct writes during the callback.
-    pub(crate) direct_written: u64,
 }
 
 /// The raw handshake and frames of a connection accepted with `Accept::capture_frames`.
@@ -206,7 +225,7 @@ impl<S> Context<'_, S> {
                 // One writev of header + payload, straight from the read or reassembly buffer.
                 match stream.write_vectored(&[IoSlice::new(header), IoSlice::new(payload)]) {
                     Ok(written) => {
-                        self.conn.flags.direct_written += written as u64;
+                        self.lp.direct_written += written as u64;
                         let from_header = written.min(header.len());
                         header = header.get(from_header..).unwrap_or_default();
                         payload = payload.get(written - from_header..).unwrap_or_default();
@@ -326,7 +345,7 @@ impl<S> Context<'_, S> {
     /// callback returns; nothing more is sent to this connection.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         if self.conn.can_send {
-            self.conn.flags.close_request = Some((code, reason.to_owned()));
+            self.conn.flags.close_request = Some(Box::new((code, reason.to_owned())));
             self.conn.can_send = false;
         }
     }

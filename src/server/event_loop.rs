@@ -127,6 +127,8 @@ impl<H: Handler> EventLoop<H> {
                 text_scratch: String::new(),
                 binary_scratch: Vec::new(),
                 broadcast: None,
+                targets: Default::default(),
+                direct_written: 0,
             },
             resume: Vec::new(),
             dirty: Vec::new(),
@@ -379,7 +381,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    debug!("read from {} failed: {e}", conn.session.peer);
+                    debug!("read from {} failed: {e}", conn.session.peer());
                     self.drop_conn(slot, CloseCode::ABNORMAL, "read error");
                     return;
                 }
@@ -632,7 +634,7 @@ impl<H: Handler> EventLoop<H> {
                         LoopStats::add(&self.lp.stats().bytes_out, n as u64);
                     }
                     Err(e) => {
-                        debug!("write to {} failed: {e}", conn.session.peer);
+                        debug!("write to {} failed: {e}", conn.session.peer());
                         self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
                         return;
                     }
@@ -713,10 +715,10 @@ impl<H: Handler> EventLoop<H> {
             let Some(conn) = self.conns.get_gen_mut(slot, generation) else {
                 continue;
             };
-            if conn.session.timer_at != Some(at) {
+            if conn.session.timer_at != at {
                 continue; // superseded by an earlier entry
             }
-            conn.session.timer_at = None;
+            conn.session.timer_at = super::timers::NOT_SCHEDULED;
             if conn.session.next_deadline(&self.lp) > now {
                 self.arm_timer(slot); // activity moved it later
                 continue;
@@ -769,7 +771,7 @@ impl<H: Handler> EventLoop<H> {
                     budget.used(),
                     budget.limit(),
                     conn.session.id,
-                    conn.session.peer
+                    conn.session.peer()
                 );
                 LoopStats::add(&self.lp.stats().memory_sheds, 1);
                 conn.session.shed(&mut self.lp);

@@ -186,6 +186,8 @@ impl SessionHarness {
             text_scratch: String::new(),
             binary_scratch: Vec::new(),
             broadcast: None,
+            targets: Default::default(),
+            direct_written: 0,
         };
         let id = ConnId::new(1, 0, 0, 1);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000));

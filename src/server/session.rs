@@ -95,8 +95,9 @@ struct HttpState {
 
 struct WsState<S> {
     ws: WebSocket,
-    /// The request target: path and query string, as the client sent them.
-    target: Box<str>,
+    /// The request target: path and query string, as the client sent them; shared by every
+    /// connection of the loop with the same target (see `LoopState::intern_target`).
+    target: Arc<str>,
     request: Option<Box<Request>>,
     state: S,
     flags: WsFlags,
@@ -107,7 +108,9 @@ struct WsState<S> {
 
 enum Phase<S> {
     Http(Box<HttpState>),
-    Ws(Box<WsState<S>>),
+    /// Inline, not boxed: an idle WebSocket is most of what a server holds, and a box costs an
+    /// allocation header and a pointer per connection.
+    Ws(WsState<S>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +133,7 @@ pub(crate) struct Cx<'a, H> {
 /// One connection. See the module docs.
 pub(crate) struct Session<S> {
     pub(crate) id: ConnId,
-    pub(crate) peer: SocketAddr,
+    peer: CompactAddr,
     phase: Phase<S>,
     pub(crate) out: Outbound,
     pub(crate) bytes_in: u64,
@@ -143,16 +146,67 @@ pub(crate) struct Session<S> {
     /// The peer has closed its side.
     eof: bool,
     /// Input taken from the socket but not processed yet (the session paused in the middle).
-    stash: Vec<u8>,
+    stash: Stash,
     /// Not read: our own queue is over the high-water mark.
     backpressured: bool,
     /// Not read: this many backed-up subscribers hold this publisher.
     holds: u16,
     congestion: Option<Box<Congestion>>,
     /// When the loop's timers will call this session back.
-    pub(crate) timer_at: Option<Millis>,
+    pub(crate) timer_at: Millis,
     charge: Charge,
-    queued_reported: usize,
+    queued_reported: u32,
+}
+
+/// The peer's address in 8 bytes for IPv4 (a `SocketAddr` takes 32 on every connection);
+/// IPv6 addresses are boxed.
+enum CompactAddr {
+    V4([u8; 4], u16),
+    V6(Box<SocketAddr>),
+}
+
+impl CompactAddr {
+    fn new(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => CompactAddr::V4(a.ip().octets(), a.port()),
+            v6 => CompactAddr::V6(Box::new(v6)),
+        }
+    }
+
+    fn get(&self) -> SocketAddr {
+        match self {
+            CompactAddr::V4(ip, port) => SocketAddr::from((*ip, *port)),
+            CompactAddr::V6(a) => **a,
+        }
+    }
+}
+
+/// Input taken from the socket but not processed yet; boxed, since almost every connection
+/// never needs one (8 bytes instead of a `Vec`'s 24 on every connection).
+#[derive(Default)]
+#[allow(clippy::box_collection)] // on purpose: 8 bytes while absent, where a Vec takes 24
+struct Stash(Option<Box<Vec<u8>>>);
+
+impl Stash {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.get_or_insert_with(Default::default).extend_from_slice(bytes);
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
 }
 
 /// Runs a handler callback, turning a panic into an error message.
@@ -173,7 +227,7 @@ impl<S: Send + 'static> Session<S> {
         let config = &lp.core.config;
         Session {
             id,
-            peer,
+            peer: CompactAddr::new(peer),
             phase: Phase::Http(Box::new(HttpState {
                 between_requests: false,
                 parser: RequestParser::new(config.request_limits),
@@ -187,17 +241,22 @@ impl<S: Send + 'static> Session<S> {
             deadline: lp.now + config.handshake_timeout.as_millis() as Millis,
             closing: Closing::No,
             eof: false,
-            stash: Vec::new(),
+            stash: Stash::default(),
             backpressured: false,
             holds: 0,
             congestion: None,
-            timer_at: None,
+            timer_at: super::timers::NOT_SCHEDULED,
             charge: Charge::default(),
             queued_reported: 0,
         }
     }
 
     // ----- state the loop reads ------------------------------------------------------------
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer.get()
+    }
 
     /// What the loop should do with the socket now.
     pub(crate) fn io(&self) -> Io {
@@ -235,7 +294,7 @@ impl<S: Send + 'static> Session<S> {
     /// Takes the stash out to feed it; the caller gives back what it did not use with
     /// [`Session::stash_rest`].
     pub(crate) fn take_stash(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.stash)
+        self.stash.take()
     }
 
     /// Keeps input the session did not take (it paused in the middle of it).
@@ -264,9 +323,12 @@ impl<S: Send + 'static> Session<S> {
     /// Charges what the connection holds to the budget and its queue to the loop's gauge.
     pub(crate) fn settle(&mut self, lp: &LoopState) {
         self.charge.settle(lp.core.budget(), self.holding());
-        let queued = self.out.len();
+        let queued = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
         if queued != self.queued_reported {
-            LoopStats::gauge(&lp.stats().queued_bytes, queued as i64 - self.queued_reported as i64);
+            LoopStats::gauge(
+                &lp.stats().queued_bytes,
+                i64::from(queued) - i64::from(self.queued_reported),
+            );
             self.queued_reported = queued;
         }
     }
@@ -274,7 +336,7 @@ impl<S: Send + 'static> Session<S> {
     /// Gives back everything charged (the connection is going).
     pub(crate) fn release_charges(&mut self, lp: &LoopState) {
         self.charge.settle(lp.core.budget(), 0);
-        LoopStats::gauge(&lp.stats().queued_bytes, -(self.queued_reported as i64));
+        LoopStats::gauge(&lp.stats().queued_bytes, -i64::from(self.queued_reported));
         self.queued_reported = 0;
     }
 
@@ -314,10 +376,11 @@ impl<S: Send + 'static> Session<S> {
                 if let Some(p) = &h.pending {
                     debug!(
                         "{}: request dropped, the body ended {} bytes short of its Content-Length",
-                        self.peer, p.remaining
+                        self.peer.get(),
+                        p.remaining
                     );
                 } else if !h.buf.is_empty() {
-                    debug!("{}: connection closed inside a request head", self.peer);
+                    debug!("{}: connection closed inside a request head", self.peer.get());
                 }
                 h.pending = None;
                 h.buf = Vec::new();
@@ -327,7 +390,7 @@ impl<S: Send + 'static> Session<S> {
                 self.notify_close(cx, code, "peer closed the connection");
             }
         }
-        self.stash = Vec::new();
+        self.stash.clear();
         self.closing = if self.out.is_empty() {
             Closing::Done
         } else {
@@ -417,7 +480,7 @@ impl<S: Send + 'static> Session<S> {
             let (request, head_len) = match h.parser.parse(data.get(pos..).unwrap_or_default()) {
                 Ok(ParseStatus::Partial) => return HttpStep::NeedMore(pos),
                 Err(e) => {
-                    debug!("bad request from {}: {e}", self.peer);
+                    debug!("bad request from {}: {e}", self.peer.get());
                     cx.lp.core.metrics().http_request(e.status());
                     let bytes = e.response();
                     self.queue_bytes(cx.lp, &bytes);
@@ -482,7 +545,7 @@ impl<S: Send + 'static> Session<S> {
     fn refuse_http<H>(&mut self, cx: &mut Cx<'_, H>, request: &Request, status: u16, reason: &str) {
         debug!(
             "{} {} {} -> {status}: {reason}",
-            self.peer,
+            self.peer.get(),
             request.method(),
             request.path()
         );
@@ -517,7 +580,7 @@ impl<S: Send + 'static> Session<S> {
             Response::text(403, format!("403 Forbidden: {why}\n"))
         } else {
             let mut rcx = RequestContext {
-                peer: self.peer,
+                peer: self.peer.get(),
                 lp: &mut *cx.lp,
             };
             let handler = cx.handler;
@@ -548,7 +611,7 @@ impl<S: Send + 'static> Session<S> {
         cx.lp.core.metrics().http_request(response.status);
         debug!(
             "{} {} {} -> {}",
-            self.peer,
+            self.peer.get(),
             request.method(),
             request.target(),
             response.status
@@ -585,7 +648,7 @@ impl<S: Send + 'static> Session<S> {
                 }
                 OriginVerdict::Allowed(_) | OriginVerdict::Absent => {
                     let mut rcx = RequestContext {
-                        peer: self.peer,
+                        peer: self.peer.get(),
                         lp: &mut *cx.lp,
                     };
                     let handler = cx.handler;
@@ -607,10 +670,10 @@ impl<S: Send + 'static> Session<S> {
         let Some((up, accept)) = accepted else {
             let (bytes, status, why) =
                 refusal.unwrap_or_else(|| (Response::status(500).to_bytes(false, false), 500, String::new()));
-            debug!("handshake from {} refused: {why}", self.peer);
+            debug!("handshake from {} refused: {why}", self.peer.get());
             core.metrics().handshake(status);
             if let Some(obs) = &core.observer {
-                obs.handshake(self.id, self.peer, &request, &bytes);
+                obs.handshake(self.id, self.peer.get(), &request, &bytes);
             }
             self.queue_bytes(cx.lp, &bytes);
             self.start_closing(cx.lp);
@@ -650,12 +713,12 @@ impl<S: Send + 'static> Session<S> {
         );
         core.metrics().handshake(101);
         if let Some(obs) = &core.observer {
-            obs.handshake(self.id, self.peer, &request, &response);
+            obs.handshake(self.id, self.peer.get(), &request, &response);
         }
         self.queue_bytes(cx.lp, &response);
-        let target: Box<str> = request.target().into();
+        let target = cx.lp.intern_target(request.target());
         let path = request.path().to_owned();
-        info!("open {} {} #{}", self.peer, path, self.id);
+        info!("open {} {} #{}", self.peer.get(), path, self.id);
         debug!("open #{} target {}", self.id, request.target());
         let observe = core.observer.is_some();
         let capture = (capture_frames || observe).then(|| {
@@ -669,7 +732,7 @@ impl<S: Send + 'static> Session<S> {
         if let Some((params, _)) = negotiated {
             ws = ws.with_deflate(params);
         }
-        self.phase = Phase::Ws(Box::new(WsState {
+        self.phase = Phase::Ws(WsState {
             ws,
             target,
             request: keep_request.then(|| Box::new(request)),
@@ -678,7 +741,7 @@ impl<S: Send + 'static> Session<S> {
             ping_outstanding: false,
             close_notified: false,
             capture,
-        }));
+        });
         self.last_recv = cx.lp.now;
         LoopStats::gauge(&cx.lp.stats().websockets, 1);
         core.metrics().websocket_path(&path, 1);
@@ -708,7 +771,7 @@ impl<S: Send + 'static> Session<S> {
                 flags,
                 capture,
                 ..
-            } = &mut **w;
+            } = w;
             // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
             // up to the level where shedding stops, so admitting it never forces a shed.
             let budget = core.budget();
@@ -725,10 +788,10 @@ impl<S: Send + 'static> Session<S> {
             let received = match ws.receive(input.get_mut(pos..).unwrap_or_default(), &mut auto) {
                 Ok(r) => r,
                 Err(err) => {
-                    debug!("{} broke the protocol: {err}", self.peer);
+                    debug!("{} broke the protocol: {err}", self.peer.get());
                     if let Some(obs) = &core.observer {
-                        obs.protocol_error(self.id, self.peer, &err);
-                        obs.frames(self.id, self.peer, Direction::Sent, &auto);
+                        obs.protocol_error(self.id, self.peer.get(), &err);
+                        obs.frames(self.id, self.peer.get(), Direction::Sent, &auto);
                     }
                     core.metrics().close_code(CloseSide::Sent, err.close_code().0);
                     self.queue_bytes(cx.lp, &auto);
@@ -745,7 +808,7 @@ impl<S: Send + 'static> Session<S> {
             if let (Some(c), Some(raw)) = (capture.as_mut(), raw.as_ref()) {
                 c.frames_in.extend_from_slice(raw.get(start..pos).unwrap_or_default());
                 if let Some(obs) = &core.observer {
-                    obs.frames(self.id, self.peer, Direction::Received, &c.frames_in);
+                    obs.frames(self.id, self.peer.get(), Direction::Received, &c.frames_in);
                 }
             }
             let mut closed_by_peer = None;
@@ -781,7 +844,7 @@ impl<S: Send + 'static> Session<S> {
             // pings and never reads the pongs is paused like one that never reads echoes.
             if !auto.is_empty() {
                 if let Some(obs) = &core.observer {
-                    obs.frames(self.id, self.peer, Direction::Sent, &auto);
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, &auto);
                 }
                 self.out.append(&mut cx.lp.pool, |v| v.extend_from_slice(&auto));
                 if !self.backpressured && self.out.len() > core.config.backpressure_high_water {
@@ -801,7 +864,7 @@ impl<S: Send + 'static> Session<S> {
                 let mut ctx = Context {
                     conn: ConnParts {
                         id: self.id,
-                        peer: self.peer,
+                        peer: self.peer.get(),
                         target,
                         request: request.as_deref(),
                         state,
@@ -822,7 +885,7 @@ impl<S: Send + 'static> Session<S> {
                 cx.lp.text_scratch = text_copy;
                 cx.lp.binary_scratch = binary_copy;
                 if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
-                    obs.frames(self.id, self.peer, Direction::Sent, &tap);
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, &tap);
                 }
                 if let Some(c) = capture.as_mut() {
                     c.frames_in.clear();
@@ -851,13 +914,16 @@ impl<S: Send + 'static> Session<S> {
                 break;
             }
         }
+        if let Phase::Ws(w) = &mut self.phase {
+            w.ws.release_event();
+        }
         pos
     }
 
     /// Applies what a callback asked for: a close, a failed direct write, backpressure.
     fn after_callback<H>(&mut self, cx: &mut Cx<'_, H>) {
         let Phase::Ws(w) = &mut self.phase else { return };
-        let direct = std::mem::take(&mut w.flags.direct_written);
+        let direct = std::mem::take(&mut cx.lp.direct_written);
         if direct > 0 {
             self.bytes_out += direct;
             LoopStats::add(&cx.lp.stats().bytes_out, direct);
@@ -866,7 +932,8 @@ impl<S: Send + 'static> Session<S> {
             self.closing = Closing::Done;
             return;
         }
-        if let Some((code, reason)) = w.flags.close_request.take() {
+        if let Some(request) = w.flags.close_request.take() {
+            let (code, reason) = *request;
             self.request_close(cx.lp, code, &reason);
         }
         self.check_backpressure(cx.lp);
@@ -882,7 +949,11 @@ impl<S: Send + 'static> Session<S> {
     }
 
     fn handler_panicked<H>(&mut self, cx: &mut Cx<'_, H>, callback: &str, panic: &str) {
-        error!("handler panicked in {callback} for #{} {}: {panic}", self.id, self.peer);
+        error!(
+            "handler panicked in {callback} for #{} {}: {panic}",
+            self.id,
+            self.peer.get()
+        );
         LoopStats::add(&cx.lp.stats().handler_panics, 1);
         if let Phase::Ws(w) = &mut self.phase {
             w.flags.close_request = None;
@@ -912,12 +983,12 @@ impl<S: Send + 'static> Session<S> {
             flags,
             capture,
             ..
-        } = &mut **w;
+        } = w;
         let mut tap = core.observer.as_ref().map(|_| Vec::new());
         let mut ctx = Context {
             conn: ConnParts {
                 id: self.id,
-                peer: self.peer,
+                peer: self.peer.get(),
                 target,
                 request: request.as_deref(),
                 can_send: can_send && ws.can_send(),
@@ -934,13 +1005,17 @@ impl<S: Send + 'static> Session<S> {
         let handler = cx.handler;
         let result = guarded(|| f(handler, &mut ctx));
         if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
-            obs.frames(self.id, self.peer, Direction::Sent, &tap);
+            obs.frames(self.id, self.peer.get(), Direction::Sent, &tap);
         }
         match result {
             Ok(()) => self.after_callback(cx),
             Err(panic) if can_send => self.handler_panicked(cx, name, &panic),
             Err(panic) => {
-                error!("handler panicked in {name} for #{} {}: {panic}", self.id, self.peer);
+                error!(
+                    "handler panicked in {name} for #{} {}: {panic}",
+                    self.id,
+                    self.peer.get()
+                );
                 LoopStats::add(&cx.lp.stats().handler_panics, 1);
             }
         }
@@ -965,7 +1040,7 @@ impl<S: Send + 'static> Session<S> {
             Ok(()) => {
                 lp.core.metrics().close_code(CloseSide::Sent, code.0);
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(self.id, self.peer, Direction::Sent, &bytes);
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, &bytes);
                 }
                 self.out.append(&mut lp.pool, |v| v.extend_from_slice(&bytes));
                 self.deadline = lp.now + lp.core.config.close_timeout.as_millis() as Millis;
@@ -978,7 +1053,7 @@ impl<S: Send + 'static> Session<S> {
         if self.closing == Closing::No {
             self.closing = Closing::AfterFlush;
             self.deadline = lp.now + lp.core.config.close_timeout.as_millis() as Millis;
-            self.stash = Vec::new();
+            self.stash.clear();
         }
     }
 
@@ -1010,7 +1085,11 @@ impl<S: Send + 'static> Session<S> {
         let config = &lp.core.config;
         if self.out.len() > config.max_outbound {
             // A receiver this far behind is closed rather than buffered without bound.
-            debug!("closing slow receiver {} (queue {} bytes)", self.peer, self.out.len());
+            debug!(
+                "closing slow receiver {} (queue {} bytes)",
+                self.peer.get(),
+                self.out.len()
+            );
             LoopStats::add(&lp.stats().slow_consumer_closes, 1);
             self.request_close(
                 lp,
@@ -1053,7 +1132,7 @@ impl<S: Send + 'static> Session<S> {
                     self.out.push_shared(f.clone(), &mut lp.pool);
                 }
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(self.id, self.peer, Direction::Sent, f.bytes());
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, f.bytes());
                 }
             }
             None => {
@@ -1073,7 +1152,7 @@ impl<S: Send + 'static> Session<S> {
                     return Delivery::Skipped;
                 }
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(self.id, self.peer, Direction::Sent, &sent);
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, &sent);
                 }
             }
         }
@@ -1227,7 +1306,8 @@ impl<S: Send + 'static> Session<S> {
             released = std::mem::take(&mut c.holding);
             debug!(
                 "#{} {}: subscriber stalled, releasing its publishers",
-                self.id, self.peer
+                self.id,
+                self.peer.get()
             );
         }
         let Phase::Ws(w) = &mut self.phase else {
@@ -1249,7 +1329,7 @@ impl<S: Send + 'static> Session<S> {
             let mut bytes = Vec::new();
             if w.ws.send_ping(b"wsloop heartbeat", &mut bytes).is_ok() {
                 if let Some(obs) = &cx.lp.core.observer {
-                    obs.frames(self.id, self.peer, Direction::Sent, &bytes);
+                    obs.frames(self.id, self.peer.get(), Direction::Sent, &bytes);
                 }
                 self.out.append(&mut cx.lp.pool, |v| v.extend_from_slice(&bytes));
             }
@@ -1287,7 +1367,7 @@ impl<S: Send + 'static> Session<S> {
     /// Shed to keep the server under its memory budget: a Close 1013 (best effort; the
     /// connection is dropped right after one write).
     pub(crate) fn shed(&mut self, lp: &mut LoopState) {
-        self.stash = Vec::new();
+        self.stash.clear();
         self.request_close(lp, CloseCode::TRY_AGAIN_LATER, "server memory budget exhausted");
         self.closing = Closing::Done;
     }
@@ -1296,7 +1376,7 @@ impl<S: Send + 'static> Session<S> {
     /// line for the log.
     pub(crate) fn finish<H: Handler<State = S>>(&mut self, cx: &mut Cx<'_, H>, code: CloseCode, why: &str) {
         let Phase::Ws(w) = &mut self.phase else {
-            debug!("http connection {} closed ({why})", self.peer);
+            debug!("http connection {} closed ({why})", self.peer.get());
             return;
         };
         let code = w.ws.close_code().unwrap_or(code);
@@ -1306,7 +1386,12 @@ impl<S: Send + 'static> Session<S> {
         cx.lp.core.metrics().websocket_path(&path, -1);
         info!(
             "close {} {} #{} code={} in={} out={} ({why})",
-            self.peer, path, self.id, code.0, self.bytes_in, self.bytes_out
+            self.peer.get(),
+            path,
+            self.id,
+            code.0,
+            self.bytes_in,
+            self.bytes_out
         );
     }
 }

@@ -15,6 +15,10 @@ use std::collections::BinaryHeap;
 /// Milliseconds on the loop's clock.
 pub(crate) type Millis = u64;
 
+/// A connection's `scheduled` value when no entry of the heap is its (8 bytes per connection
+/// instead of an `Option`'s 16).
+pub(crate) const NOT_SCHEDULED: Millis = Millis::MAX;
+
 /// A pending callback: when, and for which slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
@@ -31,12 +35,13 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Makes sure the connection is called back no later than `deadline`. `scheduled` is the
-    /// deadline the connection is already scheduled at (`None`: not scheduled); it is updated.
-    pub(crate) fn arm(&mut self, slot: usize, generation: u32, deadline: Millis, scheduled: &mut Option<Millis>) {
-        if scheduled.is_some_and(|at| at <= deadline) {
+    /// deadline the connection is already scheduled at ([`NOT_SCHEDULED`]: none); it is
+    /// updated.
+    pub(crate) fn arm(&mut self, slot: usize, generation: u32, deadline: Millis, scheduled: &mut Millis) {
+        if *scheduled <= deadline {
             return;
         }
-        *scheduled = Some(deadline);
+        *scheduled = deadline;
         self.heap.push(Reverse(Entry {
             at: deadline,
             slot: slot as u32,
@@ -73,14 +78,14 @@ mod tests {
     #[test]
     fn due_entries_come_out_in_deadline_order_and_later_arms_are_free() {
         let mut t = Timers::default();
-        let mut a = None;
-        let mut b = None;
+        let mut a = NOT_SCHEDULED;
+        let mut b = NOT_SCHEDULED;
         t.arm(1, 1, 500, &mut a);
         t.arm(2, 1, 100, &mut b);
         t.arm(1, 1, 900, &mut a); // later than scheduled: no new entry
-        assert_eq!((t.len(), a), (2, Some(500)));
+        assert_eq!((t.len(), a), (2, 500));
         t.arm(1, 1, 50, &mut a); // earlier: a new entry, the old one goes stale
-        assert_eq!((t.len(), a), (3, Some(50)));
+        assert_eq!((t.len(), a), (3, 50));
         assert_eq!(t.next(), Some(50));
         assert_eq!(t.pop_due(40), None);
         assert_eq!(t.pop_due(1000), Some((1, 1, 50)));
