@@ -189,7 +189,7 @@ struct Stash(Option<Box<Vec<u8>>>);
 
 impl Stash {
     fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|v| v.is_empty())
+        self.0.as_ref().map_or(true, |v| v.is_empty())
     }
 
     fn len(&self) -> usize {
