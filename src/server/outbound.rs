@@ -15,7 +15,12 @@ const MAX_IOVECS: usize = 64;
 /// partially written chunk is not moved around by reallocation too often.
 const OWNED_CHUNK_TARGET: usize = 256 * 1024;
 /// Buffers kept in a loop's pool at most, and the largest capacity worth keeping.
-const POOL_MAX_BUFFERS: usize = 256;
+/// Enough for a loop fanning out to thousands of subscribers per turn: below that, every turn
+/// freed and re-allocated the buffers of the subscribers past the limit (malloc and free were
+/// 4% of a 1,000-subscriber broadcast).
+const POOL_MAX_BUFFERS: usize = 4096;
+/// The pooled buffers' capacity together at most.
+const POOL_MAX_BYTES: usize = 4 << 20;
 const POOL_MAX_CAPACITY: usize = 64 * 1024;
 
 enum Chunk {
@@ -37,6 +42,8 @@ impl Chunk {
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
+    /// Capacity of the buffers in `free`.
+    free_bytes: usize,
     /// Emptied queues (with their chunk lists' capacity), handed to the next connection that
     /// has something to send: a queue lives only while it holds bytes. Boxed on purpose: the
     /// connection holds the same box, so handing it over moves a pointer, not the queue.
@@ -60,12 +67,20 @@ impl BufferPool {
     }
 
     fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_default()
+        let buf = self.free.pop().unwrap_or_default();
+        self.free_bytes -= buf.capacity().min(self.free_bytes);
+        buf
     }
 
     fn give(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() > 0 && buf.capacity() <= POOL_MAX_CAPACITY && self.free.len() < POOL_MAX_BUFFERS {
+        let cap = buf.capacity();
+        if cap > 0
+            && cap <= POOL_MAX_CAPACITY
+            && self.free.len() < POOL_MAX_BUFFERS
+            && self.free_bytes + cap <= POOL_MAX_BYTES
+        {
             buf.clear();
+            self.free_bytes += cap;
             self.free.push(buf);
         }
     }
@@ -159,7 +174,14 @@ impl Outbound {
                     count += 1;
                 }
             }
-            let written = match w.write_vectored(slices.get(..count).unwrap_or_default()) {
+            // One slice (the common case: a few frames coalesced in one buffer) goes out with
+            // write(), which std turns into send(2) on a socket; writev(2) costs the VFS layer
+            // on every call (vfs_writev, fdget_pos), measurable when fanning out to thousands.
+            let result = match slices.get(..count).unwrap_or_default() {
+                [one] => w.write(one),
+                many => w.write_vectored(many),
+            };
+            let written = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
