@@ -71,6 +71,13 @@ pub struct ServerConfig {
     /// Which origins may open WebSockets and use the HTTP routes cross-origin. Default
     /// same-origin (see [`OriginPolicy`]).
     pub origin_policy: OriginPolicy,
+    /// Recorded messages kept per topic for replay on reconnect (`publish_recorded`,
+    /// `subscribe_since`; in memory, or in a Redis Stream with a message bus, where trimming
+    /// is approximate: `MAXLEN ~`). 0 keeps none. Default 100.
+    pub history_size: usize,
+    /// Recorded messages older than this are not replayed (and a Redis history key expires
+    /// after this long without a message). Default 300 s.
+    pub history_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +102,8 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             origin_policy: OriginPolicy::SameOrigin,
+            history_size: 100,
+            history_ttl: Duration::from_secs(300),
         }
     }
 }
