@@ -524,3 +524,52 @@ fn an_id_from_before_a_restart_gets_the_resync_notice_in_memory() {
     let _ = welcome_id(&mut c);
     assert_eq!(next_chat(&mut c).0, "RESYNC");
 }
+
+/// `/` joins topic "t"; with `?since=ID` it first records one message itself through the
+/// handle (so its copy is in flight to this loop's inbox when the replay is read), then
+/// subscribes from ID. Text messages are recorded.
+struct InFlight;
+
+impl Handler for InFlight {
+    type State = ();
+    fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        Ok(Accept::default())
+    }
+    fn on_open(&self, ctx: &mut Context<'_>) {
+        match ctx.query().and_then(|q| q.strip_prefix("since=")).map(str::to_owned) {
+            Some(since) => {
+                ctx.handle()
+                    .publish_recorded("t", wsloop::server::Stamped::text("in flight ", ""))
+                    .unwrap();
+                ctx.subscribe_since("t", &since, Message::Text("RESYNC"));
+            }
+            None => ctx.subscribe("t"),
+        }
+    }
+    fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+        if let Message::Text(t) = message {
+            let prefix = format!("{t} ");
+            ctx.publish_recorded("t", wsloop::server::Stamped::text(&prefix, ""));
+        }
+    }
+}
+
+/// In memory, the replay is read at once; a copy of a message it contains that is still on its
+/// way to the loop must not be delivered again (the floor).
+#[test]
+fn in_memory_replay_skips_a_copy_still_in_flight() {
+    let server = Server::new(InFlight)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .start()
+        .unwrap();
+    let mut c = Client::connect(server.local_addr(), "/");
+    c.send_text("first");
+    let first = next_text(&mut c);
+    let since = first.strip_prefix("first ").unwrap().to_owned();
+    let mut d = Client::connect(server.local_addr(), &format!("/?since={since}"));
+    let replayed = next_text(&mut d);
+    assert!(replayed.starts_with("in flight "), "{replayed}");
+    c.send_text("next");
+    assert!(next_text(&mut d).starts_with("next "), "a second copy of {replayed:?}");
+}
