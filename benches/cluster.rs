@@ -36,7 +36,9 @@ struct Conn {
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn cpu_secs(pid: u32) -> f64 {
@@ -136,8 +138,6 @@ fn main() {
     let mut seq = 0u64;
     let mut window: Option<(Instant, f64, f64)> = None; // (start, server cpu, redis cpu)
     let mut result: Option<(f64, f64, f64)> = None;
-    let measure_start = |_: ()| ();
-    let _ = measure_start;
     let setup_deadline = Instant::now() + Duration::from_secs(60);
     let mut run_start: Option<Instant> = None;
     loop {
@@ -164,7 +164,8 @@ fn main() {
             }
         }
         let timeout = next_send.map(|t| t.saturating_duration_since(now).min(Duration::from_millis(50)));
-        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(50)))).unwrap();
+        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(50))))
+            .unwrap();
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(c) = conns.get_mut(i) else { continue };
