@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wsloop::explain::{self, Style};
+use wsloop::server::bus::RedisBus;
 use wsloop::server::{demo::DemoApp, DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
@@ -116,6 +117,18 @@ struct ServeArgs {
     /// (non-browsers) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// Share rooms, broadcasts, send_to and room history with every wsloop serving with the
+    /// same Redis (e.g. redis://127.0.0.1:6379). If Redis is unreachable, at start or later,
+    /// messages are still delivered to this process's clients, and the bus reconnects.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Chat messages kept per room for clients that reconnect with ?since=ID (0: none; in
+    /// memory, or in a Redis Stream with --redis).
+    #[arg(long, default_value_t = defaults().history_size)]
+    history_size: usize,
+    /// Seconds a chat message stays replayable.
+    #[arg(long, default_value_t = defaults().history_ttl.as_secs_f64())]
+    history_ttl: f64,
 }
 
 /// `serve`'s flags on their own, to get their defaults when no command is given.
@@ -196,7 +209,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         mode => mode,
     };
     config.websocket.deflate_threshold = args.deflate_threshold;
+    config.history_size = args.history_size;
+    config.history_ttl = secs(args.history_ttl);
     let mut server = Server::new(DemoApp::new()).config(config);
+    if let Some(url) = &args.redis {
+        match RedisBus::new(url) {
+            Ok(bus) => server = server.message_bus(bus),
+            Err(e) => {
+                eprintln!("wsloop: --redis {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.trace {
         match TraceObserver::stdout(4096) {
             Ok(trace) => server = server.observer(Arc::new(trace)),

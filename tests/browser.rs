@@ -697,3 +697,124 @@ fn flat_json_parser() {
     assert_eq!(parse_flat_object(r#"{"a":"x"} trailing"#), None);
     assert_eq!(parse_flat_object(r#"{"a":"unterminated}"#), None);
 }
+
+/// Issue 13: two servers sharing Redis, a page on each, one room; server B stops and starts
+/// again on its port (a new node); B's page reconnects with `since` and shows exactly what it
+/// missed. `history_size` 0 turns the replay off: the script must then fail.
+fn cluster_pages(history_size: usize) -> (bool, String) {
+    let redis = common::redis::RedisServer::start();
+    let start = |addr: SocketAddr, node: u32| {
+        Server::new(DemoApp::new())
+            .bind(addr)
+            .threads(1)
+            .node_id(node)
+            .history_size(history_size)
+            .message_bus(wsloop::server::bus::RedisBus::new(&redis.url()).unwrap())
+            .start()
+            .expect("server starts")
+    };
+    let connected = |s: &wsloop::server::RunningServer| s.info().bus().is_some_and(|b| b.connected);
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let a = start("127.0.0.1:0".parse().unwrap(), 0xa);
+    let b = start("127.0.0.1:0".parse().unwrap(), 0xb);
+    until("both buses connect", &|| connected(&a) && connected(&b));
+    let b_addr = b.local_addr();
+    let mut child = browser_script("cluster_browser.js", a.local_addr(), SCRIPT_TIMEOUT_SECS)
+        .arg(format!("http://{b_addr}/"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let stderr_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines = Vec::new();
+    let mut b = Some(b);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if line == "STOP_B" {
+                    if let Some(old) = b.take() {
+                        old.shutdown();
+                        old.join().unwrap();
+                    }
+                } else if line == "START_B" {
+                    let new = start(b_addr, 0xb2);
+                    until("the new B's bus connects", &|| connected(&new));
+                    b = Some(new);
+                }
+                if line == "STOP_B" || line == "START_B" {
+                    let stdin = child.stdin.as_mut().unwrap();
+                    writeln!(stdin, "done").unwrap();
+                    stdin.flush().unwrap();
+                }
+                lines.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait().unwrap();
+    let stderr = stderr_text.join().unwrap();
+    drop(b);
+    let ok = status.success() && lines.iter().any(|l| l == "OK");
+    (
+        ok,
+        format!(
+            "cluster_browser.js ({status}):\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+            lines.join("\n")
+        ),
+    )
+}
+
+#[test]
+fn two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed() {
+    if !browser_ready("two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed")
+        || !common::redis::available("two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed")
+    {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (ok, report) = cluster_pages(100);
+    assert!(ok, "{report}");
+}
+
+/// The check can fail: with no history, B's page never shows what it missed.
+#[test]
+fn cluster_check_fails_without_history() {
+    if !browser_ready("cluster_check_fails_without_history")
+        || !common::redis::available("cluster_check_fails_without_history")
+    {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (ok, report) = cluster_pages(0);
+    assert!(!ok, "passed without history:\n{report}");
+    assert!(
+        report.contains("the replay of what it missed never happened"),
+        "{report}"
+    );
+}

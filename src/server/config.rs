@@ -75,6 +75,13 @@ pub struct ServerConfig {
     /// permessage-deflate (RFC 7692): off, shared or dedicated; see [`DeflateMode`]. The
     /// threshold and level are in [`ServerConfig::websocket`]. Default shared.
     pub deflate: DeflateMode,
+    /// Recorded messages kept per topic for replay on reconnect (`publish_recorded`,
+    /// `subscribe_since`; in memory, or in a Redis Stream with a message bus, where trimming
+    /// is approximate: `MAXLEN ~`). 0 keeps none. Default 100.
+    pub history_size: usize,
+    /// Recorded messages older than this are not replayed (and a Redis history key expires
+    /// after this long without a message). Default 300 s.
+    pub history_ttl: Duration,
 }
 
 /// How the server answers permessage-deflate offers (RFC 7692), and what each connection costs.
@@ -158,6 +165,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             origin_policy: OriginPolicy::SameOrigin,
             deflate: DeflateMode::Shared,
+            history_size: 100,
+            history_ttl: Duration::from_secs(300),
         }
     }
 }

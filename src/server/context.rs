@@ -6,6 +6,7 @@
 use super::budget::Frame;
 use super::fanout::{Outgoing, Target, Topics};
 use super::handle::{Core, PushError, ServerHandle, ServerInfo};
+use super::history::{HistoryId, Recoveries, Replay, Stamped};
 use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
 use super::timers::Millis;
@@ -32,6 +33,8 @@ pub(crate) struct LoopState {
     pub(crate) handle: ServerHandle,
     pub(crate) pool: BufferPool,
     pub(crate) topics: Topics,
+    /// Connections catching up on a topic's history (see `history.rs`).
+    pub(crate) recoveries: Recoveries,
     /// Messages published by the current callback, delivered by the loop when it returns.
     pub(crate) outgoing: Vec<Outgoing>,
     pub(crate) now: Millis,
@@ -80,8 +83,14 @@ impl LoopState {
         });
     }
 
+    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) {
+        if let Some(og) = self.core.record(topic, stamp, exclude) {
+            self.outgoing.push(og);
+        }
+    }
+
     fn send_to(&mut self, id: ConnId, message: Message<'_>, from: Option<ConnId>) -> Result<(), PushError> {
-        if !self.core.is_live(id) {
+        if !self.core.may_reach(id) {
             return Err(PushError::Gone);
         }
         let frame = self.core.frame(message);
@@ -294,8 +303,9 @@ impl<S> Context<'_, S> {
         self.send(Message::Binary(data))
     }
 
-    /// Sends a message to another connection, on whichever loop holds it.
-    /// [`PushError::Gone`] if it has closed.
+    /// Sends a message to another connection, on whichever loop holds it — or, with a message
+    /// bus, whichever process (its id's node says which). [`PushError::Gone`] if it is local
+    /// and has closed.
     pub fn send_to(&mut self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
         let from = Some(self.conn.id);
         self.lp.send_to(id, message, from)
@@ -310,6 +320,73 @@ impl<S> Context<'_, S> {
     /// Unsubscribes this connection from a topic.
     pub fn unsubscribe(&mut self, topic: &str) {
         self.lp.topics.unsubscribe(self.conn.id, topic);
+        self.lp.recoveries.remove_topic(self.conn.id, topic);
+    }
+
+    /// Subscribes this connection to a topic and first sends what was recorded there after
+    /// `since` (the last history id the client saw; see [`Stamped`] and
+    /// [`Context::publish_recorded`]), in order, then live messages — none missed, none twice
+    /// (how: `history.rs`). If the replay cannot be complete (`since` was trimmed away, is
+    /// malformed or from another history, or the message bus is unreachable), `notice` is sent
+    /// instead at that point, so the client can resync.
+    ///
+    /// Without a message bus the replay is queued at once; with one it follows a round trip,
+    /// and live messages of the topic wait for it.
+    pub fn subscribe_since(&mut self, topic: &str, since: &str, notice: Message<'_>) {
+        let id = self.conn.id;
+        self.lp.topics.subscribe(id, topic);
+        let notice_parts = (matches!(notice, Message::Binary(_)), notice.bytes().to_vec());
+        let Ok(since) = since.parse::<HistoryId>() else {
+            self.send(notice);
+            return;
+        };
+        let core = self.lp.core.clone();
+        match &core.bus {
+            Some(bus) => {
+                // Held first, then asked: see the seam in history.rs.
+                self.lp.recoveries.begin(id, topic, since, notice_parts);
+                if !bus.replay(id, topic, since) {
+                    self.lp.recoveries.finish(id, topic, Replay::Unavailable);
+                    self.send(notice);
+                }
+            }
+            None => {
+                // Subscribed above, read now under the history's lock: later messages come
+                // live, after these; earlier ones still in flight are at or below the floor.
+                let mut floor = since;
+                match core.history.since(topic, since) {
+                    Replay::Complete(entries) => {
+                        for e in &entries {
+                            let m = if e.binary {
+                                Message::Binary(&e.bytes)
+                            } else {
+                                Message::Text(std::str::from_utf8(&e.bytes).unwrap_or_default())
+                            };
+                            self.send(m);
+                            floor = floor.max(e.id);
+                        }
+                    }
+                    Replay::TooOld | Replay::Unavailable => {
+                        self.send(notice);
+                    }
+                }
+                self.lp.recoveries.set_floor(id, topic, floor);
+            }
+        }
+    }
+
+    /// Publishes a message into `topic`'s history and to its subscribers, this connection
+    /// included if subscribed: the server fills its id into the hole of `message` (see
+    /// [`Stamped`]) so clients can name the last one they saw when they reconnect
+    /// ([`Context::subscribe_since`]).
+    ///
+    /// Without a message bus it is delivered at once, with an id from this process's history.
+    /// With one, Redis assigns the id and publishes it in one step, and every process — this
+    /// one too — delivers it when it comes back: history order is delivery order everywhere.
+    /// If the bus is unreachable it is delivered here at once, with an empty id, and not
+    /// recorded.
+    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
+        self.lp.publish_recorded(topic, &message, None);
     }
 
     /// The topics this connection is subscribed to.
@@ -403,5 +480,11 @@ impl RequestContext<'_> {
     /// Sends a message to one WebSocket. [`PushError::Gone`] if it has closed.
     pub fn send_to(&mut self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
         self.lp.send_to(id, message, None)
+    }
+
+    /// Publishes a message into `topic`'s history and to its subscribers (see
+    /// [`Context::publish_recorded`]).
+    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
+        self.lp.publish_recorded(topic, &message, None);
     }
 }

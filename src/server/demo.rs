@@ -22,11 +22,23 @@
 //! - `{"type":"presence","room":R,"members":[{"id":ID,"name":N},…],"online":K}` to the new
 //!   member only, after its welcome: who is there. From then on join and leave notices keep
 //!   its list current — a room of N members costs N small notices per join, not N full lists;
-//! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS}` for each message
-//!   (`ts`: the server's clock, Unix milliseconds; HTTP posts come `"from":"http"`).
+//! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS,"mid":MID}` for
+//!   each message (`ts`: the server's clock, Unix milliseconds; HTTP posts come
+//!   `"from":"http"`; `mid`: the message's place in the room's history, a
+//!   [`HistoryId`](super::HistoryId) such as `"1718000000000-0"`, or `""` when it could not be
+//!   recorded — the message bus was unreachable);
+//! - `{"type":"resync","room":R}` when a client came back with `since` and the server cannot
+//!   replay everything it missed (too old, or history unreachable): the page says so and goes
+//!   on live.
+//!
+//! **Reconnecting.** A client that comes back with `&since=MID` (the last `mid` it saw) first
+//! gets every message of its room recorded after that one, in order, then live messages, none
+//! missed and none twice (see `history.rs`); or the `resync` notice. Chat messages (WebSocket
+//! and HTTP) are recorded; presence notices are not. With `--redis` the history is shared by
+//! every process, so a client may come back to another process than the one it left.
 
 use super::http::query_value;
-use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response};
+use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, Stamped};
 use crate::explain::{self, push_json_str};
 use crate::frame::{self, CloseCode, Opcode};
 use crate::handshake::Request;
@@ -114,7 +126,27 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// The JSON of a chat message.
+/// The JSON of a recorded chat message, up to its id: `prefix + MID + MESSAGE_SUFFIX`
+/// (see [`Stamped`]).
+pub fn message_prefix(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
+    let mut json = message_json(room, sender, from, text);
+    json.pop();
+    json.push_str(",\"mid\":\"");
+    json
+}
+
+/// What follows the id of a recorded chat message.
+pub const MESSAGE_SUFFIX: &str = "\"}";
+
+/// The notice for a client whose `since` cannot be answered in full.
+pub fn resync_json(room: &str) -> String {
+    let mut json = String::from("{\"type\":\"resync\",\"room\":");
+    push_json_str(&mut json, room);
+    json.push('}');
+    json
+}
+
+/// The JSON of a chat message (without its history id).
 pub fn message_json(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
     let mut json = String::from("{\"type\":\"message\",\"room\":");
     push_json_str(&mut json, room);
@@ -162,11 +194,12 @@ impl Handler for DemoApp {
             "/health" => Response::json(
                 200,
                 format!(
-                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"uptime_seconds\":{},\"memory_used\":{}}}",
+                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"uptime_seconds\":{},\"memory_used\":{},\"bus\":{}}}",
                     info.open_connections(),
                     info.open_websockets(),
                     info.uptime().as_secs(),
-                    info.memory_used()
+                    info.memory_used(),
+                    bus_json(info)
                 ),
             ),
             "/metrics" => Response {
@@ -220,7 +253,13 @@ impl Handler for DemoApp {
                 push_json_str(&mut welcome, &member.name);
                 welcome.push('}');
                 ctx.send_text(&welcome);
-                ctx.subscribe(&topic);
+                match query_value(ctx.query(), "since").filter(|s| !s.is_empty()) {
+                    Some(since) => {
+                        let resync = resync_json(&member.room);
+                        ctx.subscribe_since(&topic, &since, Message::Text(&resync));
+                    }
+                    None => ctx.subscribe(&topic),
+                }
                 let name = member.name.clone();
                 let (presence, online) = self.presence(&member.room, |m| {
                     m.insert(id, name);
@@ -245,8 +284,8 @@ impl Handler for DemoApp {
             let topic = room_topic(&member.room);
             match message {
                 Message::Text(text) => {
-                    let json = message_json(&member.room, Some(ctx.id()), &member.name, text);
-                    ctx.publish(&topic, Message::Text(&json));
+                    let prefix = message_prefix(&member.room, Some(ctx.id()), &member.name, text);
+                    ctx.publish_recorded(&topic, Stamped::text(&prefix, MESSAGE_SUFFIX));
                 }
                 Message::Binary(_) => ctx.publish(&topic, message),
             }
@@ -296,7 +335,23 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
     let Ok(text) = std::str::from_utf8(request.body()) else {
         return Response::text(400, "the body must be UTF-8 text\n");
     };
-    let json = message_json(room, None, "http", text);
-    ctx.publish(&room_topic(room), Message::Text(&json));
+    let prefix = message_prefix(room, None, "http", text);
+    ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX));
     Response::json(202, "{\"status\":\"published\"}")
+}
+
+/// `/health`'s `bus` field: `null` without one, else its state and counters.
+fn bus_json(info: &super::ServerInfo) -> String {
+    match info.bus() {
+        None => "null".to_owned(),
+        Some(b) => {
+            let mut json = String::from("{\"engine\":");
+            push_json_str(&mut json, &b.engine);
+            json.push_str(&format!(
+                ",\"connected\":{},\"published\":{},\"received\":{},\"dropped\":{}}}",
+                b.connected, b.published, b.received, b.dropped
+            ));
+            json
+        }
+    }
 }

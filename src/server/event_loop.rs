@@ -15,11 +15,12 @@ use super::budget::Charge;
 use super::context::LoopState;
 use super::fanout::{Outgoing, Target};
 use super::handle::{Command, Core};
+use super::history;
 use super::metrics::LoopStats;
 use super::session::{Cx, Delivery, Io, Session};
 use super::slab::Slab;
 use super::timers::{Millis, Timers};
-use super::{ConnId, Handler, Response};
+use super::{ConnId, Handler, Message, Response};
 use crate::frame::CloseCode;
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -121,6 +122,7 @@ impl<H: Handler> EventLoop<H> {
                 handle,
                 pool: Default::default(),
                 topics: Default::default(),
+                recoveries: Default::default(),
                 outgoing: Vec::new(),
                 now: 0,
                 shutting_down: false,
@@ -448,6 +450,8 @@ impl<H: Handler> EventLoop<H> {
         while !self.lp.outgoing.is_empty() {
             let batch = std::mem::take(&mut self.lp.outgoing);
             for og in batch {
+                // To the other processes first (queued, never waiting), then here.
+                self.lp.core.forward(&og);
                 if let Target::One(id) = og.target {
                     if id.node() != self.lp.core.node {
                         continue;
@@ -476,6 +480,19 @@ impl<H: Handler> EventLoop<H> {
                 };
                 for &id in members.ids() {
                     if Some(id) != og.exclude {
+                        self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
+                    }
+                }
+                self.lp.topics.put_back(key, members);
+            }
+            Target::Recorded(topic, msg) => {
+                let Some((key, members)) = self.lp.topics.take_members(topic) else {
+                    return;
+                };
+                for &id in members.ids() {
+                    if Some(id) != og.exclude
+                        && self.lp.recoveries.gate(id, topic, *msg, &og.frame) == history::Gate::Deliver
+                    {
                         self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
                     }
                 }
@@ -586,6 +603,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 Command::Release(publisher) => self.release_local(publisher),
+                Command::Replay { conn, topic, result } => self.finish_replay(conn, &topic, result),
                 Command::Adopt(stream, peer) => {
                     if self.lp.shutting_down {
                         drop(stream);
@@ -596,6 +614,40 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.commands = commands;
+    }
+
+    /// A connection's replay came back from the bus: the replay, the notice if it is
+    /// incomplete, then the live messages held meanwhile (see the seam in `history.rs`).
+    fn finish_replay(&mut self, conn: ConnId, topic: &str, result: history::Replay) {
+        let Some(seam) = self.lp.recoveries.finish(conn, topic, result) else {
+            return;
+        };
+        let core = self.lp.core.clone();
+        let one = |frame| Outgoing {
+            target: Target::One(conn),
+            frame,
+            exclude: None,
+            from: None,
+        };
+        for e in &seam.replay {
+            let frame = if e.binary {
+                core.frame(Message::Binary(&e.bytes))
+            } else {
+                core.frame(Message::Text(std::str::from_utf8(&e.bytes).unwrap_or_default()))
+            };
+            self.deliver_local(&one(frame));
+        }
+        if let Some((binary, bytes)) = &seam.notice {
+            let frame = if *binary {
+                core.frame(Message::Binary(bytes))
+            } else {
+                core.frame(Message::Text(std::str::from_utf8(bytes).unwrap_or_default()))
+            };
+            self.deliver_local(&one(frame));
+        }
+        for frame in seam.held {
+            self.deliver_local(&one(frame));
+        }
     }
 
     // ----- writing -------------------------------------------------------------------------
@@ -816,6 +868,7 @@ impl<H: Handler> EventLoop<H> {
         conn.session.finish(&mut cx, code, why);
         let id = conn.session.id;
         self.lp.topics.remove_conn(id);
+        self.lp.recoveries.remove_conn(id);
         let held = conn.session.take_held();
         conn.session.out.clear(&mut self.lp.pool);
         conn.session.release_charges(&self.lp);

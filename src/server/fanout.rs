@@ -7,6 +7,7 @@
 //! in one place when it goes (`Topics::remove_conn`).
 
 use super::budget::Frame;
+use super::history::HistoryId;
 use super::ConnId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub(crate) enum Target {
     All,
     /// One connection.
     One(ConnId),
+    /// Every subscriber of the topic: a recorded message with its history id, which a
+    /// connection catching up on the topic may hold back or skip (see `history.rs`).
+    Recorded(Arc<str>, HistoryId),
 }
 
 /// A message for other connections, framed once.
@@ -39,7 +43,7 @@ impl Outgoing {
     pub(crate) fn goes_to_loop(&self, idx: usize) -> bool {
         match &self.target {
             Target::One(id) => id.loop_index() == idx,
-            Target::Topic(_) | Target::All => true,
+            Target::Topic(_) | Target::All | Target::Recorded(..) => true,
         }
     }
 }

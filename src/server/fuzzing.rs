@@ -18,6 +18,7 @@ use super::budget::MemoryBudget;
 use super::context::LoopState;
 use super::fanout::Target;
 use super::handle::{Core, Inbox, ServerInfo};
+use super::history::MemoryHistory;
 use super::metrics::Metrics;
 use super::session::{Cx, Delivery, Io, Session};
 use super::timers::Millis;
@@ -31,6 +32,7 @@ use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the fuzzed application does; each message's first byte picks an action.
 struct FuzzApp;
@@ -166,6 +168,7 @@ impl SessionHarness {
             info: ServerInfo {
                 metrics: Metrics::new(1),
                 budget,
+                bus: None,
             },
             inboxes: vec![Inbox::new(waker)],
             observer: None,
@@ -173,6 +176,8 @@ impl SessionHarness {
             running: AtomicUsize::new(1),
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             next_loop: AtomicUsize::new(0),
+            bus: None,
+            history: MemoryHistory::new(0, Duration::ZERO, 0),
         });
         let lp = LoopState {
             idx: 0,
@@ -180,6 +185,7 @@ impl SessionHarness {
             core,
             pool: Default::default(),
             topics: Default::default(),
+            recoveries: Default::default(),
             outgoing: Vec::new(),
             now: 0,
             shutting_down: false,
@@ -292,7 +298,9 @@ impl SessionHarness {
                 let Some(s) = self.session.as_mut() else { return };
                 let id = s.id;
                 let addressed = match &og.target {
-                    Target::Topic(t) => self.lp.topics.topics_of(id).iter().any(|x| **x == **t),
+                    Target::Topic(t) | Target::Recorded(t, _) => {
+                        self.lp.topics.topics_of(id).iter().any(|x| **x == **t)
+                    }
                     Target::All => true,
                     Target::One(to) => *to == id,
                 };

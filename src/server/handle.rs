@@ -8,7 +8,9 @@
 //! order, so messages from one sender arrive in the order they were pushed.
 
 use super::budget::{Frame, MemoryBudget};
+use super::bus::{BusInfo, BusLink, BusStats};
 use super::fanout::{Outgoing, Target};
+use super::history::{MemoryHistory, Replay, Stamped};
 use super::metrics::Metrics;
 use super::observer::Observer;
 use super::{ConnId, Message, ServerConfig};
@@ -37,6 +39,12 @@ pub(crate) enum Command {
     Release(ConnId),
     /// A connection accepted by another loop, handed over to balance the loops.
     Adopt(mio::net::TcpStream, SocketAddr),
+    /// The history a connection asked for (`subscribe_since`) was read from the message bus.
+    Replay {
+        conn: ConnId,
+        topic: Arc<str>,
+        result: Replay,
+    },
 }
 
 /// One loop's mailbox.
@@ -118,6 +126,10 @@ pub(crate) struct Core {
     pub(crate) local_addr: SocketAddr,
     /// Round-robin counter for spreading accepted connections over the loops.
     pub(crate) next_loop: AtomicUsize,
+    /// The message bus shared with other processes, if any (see `bus/mod.rs`).
+    pub(crate) bus: Option<BusLink>,
+    /// Topic history when there is no bus.
+    pub(crate) history: MemoryHistory,
 }
 
 impl Core {
@@ -144,6 +156,69 @@ impl Core {
 
     pub(crate) fn is_live(&self, id: ConnId) -> bool {
         id.node() == self.node && self.inboxes.get(id.loop_index()).is_some_and(|i| i.is_live(id))
+    }
+
+    /// Whether a `send_to` may go out: a live local connection, or one on another node when a
+    /// bus connects the nodes (whether it is still open there cannot be known here).
+    pub(crate) fn may_reach(&self, id: ConnId) -> bool {
+        self.is_live(id) || (id.node() != self.node && self.bus.is_some())
+    }
+
+    /// Hands a message just delivered (or being delivered) here to the bus for the other
+    /// processes.
+    pub(crate) fn forward(&self, og: &Outgoing) {
+        if let Some(bus) = &self.bus {
+            bus.forward(self.node, og);
+        }
+    }
+
+    /// A recorded message: to the bus, which gives it an id and brings it back to every node,
+    /// this one included; or, without a bus, into this process's history and, framed with its
+    /// id, into every loop's inbox under the history's lock (so every loop gets a topic's
+    /// messages in id order, the origin's loop too). `None` then. When the bus cannot take it
+    /// now (or history is off), it is returned with an empty id, not recorded, for the caller
+    /// to deliver (and forward) as a plain publish.
+    pub(crate) fn record(&self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> Option<Outgoing> {
+        let (target, bytes) = match &self.bus {
+            _ if self.config.history_size == 0 => (Target::Topic(topic.into()), stamp.fill("")),
+            Some(bus) => {
+                if bus.record(self.node, topic, stamp, exclude) {
+                    return None;
+                }
+                (Target::Topic(topic.into()), stamp.fill(""))
+            }
+            None => {
+                self.history.append_then(topic, stamp, |entry| {
+                    let message = if entry.binary {
+                        Message::Binary(&entry.bytes)
+                    } else {
+                        Message::Text(std::str::from_utf8(&entry.bytes).unwrap_or_default())
+                    };
+                    let og = Outgoing {
+                        target: Target::Recorded(topic.into(), entry.id),
+                        frame: self.frame(message),
+                        exclude,
+                        from: None,
+                    };
+                    for inbox in &self.inboxes {
+                        inbox.push([Command::Deliver(og.clone())]);
+                    }
+                });
+                return None;
+            }
+        };
+        let message = if stamp.binary {
+            Message::Binary(&bytes)
+        } else {
+            // Prefix and suffix came from `&str`s and the id is ASCII.
+            Message::Text(std::str::from_utf8(&bytes).unwrap_or_default())
+        };
+        Some(Outgoing {
+            target,
+            frame: self.frame(message),
+            exclude,
+            from: None,
+        })
     }
 }
 
@@ -219,6 +294,10 @@ impl ServerHandle {
     }
 
     fn push(&self, og: Outgoing) {
+        self.core.forward(&og);
+        if matches!(og.target, Target::One(id) if id.node() != self.core.node) {
+            return; // on another process: the bus took it
+        }
         for (i, inbox) in self.core.inboxes.iter().enumerate() {
             if og.goes_to_loop(i) {
                 inbox.push([Command::Deliver(og.clone())]);
@@ -250,11 +329,27 @@ impl ServerHandle {
         Ok(())
     }
 
-    /// Sends a message to one connection. [`PushError::Gone`] if it has closed (a connection
-    /// that closes after the check loses the message silently, as any in-flight message).
+    /// Publishes a message into `topic`'s history (see [`Stamped`]) and to its subscribers on
+    /// every process; a client reconnecting with `subscribe_since` gets what it missed.
+    pub fn publish_recorded(&self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
+        self.check()?;
+        if let Some(og) = self.core.record(topic, &message, None) {
+            for (i, inbox) in self.core.inboxes.iter().enumerate() {
+                if og.goes_to_loop(i) {
+                    inbox.push([Command::Deliver(og.clone())]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a message to one connection, on this process or (with a message bus) another.
+    /// [`PushError::Gone`] if it is local and has closed (a connection that closes after the
+    /// check, or one on another process, loses the message silently, as any in-flight
+    /// message).
     pub fn send_to(&self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
         self.check()?;
-        if !self.core.is_live(id) {
+        if !self.core.may_reach(id) {
             return Err(PushError::Gone);
         }
         self.push(Outgoing {
@@ -327,6 +422,7 @@ impl ServerHandle {
 pub struct ServerInfo {
     pub(crate) metrics: Metrics,
     pub(crate) budget: Arc<MemoryBudget>,
+    pub(crate) bus: Option<Arc<BusStats>>,
 }
 
 impl ServerInfo {
@@ -362,7 +458,16 @@ impl ServerInfo {
 
     /// Every counter in the Prometheus text exposition format (what `/metrics` serves).
     pub fn prometheus(&self) -> String {
-        self.metrics.render(self.budget.used(), self.budget.limit(), &[])
+        let mut text = self.metrics.render(self.budget.used(), self.budget.limit(), &[]);
+        if let Some(bus) = &self.bus {
+            bus.render(&mut text);
+        }
+        text
+    }
+
+    /// The message bus's state and counters; `None` without a bus.
+    pub fn bus(&self) -> Option<BusInfo> {
+        self.bus.as_ref().map(|b| b.info())
     }
 }
 

@@ -41,6 +41,7 @@
 //! it runs out.
 
 mod budget;
+pub mod bus;
 mod config;
 mod conn_id;
 mod context;
@@ -51,6 +52,7 @@ mod fanout;
 pub mod fuzzing;
 mod handle;
 mod handler;
+mod history;
 pub mod http;
 mod metrics;
 mod observer;
@@ -64,6 +66,7 @@ pub use conn_id::{ConnId, ParseConnIdError};
 pub use context::{Context, RequestContext};
 pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, Message, Response, SendStatus};
+pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
 pub use observer::{Observer, TraceObserver};
 
@@ -85,6 +88,7 @@ pub struct Server<H: Handler> {
     config: ServerConfig,
     handler: Arc<H>,
     observer: Option<Arc<dyn Observer>>,
+    bus: Option<Arc<dyn bus::MessageBus>>,
 }
 
 impl<H: Handler> Server<H> {
@@ -94,6 +98,7 @@ impl<H: Handler> Server<H> {
             config: ServerConfig::default(),
             handler: Arc::new(handler),
             observer: None,
+            bus: None,
         }
     }
 
@@ -107,6 +112,26 @@ impl<H: Handler> Server<H> {
     /// [`TraceObserver`] is what `serve --trace` uses).
     pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Shares topics, broadcasts, `send_to` and topic history with every server on the same
+    /// message bus (e.g. [`bus::RedisBus`]; `wsloop serve --redis URL`). Each server must have
+    /// its own [`Server::node_id`] (random by default). See [`bus`] for what is guaranteed.
+    pub fn message_bus(mut self, bus: impl bus::MessageBus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// See [`ServerConfig::history_size`].
+    pub fn history_size(mut self, n: usize) -> Self {
+        self.config.history_size = n;
+        self
+    }
+
+    /// See [`ServerConfig::history_ttl`].
+    pub fn history_ttl(mut self, d: Duration) -> Self {
+        self.config.history_ttl = d;
         self
     }
 
@@ -267,12 +292,20 @@ impl<H: Handler> Server<H> {
         }
         let node = self.config.node_id.unwrap_or_else(random_node_id);
         let budget = MemoryBudget::new(self.config.max_memory);
+        let bus_link = self.bus.map(bus::BusLink::new);
+        // In-memory history may hold at most an eighth of the memory budget.
+        let history = history::MemoryHistory::new(
+            self.config.history_size,
+            self.config.history_ttl,
+            self.config.max_memory / 8,
+        );
         let core = Arc::new(Core {
             config: self.config,
             node,
             info: ServerInfo {
                 metrics: Metrics::new(threads),
                 budget,
+                bus: bus_link.as_ref().map(|b| b.stats.clone()),
             },
             inboxes,
             observer: self.observer,
@@ -280,6 +313,8 @@ impl<H: Handler> Server<H> {
             running: AtomicUsize::new(threads),
             local_addr,
             next_loop: AtomicUsize::new(0),
+            bus: bus_link,
+            history,
         });
         let mut handles = Vec::with_capacity(threads);
         for (idx, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
@@ -290,6 +325,7 @@ impl<H: Handler> Server<H> {
                 .spawn(move || event_loop.run())?;
             handles.push(handle);
         }
+        bus::start(&core)?;
         info!(
             "listening on {local_addr} ({threads} event loop{}{})",
             if threads == 1 { "" } else { "s" },

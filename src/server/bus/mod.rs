@@ -1,0 +1,728 @@
+//! Past one process: a message bus shared by every server of a cluster, so `publish`,
+//! `broadcast` and `send_to` reach clients on every process, and topic history is shared.
+//!
+//! **The seam with an engine** is the [`MessageBus`] trait: open a connection that publishes
+//! (and records and reads history), and run a subscription. [`RedisBus`] is the one engine
+//! here (`wsloop serve --redis URL`); NATS or a Valkey cluster would be another implementation
+//! of the same four operations.
+//!
+//! **The bridge** (this file) is two threads per server. The *publisher* takes jobs from a
+//! bounded queue the event loops and handles fill — live messages, recorded messages, history
+//! reads — and sends them in batches (one round trip per batch). The *subscriber* receives
+//! what every process published, frames each message once, and hands it to the loops through
+//! their inboxes, exactly as a [`ServerHandle`](super::ServerHandle) push would.
+//!
+//! **What is guaranteed.** Local delivery never waits for the bus: a live message is delivered
+//! to this process's receivers at once and queued for the bus; its echo from the bus is skipped
+//! by its origin node (no double delivery). Recorded messages are the one exception: their id
+//! is assigned by the bus, in the same atomic step that publishes them, so the origin delivers
+//! them when they come back from the bus, like every other node — which is what makes history
+//! order equal delivery order everywhere. Live delivery across processes is at most once: while
+//! the bus is unreachable nothing is queued for later (messages are delivered locally and
+//! counted as dropped for the bus; recorded messages are delivered locally without an id and
+//! are not in history), and the queue to the bus is bounded ([`QUEUE`]); when it is full the
+//! message is delivered locally only and counted. Order is kept per publisher (one queue, one
+//! connection), not across publishers on different processes, except for recorded messages,
+//! which every process sees in history order.
+//!
+//! **Redis down.** Each thread reconnects with exponential backoff (100 ms to 5 s, jittered);
+//! one log line per change of state, `wsloop_bus_connected` and `/health` show it.
+
+mod redis;
+pub(crate) mod wire;
+
+pub use self::redis::RedisBus;
+
+use super::budget::Frame;
+use super::fanout::{Outgoing, Target};
+use super::handle::{Command, Core};
+use super::history::{Entry, HistoryId, Replay, Stamped};
+use super::{ConnId, Message};
+use log::{info, warn};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Jobs queued for the bus at most; past it messages are delivered locally only and counted as
+/// dropped (no unbounded buffering when the bus is slow).
+pub const QUEUE: usize = 16 * 1024;
+/// Jobs sent in one batch (one round trip).
+const BATCH: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The publisher pings when idle this long, so a dead connection is noticed before a message
+/// is lost on it.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// A channel of the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Topic messages and broadcasts: every node listens.
+    Fanout,
+    /// Messages for the connections of one node (`send_to`): only that node listens.
+    Node(u32),
+}
+
+/// An error from a bus engine (connection refused, lost, or a bad reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusError(pub String);
+
+impl fmt::Display for BusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BusError {}
+
+/// How long recorded messages are kept: per topic, at most `max_len` of them, none older than
+/// `ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryBounds {
+    /// Messages kept per topic (at least; engines may trim approximately).
+    pub max_len: usize,
+    /// Age past which messages are not replayed.
+    pub ttl: Duration,
+}
+
+/// A message to record in a topic's history and publish, as one atomic step: the engine
+/// assigns the id `ID` (ordered per topic) and publishes
+/// `head + ID + tail + prefix + ID + suffix` on [`Channel::Fanout`]; history keeps
+/// `prefix`, `suffix` and `binary`, and gives back `prefix + ID + suffix`.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The topic whose history it joins.
+    pub topic: Arc<str>,
+    /// The bus header before the id.
+    pub head: Vec<u8>,
+    /// The bus header after the id (ends with the line feed).
+    pub tail: Vec<u8>,
+    /// The message before its id.
+    pub prefix: Vec<u8>,
+    /// The message after its id.
+    pub suffix: Vec<u8>,
+    /// A binary message (else text).
+    pub binary: bool,
+}
+
+/// One recorded message, as history gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Its place in the topic's history.
+    pub id: HistoryId,
+    /// A binary message (else text, valid UTF-8).
+    pub binary: bool,
+    /// The whole message, id filled in.
+    pub bytes: Vec<u8>,
+}
+
+/// One connection of an engine that publishes, records and reads history. Used by one thread.
+pub trait BusPublisher: Send {
+    /// Publishes these messages in order (one round trip if the engine can).
+    fn publish(&mut self, batch: &[(Channel, Vec<u8>)]) -> Result<(), BusError>;
+    /// Records and publishes each message (see [`Record`]); in order.
+    fn record(&mut self, batch: &[Record], bounds: HistoryBounds) -> Result<(), BusError>;
+    /// What `topic` recorded after `since`: `Some(entries)` (oldest first, at most
+    /// `bounds.max_len`) if that is everything, `None` if `since` is no longer (or never was)
+    /// in the history, so a replay from it would have a gap.
+    fn history(
+        &mut self,
+        topic: &str,
+        since: HistoryId,
+        bounds: HistoryBounds,
+    ) -> Result<Option<Vec<HistoryEntry>>, BusError>;
+    /// Checks the connection.
+    fn ping(&mut self) -> Result<(), BusError>;
+}
+
+/// Where a subscription delivers.
+pub trait SubscriberSink {
+    /// The subscription is in place: from now on messages arrive.
+    fn subscribed(&mut self);
+    /// One message.
+    fn message(&mut self, bytes: &[u8]);
+    /// False when the server is shutting down: return `Ok(())` soon (within about a second).
+    fn keep_going(&self) -> bool;
+}
+
+/// A message bus engine. See the module docs.
+pub trait MessageBus: Send + Sync + 'static {
+    /// For logs and `/health`: the engine and where (no password), e.g. `redis 127.0.0.1:6379`.
+    fn describe(&self) -> String;
+    /// Opens a publishing connection.
+    fn publisher(&self) -> Result<Box<dyn BusPublisher>, BusError>;
+    /// Subscribes to `channels` and delivers to `sink` until the connection fails (`Err`) or
+    /// `sink.keep_going()` turns false (`Ok`).
+    fn subscribe(&self, channels: &[Channel], sink: &mut dyn SubscriberSink) -> Result<(), BusError>;
+}
+
+/// The bus's figures, as `/health` and `/metrics` show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusInfo {
+    /// `MessageBus::describe`.
+    pub engine: String,
+    /// Both connections are up.
+    pub connected: bool,
+    /// Messages sent to the bus.
+    pub published: u64,
+    /// Messages received from the bus and handed to the loops (own echoes not counted).
+    pub received: u64,
+    /// Messages not sent (bus unreachable, queue full, failed batch) or not delivered
+    /// (malformed, over the memory budget).
+    pub dropped: u64,
+    /// Times a connection to the bus was (re)established.
+    pub connects: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct BusStats {
+    engine: String,
+    connected: AtomicBool,
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    connects: AtomicU64,
+    /// Bumped when the subscription fails: the publisher's connection (likely to the same dead
+    /// server, and not yet used since) is reopened before it is trusted with a message.
+    epoch: AtomicU64,
+    /// (publisher up, subscriber up, last announced state).
+    state: Mutex<(bool, bool, Option<bool>)>,
+}
+
+impl BusStats {
+    pub(crate) fn info(&self) -> BusInfo {
+        BusInfo {
+            engine: self.engine.clone(),
+            connected: self.connected.load(Ordering::Acquire),
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn drop_n(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One side's state changed; logs once per change of the whole (both up, or not).
+    fn set(&self, publisher: bool, up: bool, error: Option<&BusError>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if publisher {
+            s.0 = up;
+        } else {
+            s.1 = up;
+            if !up {
+                s.0 = false;
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if up {
+            self.connects.fetch_add(1, Ordering::Relaxed);
+        }
+        let both = s.0 && s.1;
+        self.connected.store(both, Ordering::Release);
+        if both && s.2 != Some(true) {
+            s.2 = Some(true);
+            info!("message bus: connected to {}", self.engine);
+        } else if !up && s.2 != Some(false) {
+            s.2 = Some(false);
+            let why = error.map_or_else(String::new, |e| format!(": {e}"));
+            warn!(
+                "message bus: {} unreachable{why}; delivering locally only, reconnecting with backoff",
+                self.engine
+            );
+        }
+    }
+
+    /// The Prometheus lines.
+    pub(crate) fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let i = self.info();
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        metric(
+            "wsloop_bus_connected",
+            "gauge",
+            "1 while both connections to the message bus are up.",
+            u64::from(i.connected),
+        );
+        metric(
+            "wsloop_bus_published_total",
+            "counter",
+            "Messages sent to the message bus.",
+            i.published,
+        );
+        metric(
+            "wsloop_bus_received_total",
+            "counter",
+            "Messages received from the message bus and handed to the event loops.",
+            i.received,
+        );
+        metric(
+            "wsloop_bus_dropped_total",
+            "counter",
+            "Messages not sent to the bus (unreachable, queue full) or not delivered from it (malformed, over budget).",
+            i.dropped,
+        );
+        metric(
+            "wsloop_bus_connects_total",
+            "counter",
+            "Connections to the message bus established.",
+            i.connects,
+        );
+    }
+}
+
+enum Job {
+    Publish(Channel, Vec<u8>),
+    Record(Record),
+    Replay {
+        conn: ConnId,
+        topic: Arc<str>,
+        since: HistoryId,
+    },
+}
+
+/// The loops' side of the bridge, kept in `Core`.
+pub(crate) struct BusLink {
+    engine: Arc<dyn MessageBus>,
+    tx: SyncSender<Job>,
+    rx: Mutex<Option<Receiver<Job>>>,
+    pub(crate) stats: Arc<BusStats>,
+}
+
+impl BusLink {
+    pub(crate) fn new(engine: Arc<dyn MessageBus>) -> BusLink {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let stats = Arc::new(BusStats {
+            engine: engine.describe(),
+            ..BusStats::default()
+        });
+        BusLink {
+            engine,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            stats,
+        }
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.stats.connected.load(Ordering::Acquire)
+    }
+
+    fn send(&self, job: Job) -> Result<(), Job> {
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => Err(j),
+        }
+    }
+
+    /// Queues a message that was just delivered locally for the other processes: topics and
+    /// broadcasts to all, a connection on another node to that node. Never blocks.
+    pub(crate) fn forward(&self, node: u32, og: &Outgoing) {
+        let channel = match og.target {
+            Target::Topic(_) | Target::All => Channel::Fanout,
+            Target::One(id) if id.node() != node => Channel::Node(id.node()),
+            Target::One(_) | Target::Recorded(..) => return,
+        };
+        if !self.connected() {
+            self.stats.drop_n(1);
+            return;
+        }
+        let Some((binary, payload)) = wire::frame_payload(og.frame.bytes()) else {
+            return;
+        };
+        let Some(bytes) = wire::encode(node, binary, og.exclude, &og.target, payload) else {
+            self.stats.drop_n(1);
+            return;
+        };
+        if self.send(Job::Publish(channel, bytes)).is_err() {
+            self.stats.drop_n(1);
+        }
+    }
+
+    /// Queues a recorded message; false if the bus cannot take it now (the caller delivers
+    /// it locally, unrecorded).
+    pub(crate) fn record(&self, node: u32, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> bool {
+        if !self.connected() || !wire::topic_ok(topic) {
+            self.stats.drop_n(1);
+            return false;
+        }
+        let (head, tail) = wire::recorded_head(node, stamp.binary, exclude, topic);
+        let job = Job::Record(Record {
+            topic: topic.into(),
+            head,
+            tail,
+            prefix: stamp.prefix.to_vec(),
+            suffix: stamp.suffix.to_vec(),
+            binary: stamp.binary,
+        });
+        if self.send(job).is_err() {
+            self.stats.drop_n(1);
+            return false;
+        }
+        true
+    }
+
+    /// Asks for a replay; the answer comes back as `Command::Replay` to the connection's loop.
+    /// False if it cannot be asked now.
+    pub(crate) fn replay(&self, conn: ConnId, topic: &str, since: HistoryId) -> bool {
+        self.connected()
+            && self
+                .send(Job::Replay {
+                    conn,
+                    topic: topic.into(),
+                    since,
+                })
+                .is_ok()
+    }
+}
+
+/// Starts the bridge's two threads.
+pub(crate) fn start(core: &Arc<Core>) -> std::io::Result<()> {
+    let Some(link) = core.bus.as_ref() else { return Ok(()) };
+    let rx = link.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(rx) = rx else { return Ok(()) };
+    let c = core.clone();
+    std::thread::Builder::new()
+        .name("wsloop-bus-pub".into())
+        .spawn(move || publisher(&c, rx))?;
+    let c = core.clone();
+    std::thread::Builder::new()
+        .name("wsloop-bus-sub".into())
+        .spawn(move || subscriber(&c))?;
+    Ok(())
+}
+
+fn stopped(core: &Core) -> bool {
+    core.shutdown.load(Ordering::Acquire) || core.running.load(Ordering::Acquire) == 0
+}
+
+/// Exponential backoff with jitter.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_MIN }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    /// The next wait: between half and all of the current step, which then doubles.
+    fn step(&mut self) -> Duration {
+        let mut r = [0u8; 2];
+        let _ = getrandom::getrandom(&mut r);
+        let frac = f64::from(u16::from_ne_bytes(r)) / f64::from(u16::MAX);
+        let wait = self.next.mul_f64(0.5 + frac / 2.0);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        wait
+    }
+}
+
+/// Sleeps `d` in short slices; false if the server stopped meanwhile.
+fn nap(core: &Core, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if stopped(core) {
+            return false;
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+    }
+    !stopped(core)
+}
+
+fn bounds(core: &Core) -> HistoryBounds {
+    HistoryBounds {
+        max_len: core.config.history_size,
+        ttl: core.config.history_ttl,
+    }
+}
+
+/// Hands a replay answer to the connection's loop.
+fn answer_replay(core: &Core, conn: ConnId, topic: Arc<str>, result: Replay) {
+    if let Some(inbox) = core.inboxes.get(conn.loop_index()) {
+        inbox.push([Command::Replay { conn, topic, result }]);
+    }
+}
+
+/// A recorded message the bus could not take: delivered locally, without an id.
+fn deliver_unrecorded(core: &Core, r: &Record) {
+    let mut bytes = r.prefix.clone();
+    bytes.extend_from_slice(&r.suffix);
+    let message = if r.binary {
+        Message::Binary(&bytes)
+    } else {
+        match std::str::from_utf8(&bytes) {
+            Ok(t) => Message::Text(t),
+            Err(_) => return,
+        }
+    };
+    let og = Outgoing {
+        target: Target::Topic(r.topic.clone()),
+        frame: core.frame(message),
+        exclude: None,
+        from: None,
+    };
+    push_all(core, &og);
+}
+
+fn push_all(core: &Core, og: &Outgoing) {
+    for (i, inbox) in core.inboxes.iter().enumerate() {
+        if og.goes_to_loop(i) {
+            inbox.push([Command::Deliver(og.clone())]);
+        }
+    }
+}
+
+/// Jobs that cannot go to the bus: live messages are dropped (already delivered locally),
+/// recorded ones delivered locally, replays answered "unavailable".
+fn fail_jobs(core: &Core, stats: &BusStats, jobs: Vec<Job>, deliver_records: bool) {
+    for job in jobs {
+        match job {
+            Job::Publish(..) => stats.drop_n(1),
+            Job::Record(r) => {
+                stats.drop_n(1);
+                if deliver_records {
+                    deliver_unrecorded(core, &r);
+                }
+            }
+            Job::Replay { conn, topic, since: _ } => answer_replay(core, conn, topic, Replay::Unavailable),
+        }
+    }
+}
+
+fn publisher(core: &Arc<Core>, rx: Receiver<Job>) {
+    let Some(link) = core.bus.as_ref() else { return };
+    let stats = link.stats.clone();
+    let mut conn: Option<Box<dyn BusPublisher>> = None;
+    let mut backoff = Backoff::new();
+    let mut retry_at = Instant::now();
+    let mut last_used = Instant::now();
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+    let mut epoch = 0;
+    while !stopped(core) {
+        if conn.is_some() && stats.epoch.load(Ordering::Acquire) != epoch {
+            conn = None;
+            retry_at = Instant::now();
+        }
+        if conn.is_none() && Instant::now() >= retry_at {
+            let at_epoch = stats.epoch.load(Ordering::Acquire);
+            match link.engine.publisher() {
+                Ok(c) => {
+                    epoch = at_epoch;
+                    conn = Some(c);
+                    backoff.reset();
+                    last_used = Instant::now();
+                    stats.set(true, true, None);
+                }
+                Err(e) => {
+                    stats.set(true, false, Some(&e));
+                    retry_at = Instant::now() + backoff.step();
+                }
+            }
+        }
+        let wait = if conn.is_some() {
+            Duration::from_millis(200)
+        } else {
+            retry_at
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(200))
+        };
+        match rx.recv_timeout(wait) {
+            Ok(job) => batch.push(job),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(c) = conn.as_mut() {
+                    if last_used.elapsed() >= IDLE_PING {
+                        last_used = Instant::now();
+                        if let Err(e) = c.ping() {
+                            conn = None;
+                            stats.set(true, false, Some(&e));
+                            retry_at = Instant::now() + backoff.step();
+                        }
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            fail_jobs(core, &stats, std::mem::take(&mut batch), true);
+            continue;
+        };
+        last_used = Instant::now();
+        if let Err(e) = run_batch(core, &stats, c.as_mut(), &mut batch) {
+            log::debug!("message bus: a batch failed: {e}");
+            conn = None;
+            stats.set(true, false, Some(&e));
+            retry_at = Instant::now() + backoff.step();
+            // What was in flight may or may not have gone out: counted, not retried (at most
+            // once), not delivered locally (it may have been).
+            fail_jobs(core, &stats, std::mem::take(&mut batch), false);
+        }
+    }
+    fail_jobs(core, &stats, rx.try_iter().collect(), false);
+}
+
+/// Sends a batch: runs of live messages and of recorded messages each in one call; replays
+/// one by one. Jobs done are removed from `batch`; on error what is left was not done (or
+/// only partly).
+fn run_batch(core: &Core, stats: &BusStats, c: &mut dyn BusPublisher, batch: &mut Vec<Job>) -> Result<(), BusError> {
+    let bounds = bounds(core);
+    let mut jobs = std::mem::take(batch).into_iter().peekable();
+    let mut publishes: Vec<(Channel, Vec<u8>)> = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
+    let result = (|| {
+        while let Some(job) = jobs.next() {
+            match job {
+                Job::Publish(ch, bytes) => {
+                    publishes.push((ch, bytes));
+                    if !matches!(jobs.peek(), Some(Job::Publish(..))) {
+                        c.publish(&publishes)?;
+                        stats.published.fetch_add(publishes.len() as u64, Ordering::Relaxed);
+                        publishes.clear();
+                    }
+                }
+                Job::Record(r) => {
+                    records.push(r);
+                    if !matches!(jobs.peek(), Some(Job::Record(..))) {
+                        c.record(&records, bounds)?;
+                        stats.published.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        records.clear();
+                    }
+                }
+                Job::Replay { conn, topic, since } => {
+                    let result = match c.history(&topic, since, bounds) {
+                        Ok(Some(entries)) => Replay::Complete(
+                            entries
+                                .into_iter()
+                                .map(|e| Entry {
+                                    id: e.id,
+                                    binary: e.binary,
+                                    bytes: e.bytes,
+                                })
+                                .collect(),
+                        ),
+                        Ok(None) => Replay::TooOld,
+                        Err(e) => {
+                            answer_replay(core, conn, topic, Replay::Unavailable);
+                            return Err(e);
+                        }
+                    };
+                    answer_replay(core, conn, topic, result);
+                }
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        stats.drop_n((publishes.len() + records.len()) as u64);
+        batch.extend(jobs);
+    }
+    result
+}
+
+/// The subscriber's sink: frames each message once and hands it to the loops.
+struct Sink<'a> {
+    core: &'a Core,
+    stats: &'a BusStats,
+}
+
+impl SubscriberSink for Sink<'_> {
+    fn subscribed(&mut self) {
+        self.stats.set(false, true, None);
+    }
+
+    fn message(&mut self, bytes: &[u8]) {
+        deliver_inbound(self.core, self.stats, bytes);
+    }
+
+    fn keep_going(&self) -> bool {
+        !stopped(self.core)
+    }
+}
+
+fn subscriber(core: &Arc<Core>) {
+    let Some(link) = core.bus.as_ref() else { return };
+    let stats = link.stats.clone();
+    let channels = [Channel::Fanout, Channel::Node(core.node)];
+    let mut backoff = Backoff::new();
+    while !stopped(core) {
+        let mut sink = Sink { core, stats: &stats };
+        let started = Instant::now();
+        match link.engine.subscribe(&channels, &mut sink) {
+            Ok(()) => return,
+            Err(e) => {
+                stats.set(false, false, Some(&e));
+                if started.elapsed() > BACKOFF_MAX {
+                    backoff.reset(); // it had been up a while: a fresh failure
+                }
+            }
+        }
+        if !nap(core, backoff.step()) {
+            return;
+        }
+    }
+}
+
+/// One message from the bus: checked, framed once, queued to the loops that have receivers.
+pub(crate) fn deliver_inbound(core: &Core, stats: &BusStats, bytes: &[u8]) {
+    let Some(m) = wire::decode(bytes) else {
+        log::debug!("message bus: dropped a malformed message of {} bytes", bytes.len());
+        stats.drop_n(1);
+        return;
+    };
+    let recorded = matches!(m.target, wire::WireTarget::Recorded(..));
+    if m.origin == core.node && !recorded {
+        return; // delivered here when it was published
+    }
+    if m.payload.len() > core.config.websocket.max_message_size || core.budget().exceeded() {
+        stats.drop_n(1);
+        return;
+    }
+    let message = if m.binary {
+        Message::Binary(m.payload)
+    } else {
+        match std::str::from_utf8(m.payload) {
+            Ok(t) => Message::Text(t),
+            Err(_) => {
+                stats.drop_n(1);
+                return;
+            }
+        }
+    };
+    let target = match m.target {
+        wire::WireTarget::Topic(t) => Target::Topic(t.into()),
+        wire::WireTarget::All => Target::All,
+        wire::WireTarget::One(id) if id.node() == core.node && id.loop_index() < core.inboxes.len() => Target::One(id),
+        wire::WireTarget::One(_) => {
+            stats.drop_n(1);
+            return;
+        }
+        wire::WireTarget::Recorded(id, topic) => Target::Recorded(topic.into(), id),
+    };
+    let frame: Arc<Frame> = core.frame(message);
+    let og = Outgoing {
+        target,
+        frame,
+        exclude: m.exclude,
+        from: None,
+    };
+    log::trace!("message bus: received {:?}", og.target);
+    push_all(core, &og);
+    stats.received.fetch_add(1, Ordering::Relaxed);
+}
