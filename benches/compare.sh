@@ -17,7 +17,10 @@
 #   WARMUP=1        warmup seconds per run (not measured)
 #   SCENARIOS="..." subset of: echo-100x16 echo-1000x1 echo-64k echo-latency
 #                   handshake idle-10k bcast-100 bcast-1000
-#   SERVERS="..."   subset of: wsloop tokio-tungstenite fastwebsockets node-ws uws
+#                   echo-json echo-deflate bcast-json bcast-deflate
+#                   idle-json idle-deflate
+#   SERVERS="..."   subset of: wsloop wsloop-dedicated tokio-tungstenite
+#                   fastwebsockets node-ws node-ws-fast uws
 #   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
 #                   (dir/src/App.h, dir/uSockets/src/libusockets.h), kept
 #                   outside this repository; the uws peer is built against it
@@ -32,6 +35,17 @@
 #   WSLOOP_LOG=warn RUST_LOG for wsloop (default: unset, wsloop logs each
 #                   connection's open and close at info level)
 #
+# permessage-deflate (RFC 7692): the *-deflate scenarios offer it (as browsers
+# do) and fail if the server declines; *-json are the same runs without it
+# (1 KiB JSON-like text; broadcast as binary, which every /chat passes on as
+# it is). Servers: wsloop runs its default shared mode, wsloop-dedicated
+# `--deflate dedicated`; node-ws enables ws's perMessageDeflate with its own
+# defaults in the deflate scenarios (and none elsewhere), node-ws-fast with
+# wsloop's shared-mode settings (no context takeover, level 1, 128 B
+# threshold). The two variants run only in the deflate scenarios (and
+# idle-json); tokio-tungstenite 0.30 and fastwebsockets 0.10 have no
+# permessage-deflate, so they are listed as unsupported there.
+#
 # Traffic is loopback only (127.0.0.1) and every run is bounded in time.
 
 set -uo pipefail
@@ -42,8 +56,8 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 BCAST_WINDOW=${BCAST_WINDOW:-8}
 QUIET_WAIT=${QUIET_WAIT:-20}
-ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000"
-ALL_SERVERS="wsloop tokio-tungstenite fastwebsockets node-ws uws"
+ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000 echo-json echo-deflate bcast-json bcast-deflate idle-json idle-deflate"
+ALL_SERVERS="wsloop wsloop-dedicated tokio-tungstenite fastwebsockets node-ws node-ws-fast uws"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-$ALL_SERVERS}
 PORT=${BASE_PORT:-19300}
@@ -107,16 +121,22 @@ if [ -z "${SKIP_BUILD:-}" ]; then
         log "the load generator does not build; nothing to measure"
         exit 1
     }
+    built=" "
     for s in $SERVERS; do
-        case $s in
+        # The variants share their base server's build.
+        base=${s%-dedicated}
+        base=${base%-fast}
+        case "$built" in *" $base "*) continue ;; esac
+        built="$built$base "
+        case $base in
             wsloop)
                 build wsloop "$OUT/build-wsloop.log" \
                     bash -c "cd '$ROOT' && cargo build --release" ||
                     UNAVAILABLE[wsloop]="build failed" ;;
             tokio-tungstenite | fastwebsockets)
-                build "peer-$s" "$OUT/build-$s.log" \
-                    cargo build --release --manifest-path "$ROOT/benches/peers/rust/Cargo.toml" --bin "peer-$s" ||
-                    UNAVAILABLE[$s]="build failed" ;;
+                build "peer-$base" "$OUT/build-$base.log" \
+                    cargo build --release --manifest-path "$ROOT/benches/peers/rust/Cargo.toml" --bin "peer-$base" ||
+                    UNAVAILABLE[$base]="build failed" ;;
             node-ws)
                 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
                     UNAVAILABLE[node-ws]="node/npm not installed"
@@ -140,11 +160,13 @@ if [ -z "${SKIP_BUILD:-}" ]; then
                 [ -n "${UNAVAILABLE[uws]:-}" ] && log "${UNAVAILABLE[uws]}" ;;
         esac
     done
+    [ -n "${UNAVAILABLE[wsloop]:-}" ] && UNAVAILABLE[wsloop-dedicated]=${UNAVAILABLE[wsloop]}
+    [ -n "${UNAVAILABLE[node-ws]:-}" ] && UNAVAILABLE[node-ws-fast]=${UNAVAILABLE[node-ws]}
 fi
 [ -x "$LOAD" ] || { log "missing $LOAD"; exit 1; }
 # Run a snapshot of the wsloop binary: others may rebuild target/release
 # while this script runs, and every run must measure the same build.
-if [ -z "${UNAVAILABLE[wsloop]:-}" ] && [ -x "$WSLOOP" ] && case " $SERVERS " in *" wsloop "*) true ;; *) false ;; esac; then
+if [ -z "${UNAVAILABLE[wsloop]:-}" ] && [ -x "$WSLOOP" ] && case " $SERVERS " in *" wsloop "* | *" wsloop-dedicated "*) true ;; *) false ;; esac; then
     cp "$WSLOOP" "$OUT/wsloop" && WSLOOP=$OUT/wsloop
 fi
 WSLOOP_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -164,17 +186,17 @@ fi
 for s in $SERVERS; do
     [ -n "${UNAVAILABLE[$s]:-}" ] && continue
     case $s in
-        wsloop)
+        wsloop | wsloop-dedicated)
             if [ ! -x "$WSLOOP" ]; then
-                UNAVAILABLE[wsloop]="target/release/wsloop missing"
+                UNAVAILABLE[$s]="target/release/wsloop missing"
             elif ! "$WSLOOP" serve --help 2>&1 | grep -q -- --bind; then
                 # (a placeholder binary exits 0 on anything, hence the grep)
-                UNAVAILABLE[wsloop]="'wsloop serve --help' does not work yet"
+                UNAVAILABLE[$s]="'wsloop serve --help' does not work yet"
             fi ;;
         tokio-tungstenite | fastwebsockets)
             [ -x "$PEERS_RUST/peer-$s" ] || UNAVAILABLE[$s]="binary missing" ;;
-        node-ws)
-            [ -d "$ROOT/benches/peers/node/node_modules/ws" ] || UNAVAILABLE[node-ws]="ws not installed" ;;
+        node-ws | node-ws-fast)
+            [ -d "$ROOT/benches/peers/node/node_modules/ws" ] || UNAVAILABLE[$s]="ws not installed" ;;
         uws)
             [ -x "$PEER_UWS" ] || UNAVAILABLE[uws]="binary missing (set UWS_DIR and build; see benches/peers/uws/build.sh)" ;;
     esac
@@ -182,19 +204,43 @@ for s in $SERVERS; do
 done
 
 # ---------------------------------------------------------------- servers --
-start_server() { # name, port, log -> SERVER_PID (empty on failure)
-    local name=$1 port=$2 logf=$3
+# Why `server` does not run `scenario`, or nothing. "na:" marks a variant that
+# only exists for compression (not listed in the table), "unsupported:" a
+# server that cannot do what the scenario asks (listed).
+not_applicable() { # scenario, server
+    case "$1:$2" in
+        *-deflate:tokio-tungstenite) echo "unsupported: tokio-tungstenite 0.30 has no permessage-deflate" ;;
+        *-deflate:fastwebsockets) echo "unsupported: fastwebsockets 0.10 has no permessage-deflate" ;;
+        *-deflate:uws) echo "unsupported: benches/peers/uws runs uWS with compression DISABLED (its default)" ;;
+        *-deflate:* | idle-json:*) ;;
+        *:wsloop-dedicated | *:node-ws-fast) echo "na: a compression variant" ;;
+    esac
+}
+
+start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
+    local name=$1 port=$2 logf=$3 scenario=$4
+    local node_deflate=off
+    case $scenario in *-deflate) node_deflate=deflate ;; esac
+    local wsloop_args=(serve --bind "127.0.0.1:$port" --threads 1)
+    # 5,000 dedicated-mode connections with live (de)compressors hold ~2 GiB,
+    # over the default 1 GiB memory budget (which would refuse their messages
+    # with 1009): the idle scenarios measure with a 4 GiB budget.
+    case $scenario in idle-json | idle-deflate) wsloop_args+=(--max-memory 4294967296) ;; esac
     case $name in
-        wsloop)
+        wsloop | wsloop-dedicated)
+            [ "$name" = wsloop-dedicated ] && wsloop_args+=(--deflate dedicated)
             # wsloop logs every connection's open and close at its default
             # level (info); WSLOOP_LOG (e.g. warn) sets RUST_LOG for it.
             if [ -n "${WSLOOP_LOG:-}" ]; then
-                RUST_LOG=$WSLOOP_LOG $PIN_SERVER "$WSLOOP" serve --bind "127.0.0.1:$port" --threads 1 >"$logf" 2>&1 &
+                RUST_LOG=$WSLOOP_LOG $PIN_SERVER "$WSLOOP" "${wsloop_args[@]}" >"$logf" 2>&1 &
             else
-                $PIN_SERVER "$WSLOOP" serve --bind "127.0.0.1:$port" --threads 1 >"$logf" 2>&1 &
+                $PIN_SERVER "$WSLOOP" "${wsloop_args[@]}" >"$logf" 2>&1 &
             fi ;;
         tokio-tungstenite | fastwebsockets) $PIN_SERVER "$PEERS_RUST/peer-$name" "$port" >"$logf" 2>&1 & ;;
-        node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" >"$logf" 2>&1 & ;;
+        node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" >"$logf" 2>&1 & ;;
+        node-ws-fast)
+            [ "$node_deflate" = deflate ] && node_deflate=deflate-fast
+            $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" >"$logf" 2>&1 & ;;
         uws) $PIN_SERVER "$PEER_UWS" "$port" >"$logf" 2>&1 & ;;
     esac
     # taskset execs the server, so $! is the server's own pid (what the load
@@ -256,6 +302,15 @@ scenario_args() { # scenario, port
         # text messages in a JSON envelope).
         bcast-100) echo "broadcast --url $url/chat -m 100 -s 32 --binary --window $BCAST_WINDOW $timed" ;;
         bcast-1000) echo "broadcast --url $url/chat -m 1000 -s 32 --binary --window $BCAST_WINDOW $timed" ;;
+        # permessage-deflate, and the same without it: 1 KiB JSON-like text.
+        echo-json) echo "echo --url $url/echo -c 100 -d 4 -s 1024 --json $timed" ;;
+        echo-deflate) echo "echo --url $url/echo -c 100 -d 4 -s 1024 --json --deflate $timed" ;;
+        bcast-json) echo "broadcast --url $url/chat -m 100 -s 1024 --binary --json --window $BCAST_WINDOW $timed" ;;
+        bcast-deflate) echo "broadcast --url $url/chat -m 100 -s 1024 --binary --json --deflate --window $BCAST_WINDOW $timed" ;;
+        # Idle after one 1 KiB message each: what a chat connection that went
+        # quiet costs (the dedicated mode holds its (de)compressors from then on).
+        idle-json) echo "idle --url $url/echo -c 5000 --hold 3 --messages 1 -s 1024 --json" ;;
+        idle-deflate) echo "idle --url $url/echo -c 5000 --hold 3 --messages 1 -s 1024 --json --deflate" ;;
     esac
 }
 
@@ -263,6 +318,12 @@ MAX_BG=0
 for scenario in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
         for server in $SERVERS; do
+            why=$(not_applicable "$scenario" "$server")
+            if [ -n "$why" ]; then
+                [ "$run" = 1 ] && printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" 0 "${why%%:*}" \
+                    "${why#*: }" >>"$RESULTS"
+                continue
+            fi
             if [ -n "${UNAVAILABLE[$server]:-}" ]; then
                 [ "$run" = 1 ] && printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" 0 unavailable \
                     "${UNAVAILABLE[$server]}" >>"$RESULTS"
@@ -278,7 +339,7 @@ for scenario in $SCENARIOS; do
                 bg=$(background_cpu)
             done
             [ "$bg" -gt "$MAX_BG" ] && MAX_BG=$bg
-            if ! start_server "$server" "$PORT" "$OUT/$tag.server.log"; then
+            if ! start_server "$server" "$PORT" "$OUT/$tag.server.log" "$scenario"; then
                 why=$(tail -1 "$OUT/$tag.server.log" 2>/dev/null | tr '\t' ' ' | cut -c1-100)
                 log "$tag: server did not start (see $OUT/$tag.server.log)"
                 printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$run" fail \
@@ -342,6 +403,12 @@ LABEL = {
     "idle-10k": "10,000 idle connections",
     "bcast-100": "broadcast 32 B to 100 receivers",
     "bcast-1000": "broadcast 32 B to 1,000 receivers",
+    "echo-json": "echo 100 conns x 1 KiB JSON x 4, no compression",
+    "echo-deflate": "echo 100 conns x 1 KiB JSON x 4, permessage-deflate",
+    "bcast-json": "broadcast 1 KiB JSON to 100 receivers, no compression",
+    "bcast-deflate": "broadcast 1 KiB JSON to 100 receivers, permessage-deflate",
+    "idle-json": "5,000 idle connections after a 1 KiB message, no compression",
+    "idle-deflate": "5,000 idle connections after a 1 KiB message, permessage-deflate",
 }
 
 def med(values):
@@ -379,9 +446,12 @@ for sc in scenarios:
             eff[srv] = med([o.get(KEYS[mode][2]) for o in oks])
     for srv in servers:
         oks, bad, statuses = summary[srv]
+        if "na" in statuses:
+            continue
         if not oks:
             why = bad[0] if bad else "not run"
-            kind = "unavailable" if "unavailable" in statuses else "FAILED"
+            kind = ("unavailable" if "unavailable" in statuses
+                    else "unsupported" if "unsupported" in statuses else "FAILED")
             why = why.replace("|", "/")[:120]
             print(f"| {LABEL[sc]} | {srv} | {kind}: {why} | | | | | | | 0/{len(bad)} |")
             continue
@@ -419,6 +489,14 @@ print(f"wsloop at git {rev}. Medians over {runs} run(s) of {duration} s each (id
       "(near 100%: it may be the bottleneck). Other CPU: most CPU other processes used just before a run. "
       "Ratio = wsloop's efficiency figure / the peer's (per server CPU-second: > 1 means wsloop does more work per CPU-second; "
       "idle: bytes per connection, < 1 means wsloop uses less memory).")
+# Issue 11's target: a shared-mode broadcast within 1.2x of the uncompressed one's CPU cost.
+def wsloop_eff(sc, srv="wsloop"):
+    oks = [json.loads(r) for s, r in rows.get((sc, srv), []) if s == "ok"]
+    return med([o.get("deliveries_per_cpu_s") or o.get("msgs_per_cpu_s") for o in oks])
+plain, deflated = wsloop_eff("bcast-json"), wsloop_eff("bcast-deflate")
+if plain and deflated:
+    print(f"\nwsloop broadcast with permessage-deflate (shared mode) costs {plain / deflated:.2f}x the server CPU "
+          "per delivery of the same broadcast uncompressed (issue 11's target: at most 1.2x).")
 if int(max_bg) > 10:
     print(f"\nWarning: up to {max_bg}% of the machine's CPU was busy with other processes just before some runs; "
           "rates and latencies may be off (the per-CPU-second figures are less affected).")

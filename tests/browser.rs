@@ -288,6 +288,38 @@ fn check_learn(out: &harness::Output, require: bool) -> Result<Vec<String>, Stri
         }
     }
 
+    // permessage-deflate (RFC 7692): agreed, as the browser itself reports it, and shown on the
+    // page as what the server answered and as what the browser offered.
+    let agreed = field("browserExtensions").ok_or(
+        "permessage-deflate not agreed: the page's WebSocket.extensions (body[data-browser-extensions]) is empty",
+    )?;
+    if !agreed.contains("permessage-deflate") {
+        return Err(format!(
+            "permessage-deflate not agreed: the browser's WebSocket.extensions is {agreed:?}"
+        ));
+    }
+    let shown_answer = field("shownExtensions").unwrap_or_default();
+    if shown_answer != agreed {
+        return Err(format!(
+            "the page shows Sec-WebSocket-Extensions {shown_answer:?} in the 101, but the browser agreed {agreed:?}"
+        ));
+    }
+    if let Some(wire_answer) = browser_field("wireExtensions", &wire_why)? {
+        if !wire_answer.contains("permessage-deflate") || wire_answer != shown_answer {
+            return Err(format!(
+                "the 101's Sec-WebSocket-Extensions on the wire is {wire_answer:?}; the page shows {shown_answer:?}"
+            ));
+        }
+    }
+    let shown_offer = field("shownOffer").unwrap_or_default();
+    if let Some(wire_offer) = browser_field("wireOffer", &wire_why)? {
+        if wire_offer != shown_offer {
+            return Err(format!(
+                "the page shows the offer {shown_offer:?}, but the browser sent {wire_offer:?}"
+            ));
+        }
+    }
+
     if !out.success() {
         return Err("learn_browser.js failed".into());
     }
@@ -298,16 +330,56 @@ fn check_learn(out: &harness::Output, require: bool) -> Result<Vec<String>, Stri
     }
     // The message the script typed must come back from the server: decoded in the frame
     // explanations and as the echo (the page's own "You sent" heading does not count).
-    for (name, what) in [
-        ("messageShown", "the frame explanations do not show the message sent"),
-        ("echoShown", "the page does not show the server's echo of the message"),
-    ] {
-        match frames.get(name) {
-            Some(Json::Bool(true)) => {}
-            Some(Json::Bool(false)) => return Err(format!("{name} is false: {what}")),
-            other => return Err(format!("{name} is {other:?}, not true: {what}")),
+    let must = |stage: &HashMap<String, Json>, checks: &[(&str, &str)]| {
+        for (name, what) in checks {
+            match stage.get(*name) {
+                Some(Json::Bool(true)) => {}
+                Some(Json::Bool(false)) => return Err(format!("{name} is false: {what}")),
+                other => return Err(format!("{name} is {other:?}, not true: {what}")),
+            }
         }
-    }
+        Ok(())
+    };
+    must(
+        frames,
+        &[
+            ("messageShown", "the frame explanations do not show the message sent"),
+            ("echoShown", "the page does not show the server's echo of the message"),
+            // Chromium compresses every message once deflate is agreed.
+            (
+                "receivedCompressed",
+                "the browser's frame is not shown compressed (RSV1)",
+            ),
+            (
+                "receivedInflated",
+                "no compressed frame from the browser is shown inflated to the message typed",
+            ),
+        ],
+    )?;
+    let long = stages
+        .get("long")
+        .ok_or("learn_browser.js printed no long-message line")?;
+    must(
+        long,
+        &[
+            (
+                "echoShown",
+                "the page does not show the server's echo of the long message",
+            ),
+            (
+                "receivedInflated",
+                "the browser's long message is not shown inflated to the message typed",
+            ),
+            (
+                "sentCompressed",
+                "the server's echo of a message above its threshold is not shown compressed",
+            ),
+            (
+                "sentInflated",
+                "the server's compressed echo is not shown inflated to the message typed",
+            ),
+        ],
+    )?;
     Ok(unchecked)
 }
 
@@ -342,6 +414,8 @@ enum LearnBreak {
     NoBrowserMatch,
     /// Echo, then explain a frame carrying another message.
     FramesOfAnotherMessage,
+    /// Accept `/learn` with permessage-deflate turned off (`Accept::deflate(false)`).
+    NoDeflate,
 }
 
 /// The line of learn.html that reports the page's own SHA-1 comparison.
@@ -364,7 +438,11 @@ impl Handler for BrokenLearn {
         }
     }
     fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept<DemoState>, Response> {
-        self.demo.on_upgrade(request, ctx)
+        let accept = self.demo.on_upgrade(request, ctx);
+        match self.broken {
+            LearnBreak::NoDeflate => accept.map(|a| a.deflate(false)),
+            _ => accept,
+        }
     }
     fn on_open(&self, ctx: &mut Context<'_, DemoState>) {
         if self.broken != LearnBreak::WrongAccept {
@@ -457,6 +535,37 @@ fn learn_check_fails_on_a_broken_learn_endpoint() {
     }
 }
 
+/// Issue 11 item 7: with permessage-deflate turned off for `/learn`, the lesson runs (the echo
+/// and its frames are fine) but the deflate checks fail: the browser agreed no extension, and
+/// no frame is shown compressed.
+#[test]
+fn learn_check_fails_without_deflate() {
+    if !browser_ready("learn_check_fails_without_deflate") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start_broken_learn(LearnBreak::NoDeflate);
+    let out = run_learn(server.local_addr(), 20);
+    assert!(out.success(), "the lesson itself still works: {}", out.describe());
+    for require in [false, true] {
+        let err = check_learn(&out, require).expect_err("no deflate must fail the check");
+        assert!(
+            err.starts_with("permessage-deflate not agreed"),
+            "{err}\n{}",
+            out.describe()
+        );
+    }
+    // What the page reported: no extension in the 101, and the frames uncompressed.
+    for needle in [
+        "\"browserExtensions\":\"\"",
+        "\"wireExtensions\":null",
+        "\"receivedCompressed\":false",
+        "\"sentCompressed\":false",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle} not in {}", out.describe());
+    }
+}
+
 /// With the browser tests mandatory, a value only the browser can give that comes back null
 /// fails the check, naming the field; without, it is listed as not checked.
 #[test]
@@ -484,9 +593,10 @@ fn learn_check_requires_browser_values_when_mandatory() {
         out.describe()
     );
     let unchecked = check_learn(&out, false).unwrap_or_else(|e| panic!("{e}\n{}", out.describe()));
-    assert_eq!(unchecked.len(), 2, "{unchecked:?}");
-    assert!(
-        unchecked[0].starts_with("wireKey is null") && unchecked[1].starts_with("wireAccept is null"),
+    let names: Vec<&str> = unchecked.iter().filter_map(|u| u.split(' ').next()).collect();
+    assert_eq!(
+        names,
+        ["wireKey", "wireAccept", "wireExtensions", "wireOffer"],
         "{unchecked:?}"
     );
 }
@@ -499,21 +609,31 @@ fn learn_check_on_printed_lines() {
     use std::os::unix::process::ExitStatusExt;
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-    let output = |handshake: &str, frames: &str| harness::Output {
+    let offer = "permessage-deflate; client_max_window_bits";
+    let answer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    let page_deflate =
+        format!("\"browserExtensions\":\"{answer}\",\"shownExtensions\":\"{answer}\",\"shownOffer\":\"{offer}\"");
+    let long_ok = "\"echoShown\":true,\"receivedCompressed\":true,\"receivedInflated\":true,\
+                   \"sentCompressed\":true,\"sentInflated\":true";
+    let output_with = |handshake: &str, frames: &str, long: &str| harness::Output {
         status: Some(std::process::ExitStatus::from_raw(0)),
         timed_out: false,
         elapsed: Duration::ZERO,
         stdout: format!(
             "{{\"stage\":\"handshake\",\"key\":\"{key}\",\"accept\":\"{accept}\",{handshake}}}\n\
-             {{\"stage\":\"frames\",\"frames\":2,\"message\":\"Hello, wsloop!\",{frames}}}\n"
+             {{\"stage\":\"frames\",\"frames\":2,\"message\":\"Hello, wsloop!\",{frames}}}\n\
+             {{\"stage\":\"long\",\"frames\":4,\"length\":287,{long}}}\n"
         ),
         stderr: String::new(),
     };
+    let output = |handshake: &str, frames: &str| output_with(handshake, frames, long_ok);
     let fields = [
         ("browserAccept", accept),
         ("browserMatch", "1"),
         ("wireKey", key),
         ("wireAccept", accept),
+        ("wireExtensions", answer),
+        ("wireOffer", offer),
     ];
     // The handshake fields, with `field` (if any) set to the JSON value `null_value`.
     let handshake = |field: &str, null_value: &str| {
@@ -525,10 +645,11 @@ fn learn_check_on_printed_lines() {
             })
             .collect();
         kvs.push("\"wireError\":null".into());
+        kvs.push(page_deflate.clone());
         kvs.join(",")
     };
     let all = handshake("", "");
-    let shown = "\"messageShown\":true,\"echoShown\":true";
+    let shown = "\"messageShown\":true,\"echoShown\":true,\"receivedCompressed\":true,\"receivedInflated\":true";
     for require in [false, true] {
         assert_eq!(check_learn(&output(&all, shown), require), Ok(vec![]));
     }
@@ -550,13 +671,100 @@ fn learn_check_on_printed_lines() {
     let err = check_learn(&output(&mismatched, shown), false).expect_err("browserMatch 0");
     assert!(err.contains("data-browser-match=\"0\""), "{err}");
 
-    for (frames, want) in [
-        ("\"messageShown\":false,\"echoShown\":true", "messageShown is false"),
-        ("\"messageShown\":null,\"echoShown\":true", "messageShown is Some(Null)"),
-        ("\"echoShown\":true", "messageShown is None"),
-        ("\"messageShown\":true,\"echoShown\":false", "echoShown is false"),
-        ("\"messageShown\":true", "echoShown is None"),
+    // permessage-deflate: not agreed, shown differently from what the browser agreed or saw.
+    for (from, to, want) in [
+        (
+            answer,
+            "",
+            "permessage-deflate not agreed: the page's WebSocket.extensions",
+        ),
+        (
+            answer,
+            "x-webkit-deflate-frame",
+            "permessage-deflate not agreed: the browser's",
+        ),
     ] {
+        let changed = all.replace(
+            &format!("\"browserExtensions\":\"{from}\""),
+            &format!("\"browserExtensions\":\"{to}\""),
+        );
+        for require in [false, true] {
+            let err = check_learn(&output(&changed, shown), require).expect_err(want);
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+    let changed = all.replace(
+        &format!("\"shownExtensions\":\"{answer}\""),
+        "\"shownExtensions\":\"permessage-deflate\"",
+    );
+    let err = check_learn(&output(&changed, shown), false).expect_err("shown answer differs");
+    assert!(err.starts_with("the page shows Sec-WebSocket-Extensions"), "{err}");
+    let changed = all.replace(
+        &format!("\"wireExtensions\":\"{answer}\""),
+        "\"wireExtensions\":\"permessage-deflate\"",
+    );
+    let err = check_learn(&output(&changed, shown), false).expect_err("wire answer differs");
+    assert!(
+        err.starts_with("the 101's Sec-WebSocket-Extensions on the wire"),
+        "{err}"
+    );
+    let changed = all.replace(&format!("\"shownOffer\":\"{offer}\""), "\"shownOffer\":\"\"");
+    let err = check_learn(&output(&changed, shown), false).expect_err("offer not shown");
+    assert!(err.starts_with("the page shows the offer"), "{err}");
+    for (long, want) in [
+        (
+            long_ok.replace("\"sentCompressed\":true", "\"sentCompressed\":false"),
+            "sentCompressed is false",
+        ),
+        (
+            long_ok.replace("\"sentInflated\":true", "\"sentInflated\":false"),
+            "sentInflated is false",
+        ),
+        (
+            long_ok.replace("\"receivedInflated\":true,", ""),
+            "receivedInflated is None",
+        ),
+    ] {
+        let err = check_learn(&output_with(&all, shown, &long), true).expect_err(want);
+        assert!(err.starts_with(want), "{err}");
+    }
+    let no_long = output(&all, shown);
+    let no_long = harness::Output {
+        stdout: no_long.stdout.lines().take(2).collect::<Vec<_>>().join("\n"),
+        ..no_long
+    };
+    assert_eq!(
+        check_learn(&no_long, false),
+        Err("learn_browser.js printed no long-message line".to_string())
+    );
+
+    let deflate = "\"receivedCompressed\":true,\"receivedInflated\":true";
+    for (frames, want) in [
+        (
+            "\"messageShown\":true,\"echoShown\":true,\"receivedCompressed\":false,\"receivedInflated\":true"
+                .to_string(),
+            "receivedCompressed is false",
+        ),
+        (
+            "\"messageShown\":true,\"echoShown\":true,\"receivedCompressed\":true".to_string(),
+            "receivedInflated is None",
+        ),
+        (
+            format!("\"messageShown\":false,\"echoShown\":true,{deflate}"),
+            "messageShown is false",
+        ),
+        (
+            format!("\"messageShown\":null,\"echoShown\":true,{deflate}"),
+            "messageShown is Some(Null)",
+        ),
+        (format!("\"echoShown\":true,{deflate}"), "messageShown is None"),
+        (
+            format!("\"messageShown\":true,\"echoShown\":false,{deflate}"),
+            "echoShown is false",
+        ),
+        (format!("\"messageShown\":true,{deflate}"), "echoShown is None"),
+    ] {
+        let frames = frames.as_str();
         for require in [false, true] {
             let err = check_learn(&output(&all, frames), require).expect_err(frames);
             assert!(err.starts_with(want), "{frames}: {err}");

@@ -8,11 +8,14 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use wsloop::deflate::DeflateParams;
 use wsloop::explain::{
     explain_encode, explain_encode_deflate, explain_frames, explain_frames_deflate, explain_handshake, strip_ansi,
     trace_frames, trace_handshake, Direction, Style,
 };
-use wsloop::handshake::{ParseStatus, Request, RequestParser};
+use wsloop::explain::{frames_json_deflate, handshake_json_deflate};
+use wsloop::handshake::deflate::{negotiate_deflate, DeflatePolicy};
+use wsloop::handshake::{validate_upgrade, write_accept_response_with_extensions, ParseStatus, Request, RequestParser};
 
 /// RFC 6455 §1.3's request, less its subprotocol offer: the base the rule-breaking cases edit.
 const REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
@@ -93,6 +96,94 @@ fn trace(style: Style) -> String {
     let bad_request = parse_request(&bad);
     s += &trace_handshake(&bad_request, &wsloop::HandshakeError::MethodNotGet.response(), style);
     s
+}
+
+/// JSON indented two spaces per level, one member per line: a readable golden diff.
+fn pretty(json: &str) -> String {
+    let mut out = String::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut chars = json.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' if matches!(chars.peek(), Some('}' | ']')) => {
+                out.push(c);
+                out.extend(chars.next());
+            }
+            '{' | '[' => {
+                out.push(c);
+                depth += 1;
+                newline(&mut out, depth);
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// The Chromium upgrade request of a `/learn` page, with `extensions` offered.
+fn learn_request(extensions: &str) -> Request {
+    let text = format!(
+        "GET /learn HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Origin: http://127.0.0.1:3000\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Extensions: {extensions}\r\n\r\n"
+    );
+    parse_request(text.as_bytes())
+}
+
+/// `/learn`'s first message: the handshake with the negotiation replayed under `policy`, and
+/// the 101 that policy really answers (as the server writes it).
+fn learn_handshake(extensions: &'static str, policy: Option<DeflatePolicy>) -> impl Fn(Style) -> String {
+    move |_| {
+        let request = learn_request(extensions);
+        let offers = validate_upgrade(&request).expect("a valid upgrade").extensions;
+        let answer = policy
+            .as_ref()
+            .and_then(|p| negotiate_deflate(&offers, p))
+            .map(|(_, a)| a);
+        let mut response = Vec::new();
+        write_accept_response_with_extensions(&mut response, b"dGhlIHNhbXBsZSBub25jZQ==", None, answer.as_deref(), &[]);
+        pretty(&handshake_json_deflate(&request, &response, policy.as_ref()))
+    }
+}
+
+/// Masks `payload` with the RFC's key and sets RSV1 when `compressed`.
+fn learn_frame(fin: bool, opcode: wsloop::Opcode, compressed: bool, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mask = masked.then_some([0x37, 0xfa, 0x21, 0x3d]);
+    wsloop::frame::encode_frame(&mut v, fin, opcode, mask, payload);
+    if compressed {
+        v[0] |= 0x40;
+    }
+    v
 }
 
 type Case = (&'static str, Box<dyn Fn(Style) -> String>);
@@ -244,6 +335,66 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; server_max
                     "Sec-WebSocket-Extensions: permessage-deflate; =\r\n",
                 )),
             )),
+        ),
+        // The /learn page's JSON with permessage-deflate (RFC 7692).
+        (
+            "learn_json_handshake_shared",
+            Box::new(learn_handshake(
+                "permessage-deflate; client_max_window_bits",
+                Some(DeflatePolicy::default()),
+            )),
+        ),
+        (
+            "learn_json_handshake_dedicated",
+            Box::new(learn_handshake(
+                "permessage-deflate; client_max_window_bits",
+                Some(DeflatePolicy::context_takeover(12)),
+            )),
+        ),
+        (
+            "learn_json_handshake_mixed_offers",
+            Box::new(learn_handshake(
+                "x-webkit-deflate-frame, permessage-deflate; foo, permessage-deflate; server_no_context_takeover; \
+server_max_window_bits=10; client_max_window_bits=12, permessage-deflate",
+                Some(DeflatePolicy::default()),
+            )),
+        ),
+        (
+            "learn_json_handshake_off",
+            Box::new(learn_handshake("permessage-deflate; client_max_window_bits", None)),
+        ),
+        (
+            "learn_json_frames_shared",
+            Box::new(|_| {
+                use wsloop::Opcode;
+                // The browser's compressed "Hello" (RFC 7692 §7.2.3.1), masked; the echo plain
+                // (under the threshold), then a long message the server compressed.
+                let received = learn_frame(true, Opcode::Text, true, true, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+                let mut sent = learn_frame(true, Opcode::Text, false, false, b"Hello");
+                let mut compressor = wsloop::deflate::BroadcastCompressor::new(15);
+                compressor.encode(Opcode::Text, "Hello, wsloop! ".repeat(12).as_bytes(), &mut sent);
+                let params = DeflateParams {
+                    server_no_context_takeover: true,
+                    client_no_context_takeover: true,
+                    ..DeflateParams::default()
+                };
+                pretty(&frames_json_deflate(&received, &sent, Some(&params)))
+            }),
+        ),
+        (
+            "learn_json_frames_takeover_fragmented",
+            Box::new(|_| {
+                use wsloop::Opcode;
+                // Context takeover: RFC 7692 §7.2.3.2's fragments with a Ping between them, then
+                // a second "Hello" that refers back to the first (§7.2.3.3) — here in the same
+                // exchange, so it inflates — and a message whose earlier context is not here.
+                let mut received = learn_frame(false, Opcode::Text, true, true, &[0xf2, 0x48, 0xcd]);
+                received.extend(learn_frame(true, Opcode::Ping, false, true, b"p"));
+                received.extend(learn_frame(true, Opcode::Continuation, false, true, &[0xc9, 0xc9, 0x07, 0x00]));
+                received.extend(learn_frame(true, Opcode::Text, true, true, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+                let sent = learn_frame(true, Opcode::Text, true, false, &[0xf2, 0x00, 0x11, 0x00, 0x00]);
+                pretty(&frames_json_deflate(&received, &sent, Some(&DeflateParams::default())))
+            }),
         ),
         // serve --trace.
         ("trace_connection", Box::new(trace)),
@@ -548,6 +699,11 @@ fn colour_output_is_the_plain_output_plus_escapes() {
     for (name, render) in cases() {
         let plain = render(Style::plain());
         let colour = render(Style { color: true });
+        if name.starts_with("learn_json_") {
+            // JSON for the page, which does its own styling: the same either way.
+            assert_eq!(colour, plain, "{name}");
+            continue;
+        }
         assert!(colour.contains("\x1b["), "{name}: no colour at all");
         assert!(!plain.contains('\x1b'), "{name}: escape codes in plain output");
         assert_eq!(strip_ansi(&colour), plain, "{name}");

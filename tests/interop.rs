@@ -1,5 +1,6 @@
 //! Interop with WebSocket clients that are not ours: Python's `websockets` and Node's `ws` run an
-//! echo round trip (text, binary, ping, close 1000) against the demo server over loopback.
+//! echo round trip (text, binary, 4 KiB JSON, ping, close 1000) against the demo server over
+//! loopback, without extensions and with permessage-deflate under each `--deflate` mode.
 //!
 //! Prerequisites (see tests/interop/README.md):
 //! `pip install -r tests/interop/requirements.txt` and `npm ci --prefix tests/interop`.
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 use wsloop::handshake::Request;
-use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, RunningServer, Server};
+use wsloop::server::{Accept, Context, DeflateMode, Handler, Message, RequestContext, Response, RunningServer, Server};
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
 /// The scripts' own timeout, then ours on top, after which the child is killed.
@@ -105,6 +106,96 @@ fn both_clients_against_a_multi_loop_server() {
             if i % 2 == 0 { "python" } else { "node" },
             out.describe()
         );
+    }
+}
+
+// permessage-deflate (RFC 7692, issue 11): both clients offer it as they do by default, and the
+// demo answers under each mode.
+
+/// Bytes of the messages each script sends (and gets back): the text, the 76,800-byte binary
+/// and the 4 KiB JSON.
+const PLAIN_MESSAGE_BYTES: u64 = 76_800 + 4096;
+
+/// What a client run with `--deflate` against the demo in `mode` must show: the extension it
+/// reports, and the bytes the server read and wrote (compressed both ways, or not at all).
+fn deflate_round_trip(test: &str, client: &mut Command, mode: DeflateMode) {
+    let server = demo_server(|s| s.deflate(mode));
+    let addr = server.local_addr();
+    client.arg(format!("ws://{addr}/echo")).arg("--deflate");
+    let out = expect_ok(test, client, DEADLINE);
+    let extension = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("EXTENSION: "))
+        .unwrap_or_else(|| panic!("{test}: no EXTENSION line: {}", out.describe()))
+        .trim()
+        .to_owned();
+    let (_, _, bytes_in, bytes_out) = server.info().traffic();
+    let summary = format!("{test}: extension {extension:?}, server read {bytes_in} B and wrote {bytes_out} B");
+    harness::note(&summary);
+    match mode {
+        DeflateMode::Off => {
+            assert_eq!(extension, "none", "{summary}");
+            assert!(
+                bytes_in > PLAIN_MESSAGE_BYTES && bytes_out > PLAIN_MESSAGE_BYTES,
+                "{summary}"
+            );
+        }
+        DeflateMode::Shared => assert_eq!(
+            extension, "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            "{summary}"
+        ),
+        DeflateMode::Dedicated { .. } => assert_eq!(extension, "permessage-deflate", "{summary}"),
+    }
+    if mode != DeflateMode::Off {
+        // The binary and the JSON went compressed both ways (each client compresses messages
+        // of 1 KiB and more at least; the server at 128 bytes and more) and came back intact:
+        // each direction took fewer bytes than the 4 KiB JSON alone would uncompressed.
+        assert!(bytes_in < 4096 && bytes_out < 4096, "{summary}");
+    }
+}
+
+fn deflate_client(use_python: bool) -> Command {
+    let mut cmd = if use_python {
+        let mut c = Command::new(python());
+        c.arg(script("client.py"));
+        c
+    } else {
+        let mut c = Command::new("node");
+        c.arg(script("client.js"));
+        c
+    };
+    cmd.args(["--timeout", &SCRIPT_TIMEOUT_SECS.to_string()]);
+    cmd
+}
+
+const MODES: [DeflateMode; 3] = [
+    DeflateMode::Shared,
+    DeflateMode::Dedicated { window_bits: 15 },
+    DeflateMode::Off,
+];
+
+#[test]
+fn python_websockets_with_permessage_deflate() {
+    if !python_ready("python_websockets_with_permessage_deflate") {
+        return;
+    }
+    for mode in MODES {
+        deflate_round_trip(
+            &format!("python websockets, --deflate {mode}"),
+            &mut deflate_client(true),
+            mode,
+        );
+    }
+}
+
+#[test]
+fn node_ws_with_permessage_deflate() {
+    if !node_ready("node_ws_with_permessage_deflate") {
+        return;
+    }
+    for mode in MODES {
+        deflate_round_trip(&format!("node ws, --deflate {mode}"), &mut deflate_client(false), mode);
     }
 }
 

@@ -79,7 +79,14 @@ impl Body<'_> {
     /// (§5.5.1, §7.4), and UTF-8 of a one-frame text message (§8.1). Message-level rules are
     /// the state machine's, which the server ran already.
     pub fn rule_broken(&self, role: Role) -> Option<ProtocolError> {
-        if let Err(e) = check_header(&self.header, role, 0) {
+        self.rule_broken_with(role, 0)
+    }
+
+    /// [`Body::rule_broken`] between endpoints that agreed the extensions owning
+    /// `allowed_rsv` (RSV1: permessage-deflate, RFC 7692 §6). A compressed payload is DEFLATE
+    /// data, so its UTF-8 is checked after inflating, not here.
+    pub fn rule_broken_with(&self, role: Role, allowed_rsv: u8) -> Option<ProtocolError> {
+        if let Err(e) = check_header(&self.header, role, allowed_rsv) {
             return Some(e);
         }
         if self.missing > 0 {
@@ -88,7 +95,7 @@ impl Body<'_> {
         if self.header.opcode == Opcode::Close {
             return parse_close_payload(&self.payload).err();
         }
-        if self.header.opcode == Opcode::Text && self.header.fin {
+        if self.header.opcode == Opcode::Text && self.header.fin && self.header.rsv & RSV1 == 0 {
             let mut v = Utf8Validator::new();
             if v.feed(&self.payload).and_then(|()| v.finish()).is_err() {
                 return Some(ProtocolError::InvalidUtf8);
@@ -254,7 +261,9 @@ struct Readers {
     client: Reader,
 }
 
-struct Reader {
+/// One receiving endpoint: the core's state machine, and what it has seen of the message in
+/// progress.
+pub(crate) struct Reader {
     ws: WebSocket,
     /// Data frames taken since the last whole message.
     frames_in_message: usize,
@@ -263,15 +272,15 @@ struct Reader {
 }
 
 /// One frame's share of a compressed message (RFC 7692 §6, §7.2.2).
-struct CompressedPart {
+pub(crate) struct CompressedPart {
     /// The message's compressed bytes up to and including this frame's.
-    so_far: usize,
+    pub so_far: usize,
     /// This frame has FIN set: the receiver appends the tail and inflates the rest.
-    last: bool,
+    pub last: bool,
 }
 
 /// What the receiving state machine did with one frame.
-enum Outcome {
+pub(crate) enum Outcome {
     Event(OwnedEvent),
     /// Consumed, no event: a fragment of a longer message, or a frame cut short.
     Waiting,
@@ -282,42 +291,53 @@ enum Outcome {
     },
 }
 
-struct Verdict {
-    role: Role,
+pub(crate) struct Verdict {
+    pub role: Role,
     /// Set when the frame carries (part of) a compressed message.
-    compressed: Option<CompressedPart>,
-    outcome: Outcome,
-    frames_in_message: usize,
+    pub compressed: Option<CompressedPart>,
+    pub outcome: Outcome,
+    pub frames_in_message: usize,
     /// Bytes the receiver sends back: a Pong, a Close reply, or the Close that fails the
     /// connection.
-    reply: Vec<u8>,
+    pub reply: Vec<u8>,
 }
 
 impl Readers {
     /// With `deflate`, both readers agreed permessage-deflate with context takeover (the
     /// parameters that read any sender's stream, RFC 7692 §7.2.2).
     fn new(deflate: bool) -> Self {
-        // A fixed seed keeps a client's masking keys (on its replies) the same from run to run.
-        let reader = |role| {
-            let mut ws = WebSocket::with_mask_seed(role, Config::default(), 0x5753_4C4F_4F50);
-            if deflate {
-                ws = ws.with_deflate(DeflateParams::default());
-            }
-            Reader {
-                ws,
-                frames_in_message: 0,
-                compressed_so_far: None,
-            }
-        };
+        let params = deflate.then(DeflateParams::default);
         Readers {
-            server: reader(Role::Server),
-            client: reader(Role::Client),
+            server: Reader::new(Role::Server, params),
+            client: Reader::new(Role::Client, params),
         }
     }
 
     fn feed(&mut self, view: &FrameView<'_>) -> Verdict {
         let masked = view.wire.get(1).map_or(true, |b| b & 0x80 != 0);
         let reader = if masked { &mut self.server } else { &mut self.client };
+        reader.feed(view)
+    }
+}
+
+impl Reader {
+    /// An endpoint in `role`, with permessage-deflate agreed on `deflate` if given.
+    pub(crate) fn new(role: Role, deflate: Option<DeflateParams>) -> Reader {
+        // A fixed seed keeps a client's masking keys (on its replies) the same from run to run.
+        let mut ws = WebSocket::with_mask_seed(role, Config::default(), 0x5753_4C4F_4F50);
+        if let Some(params) = deflate {
+            ws = ws.with_deflate(params);
+        }
+        Reader {
+            ws,
+            frames_in_message: 0,
+            compressed_so_far: None,
+        }
+    }
+
+    /// Runs one frame through the state machine.
+    pub(crate) fn feed(&mut self, view: &FrameView<'_>) -> Verdict {
+        let reader = self;
         let role = reader.ws.role();
         let mut reply = Vec::new();
         if reader.ws.is_terminated() {

@@ -19,27 +19,36 @@ mod encode;
 mod frames;
 mod handshake;
 mod json;
+mod negotiation;
 
 /// Appends a string as JSON, quotes included (RFC 8259 §7); also used for the demo's notices.
 pub(crate) use json::push_str as push_json_str;
 mod text;
 
 pub use handshake::RFC_KEY;
-pub use json::{frames_json, handshake_json};
+pub use json::{frames_json, frames_json_deflate, handshake_json, handshake_json_deflate};
 pub use text::strip_ansi;
 
 use crate::handshake::Request;
 
 /// The `/learn` page: plain HTML and JavaScript, no external resources. It opens a WebSocket to
-/// `/learn` and renders the server's [`handshake_json`] and [`frames_json`] messages.
+/// `/learn` and renders the server's [`handshake_json_deflate`] and [`frames_json_deflate`]
+/// messages (the plain [`handshake_json`] and [`frames_json`] render too, without the
+/// permessage-deflate parts).
 ///
-/// The server's side: right after the 101, send one text message, `handshake_json(request,
-/// response)`. Then for each text message the page sends, send back (a) the same text, then
-/// (b) `frames_json(frames as received, still masked, echo frame as sent)`. The page tells (b)
-/// from (a) by its `"wsloop"` field and by arriving after the echo. For browser tests it fills
-/// `#key`, `#accept` and `#browser-accept` (its own SHA-1, where `crypto.subtle` exists), sets
-/// `data-ready="1"` on `<body>` once the handshake is shown and `data-frames="N"` after each
-/// exchange (frame tables shown so far).
+/// The server's side: right after the 101, send one text message,
+/// `handshake_json_deflate(request, response, ctx.deflate_policy())`. Then for each text message
+/// the page sends, send back (a) the same text, then (b) `frames_json_deflate(ctx.frames_in(),
+/// ctx.frames_out(), ctx.deflate_params())`: the frames as received (still masked, compressed
+/// if the browser compressed) and the echo exactly as sent. The page tells (b) from (a) by its
+/// `"wsloop"` field and by arriving after the echo. For browser tests it fills `#key`, `#accept`
+/// and `#browser-accept` (its own SHA-1, where `crypto.subtle` exists) and `#ext-offered`, sets
+/// on `<body>` `data-ready="1"` once the handshake is shown, `data-extension` (the
+/// `Sec-WebSocket-Extensions` of the 101, as the server reports it), `data-browser-extensions`
+/// (the page's `WebSocket.extensions`) and `data-frames="N"` after each exchange (frame tables
+/// shown so far). Each frame table is a `[data-compressed="1"|"0"]` box in a
+/// `[data-side="received"|"sent"]` column; a compressed message's inflated text is in a
+/// `.inflated-text` cell, as a JSON string.
 pub const LEARN_HTML: &str = include_str!("learn.html");
 
 /// Whether to colour the output (ANSI) or print plain text.

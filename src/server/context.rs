@@ -11,8 +11,9 @@ use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
 use super::timers::Millis;
 use super::{ConnId, Message, SendStatus};
-use crate::deflate::BroadcastCompressor;
+use crate::deflate::{BroadcastCompressor, DeflateParams};
 use crate::frame::CloseCode;
+use crate::handshake::deflate::DeflatePolicy;
 use crate::handshake::Request;
 use crate::protocol::{self, Role, State, WebSocket};
 use std::io::{IoSlice, Write};
@@ -141,8 +142,11 @@ pub(crate) struct ConnParts<'a, S> {
     /// False in `on_close`.
     pub(crate) can_send: bool,
     pub(crate) flags: &'a mut WsFlags,
+    /// permessage-deflate was allowed at the upgrade (see [`Context::deflate_policy`]).
+    pub(crate) deflate_allowed: bool,
     pub(crate) capture: Option<&'a Capture>,
-    /// Copies of the bytes sent, for an installed observer.
+    /// Copies of the bytes this callback sent, for an installed observer and
+    /// [`Context::frames_out`]; `None` (nothing copied) on connections without capture.
     pub(crate) tap: Option<&'a mut Vec<u8>>,
     /// The socket, for writing a large message without queueing a copy.
     pub(crate) direct: Option<&'a mut dyn Write>,
@@ -438,6 +442,41 @@ impl<S> Context<'_, S> {
     /// [`Accept::capture_frames`](super::Accept::capture_frames); empty otherwise.
     pub fn frames_in(&self) -> &[u8] {
         self.conn.capture.map_or(&[], |c| &c.frames_in[..])
+    }
+
+    /// The raw bytes of the frames this callback has sent to this connection so far (with
+    /// [`send`](Context::send) and its kin), exactly as they go on the wire: compressed when
+    /// permessage-deflate compressed them. Only when the upgrade was accepted with
+    /// [`Accept::capture_frames`](super::Accept::capture_frames); empty otherwise, and then
+    /// nothing is copied. Protocol replies (Pong, Close) and publications are not included.
+    pub fn frames_out(&self) -> &[u8] {
+        if self.conn.capture.is_none() {
+            return &[];
+        }
+        self.conn.tap.as_deref().map_or(&[], |t| &t[..])
+    }
+
+    /// The permessage-deflate parameters this connection agreed at the upgrade (RFC 7692
+    /// §7.1), or `None` when it sends and receives uncompressed.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        match &self.conn.ws {
+            WsRef::Live(ws) => ws.deflate_params().copied(),
+            // A snapshot is only taken for connections without permessage-deflate.
+            WsRef::Snapshot(_) => None,
+        }
+    }
+
+    /// The policy this connection's permessage-deflate offers were judged under at the
+    /// upgrade: the server's [`DeflateMode`](super::DeflateMode)'s, or `None` when deflate was
+    /// off for the server or turned off for this connection by
+    /// [`Accept::deflate`](super::Accept::deflate). With the request's offers it replays the
+    /// negotiation (what `/learn` explains).
+    pub fn deflate_policy(&self) -> Option<DeflatePolicy> {
+        if self.conn.deflate_allowed {
+            self.lp.core.config.deflate.policy()
+        } else {
+            None
+        }
     }
 }
 

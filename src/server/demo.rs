@@ -40,7 +40,7 @@
 use super::http::query_value;
 use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, Stamped};
 use crate::explain::{self, push_json_str};
-use crate::frame::{self, CloseCode, Opcode};
+use crate::frame::CloseCode;
 use crate::handshake::Request;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -214,8 +214,8 @@ impl Handler for DemoApp {
     fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept<Option<Member>>, Response> {
         match request.path() {
             "/" | "/echo" => Ok(Accept::new(None).keep_request(false)),
-            // The lesson decodes frames one by one; it shows them uncompressed.
-            "/learn" => Ok(Accept::new(None).capture_frames().keep_request(false).deflate(false)),
+            // The lesson decodes frames one by one, compressed ones too (RFC 7692).
+            "/learn" => Ok(Accept::new(None).capture_frames().keep_request(false)),
             "/chat" => {
                 let room = query_value(request.query(), "room").unwrap_or_else(|| DEFAULT_ROOM.to_owned());
                 if !valid_room(&room) {
@@ -270,8 +270,9 @@ impl Handler for DemoApp {
                 ctx.send_text(&presence);
             }
             None if ctx.path() == "/learn" => {
+                let policy = ctx.deflate_policy();
                 if let Some((request, response)) = ctx.handshake() {
-                    let json = explain::handshake_json(request, response);
+                    let json = explain::handshake_json_deflate(request, response, policy.as_ref());
                     ctx.send_text(&json);
                 }
             }
@@ -292,16 +293,10 @@ impl Handler for DemoApp {
             return;
         }
         if ctx.path() == "/learn" {
-            // Echo, then explain both frames: the browser's as it arrived (masked) and ours as
-            // it was sent (unmasked; a server's frames are deterministic).
-            let mut sent = Vec::new();
-            let (opcode, payload) = match message {
-                Message::Text(t) => (Opcode::Text, t.as_bytes()),
-                Message::Binary(b) => (Opcode::Binary, b),
-            };
-            frame::encode_frame(&mut sent, true, opcode, None, payload);
-            let json = explain::frames_json(ctx.frames_in(), &sent);
+            // Echo, then explain both sides: the browser's frames as they arrived (masked,
+            // compressed if it compressed) and the echo exactly as it went out.
             ctx.send(message);
+            let json = explain::frames_json_deflate(ctx.frames_in(), ctx.frames_out(), ctx.deflate_params().as_ref());
             ctx.send_text(&json);
             return;
         }

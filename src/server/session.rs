@@ -103,6 +103,9 @@ struct WsState<S> {
     flags: WsFlags,
     ping_outstanding: bool,
     close_notified: bool,
+    /// permessage-deflate was allowed for this connection at the upgrade (the server's mode
+    /// was not off and the handler did not turn it off): what [`Context::deflate_policy`] reads.
+    deflate_allowed: bool,
     capture: Option<Box<Capture>>,
 }
 
@@ -740,6 +743,7 @@ impl<S: Send + 'static> Session<S> {
             flags: WsFlags::default(),
             ping_outstanding: false,
             close_notified: false,
+            deflate_allowed: deflate && config.deflate.policy().is_some(),
             capture,
         });
         self.last_recv = cx.lp.now;
@@ -769,6 +773,7 @@ impl<S: Send + 'static> Session<S> {
                 request,
                 state,
                 flags,
+                deflate_allowed,
                 capture,
                 ..
             } = w;
@@ -860,7 +865,8 @@ impl<S: Send + 'static> Session<S> {
             };
             if let Some(message) = message {
                 LoopStats::add(&cx.lp.stats().messages_in, 1);
-                let mut tap = core.observer.as_ref().map(|_| Vec::new());
+                // Copies of what the handler sends, for the observer and `Context::frames_out`.
+                let mut tap = capture.is_some().then(Vec::new);
                 let mut ctx = Context {
                     conn: ConnParts {
                         id: self.id,
@@ -872,6 +878,7 @@ impl<S: Send + 'static> Session<S> {
                         out: &mut self.out,
                         can_send: true,
                         flags: &mut *flags,
+                        deflate_allowed: *deflate_allowed,
                         capture: capture.as_deref(),
                         tap: tap.as_mut(),
                         direct: cx.direct.as_mut().map(|d| &mut **d as &mut dyn Write),
@@ -981,10 +988,11 @@ impl<S: Send + 'static> Session<S> {
             request,
             state,
             flags,
+            deflate_allowed,
             capture,
             ..
         } = w;
-        let mut tap = core.observer.as_ref().map(|_| Vec::new());
+        let mut tap = capture.is_some().then(Vec::new);
         let mut ctx = Context {
             conn: ConnParts {
                 id: self.id,
@@ -996,6 +1004,7 @@ impl<S: Send + 'static> Session<S> {
                 ws: WsRef::Live(ws),
                 out: &mut self.out,
                 flags: &mut *flags,
+                deflate_allowed: *deflate_allowed,
                 capture: capture.as_deref(),
                 tap: tap.as_mut(),
                 direct: None,

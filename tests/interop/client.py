@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Echo round trip against a wsloop echo endpoint with the third-party `websockets` client.
 
-Usage: python3 tests/interop/client.py ws://127.0.0.1:PORT/echo [--timeout SECONDS]
+Usage: python3 tests/interop/client.py ws://127.0.0.1:PORT/echo [--timeout SECONDS] [--deflate]
+
+With --deflate the client offers permessage-deflate (RFC 7692) as `websockets` does by default,
+compresses what it sends and inflates what it gets; without, it offers no extension.
 
 Checks, in order, each bounded by the timeout:
-  1. the opening handshake completes (websockets validates Sec-WebSocket-Accept itself);
+  1. the opening handshake completes (websockets validates Sec-WebSocket-Accept itself, and the
+     server's permessage-deflate answer against its offer);
   2. a text message (non-ASCII, 16-bit length) comes back as the same text;
   3. a binary message (every byte value, 64-bit length) comes back as the same bytes;
-  4. a ping is answered by a pong;
-  5. a client close with code 1000 is answered by the server's close with code 1000.
-Prints OK and exits 0; prints FAIL: ... to stderr and exits 1 on any mismatch, error or timeout.
+  4. a 4 KiB JSON-like text message (above the server's compression threshold) comes back intact;
+  5. a ping is answered by a pong;
+  6. a client close with code 1000 is answered by the server's close with code 1000.
+Prints `EXTENSION: <the 101's Sec-WebSocket-Extensions, or none>` once the handshake is done, then
+OK, and exits 0; prints FAIL: ... to stderr and exits 1 on any mismatch, error or timeout.
 """
 
 import argparse
@@ -25,6 +31,22 @@ except ImportError:  # pragma: no cover - reported to the Rust test as a setup p
 
 TEXT = "héllo wsloop ✓ " + "x" * 200  # > 125 bytes: the 16-bit extended length
 BINARY = bytes(range(256)) * 300  # 76,800 bytes: the 64-bit extended length
+
+
+def json_like(size):
+    """Chat-like JSON text of at least `size` bytes, the same on every run."""
+    items, total = [], 2
+    i = 0
+    while total < size:
+        item = ('{"type":"message","room":"lobby","id":"1.%d.%d","from":"user-%d",'
+                '"text":"message number %d, about the weather","ts":%d}' % (i % 7, i, i % 13, i, 1700000000000 + i))
+        items.append(item)
+        total += len(item) + 1
+        i += 1
+    return "[" + ",".join(items) + "]"
+
+
+JSON = json_like(4096)
 
 
 def short(value, limit=80):
@@ -45,6 +67,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     args = parser.parse_args()
     t = args.timeout
 
@@ -53,8 +76,10 @@ def main():
     signal.alarm(int(t * 2) + 1)
 
     try:
-        with connect(args.url, open_timeout=t, close_timeout=t, compression=None,
-                     max_size=2**20) as ws:
+        with connect(args.url, open_timeout=t, close_timeout=t,
+                     compression="deflate" if args.deflate else None, max_size=2**20) as ws:
+            extension = ws.response.headers.get("Sec-WebSocket-Extensions")
+            print(f"EXTENSION: {extension or 'none'}", flush=True)
             ws.send(TEXT)
             got = ws.recv(timeout=t)
             if not isinstance(got, str):
@@ -68,6 +93,11 @@ def main():
                 fail(f"binary echo came back as {type(got).__name__}, not bytes")
             if got != BINARY:
                 fail(f"binary echo mismatch: sent {len(BINARY)} bytes, got {len(got)} bytes")
+
+            ws.send(JSON)
+            got = ws.recv(timeout=t)
+            if got != JSON:
+                fail(f"JSON echo mismatch: sent {short(JSON)}, got {short(got)}")
 
             pong = ws.ping(b"interop")
             if not pong.wait(t):

@@ -26,6 +26,10 @@ pub struct BroadcastOpts {
     /// Messages outstanding at most.
     pub window: usize,
     pub binary: bool,
+    /// JSON-like payloads instead of random bytes.
+    pub json: bool,
+    /// Offer (and require) permessage-deflate on every connection.
+    pub deflate: bool,
     pub server_pid: Option<u32>,
     pub connect_timeout: Duration,
     pub stall: Duration,
@@ -68,12 +72,15 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
     }
     let m = o.receivers;
     let opcode = if o.binary { ws::OP_BINARY } else { ws::OP_TEXT };
-    let payload = MarkedPayload::new(o.size, 0xB0AD);
+    let payload = MarkedPayload::new(o.size, 0xB0AD, o.json);
     let mut net = Net::new(o.target.clone(), o.connect_timeout)?;
+    net.deflate = o.deflate;
     println!(
-        "broadcast: {m} receivers + 1 sender, {} B {} messages, window {}{} to {} for {:.1} s (warmup {:.1} s)",
+        "broadcast: {m} receivers + 1 sender, {} B {}{} messages{}, window {}{} to {} for {:.1} s (warmup {:.1} s)",
         o.size,
+        if o.json { "JSON-like " } else { "" },
         if o.binary { "binary" } else { "text" },
+        if o.deflate { ", permessage-deflate" } else { "" },
         o.window,
         o.rate.map(|r| format!(", at most {r} msgs/s")).unwrap_or_default(),
         o.target.addr,
@@ -140,7 +147,9 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
             while outstanding.len() < o.window && interval.is_none_or(|_| now >= next_send_at) {
                 let seq = next_seq;
                 let us = now.duration_since(t0).as_micros() as u64;
-                sender.queue_with(opcode, o.size, |out| payload.write(out, seq, us));
+                sender
+                    .queue_with(opcode, o.size, |out| payload.write(out, seq, us))
+                    .map_err(|e| Error(format!("sender: {e}")))?;
                 outstanding.push_back(Pending {
                     sent: now,
                     got: 0,
@@ -261,6 +270,7 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
         bail!("internal: measurement window not closed");
     };
     let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let (compressed_sent, compressed_received) = net.compressed_counts();
     let close_timeouts = net.close_all(Duration::from_secs(10))?;
 
     let rate = deliveries as f64 / elapsed;
@@ -294,7 +304,16 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
     if close_timeouts > 0 {
         println!("  warning: {close_timeouts} connections did not finish the close handshake in 10 s");
     }
+    if o.deflate {
+        println!(
+            "  permessage-deflate: {compressed_sent} messages sent compressed, {compressed_received} received compressed"
+        );
+    }
     report.str("mode", "broadcast");
+    report.bool("json", o.json);
+    report.bool("deflate", o.deflate);
+    report.int("compressed_sent", compressed_sent);
+    report.int("compressed_received", compressed_received);
     report.int("receivers", m as u64);
     report.int("size", o.size as u64);
     report.int("window", o.window as u64);

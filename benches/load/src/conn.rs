@@ -12,6 +12,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::bail;
+use crate::deflate::DeflateConn;
 use crate::error::{Error, Result};
 use crate::ws::{self, Rng};
 
@@ -37,6 +38,15 @@ pub struct WsConn {
     /// The upgrade request, queued once TCP is connected.
     request: Option<Vec<u8>>,
     expected_accept: String,
+    /// We offered permessage-deflate.
+    offer_deflate: bool,
+    /// What the server agreed to, once upgraded.
+    pub deflate: Option<DeflateConn>,
+    /// Scratch: a message before compressing, the compressed payload, an
+    /// inflated message.
+    plain: Vec<u8>,
+    packed: Vec<u8>,
+    inflated: Vec<u8>,
     /// Received bytes live in `rbuf[rstart..rend]`.
     rbuf: Vec<u8>,
     rstart: usize,
@@ -44,8 +54,9 @@ pub struct WsConn {
     /// Bytes to send live in `wbuf[wpos..]`.
     wbuf: Vec<u8>,
     wpos: usize,
-    /// A fragmented message being assembled: its opcode and bytes so far.
-    frag: Option<(u8, Vec<u8>)>,
+    /// A fragmented message being assembled: its opcode, whether it is
+    /// compressed, and its bytes so far.
+    frag: Option<(u8, bool, Vec<u8>)>,
     rng: Rng,
     pub close_sent: bool,
     /// Code and reason of the server's close frame, once received.
@@ -57,7 +68,8 @@ pub struct WsConn {
 
 impl WsConn {
     /// Starts a non-blocking connect; the upgrade follows in [`Self::drive`].
-    pub fn connect(addr: SocketAddr, host: &str, path: &str, seed: u64) -> Result<WsConn> {
+    /// With `deflate`, permessage-deflate is offered, and must be accepted.
+    pub fn connect(addr: SocketAddr, host: &str, path: &str, seed: u64, deflate: bool) -> Result<WsConn> {
         let stream = TcpStream::connect(addr).map_err(|e| Error(format!("connect to {addr}: {e}")))?;
         // Small messages must not wait for Nagle; the servers do the same.
         stream.set_nodelay(true)?;
@@ -67,8 +79,13 @@ impl WsConn {
             stream,
             phase: Phase::Connecting,
             started: Instant::now(),
-            request: Some(ws::handshake_request(host, path, &key)),
+            request: Some(ws::handshake_request(host, path, &key, deflate)),
             expected_accept: ws::accept_for(&key),
+            offer_deflate: deflate,
+            deflate: None,
+            plain: Vec::new(),
+            packed: Vec::new(),
+            inflated: Vec::new(),
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
@@ -195,9 +212,10 @@ impl WsConn {
                 return Ok(());
             }
             if self.phase == Phase::Handshaking {
-                match ws::parse_handshake_response(avail, &self.expected_accept)? {
-                    Some(n) => {
-                        self.rstart += n;
+                match ws::parse_handshake_response(avail, &self.expected_accept, self.offer_deflate)? {
+                    Some(up) => {
+                        self.rstart += up.head_len;
+                        self.deflate = up.deflate.map(DeflateConn::new);
                         self.phase = Phase::Open;
                         continue;
                     }
@@ -209,7 +227,7 @@ impl WsConn {
                 self.rstart = self.rend;
                 return Ok(());
             }
-            let Some(head) = ws::parse_frame_head(avail)? else {
+            let Some(head) = ws::parse_frame_head(avail, self.deflate.is_some())? else {
                 return Ok(());
             };
             let total = head.head_len + head.payload_len;
@@ -223,14 +241,16 @@ impl WsConn {
                     if self.frag.is_some() {
                         bail!("server started a new message inside a fragmented one");
                     }
-                    if head.fin {
+                    if head.fin && head.compressed {
+                        inflate_and_deliver(head.opcode, payload, &mut self.deflate, &mut self.inflated, on_msg)?;
+                    } else if head.fin {
                         deliver(head.opcode, payload, on_msg)?;
                     } else {
-                        self.frag = Some((head.opcode, payload.to_vec()));
+                        self.frag = Some((head.opcode, head.compressed, payload.to_vec()));
                     }
                 }
                 ws::OP_CONT => {
-                    let Some((_, buf)) = self.frag.as_mut() else {
+                    let Some((_, _, buf)) = self.frag.as_mut() else {
                         bail!("server sent a continuation frame outside a fragmented message");
                     };
                     if buf.len() + payload.len() > ws::MAX_MESSAGE {
@@ -238,9 +258,13 @@ impl WsConn {
                     }
                     buf.extend_from_slice(payload);
                     if head.fin
-                        && let Some((op, buf)) = self.frag.take()
+                        && let Some((op, compressed, buf)) = self.frag.take()
                     {
-                        deliver(op, &buf, on_msg)?;
+                        if compressed {
+                            inflate_and_deliver(op, &buf, &mut self.deflate, &mut self.inflated, on_msg)?;
+                        } else {
+                            deliver(op, &buf, on_msg)?;
+                        }
                     }
                 }
                 ws::OP_PING => {
@@ -305,14 +329,35 @@ impl WsConn {
     }
 
     /// Queues a message of `len` bytes whose payload `fill` appends; call
-    /// [`Self::flush`] to send.
-    pub fn queue_with(&mut self, opcode: u8, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+    /// [`Self::flush`] to send. With permessage-deflate agreed the message
+    /// goes compressed (RSV1), as browsers send every message.
+    pub fn queue_with(&mut self, opcode: u8, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let mask = self.mask();
+        if let Some(d) = self.deflate.as_mut().filter(|d| d.compresses()) {
+            self.plain.clear();
+            fill(&mut self.plain);
+            debug_assert_eq!(self.plain.len(), len);
+            self.packed.clear();
+            d.compress(&self.plain, &mut self.packed)?;
+            ws::put_client_header_rsv(&mut self.wbuf, opcode, ws::RSV1, self.packed.len(), mask);
+            let start = self.wbuf.len();
+            self.wbuf.extend_from_slice(&self.packed);
+            ws::mask_in_place(&mut self.wbuf[start..], mask);
+            return Ok(());
+        }
         ws::put_client_header(&mut self.wbuf, opcode, len, mask);
         let start = self.wbuf.len();
         fill(&mut self.wbuf);
         debug_assert_eq!(self.wbuf.len() - start, len);
         ws::mask_in_place(&mut self.wbuf[start..], mask);
+        Ok(())
+    }
+
+    /// Messages this connection sent compressed and received compressed.
+    pub fn compressed_counts(&self) -> (u64, u64) {
+        self.deflate
+            .as_ref()
+            .map_or((0, 0), |d| (d.compressed_out, d.compressed_in))
     }
 
     pub fn queue_ping(&mut self, payload: &[u8]) {
@@ -333,6 +378,25 @@ impl WsConn {
         let mask = self.mask();
         ws::put_client_frame(&mut self.wbuf, ws::OP_CLOSE, &code.to_be_bytes(), mask);
     }
+}
+
+/// Inflates a compressed message and delivers it (RFC 7692 §7.2.2).
+fn inflate_and_deliver<F>(
+    opcode: u8,
+    payload: &[u8],
+    deflate: &mut Option<DeflateConn>,
+    scratch: &mut Vec<u8>,
+    on_msg: &mut F,
+) -> Result<()>
+where
+    F: FnMut(u8, &[u8]) -> Result<()>,
+{
+    let Some(d) = deflate.as_mut() else {
+        bail!("internal: a compressed frame without permessage-deflate");
+    };
+    scratch.clear();
+    d.inflate(payload, scratch, ws::MAX_MESSAGE)?;
+    deliver(opcode, scratch, on_msg)
 }
 
 /// Text messages must be UTF-8 (RFC 6455 8.1); a server that breaks that is
@@ -402,7 +466,7 @@ mod tests {
 
         let mut poll = Poll::new().unwrap();
         let mut events = Events::with_capacity(16);
-        let mut c = WsConn::connect(addr, "test", "/echo", 1).unwrap();
+        let mut c = WsConn::connect(addr, "test", "/echo", 1, false).unwrap();
         poll.registry()
             .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
             .unwrap();
@@ -425,6 +489,118 @@ mod tests {
         assert_eq!(server.join().unwrap(), vec![ws::OP_PONG, ws::OP_CLOSE]);
     }
 
+    /// permessage-deflate: the offer goes out, the answer is taken, RFC 7692's compressed
+    /// "Hello" (whole, then in two fragments) is delivered inflated, and what the client sends
+    /// is compressed (RSV1) and inflates back to the message.
+    #[test]
+    fn deflate_offer_compressed_frames_both_ways() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while !req.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut b).unwrap();
+                req.push(b[0]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            assert!(
+                req.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"),
+                "{req}"
+            );
+            let key = req.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
+                ws::accept_for(key)
+            )
+            .into_bytes();
+            out.extend_from_slice(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+            out.extend_from_slice(&[0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00]);
+            s.write_all(&out).unwrap();
+            // The client's message: FIN + RSV1 + text, masked.
+            let mut h = [0u8; 2];
+            s.read_exact(&mut h).unwrap();
+            let mut rest = vec![0u8; 4 + (h[1] & 0x7F) as usize];
+            s.read_exact(&mut rest).unwrap();
+            let (mask, payload) = rest.split_at_mut(4);
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+            let agreed = crate::deflate::parse_answer("permessage-deflate; server_no_context_takeover").unwrap();
+            let mut inflated = Vec::new();
+            crate::deflate::DeflateConn::new(agreed)
+                .inflate(payload, &mut inflated, 1000)
+                .unwrap();
+            (h[0], inflated)
+        });
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut c = WsConn::connect(addr, "test", "/echo", 3, true).unwrap();
+        poll.registry()
+            .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+            c.drive(&mut |_, p| {
+                got.push(p.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(got, vec![b"Hello".to_vec(), b"Hello".to_vec()]);
+        c.queue_with(ws::OP_TEXT, 12, |out| out.extend_from_slice(b"Hello, hello"))
+            .unwrap();
+        c.flush().unwrap();
+        assert_eq!(server.join().unwrap(), (0xc1, b"Hello, hello".to_vec()));
+        assert_eq!(c.compressed_counts(), (1, 2));
+    }
+
+    #[test]
+    fn declined_deflate_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A server that knows no extension: its 101 has no Sec-WebSocket-Extensions.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while !req.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut b).unwrap();
+                req.push(b[0]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            let key = req.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+            let out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                ws::accept_for(key)
+            );
+            s.write_all(out.as_bytes()).unwrap();
+        });
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut c = WsConn::connect(addr, "test", "/echo", 4, true).unwrap();
+        poll.registry()
+            .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = loop {
+            assert!(Instant::now() < deadline, "no error within 5 s");
+            poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+            if let Err(e) = c.drive(&mut |_, _| Ok(())) {
+                break e;
+            }
+        };
+        assert!(err.0.contains("declined permessage-deflate"), "{err}");
+        server.join().unwrap();
+    }
+
     #[test]
     fn refused_upgrade_is_an_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -438,7 +614,7 @@ mod tests {
         });
         let mut poll = Poll::new().unwrap();
         let mut events = Events::with_capacity(16);
-        let mut c = WsConn::connect(addr, "test", "/nope", 2).unwrap();
+        let mut c = WsConn::connect(addr, "test", "/nope", 2, false).unwrap();
         poll.registry()
             .register(&mut c.stream, Token(0), Interest::READABLE | Interest::WRITABLE)
             .unwrap();

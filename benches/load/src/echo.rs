@@ -20,6 +20,10 @@ pub struct EchoOpts {
     pub secs: Duration,
     pub warmup: Duration,
     pub binary: bool,
+    /// JSON-like payloads instead of random bytes.
+    pub json: bool,
+    /// Offer (and require) permessage-deflate; every message goes compressed.
+    pub deflate: bool,
     pub server_pid: Option<u32>,
     pub connect_timeout: Duration,
     /// Fail if no echo at all arrives for this long.
@@ -42,15 +46,18 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         bail!("-t must be positive");
     }
     let opcode = if o.binary { ws::OP_BINARY } else { ws::OP_TEXT };
-    let payload = EchoPayload::new(o.size, 0x5EED);
+    let payload = EchoPayload::new(o.size, 0x5EED, o.json);
     let mut net = Net::new(o.target.clone(), o.connect_timeout)?;
+    net.deflate = o.deflate;
 
     println!(
-        "echo: {} connections x {} in flight x {} B {} to {} for {:.1} s (warmup {:.1} s)",
+        "echo: {} connections x {} in flight x {} B {}{}{} to {} for {:.1} s (warmup {:.1} s)",
         o.conns,
         o.depth,
         o.size,
+        if o.json { "JSON-like " } else { "" },
         if o.binary { "binary" } else { "text" },
+        if o.deflate { ", permessage-deflate" } else { "" },
         o.target.addr,
         o.secs.as_secs_f64(),
         o.warmup.as_secs_f64()
@@ -81,7 +88,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     // Prime every connection with D messages.
     for (i, (c, f)) in net.conns.iter_mut().zip(flights.iter_mut()).enumerate() {
         for _ in 0..o.depth {
-            send_one(c, f, &payload, opcode, i as u32);
+            send_one(c, f, &payload, opcode, i as u32).map_err(|e| Error(format!("connection {i}: {e}")))?;
         }
         c.flush().map_err(|e| Error(format!("connection {i}: {e}")))?;
     }
@@ -140,7 +147,8 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
                 // Keep D in flight until the end of the measured window.
                 if window_end.is_none() {
                     for _ in 0..got {
-                        send_one(c, f, &payload, opcode, i as u32);
+                        send_one(c, f, &payload, opcode, i as u32)
+                            .map_err(|e| Error(format!("connection {i}: {e}")))?;
                     }
                     in_flight += got;
                     c.flush().map_err(|e| Error(format!("connection {i}: {e}")))?;
@@ -172,6 +180,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         bail!("internal: measurement window not closed");
     };
     let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let (compressed_sent, compressed_received) = net.compressed_counts();
     let close_timeouts = net.close_all(Duration::from_secs(5))?;
 
     let rate = msgs as f64 / elapsed;
@@ -199,8 +208,17 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     if close_timeouts > 0 {
         println!("  warning: {close_timeouts} connections did not finish the close handshake in 5 s");
     }
+    if o.deflate {
+        println!(
+            "  permessage-deflate: {compressed_sent} messages sent compressed, {compressed_received} echoes came back compressed"
+        );
+    }
 
     report.str("mode", "echo");
+    report.bool("json", o.json);
+    report.bool("deflate", o.deflate);
+    report.int("compressed_sent", compressed_sent);
+    report.int("compressed_received", compressed_received);
     report.int("connections", o.conns as u64);
     report.int("depth", o.depth as u64);
     report.int("size", o.size as u64);
@@ -219,9 +237,10 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn send_one(c: &mut crate::conn::WsConn, f: &mut Flight, payload: &EchoPayload, opcode: u8, conn: u32) {
+fn send_one(c: &mut crate::conn::WsConn, f: &mut Flight, payload: &EchoPayload, opcode: u8, conn: u32) -> Result<()> {
     let seq = f.next_send;
-    c.queue_with(opcode, payload.size(), |out| payload.write(out, conn, seq));
+    c.queue_with(opcode, payload.size(), |out| payload.write(out, conn, seq))?;
     f.next_send += 1;
     f.sent_at.push_back(Instant::now());
+    Ok(())
 }

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::net::{Net, Target};
+use crate::payload::EchoPayload;
 use crate::report::Report;
 use crate::stats::{raise_nofile, status_bytes};
+use crate::ws;
 
 pub struct IdleOpts {
     pub target: Target,
@@ -15,7 +17,17 @@ pub struct IdleOpts {
     /// Minimum time to hold the connections open before reading RSS.
     pub hold: Duration,
     pub connect_timeout: Duration,
+    /// Offer (and require) permessage-deflate.
+    pub deflate: bool,
+    /// Messages each connection echoes (verified) before it idles: what a
+    /// chat connection has done before it goes quiet. With deflate, these
+    /// are what makes a connection allocate its compression state.
+    pub messages: u64,
+    pub size: usize,
+    pub json: bool,
 }
+
+const WARM_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// RSS counts as settled when it moved less than this over the last second.
@@ -39,13 +51,16 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
     let pid = o.server_pid;
     let rss = |key: &str| status_bytes(pid, key);
     println!(
-        "idle: {} connections to {} (server pid {pid}), hold {:.1} s",
+        "idle: {} connections to {} (server pid {pid}){}, {} message(s) each first, hold {:.1} s",
         o.conns,
         o.target.addr,
+        if o.deflate { " with permessage-deflate" } else { "" },
+        o.messages,
         o.hold.as_secs_f64()
     );
     let rss_before = rss("VmRSS")?;
     let mut net = Net::new(o.target.clone(), o.connect_timeout)?;
+    net.deflate = o.deflate;
     let mut messages = 0u64;
     let open_time = net.open(o.conns, |_, _, _| {
         messages += 1;
@@ -57,6 +72,17 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
         open_time.as_secs_f64(),
         rss_before / 1024
     );
+    if o.messages > 0 {
+        warm_up(&mut net, o)?;
+    }
+    let (compressed_sent, compressed_received) = net.compressed_counts();
+    // Nothing compressed comes any more: the load generator's own inflaters
+    // (context takeover) need not stay.
+    for c in &mut net.conns {
+        if let Some(d) = c.deflate.as_mut() {
+            d.release();
+        }
+    }
 
     // Hold the connections, sampling RSS, until it settles.
     let hold_end = Instant::now() + o.hold;
@@ -122,7 +148,18 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
     if close_timeouts > 0 {
         println!("  warning: {close_timeouts} connections did not finish the close handshake in 10 s");
     }
+    if o.deflate {
+        println!(
+            "  permessage-deflate: {compressed_sent} messages sent compressed, {compressed_received} echoes came back compressed"
+        );
+    }
     report.str("mode", "idle");
+    report.bool("deflate", o.deflate);
+    report.int("messages_each", o.messages);
+    report.int("size", o.size as u64);
+    report.bool("json", o.json);
+    report.int("compressed_sent", compressed_sent);
+    report.int("compressed_received", compressed_received);
     report.int("connections", o.conns as u64);
     report.num("connect_seconds", open_time.as_secs_f64());
     report.int("rss_before", rss_before);
@@ -132,6 +169,52 @@ pub fn run(o: &IdleOpts, report: &mut Report) -> Result<()> {
     report.num("bytes_per_conn", per_conn);
     report.bool("settled", settled);
     report.int("close_timeouts", close_timeouts as u64);
+    Ok(())
+}
+
+/// Each connection echoes `o.messages` messages, all connections at once;
+/// every echo is verified.
+fn warm_up(net: &mut Net, o: &IdleOpts) -> Result<()> {
+    let payload = EchoPayload::new(o.size, 0x1D1E, o.json);
+    for (i, c) in net.conns.iter_mut().enumerate() {
+        for seq in 0..o.messages {
+            c.queue_with(ws::OP_TEXT, o.size, |out| payload.write(out, i as u32, seq))?;
+        }
+        c.flush().map_err(|e| Error(format!("connection {i}: {e}")))?;
+    }
+    let mut next = vec![0u64; net.conns.len()];
+    let mut done = 0usize;
+    let deadline = Instant::now() + WARM_TIMEOUT;
+    let t0 = Instant::now();
+    while done < next.len() {
+        net.step(Duration::from_millis(50), |i, op, p| {
+            let Some(n) = next.get_mut(i) else {
+                bail!("message on unknown connection {i}");
+            };
+            if op != ws::OP_TEXT {
+                bail!("echo came back with opcode {op}");
+            }
+            payload.check(p, i as u32, *n).map_err(Error)?;
+            *n += 1;
+            if *n == o.messages {
+                done += 1;
+            }
+            Ok(())
+        })?;
+        if Instant::now() >= deadline {
+            bail!(
+                "{} of {} connections did not get their echoes within {WARM_TIMEOUT:?}",
+                next.len() - done,
+                next.len()
+            );
+        }
+    }
+    println!(
+        "  {} messages of {} B echoed and verified in {:.3} s",
+        o.messages * next.len() as u64,
+        o.size,
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

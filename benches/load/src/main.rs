@@ -8,6 +8,7 @@
 mod args;
 mod broadcast;
 mod conn;
+mod deflate;
 mod echo;
 mod error;
 mod handshake;
@@ -30,7 +31,7 @@ wsloop-load: WebSocket load generator (loopback targets only)
 
 USAGE:
   wsloop-load echo --url ws://127.0.0.1:PORT/echo -c N -d D -s S -t SECS
-                   [--binary] [--warmup SECS] [--server-pid PID]
+                   [--binary] [--json] [--deflate] [--warmup SECS] [--server-pid PID]
       N connections, D messages of S bytes in flight on each, for SECS
       seconds; every echo is verified byte for byte. Reports msgs/s, MB/s,
       p50/p99 round trip and, with --server-pid, msgs per server CPU-second.
@@ -38,19 +39,28 @@ USAGE:
                    [--server-pid PID]
       WORKERS concurrent loops of connect, upgrade, close handshake.
   wsloop-load idle --url ws://... -c N --server-pid PID [--hold SECS]
-      Server RSS per open idle connection (VmRSS after - before) / N.
+                   [--deflate] [--messages K [-s S] [--json]]
+      Server RSS per open idle connection (VmRSS after - before) / N. With
+      --messages, each connection first echoes K messages of S bytes
+      (verified), then idles.
   wsloop-load broadcast --url ws://127.0.0.1:PORT/chat -m RECEIVERS -s S
-                   -t SECS [--rate R] [--window K] [--binary] [--warmup SECS]
-                   [--server-pid PID]
+                   -t SECS [--rate R] [--window K] [--binary] [--json] [--deflate]
+                   [--warmup SECS] [--server-pid PID]
       RECEIVERS connections plus one sender; at most K messages outstanding.
       Messages without the #WSLB marker (join/leave notices) are ignored.
 
 COMMON OPTIONS:
   --connect-timeout SECS  connect + upgrade limit per connection (default 10)
   --stall SECS            fail when nothing progresses this long (default 10)
+  --json                  JSON-like chat text as payload filler (default:
+                          random printable bytes, which barely compress)
+  --deflate               offer permessage-deflate (RFC 7692) as browsers do
+                          and fail if the server declines; every message is
+                          then sent compressed, what the server sends
+                          compressed is inflated before it is verified
 
-Defaults: -c 1 (idle: 1000), -d 1, -s 32, -t 5, -w 32, -m 100, --window 8,
---warmup 1, --hold 3.";
+Defaults: -c 1 (idle: 1000), -d 1, -s 32 (idle: 1024), -t 5, -w 32, -m 100,
+--window 8, --warmup 1, --hold 3, --messages 0.";
 
 fn main() -> ExitCode {
     match run() {
@@ -91,6 +101,8 @@ fn run() -> Result<Option<Report>> {
                 secs: a.secs(&["-t", "--time"], 5.0)?,
                 warmup: a.secs(&["--warmup"], 1.0)?,
                 binary: a.switch(&["--binary"]),
+                json: a.switch(&["--json"]),
+                deflate: a.switch(&["--deflate"]),
                 server_pid,
                 connect_timeout,
                 stall,
@@ -120,6 +132,10 @@ fn run() -> Result<Option<Report>> {
                 server_pid: pid,
                 hold: a.secs(&["--hold"], 3.0)?,
                 connect_timeout,
+                deflate: a.switch(&["--deflate"]),
+                messages: a.get(&["--messages"], 0)?,
+                size: a.get(&["-s", "--size"], 1024)?,
+                json: a.switch(&["--json"]),
             };
             a.finish()?;
             idle::run(&o, &mut report)?;
@@ -134,6 +150,8 @@ fn run() -> Result<Option<Report>> {
                 rate: a.opt(&["--rate", "-r"])?,
                 window: a.get(&["--window", "-k"], 8)?,
                 binary: a.switch(&["--binary"]),
+                json: a.switch(&["--json"]),
+                deflate: a.switch(&["--deflate"]),
                 server_pid,
                 connect_timeout,
                 stall,

@@ -61,6 +61,8 @@ pub struct Net {
     pub target: Target,
     pub conns: Vec<WsConn>,
     pub connect_timeout: Duration,
+    /// Offer permessage-deflate on every connection (and require it).
+    pub deflate: bool,
     seed: u64,
 }
 
@@ -83,6 +85,7 @@ impl Net {
             target,
             conns: Vec::new(),
             connect_timeout,
+            deflate: false,
             seed,
         })
     }
@@ -90,7 +93,13 @@ impl Net {
     /// A new connection registered under `token` (not stored anywhere).
     pub fn start_conn(&mut self, token: usize) -> Result<WsConn> {
         self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut c = WsConn::connect(self.target.addr, &self.target.host, &self.target.path, self.seed)?;
+        let mut c = WsConn::connect(
+            self.target.addr,
+            &self.target.host,
+            &self.target.path,
+            self.seed,
+            self.deflate,
+        )?;
         self.poll
             .registry()
             .register(&mut c.stream, Token(token), Interest::READABLE | Interest::WRITABLE)?;
@@ -172,6 +181,14 @@ impl Net {
             }
         }
         Ok(())
+    }
+
+    /// Messages sent and received compressed, over every open connection.
+    pub fn compressed_counts(&self) -> (u64, u64) {
+        self.conns.iter().fold((0, 0), |(o, i), c| {
+            let (co, ci) = c.compressed_counts();
+            (o + co, i + ci)
+        })
     }
 
     /// Sends a close frame on every connection and waits (at most `timeout`)

@@ -5,6 +5,10 @@
 //! number. A lost, duplicated, reordered or corrupted message therefore never
 //! matches what the receiver expects next. All bytes are printable ASCII, so
 //! the same payloads are valid text messages.
+//!
+//! The filler is either random printable bytes (what compresses worst) or,
+//! with `--json`, JSON-like chat text: objects with the same keys and words
+//! from a small vocabulary, the kind of message permessage-deflate is for.
 
 use crate::ws::Rng;
 
@@ -18,9 +22,23 @@ pub struct Pattern {
     fill: Vec<u8>,
 }
 
+/// Words of the JSON-like filler's texts.
+const WORDS: [&str; 32] = [
+    "hello", "world", "the", "weather", "is", "nice", "today", "see", "you", "at", "lunch", "meeting", "room", "moved",
+    "to", "three", "o'clock", "thanks", "for", "the", "update", "deploy", "done", "tests", "green", "coffee", "anyone",
+    "review", "please", "merged", "ship", "it",
+];
+
 impl Pattern {
-    pub fn new(size: usize, seed: u64) -> Pattern {
+    /// Random printable ASCII; with `json`, JSON-like chat messages.
+    pub fn new(size: usize, seed: u64, json: bool) -> Pattern {
         let mut rng = Rng::new(seed);
+        if json {
+            return Pattern {
+                size,
+                fill: json_like(size + CYCLE, &mut rng),
+            };
+        }
         let fill = (0..size + CYCLE).map(|_| b'!' + (rng.next_u64() % 94) as u8).collect();
         Pattern { size, fill }
     }
@@ -29,6 +47,30 @@ impl Pattern {
         let off = (key.wrapping_mul(37) % CYCLE as u64) as usize;
         &self.fill[off..off + len]
     }
+}
+
+/// Exactly `len` bytes of chat messages as a JSON array's items:
+/// `{"type":"message","room":"lobby","id":"1.3.42","from":"user-7","text":"...","ts":...},`.
+fn json_like(len: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 256);
+    let mut i = 0u64;
+    while out.len() < len {
+        let words = 4 + rng.next_u64() % 9;
+        let text: Vec<&str> = (0..words)
+            .map(|_| WORDS[(rng.next_u64() % WORDS.len() as u64) as usize])
+            .collect();
+        let item = format!(
+            "{{\"type\":\"message\",\"room\":\"lobby\",\"id\":\"1.{}.{i}\",\"from\":\"user-{}\",\"text\":\"{}\",\"ts\":{}}},",
+            i % 7,
+            rng.next_u64() % 50,
+            text.join(" "),
+            1_700_000_000_000 + i * 37
+        );
+        out.extend_from_slice(item.as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 /// Echo messages: `seq` as 16 hex digits, the connection index as 8, then
@@ -45,8 +87,8 @@ fn echo_head(conn: u32, seq: u64) -> [u8; ECHO_HEAD] {
 }
 
 impl EchoPayload {
-    pub fn new(size: usize, seed: u64) -> EchoPayload {
-        EchoPayload(Pattern::new(size, seed))
+    pub fn new(size: usize, seed: u64, json: bool) -> EchoPayload {
+        EchoPayload(Pattern::new(size, seed, json))
     }
 
     pub fn size(&self) -> usize {
@@ -99,9 +141,9 @@ pub const MARKER: &[u8] = b"#WSLB";
 pub const MARKED_HEAD: usize = 5 + 8 + 12;
 
 impl MarkedPayload {
-    pub fn new(size: usize, seed: u64) -> MarkedPayload {
+    pub fn new(size: usize, seed: u64, json: bool) -> MarkedPayload {
         assert!(size >= MARKED_HEAD, "checked by the caller");
-        MarkedPayload(Pattern::new(size, seed))
+        MarkedPayload(Pattern::new(size, seed, json))
     }
 
     pub fn write(&self, out: &mut Vec<u8>, seq: u32, send_us: u64) {
@@ -167,12 +209,15 @@ mod tests {
 
     #[test]
     fn echo_roundtrip_and_detection() {
-        for size in [1usize, 16, 24, 32, 65536] {
-            let p = EchoPayload::new(size, 7);
+        for (size, json) in [1usize, 16, 24, 32, 1024, 65536]
+            .into_iter()
+            .flat_map(|s| [(s, false), (s, true)])
+        {
+            let p = EchoPayload::new(size, 7, json);
             let mut m = Vec::new();
             p.write(&mut m, 3, 42);
             assert_eq!(m.len(), size);
-            assert!(m.iter().all(|b| b.is_ascii_graphic()));
+            assert!(m.iter().all(|b| b.is_ascii_graphic() || *b == b' '));
             p.check(&m, 3, 42).unwrap();
             if size >= 16 {
                 assert!(p.check(&m, 3, 43).is_err());
@@ -189,8 +234,39 @@ mod tests {
     }
 
     #[test]
+    fn json_filler_is_json_like_and_compressible() {
+        let p = EchoPayload::new(1024, 7, true);
+        let mut m = Vec::new();
+        p.write(&mut m, 3, 42);
+        assert_eq!(m.len(), 1024);
+        assert!(
+            m.iter().all(|b| b.is_ascii_graphic() || *b == b' '),
+            "{}",
+            String::from_utf8_lossy(&m)
+        );
+        let text = String::from_utf8(m.clone()).unwrap();
+        assert!(text.contains("\"type\":\"message\",\"room\":\"lobby\""), "{text}");
+        // Each message compressed on its own (no context takeover) shrinks well; random filler
+        // does not.
+        let ratio = |m: &[u8]| {
+            let mut c = flate2::Compress::new(flate2::Compression::new(1), false);
+            let mut out = Vec::with_capacity(2 * m.len());
+            c.compress_vec(m, &mut out, flate2::FlushCompress::Sync).unwrap();
+            out.len() as f64 / m.len() as f64
+        };
+        assert!(ratio(&m) < 0.5, "{}", ratio(&m));
+        let mut r = Vec::new();
+        EchoPayload::new(1024, 7, false).write(&mut r, 3, 42);
+        assert!(ratio(&r) > 0.7, "{}", ratio(&r));
+        let mp = MarkedPayload::new(1024, 9, true);
+        let mut m = Vec::new();
+        mp.write(&mut m, 5, 123);
+        assert_eq!(mp.parse(&m).unwrap(), Some((5, 123)));
+    }
+
+    #[test]
     fn marked_roundtrip() {
-        let p = MarkedPayload::new(32, 9);
+        let p = MarkedPayload::new(32, 9, false);
         let mut m = Vec::new();
         p.write(&mut m, 5, 123_456);
         assert_eq!(m.len(), 32);

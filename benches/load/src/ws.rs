@@ -66,9 +66,15 @@ pub fn accept_for(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
-/// The opening handshake request. No extensions are offered, so the server
-/// must not enable any (compression stays off).
-pub fn handshake_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+/// The opening handshake request. Without `deflate` no extension is
+/// offered, so the server must not enable any (compression stays off); with
+/// it, permessage-deflate is offered as browsers offer it.
+pub fn handshake_request(host: &str, path: &str, key: &str, deflate: bool) -> Vec<u8> {
+    let extensions = if deflate {
+        format!("Sec-WebSocket-Extensions: {}\r\n", crate::deflate::OFFER)
+    } else {
+        String::new()
+    };
     format!(
         "GET {path} HTTP/1.1\r\n\
          Host: {host}\r\n\
@@ -76,17 +82,27 @@ pub fn handshake_request(host: &str, path: &str, key: &str) -> Vec<u8> {
          Connection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\n\
          Sec-WebSocket-Version: 13\r\n\
+         {extensions}\
          \r\n"
     )
     .into_bytes()
 }
 
+/// A valid `101`: the length of its head, and the permessage-deflate
+/// parameters if we offered it (then the server must have accepted: a run
+/// that asks for compression measures nothing without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgraded {
+    pub head_len: usize,
+    pub deflate: Option<crate::deflate::Agreed>,
+}
+
 /// Checks the server's handshake response at the start of `buf`.
 ///
-/// Returns `Ok(None)` if the head is not complete yet, `Ok(Some(n))` with the
-/// length of the head when it is a valid `101` upgrade for `expected_accept`,
-/// and an error otherwise.
-pub fn parse_handshake_response(buf: &[u8], expected_accept: &str) -> Result<Option<usize>> {
+/// Returns `Ok(None)` if the head is not complete yet, `Ok(Some(_))` when it
+/// is a valid `101` upgrade for `expected_accept` (and, if `offered_deflate`,
+/// a valid permessage-deflate answer), and an error otherwise.
+pub fn parse_handshake_response(buf: &[u8], expected_accept: &str, offered_deflate: bool) -> Result<Option<Upgraded>> {
     let Some(end) = find(buf, b"\r\n\r\n") else {
         if buf.len() > MAX_RESPONSE_HEAD {
             bail!("handshake response head longer than {MAX_RESPONSE_HEAD} bytes");
@@ -103,7 +119,7 @@ pub fn parse_handshake_response(buf: &[u8], expected_accept: &str) -> Result<Opt
     if !version.starts_with("HTTP/1.") || code != "101" {
         bail!("handshake refused: status line {status:?}");
     }
-    let (mut upgrade, mut connection, mut accept) = (false, false, None);
+    let (mut upgrade, mut connection, mut accept, mut extensions) = (false, false, None, None);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             bail!("malformed header line in handshake response: {line:?}");
@@ -113,9 +129,13 @@ pub fn parse_handshake_response(buf: &[u8], expected_accept: &str) -> Result<Opt
             "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
             "connection" => connection = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")),
             "sec-websocket-accept" => accept = Some(value.to_owned()),
-            "sec-websocket-extensions" => {
+            "sec-websocket-extensions" if !offered_deflate => {
                 bail!("server enabled an extension we did not offer: {value:?}")
             }
+            "sec-websocket-extensions" if extensions.is_some() => {
+                bail!("server sent Sec-WebSocket-Extensions twice")
+            }
+            "sec-websocket-extensions" => extensions = Some(crate::deflate::parse_answer(value)?),
             _ => {}
         }
     }
@@ -125,8 +145,14 @@ pub fn parse_handshake_response(buf: &[u8], expected_accept: &str) -> Result<Opt
     if !connection {
         bail!("handshake response lacks `Connection: Upgrade`");
     }
+    if offered_deflate && extensions.is_none() {
+        bail!("server declined permessage-deflate (no Sec-WebSocket-Extensions in its 101)");
+    }
     match accept {
-        Some(a) if a == expected_accept => Ok(Some(head_len)),
+        Some(a) if a == expected_accept => Ok(Some(Upgraded {
+            head_len,
+            deflate: extensions,
+        })),
         Some(a) => bail!("wrong Sec-WebSocket-Accept: got {a:?}, expected {expected_accept:?}"),
         None => bail!("handshake response lacks Sec-WebSocket-Accept"),
     }
@@ -140,10 +166,18 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// RSV1: the frame starts a compressed message (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
+
 /// Appends the header of a masked, final client frame to `out`; the caller
 /// then appends `len` payload bytes and masks them with [`mask_in_place`].
 pub fn put_client_header(out: &mut Vec<u8>, opcode: u8, len: usize, mask: [u8; 4]) {
-    out.push(0x80 | opcode);
+    put_client_header_rsv(out, opcode, 0, len, mask);
+}
+
+/// [`put_client_header`] with reserved bits (`RSV1` for a compressed message).
+pub fn put_client_header_rsv(out: &mut Vec<u8>, opcode: u8, rsv: u8, len: usize, mask: [u8; 4]) {
+    out.push(0x80 | rsv | opcode);
     if len < 126 {
         out.push(0x80 | len as u8);
     } else if len <= u16::MAX as usize {
@@ -185,22 +219,29 @@ pub struct FrameHead {
     /// Bytes of header before the payload.
     pub head_len: usize,
     pub payload_len: usize,
+    /// RSV1: the first frame of a compressed message.
+    pub compressed: bool,
 }
 
 /// Parses a server frame header at the start of `buf`: `Ok(None)` if more
 /// bytes are needed, an error for anything RFC 6455 forbids a server to send
 /// to us (masking, reserved bits without a negotiated extension, unknown
-/// opcodes, bad control frames).
-pub fn parse_frame_head(buf: &[u8]) -> Result<Option<FrameHead>> {
+/// opcodes, bad control frames). With `deflate` agreed, RSV1 may mark the
+/// first frame of a data message (RFC 7692 §6), nothing else.
+pub fn parse_frame_head(buf: &[u8], deflate: bool) -> Result<Option<FrameHead>> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
     let fin = b0 & 0x80 != 0;
-    if b0 & 0x70 != 0 {
+    let opcode = b0 & 0x0F;
+    let compressed = b0 & RSV1 != 0;
+    if b0 & 0x30 != 0 || (compressed && !deflate) {
         bail!("server frame has reserved bits set (0x{b0:02x}) without an extension");
     }
-    let opcode = b0 & 0x0F;
+    if compressed && !matches!(opcode, OP_TEXT | OP_BINARY) {
+        bail!("server set RSV1 on a frame with opcode {opcode} (RFC 7692 §6: first data frames only)");
+    }
     if b1 & 0x80 != 0 {
         bail!("server frame is masked (RFC 6455 5.1 forbids it)");
     }
@@ -241,6 +282,7 @@ pub fn parse_frame_head(buf: &[u8]) -> Result<Option<FrameHead>> {
         opcode,
         head_len,
         payload_len: payload_len as usize,
+        compressed,
     }))
 }
 
@@ -272,14 +314,33 @@ mod tests {
                   Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nXX";
         let acc = accept_for(key);
         assert_eq!(
-            parse_handshake_response(ok.as_bytes(), &acc).unwrap(),
-            Some(ok.len() - 2)
+            parse_handshake_response(ok.as_bytes(), &acc, false).unwrap(),
+            Some(Upgraded {
+                head_len: ok.len() - 2,
+                deflate: None
+            })
         );
-        assert_eq!(parse_handshake_response(&ok.as_bytes()[..20], &acc).unwrap(), None);
+        assert_eq!(
+            parse_handshake_response(&ok.as_bytes()[..20], &acc, false).unwrap(),
+            None
+        );
         let bad = ok.replace("xOo=", "xOX=");
-        assert!(parse_handshake_response(bad.as_bytes(), &acc).is_err());
+        assert!(parse_handshake_response(bad.as_bytes(), &acc, false).is_err());
         let refused = "HTTP/1.1 404 Not Found\r\n\r\n";
-        assert!(parse_handshake_response(refused.as_bytes(), &acc).is_err());
+        assert!(parse_handshake_response(refused.as_bytes(), &acc, false).is_err());
+        // permessage-deflate: required once offered, refused when not offered.
+        assert!(parse_handshake_response(ok.as_bytes(), &acc, true).is_err());
+        let deflate = ok.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
+        );
+        let up = parse_handshake_response(deflate.as_bytes(), &acc, true)
+            .unwrap()
+            .unwrap();
+        assert!(up.deflate.is_some_and(|d| d.server_no_context_takeover));
+        assert!(parse_handshake_response(deflate.as_bytes(), &acc, false).is_err());
+        let twice = deflate.replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+        assert!(parse_handshake_response(twice.as_bytes(), &acc, true).is_err());
     }
 
     #[test]
@@ -308,28 +369,42 @@ mod tests {
 
     #[test]
     fn server_frame_heads() {
-        assert_eq!(parse_frame_head(&[0x81]).unwrap(), None);
+        assert_eq!(parse_frame_head(&[0x81], false).unwrap(), None);
         assert_eq!(
-            parse_frame_head(&[0x81, 3, b'a', b'b', b'c']).unwrap(),
+            parse_frame_head(&[0x81, 3, b'a', b'b', b'c'], false).unwrap(),
             Some(FrameHead {
                 fin: true,
                 opcode: 1,
                 head_len: 2,
-                payload_len: 3
+                payload_len: 3,
+                compressed: false,
             })
         );
-        assert_eq!(parse_frame_head(&[0x82, 126, 1]).unwrap(), None);
-        assert_eq!(parse_frame_head(&[0x82, 126, 1, 0]).unwrap().unwrap().payload_len, 256);
+        assert_eq!(parse_frame_head(&[0x82, 126, 1], false).unwrap(), None);
+        assert_eq!(
+            parse_frame_head(&[0x82, 126, 1, 0], false)
+                .unwrap()
+                .unwrap()
+                .payload_len,
+            256
+        );
         let mut long = vec![0x02, 127];
         long.extend_from_slice(&70_000u64.to_be_bytes());
-        let h = parse_frame_head(&long).unwrap().unwrap();
+        let h = parse_frame_head(&long, false).unwrap().unwrap();
         assert_eq!((h.fin, h.head_len, h.payload_len), (false, 10, 70_000));
         // Masked server frame, reserved bits, bad opcode, big/fragmented control.
-        assert!(parse_frame_head(&[0x81, 0x83]).is_err());
-        assert!(parse_frame_head(&[0xC1, 0]).is_err());
-        assert!(parse_frame_head(&[0x83, 0]).is_err());
-        assert!(parse_frame_head(&[0x89, 126, 0, 200]).is_err());
-        assert!(parse_frame_head(&[0x09, 0]).is_err());
+        assert!(parse_frame_head(&[0x81, 0x83], false).is_err());
+        assert!(parse_frame_head(&[0xC1, 0], false).is_err());
+        assert!(parse_frame_head(&[0x83, 0], false).is_err());
+        assert!(parse_frame_head(&[0x89, 126, 0, 200], false).is_err());
+        assert!(parse_frame_head(&[0x09, 0], false).is_err());
+        // With permessage-deflate: RSV1 on a first data frame only; RSV2/3 never.
+        assert!(parse_frame_head(&[0xC1, 0], true).unwrap().unwrap().compressed);
+        assert!(parse_frame_head(&[0x42, 0], true).unwrap().unwrap().compressed);
+        assert!(parse_frame_head(&[0xC0, 0], true).is_err());
+        assert!(parse_frame_head(&[0xC9, 0], true).is_err());
+        assert!(parse_frame_head(&[0xA1, 0], true).is_err());
+        assert!(parse_frame_head(&[0x91, 0], true).is_err());
     }
 
     #[test]

@@ -1,23 +1,46 @@
 'use strict';
 // Peer server for the wsloop benchmarks, built on the `ws` package.
 //
-// Usage: node server.js PORT   (listens on 127.0.0.1:PORT)
+// Usage: node server.js PORT [off|deflate|deflate-fast]   (listens on 127.0.0.1:PORT)
 //
 //   /echo  every text/binary message is sent back unchanged.
 //   /chat  every text/binary message is sent to every client connected on
 //          /chat (the sender included).
 //
-// Node runs the JavaScript on one thread; compression is off
-// (perMessageDeflate: false), as for every server in the comparison.
+// Node runs the JavaScript on one thread (zlib's work runs on libuv's thread
+// pool, which the benchmark pins and measures with the process).
+// Compression (permessage-deflate, RFC 7692):
+//   off           perMessageDeflate: false (the default; as for every server
+//                 in the uncompressed comparison)
+//   deflate       perMessageDeflate: true, ws's own defaults: context takeover
+//                 both ways, zlib level 6 (Z_DEFAULT_COMPRESSION), messages of
+//                 1 KiB and more compressed
+//   deflate-fast  no context takeover either way, zlib level 1, messages of
+//                 128 bytes and more: wsloop's shared mode, configured in ws
 
 const http = require('http');
 const { WebSocketServer, WebSocket } = require('ws');
 
 const port = Number(process.argv[2] || 9003);
+const compression = process.argv[3] || 'off';
+const DEFLATE = {
+  off: false,
+  deflate: true,
+  'deflate-fast': {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    zlibDeflateOptions: { level: 1 },
+    threshold: 128,
+  },
+};
+if (!(compression in DEFLATE)) {
+  console.error(`unknown compression ${JSON.stringify(compression)}: off, deflate or deflate-fast`);
+  process.exit(2);
+}
 
 // One WebSocketServer per path, both without their own HTTP server so the
 // upgrade can be routed by path below.
-const opts = { noServer: true, perMessageDeflate: false, clientTracking: false };
+const opts = { noServer: true, perMessageDeflate: DEFLATE[compression], clientTracking: false };
 const echo = new WebSocketServer(opts);
 const chat = new WebSocketServer(opts);
 const chatClients = new Set();
@@ -57,7 +80,7 @@ server.on('upgrade', (req, socket, head) => {
 
 // A large backlog: the idle scenario opens 10,000 connections quickly.
 server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
-  console.error(`peer-node-ws listening on 127.0.0.1:${port}`);
+  console.error(`peer-node-ws listening on 127.0.0.1:${port} (compression: ${compression})`);
 });
 
 const stop = () => process.exit(0);
