@@ -74,6 +74,9 @@ use std::time::{Duration, Instant};
 
 /// An open WebSocket connection to a server, used from one thread; [`Client::split`] it to
 /// read and write from different threads.
+///
+/// End it with [`Client::close`]: dropping an open client just closes TCP, and the server sees
+/// close code 1006 (RFC 6455 §7.1.5). Nothing blocks in `drop`.
 #[derive(Debug)]
 pub struct Client {
     reader: ClientReader,
