@@ -273,3 +273,21 @@ fn run_handshake(
     }
     Ok((stream, opened, opening.into_response()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn halves_cross_threads() {
+        send_sync::<ClientWriter>();
+        send_sync::<ReconnectSender>();
+        send::<ClientReader>();
+        send::<Client>();
+        send::<ReconnectingClient>();
+        send_sync::<Error>();
+    }
+}
