@@ -78,8 +78,11 @@ pub struct ClientArgs {
     max_message_size: usize,
 }
 
+/// Seconds from the command line as a Duration: at least 1 ms, at most a year (what
+/// `Duration::from_secs_f64` cannot hold, or NaN, would panic).
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() { s.max(0.001) } else { 1.0 })
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
+    Duration::from_secs_f64(if s.is_nan() { YEAR } else { s.clamp(0.001, YEAR) })
 }
 
 pub fn run(args: ClientArgs) -> ExitCode {

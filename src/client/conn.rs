@@ -19,6 +19,7 @@
 
 use super::error::{Error, Phase};
 use super::inbound::Inbound;
+use super::later;
 use super::message::{CloseStatus, Event, Message};
 use super::observer::Observer;
 use crate::deflate::DeflateParams;
@@ -263,7 +264,7 @@ impl ClientReader {
                 let mut p = lock(&self.shared.proto);
                 let Proto { ws, pending, .. } = &mut *p;
                 let result = self.inbound.next_event(ws, pending);
-                (result, p.close_sent_at.map(|t| t + self.shared.close_timeout))
+                (result, p.close_sent_at.map(|t| later(t, self.shared.close_timeout)))
             };
             match result {
                 Ok(None) => {}
@@ -340,7 +341,7 @@ impl ClientReader {
     /// (RFC 6455 §7.1.1, "the client SHOULD wait for the server to close the connection"); wait
     /// for that, discarding anything else, at most the close timeout. Then close our side.
     fn wait_for_tcp_close(&mut self, close_deadline: Option<Instant>) {
-        let deadline = close_deadline.unwrap_or_else(|| Instant::now() + self.shared.close_timeout);
+        let deadline = close_deadline.unwrap_or_else(|| later(Instant::now(), self.shared.close_timeout));
         let mut scratch = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

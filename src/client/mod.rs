@@ -213,6 +213,15 @@ impl Client {
     }
 }
 
+/// `start + timeout`, for any timeout a caller may set: one beyond what `Instant` can hold
+/// (`Duration::MAX`, say) means a year, which no wait here needs.
+pub(crate) fn later(start: Instant, timeout: Duration) -> Instant {
+    start
+        .checked_add(timeout)
+        .or_else(|| start.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(start)
+}
+
 /// Sends the request and reads the response head, all before the handshake deadline. Returns
 /// the socket, what was agreed and every response byte read (the head, then possibly frames).
 fn run_handshake(
@@ -220,7 +229,7 @@ fn run_handshake(
     mut opening: Opening,
     config: &ClientConfig,
 ) -> Result<(TcpStream, Opened, Vec<u8>), Error> {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = later(Instant::now(), config.handshake_timeout);
     let left = |deadline: Instant| -> Result<Duration, Error> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -289,5 +298,12 @@ mod tests {
         send::<Client>();
         send::<ReconnectingClient>();
         send_sync::<Error>();
+    }
+
+    #[test]
+    fn any_timeout_gives_a_deadline() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert!(later(now, Duration::MAX) > now + Duration::from_secs(3600));
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Resolves the URL's host and connects to its addresses in turn until one accepts, all within
 /// `timeout`.
 pub(crate) fn connect(url: &WsUrl, timeout: Duration) -> Result<TcpStream, Error> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::later(Instant::now(), timeout);
     let target = format!("{}:{}", url.host(), url.port());
     let addrs = match url.host() {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, url.port())],
