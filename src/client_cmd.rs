@@ -230,7 +230,12 @@ fn scripted(client: Client, message: Message, count: u64, expect: u64) -> ExitCo
     let (mut reader, writer) = client.split();
     let sending = {
         let writer = writer.clone();
-        std::thread::spawn(move || (0..count).try_for_each(|_| writer.send(&message)))
+        std::thread::spawn(move || {
+            (0..count).try_for_each(|_| match &message {
+                Message::Text(t) => writer.send_text(t),
+                Message::Binary(b) => writer.send_binary(b),
+            })
+        })
     };
     let mut got = 0;
     while got < expect {

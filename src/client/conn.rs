@@ -414,8 +414,8 @@ impl std::fmt::Debug for ClientWriter {
 impl ClientWriter {
     /// Sends a data message in one frame (RFC 6455 §5.6), compressed if permessage-deflate was
     /// agreed and the message is large enough (RFC 7692 §6).
-    pub fn send(&self, message: &Message) -> Result<(), Error> {
-        match message {
+    pub fn send(&self, message: Message) -> Result<(), Error> {
+        match &message {
             Message::Text(t) => self.send_text(t),
             Message::Binary(b) => self.send_binary(b),
         }

@@ -134,7 +134,7 @@ impl Client {
 
     /// Sends a data message (RFC 6455 §5.6).
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.writer.send(&message)
+        self.writer.send(message)
     }
 
     /// Sends a text message.

@@ -327,7 +327,7 @@ impl ReconnectSender {
     }
 
     /// Sends a data message on the current connection.
-    pub fn send(&self, message: &Message) -> Result<(), Error> {
+    pub fn send(&self, message: Message) -> Result<(), Error> {
         self.writer()?.send(message)
     }
 
