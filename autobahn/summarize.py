@@ -29,6 +29,9 @@ that ran matches expected-results.json (when that file exists). When the run cov
 expected-results.json that did not run is a difference too; after a subset run
 (AUTOBAHN_CASES / AUTOBAHN_EXCLUDE) only the cases that ran are compared.
 
+--no-deflate (autobahn/run-client.sh with AUTOBAHN_CLIENT_DEFLATE=0) compares 12.* and 13.* with
+UNIMPLEMENTED/OK instead of what FILE says: without an offer they cannot run.
+
 --write-expected writes FILE from the current reports instead of comparing (after a subset run
 it updates only the cases that ran and keeps the others). FILE keeps only behavior and
 behaviorClose per case (durations vary run to run), keys sorted, one case per line.
@@ -141,6 +144,9 @@ def main():
                     help="expected results file (default: autobahn/expected-results.json)")
     ap.add_argument("--write-expected", action="store_true",
                     help="write the expected results from the current reports instead of comparing")
+    ap.add_argument("--no-deflate", action="store_true",
+                    help="the run did not offer/accept permessage-deflate: expect 12.* and 13.* "
+                         "to be UNIMPLEMENTED/OK whatever FILE says")
     args = ap.parse_args()
 
     try:
@@ -201,6 +207,10 @@ def main():
         print("no case ran: nothing to compare with %s" % show_path(args.expected))
     elif os.path.exists(args.expected):
         expected = load_json(args.expected)
+        if args.no_deflate:
+            for cid in expected:
+                if cid.startswith(DEFLATE_PREFIXES):
+                    expected[cid] = {"behavior": "UNIMPLEMENTED", "behaviorClose": "OK"}
         compare = set(ids) | (set(expected) if full else set())
         for cid in sorted(compare, key=case_key):
             if expected.get(cid) != current.get(cid):

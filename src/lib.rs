@@ -8,6 +8,8 @@
 //!   so the server, the fuzz targets, the teaching commands, the benchmarks and the tests all
 //!   drive the same code.
 //! - **A mio server** (`server`) that serves HTTP and WebSocket on one port.
+//! - **A blocking client** ([`client`]) over `std::net`: handshake checks, split halves,
+//!   timeouts on every wait, reconnecting with backoff.
 //!
 //! The core in twenty lines: a server reads a client's masked "Hello" (RFC 6455 §5.7) and
 //! answers it.
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod deflate;
 pub mod error;
 pub mod explain;

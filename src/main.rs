@@ -1,5 +1,8 @@
-//! The `wsloop` command: the demo server (`serve`, the default) and the teaching commands
-//! (`explain`). Flags only; everything else is the library.
+//! The `wsloop` command: the demo server (`serve`, the default), a WebSocket client
+//! (`client`, in `client_cmd.rs`) and the teaching commands (`explain`). Flags only; everything
+//! else is the library.
+
+mod client_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
@@ -26,6 +29,8 @@ struct Cli {
 enum Command {
     /// Serve the demo: / (chat page), /health, /metrics, /learn; WebSockets on /echo, /chat, /learn.
     Serve(ServeArgs),
+    /// Connect to a WebSocket server: send stdin lines, print what arrives; or --send, --echo.
+    Client(client_cmd::ClientArgs),
     /// Explain the opening handshake or a frame, step by step, with the RFC's rules.
     #[command(subcommand)]
     Explain(ExplainCommand),
@@ -292,6 +297,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(ServeArgs::default()),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Client(args)) => client_cmd::run(args),
         Some(Command::Explain(cmd)) => match explain_cmd(cmd) {
             Ok(text) => {
                 print!("{text}");

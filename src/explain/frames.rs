@@ -927,10 +927,21 @@ fn explain_verdict(out: &mut String, view: &FrameView<'_>, v: &Verdict, style: S
 /// A few lines per frame: an arrow for the direction, the header fields in one line, the wire
 /// bytes (shortened), and the payload's meaning.
 pub(crate) fn trace(direction: Direction, wire: &[u8], style: Style) -> String {
-    let (arrow, role) = match direction {
-        Direction::Received => ("<-", Role::Server),
-        Direction::Sent => ("->", Role::Client),
+    trace_for(Role::Server, direction, wire, false, style)
+}
+
+/// [`trace`] at the `local` end of a connection: received frames are checked as `local` reads
+/// them, sent ones as its peer does; with `deflate`, RSV1 marks a compressed message.
+pub(crate) fn trace_for(local: Role, direction: Direction, wire: &[u8], deflate: bool, style: Style) -> String {
+    let peer = match local {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
     };
+    let (arrow, role) = match direction {
+        Direction::Received => ("<-", local),
+        Direction::Sent => ("->", peer),
+    };
+    let allowed_rsv = if deflate { RSV1 } else { 0 };
     const TRACE_BYTES: usize = 24;
     let mut out = String::new();
     for view in split_frames(wire) {
@@ -970,7 +981,14 @@ pub(crate) fn trace(direction: Direction, wire: &[u8], style: Style) -> String {
                     let _ = writeln!(out, "   unmask  {}", style.ok(&hex_short(&b.payload, TRACE_BYTES)));
                 }
                 let _ = writeln!(out, "   means   {}", summary(&view));
-                if let Some(e) = b.rule_broken(role) {
+                if deflate && b.header.rsv & RSV1 != 0 && !b.header.opcode.is_control() {
+                    let _ = writeln!(
+                        out,
+                        "   {}",
+                        style.dim("RSV1: a compressed message, its payload DEFLATE data (RFC 7692 §6)")
+                    );
+                }
+                if let Some(e) = b.rule_broken_with(role, allowed_rsv) {
                     let _ = writeln!(out, "   {}", style.bad(&format!("✗ {e}")));
                 }
             }
@@ -993,6 +1011,31 @@ pub(crate) fn trace(direction: Direction, wire: &[u8], style: Style) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_clients_trace_checks_each_direction_as_its_reader_does() {
+        let hello_masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let hello = [0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
+        let plain = Style::plain();
+        let sent = trace_for(Role::Client, Direction::Sent, &hello_masked, false, plain);
+        assert!(
+            sent.starts_with("-> text") && sent.contains("key=37 fa 21 3d"),
+            "{sent}"
+        );
+        assert!(sent.contains("unmask  48 65 6c 6c 6f") && !sent.contains('✗'), "{sent}");
+        let received = trace_for(Role::Client, Direction::Received, &hello, false, plain);
+        assert!(received.starts_with("<- text") && !received.contains('✗'), "{received}");
+        let bad = trace_for(Role::Client, Direction::Received, &hello_masked, false, plain);
+        assert!(bad.contains("✗ server frames must not be masked"), "{bad}");
+        // The server's view is unchanged: what it receives must be masked.
+        assert!(trace(Direction::Received, &hello, plain).contains("✗ client frames must be masked"));
+        // RFC 7692 §7.2.3.1's compressed "Hello": RSV1 is fine once deflate is agreed.
+        let compressed = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let with = trace_for(Role::Client, Direction::Received, &compressed, true, plain);
+        assert!(!with.contains('✗') && with.contains("RFC 7692 §6"), "{with}");
+        let without = trace_for(Role::Client, Direction::Received, &compressed, false, plain);
+        assert!(without.contains("✗ RSV1 set without"), "{without}");
+    }
 
     #[test]
     fn split_frames_stops_at_a_broken_or_cut_frame() {

@@ -30,6 +30,7 @@ pub use json::{frames_json, frames_json_deflate, handshake_json, handshake_json_
 pub use text::strip_ansi;
 
 use crate::handshake::Request;
+use crate::protocol::Role;
 
 /// The `/learn` page: plain HTML and JavaScript, no external resources. It opens a WebSocket to
 /// `/learn` and renders the server's [`handshake_json_deflate`] and [`frames_json_deflate`]
@@ -140,4 +141,12 @@ pub fn trace_handshake(request: &Request, response: &[u8], style: Style) -> Stri
 /// shortened. `Received` frames are checked as a server reads them, `Sent` as a client would.
 pub fn trace_frames(direction: Direction, wire: &[u8], style: Style) -> String {
     frames::trace(direction, wire, style)
+}
+
+/// `wsloop client --trace`: [`trace_frames`] at the `local` end of a connection, so a client's
+/// trace checks the frames it receives as a client must (unmasked, RFC 6455 §5.1) and shows
+/// the masking key and unmasked payload of each frame it sends (§5.3). With `deflate`
+/// (permessage-deflate agreed), RSV1 marks a compressed message (RFC 7692 §6).
+pub fn trace_frames_for(local: Role, direction: Direction, wire: &[u8], deflate: bool, style: Style) -> String {
+    frames::trace_for(local, direction, wire, deflate, style)
 }

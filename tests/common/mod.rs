@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod scripted;
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};

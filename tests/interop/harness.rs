@@ -220,3 +220,67 @@ pub fn expect_check_failure(what: &str, cmd: &mut Command, deadline: Duration, n
     );
     out
 }
+
+/// A third-party server started for a test: its port, parsed from the `LISTENING <port>` line
+/// it prints when ready; killed (it is our child) when dropped.
+pub struct ServerChild {
+    pub port: u16,
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl ServerChild {
+    /// Starts `cmd` and waits at most `deadline` for its `LISTENING <port>` line.
+    pub fn start(cmd: &mut Command, deadline: Duration) -> Result<ServerChild, String> {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line
+                    .strip_prefix("LISTENING ")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        match rx.recv_timeout(deadline) {
+            Ok(port) => Ok(ServerChild {
+                port,
+                child,
+                stderr: Some(stderr),
+            }),
+            Err(_) => {
+                kill(&mut child);
+                let err = stderr.join().unwrap_or_default();
+                Err(format!("no LISTENING line within {deadline:?}; stderr: {}", err.trim()))
+            }
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        if let Some(h) = self.stderr.take() {
+            let out = h.join().unwrap_or_default();
+            if !out.trim().is_empty() && thread::panicking() {
+                note(&format!("server stderr:\n{}", out.trim()));
+            }
+        }
+    }
+}
