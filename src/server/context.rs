@@ -155,6 +155,54 @@ pub(crate) struct ConnParts<'a, S> {
 /// What a handler can do during a WebSocket event: send to this connection, to another, to a
 /// topic's subscribers or to everyone; subscribe; close; read the connection's details and
 /// its state.
+///
+/// A room: every connection joins the topic named by its path, says hello, and what one
+/// member sends reaches the others (not itself). Subscriptions end by themselves when the
+/// connection closes.
+///
+/// ```
+/// use wsloop::client::{Client, Event};
+/// use wsloop::handshake::Request;
+/// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
+///
+/// struct Rooms;
+///
+/// impl Handler for Rooms {
+///     type State = ();
+///
+///     fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+///         Ok(Accept::default())
+///     }
+///
+///     fn on_open(&self, ctx: &mut Context<'_>) {
+///         let room = ctx.path().to_owned(); // "/lobby"
+///         ctx.subscribe(&room);
+///         ctx.send_text(&format!("welcome to {room}, {} here", ctx.info().open_websockets()));
+///     }
+///
+///     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+///         let room = ctx.path().to_owned();
+///         ctx.publish_to_others(&room, message);
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new(Rooms).bind("127.0.0.1:0".parse()?).start()?;
+/// let lobby = format!("ws://{}/lobby", server.local_addr());
+///
+/// let mut ada = Client::connect(&lobby)?;
+/// assert_eq!(ada.recv()?, Event::Text("welcome to /lobby, 1 here".into()));
+/// let mut bob = Client::connect(&lobby)?;
+/// assert_eq!(bob.recv()?, Event::Text("welcome to /lobby, 2 here".into()));
+///
+/// bob.send_text("hi ada")?;
+/// assert_eq!(ada.recv()?, Event::Text("hi ada".into()));
+///
+/// server.shutdown();
+/// server.join()?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Context<'a, S = ()> {
     pub(crate) conn: ConnParts<'a, S>,
     pub(crate) lp: &'a mut LoopState,

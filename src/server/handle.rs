@@ -248,25 +248,50 @@ impl std::error::Error for PushError {}
 /// A handle to a running server, usable from any thread: push messages, close connections,
 /// read the counts, shut down. Cloning is cheap (one `Arc`).
 ///
-/// ```no_run
-/// # use wsloop::server::{Accept, Handler, Message, RequestContext, Response, Server};
-/// # use wsloop::handshake::Request;
-/// # struct App;
-/// # impl Handler for App {
-/// #     type State = ();
-/// #     fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> { Ok(Accept::default()) }
-/// # }
-/// # fn main() -> std::io::Result<()> {
-/// let server = Server::new(App).start()?;
-/// let handle = server.handle();
-/// std::thread::spawn(move || loop {
-///     // A timer thread: every second, a tick to everyone subscribed to "clock".
-///     if handle.publish("clock", Message::Text("tick")).is_err() {
-///         break; // shut down
+/// A clock: a thread of the application's own pushes a tick to every connection subscribed to
+/// `"clock"`, through the event loops that own them, until the server shuts down.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsloop::client::{Client, Event};
+/// use wsloop::handshake::Request;
+/// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
+///
+/// struct Clock;
+///
+/// impl Handler for Clock {
+///     type State = ();
+///     fn on_upgrade(&self, _: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+///         Ok(Accept::default())
 ///     }
-///     std::thread::sleep(std::time::Duration::from_secs(1));
+///     fn on_open(&self, ctx: &mut Context<'_>) {
+///         ctx.subscribe("clock");
+///         ctx.send_text("subscribed");
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new(Clock).bind("127.0.0.1:0".parse()?).threads(2).start()?;
+/// let mut client = Client::connect(&format!("ws://{}/", server.local_addr()))?;
+/// assert_eq!(client.recv()?, Event::Text("subscribed".into()));
+///
+/// let handle = server.handle();
+/// let ticker = std::thread::spawn(move || {
+///     let mut n = 0;
+///     // An error means the server has shut down: the thread ends.
+///     while handle.publish("clock", Message::Text(&format!("tick {n}"))).is_ok() {
+///         n += 1;
+///         std::thread::sleep(Duration::from_millis(10));
+///     }
 /// });
-/// server.join()
+///
+/// assert_eq!(client.recv()?, Event::Text("tick 0".into()));
+/// assert_eq!(client.recv()?, Event::Text("tick 1".into()));
+///
+/// server.shutdown();
+/// server.join()?;
+/// ticker.join().expect("the ticker thread ends once the server is down");
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]

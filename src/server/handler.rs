@@ -215,6 +215,61 @@ pub enum SendStatus {
 ///
 /// A panic in a callback is caught: the connection is closed (1011, or HTTP 500) and logged,
 /// and the loop and every other connection go on.
+///
+/// An echo server with an HTTP route beside it on the same port, run and checked with the
+/// crate's client:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use wsloop::handshake::Request;
+/// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type State = (); // nothing kept per connection (see `Handler::State`)
+///
+///     // Plain HTTP: `GET /health` answers; anything else is a 404.
+///     fn on_request(&self, request: &Request, _: &mut RequestContext<'_>) -> Response {
+///         match request.path() {
+///             "/health" => Response::text(200, "ok"),
+///             _ => Response::status(404),
+///         }
+///     }
+///
+///     // Upgrades: accepted on /echo only; a refusal is sent as this HTTP status.
+///     fn on_upgrade(&self, request: &Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+///         match request.path() {
+///             "/echo" => Ok(Accept::default()),
+///             _ => Err(Response::status(404)),
+///         }
+///     }
+///
+///     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+///         ctx.send(message); // text stays text, binary stays binary
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new(Echo).bind("127.0.0.1:0".parse()?).start()?; // any free port
+/// let addr = server.local_addr();
+///
+/// let mut client = wsloop::client::Client::connect(&format!("ws://{addr}/echo"))?;
+/// client.send_text("hello")?;
+/// assert_eq!(client.recv()?, wsloop::client::Event::Text("hello".into()));
+/// client.close(wsloop::CloseCode::NORMAL, "bye")?;
+///
+/// let mut http = std::net::TcpStream::connect(addr)?;
+/// http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// let mut answer = String::new();
+/// http.read_to_string(&mut answer)?;
+/// assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"));
+///
+/// server.shutdown();
+/// server.join()?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// What the server keeps for each WebSocket, created by [`Handler::on_upgrade`] (who the
     /// client is, its room, its nickname) and reachable from every later callback without a
@@ -223,6 +278,58 @@ pub trait Handler: Send + Sync + 'static {
     /// Why an associated type rather than a `Box<dyn Any>`: the compiler checks every use, a
     /// callback never downcasts or fails at run time, and the state is stored inline with the
     /// connection — no allocation or indirection.
+    ///
+    /// A nickname taken from the query string at the upgrade, and a count of the messages the
+    /// connection sent, both kept in the state and read by the later callbacks:
+    ///
+    /// ```
+    /// use wsloop::handshake::Request;
+    /// use wsloop::server::http::query_value;
+    /// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
+    ///
+    /// struct Member {
+    ///     nick: String,
+    ///     said: u32,
+    /// }
+    ///
+    /// struct Greeter;
+    ///
+    /// impl Handler for Greeter {
+    ///     type State = Member;
+    ///
+    ///     fn on_upgrade(&self, request: &Request, _: &mut RequestContext<'_>) -> Result<Accept<Member>, Response> {
+    ///         // `?nick=` is required: without one the upgrade is refused before the 101.
+    ///         let nick = query_value(request.query(), "nick").ok_or(Response::text(400, "nick?"))?;
+    ///         Ok(Accept::new(Member { nick, said: 0 }))
+    ///     }
+    ///
+    ///     fn on_message(&self, ctx: &mut Context<'_, Member>, message: Message<'_>) {
+    ///         let Message::Text(text) = message else { return };
+    ///         let member = ctx.state_mut();
+    ///         member.said += 1;
+    ///         let line = format!("{} #{}: {text}", member.nick, member.said);
+    ///         ctx.send_text(&line);
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new(Greeter).bind("127.0.0.1:0".parse()?).start()?;
+    /// let url = format!("ws://{}/", server.local_addr());
+    ///
+    /// let mut ada = wsloop::client::Client::connect(&format!("{url}?nick=ada"))?;
+    /// for expected in ["ada #1: hi", "ada #2: again"] {
+    ///     ada.send_text(expected.rsplit(": ").next().unwrap_or_default())?;
+    ///     assert_eq!(ada.recv()?, wsloop::client::Event::Text(expected.into()));
+    /// }
+    /// // No nickname: refused with the handler's 400, never upgraded.
+    /// let refused = wsloop::client::Client::connect(&url).unwrap_err();
+    /// assert!(refused.to_string().contains("400"), "{refused}");
+    ///
+    /// server.shutdown();
+    /// server.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     type State: Send + 'static;
 
     /// A plain HTTP request (no `Upgrade` header), any method; `request.body()` holds its
