@@ -20,12 +20,12 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wsloop::handshake::accept_key;
-use wsloop::server::demo::{message_json, DemoApp, Member};
-
-/// The demo's per-connection state.
-type DemoState = Option<Member>;
+use wsloop::server::demo::{message_json, DemoApp};
 use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 use wsloop::{handshake::Request, CloseCode};
+
+/// The demo's per-connection state.
+type DemoState = <DemoApp as Handler>::State;
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_BROWSER";
 const SCRIPT_TIMEOUT_SECS: u64 = 40;

@@ -175,8 +175,10 @@ fn notice(kind: &str, id: ConnId, member: &Member, online: usize) -> String {
 const PAGES: [&str; 4] = ["/", "/health", "/learn", "/metrics"];
 
 impl Handler for DemoApp {
-    /// `/chat` connections are members of a room; the other paths keep nothing.
-    type State = Option<Member>;
+    /// `/chat` connections are members of a room; the other paths keep nothing. Boxed: 8 bytes
+    /// on every connection instead of the 48 of two inline `String`s, since most connections
+    /// (`/echo`, `/learn`) are not members.
+    type State = Option<Box<Member>>;
 
     fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
         let path = request.path();
@@ -211,7 +213,11 @@ impl Handler for DemoApp {
         }
     }
 
-    fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept<Option<Member>>, Response> {
+    fn on_upgrade(
+        &self,
+        request: &Request,
+        _ctx: &mut RequestContext<'_>,
+    ) -> Result<Accept<Option<Box<Member>>>, Response> {
         match request.path() {
             "/" | "/echo" => Ok(Accept::new(None).keep_request(false)),
             // The lesson decodes frames one by one, compressed ones too (RFC 7692).
@@ -231,13 +237,13 @@ impl Handler for DemoApp {
                     })
                     .filter(|n| !n.is_empty())
                     .unwrap_or_default();
-                Ok(Accept::new(Some(Member { room, name })).keep_request(false))
+                Ok(Accept::new(Some(Box::new(Member { room, name }))).keep_request(false))
             }
             _ => Err(Response::status(404)),
         }
     }
 
-    fn on_open(&self, ctx: &mut Context<'_, Option<Member>>) {
+    fn on_open(&self, ctx: &mut Context<'_, Option<Box<Member>>>) {
         let id = ctx.id();
         if let Some(member) = ctx.state_mut() {
             if member.name.is_empty() {
@@ -280,7 +286,7 @@ impl Handler for DemoApp {
         }
     }
 
-    fn on_message(&self, ctx: &mut Context<'_, Option<Member>>, message: Message<'_>) {
+    fn on_message(&self, ctx: &mut Context<'_, Option<Box<Member>>>, message: Message<'_>) {
         if let Some(member) = ctx.state() {
             let topic = room_topic(&member.room);
             match message {
@@ -303,7 +309,7 @@ impl Handler for DemoApp {
         ctx.send(message);
     }
 
-    fn on_close(&self, ctx: &mut Context<'_, Option<Member>>, code: CloseCode, reason: &str) {
+    fn on_close(&self, ctx: &mut Context<'_, Option<Box<Member>>>, code: CloseCode, reason: &str) {
         let Some(member) = ctx.state().clone() else { return };
         let id = ctx.id();
         let (_, online) = self.presence(&member.room, |m| {

@@ -1417,3 +1417,31 @@ enum HttpStep {
     /// The connection is closing; ignore the rest.
     Closed,
 }
+/// What an idle WebSocket costs in the loop's slab, the largest part of the server's memory per
+/// idle connection (BENCHMARKS.md breaks the rest down). A field added to these structs
+/// shows up on every connection; this test makes that a decision, not an accident.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod idle_size {
+    use std::mem::size_of;
+
+    #[test]
+    fn an_idle_connection_stays_within_its_byte_budget() {
+        let sizes = [
+            ("Session<()>", size_of::<super::Session<()>>(), 304),
+            (
+                "Session<demo State>",
+                size_of::<super::Session<Option<Box<crate::server::demo::Member>>>>(),
+                312,
+            ),
+            ("WsState<()>", size_of::<super::WsState<()>>(), 192),
+            ("protocol::WebSocket", size_of::<crate::protocol::WebSocket>(), 136),
+            ("protocol::Config", size_of::<crate::protocol::Config>(), 32),
+            ("Outbound", size_of::<crate::server::outbound::Outbound>(), 8),
+            ("ConnId", size_of::<crate::server::ConnId>(), 16),
+        ];
+        for (name, size, budget) in sizes {
+            eprintln!("{name}: {size} bytes (budget {budget})");
+            assert!(size <= budget, "{name} grew to {size} bytes, over its {budget}");
+        }
+    }
+}
