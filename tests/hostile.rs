@@ -199,6 +199,93 @@ fn publisher_flood_keeps_health_fast_readers_open_and_memory_bounded() {
     );
 }
 
+/// Issue 9 item 1, the other half: backpressure flows to the source. A subscriber that reads,
+/// but slower than the publisher writes, holds the publisher back (it is not read while the
+/// subscriber's queue is over the high-water mark), so the subscriber is never closed and gets
+/// every message, in order, even though the publisher sends many times `--max-outbound`.
+/// Without the hold the subscriber's queue passes `--max-outbound` within a fraction of a second
+/// and it is closed with 1008.
+#[test]
+fn a_slow_reading_subscriber_holds_the_publisher_back_and_gets_everything() {
+    const MESSAGES: u32 = 400; // 400 x 64 KiB = 25.6 MB, over three times --max-outbound
+    const SIZE: usize = 64 * 1024;
+    let _one = serial();
+    let server = ServerProcess::start(Spawn {
+        args: vec![
+            "--backpressure-high-water",
+            "262144",
+            "--max-outbound",
+            "8388608",
+            "--fanout-stall-timeout",
+            "60",
+        ],
+        ..Spawn::default()
+    });
+    let addr = server.addr;
+    let mut reader = Client::connect(addr, "/chat");
+    // A small receive buffer, so the kernel holds little of what the reader has not read.
+    socket2::SockRef::from(&reader.stream)
+        .set_recv_buffer_size(64 * 1024)
+        .unwrap();
+
+    let mut publisher = Client::connect(addr, "/chat");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut drain = publisher.stream.try_clone().unwrap();
+    let drain_stop = stop.clone();
+    let drainer = std::thread::spawn(move || {
+        // The publisher gets its own messages back; it reads them at full speed.
+        drain.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut sink = vec![0u8; 256 * 1024];
+        while !drain_stop.load(Ordering::Relaxed) {
+            if let Ok(0) = drain.read(&mut sink) {
+                break;
+            }
+        }
+    });
+    publisher
+        .stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut payload = vec![0x5a; SIZE];
+        for i in 0..MESSAGES {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            publisher.send_binary(&payload);
+        }
+        publisher
+    });
+
+    // The slow reader: 64 KiB per read, a pause after each message (at most ~6.5 MB/s, well
+    // under what even a debug build of the server forwards).
+    reader.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut next, mut closed_with) = (0u32, None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next < MESSAGES && Instant::now() < deadline {
+        match reader.next() {
+            Some(OwnedEvent::Binary(b)) => {
+                assert_eq!(b.len(), SIZE);
+                let seq = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                assert_eq!(seq, next, "messages out of order or lost");
+                next += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(OwnedEvent::Close(c)) => {
+                closed_with = Some(c.map_or(1005, |(c, _)| c.0));
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let publisher = sender.join().expect("the publisher was never cut off");
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().unwrap();
+    drop(publisher);
+    eprintln!("slow subscriber: {next} of {MESSAGES} messages; closed with {closed_with:?}");
+    assert_eq!(closed_with, None, "the slow but reading subscriber was closed");
+    assert_eq!(next, MESSAGES, "the subscriber missed messages");
+}
+
 /// Issue 9 item 2: with few descriptors, a flood of idle connections exhausts them; once the
 /// handshake timeout frees some, a client that waited in the accept backlog is answered.
 #[test]
