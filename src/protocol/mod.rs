@@ -466,8 +466,13 @@ impl WebSocket {
                 let input: &'a [u8] = input;
                 let event = match deliver {
                     Deliver::Input { start, end, text } => {
+                        // The one UTF-8 check of a whole text message that arrived in one
+                        // piece: invalid text fails the connection with 1007 (RFC 6455 §8.1).
                         let bytes = input.get(start..end).unwrap_or_default();
-                        data_event(bytes, text)?
+                        match data_event(bytes, text) {
+                            Ok(event) => event,
+                            Err(err) => return Err(self.fail(err, out)),
+                        }
                     }
                     Deliver::Message { text } => {
                         self.release = Release::Message;
@@ -613,9 +618,7 @@ impl WebSocket {
             }
             if whole_frame_here && frame.fin && frame.opcode != Opcode::Continuation {
                 // Fast path: the whole unfragmented message is here; hand out the input slice.
-                if text && std::str::from_utf8(chunk).is_err() {
-                    return Err(ProtocolError::InvalidUtf8);
-                }
+                // Its UTF-8 (text) is checked once, by `receive` turning it into a `&str`.
                 return Ok((pos, Some(Deliver::Input { start, end: pos, text })));
             }
             // Slow path: reassemble, checking UTF-8 as the bytes come so that invalid text fails
@@ -989,7 +992,8 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, Protocol
 
 fn data_event(bytes: &[u8], text: bool) -> Result<Event<'_>, ProtocolError> {
     if text {
-        // Already validated on the way in; this converts without `unsafe`.
+        // A reassembled message was validated on the way in (and this converts it without
+        // `unsafe`); a message handed out from the input is validated here, once.
         std::str::from_utf8(bytes)
             .map(Event::Text)
             .map_err(|_| ProtocolError::InvalidUtf8)
