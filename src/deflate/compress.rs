@@ -92,6 +92,16 @@ impl MessageCompressor {
             }),
         };
         match sync_flush(&mut state, message, out) {
+            Ok(()) if out.len() == start => {
+                // Nothing to flush: an empty message right after another sync flush (context
+                // takeover), where the stream already ends on a byte boundary. An empty
+                // message is then the single octet 0x00 (RFC 7692 §7.2.3.6): the header of an
+                // empty stored block, which the receiver completes with the 00 00 ff ff it
+                // appends.
+                out.push(0x00);
+                self.after_message(state);
+                Ok(())
+            }
             Ok(()) if out.ends_with(&EMPTY_STORED_BLOCK) && out.len() >= start + EMPTY_STORED_BLOCK.len() => {
                 out.truncate(out.len() - EMPTY_STORED_BLOCK.len());
                 self.after_message(state);

@@ -117,6 +117,34 @@ fn an_empty_message_compresses_to_one_byte() {
     assert_eq!(out, [0x00]);
 }
 
+// Found by `round_trip_at_any_split` (bits 9, takeover, level 0, two empty messages): with
+// context takeover, a sync flush right after another one has nothing to emit, and the second
+// empty message failed with `Compress`. Every empty message must still be the one octet 0x00
+// (RFC 7692 §7.2.3.6), whatever came before it, at every level.
+#[test]
+fn an_empty_message_after_any_other_still_compresses_to_one_byte() {
+    for level in 0..=9 {
+        for takeover in [true, false] {
+            let d = dir(!takeover, 9);
+            let mut c = MessageCompressor::new(d, level);
+            let mut i = MessageInflater::new(d);
+            for msg in [&b""[..], b"", b"hello", b"", b"hello hello hello", b"", b""] {
+                let mut payload = Vec::new();
+                c.compress(msg, &mut payload)
+                    .unwrap_or_else(|e| panic!("level {level}, takeover {takeover}, {msg:?}: {e:?}"));
+                if msg.is_empty() {
+                    assert_eq!(payload, [0x00], "level {level}, takeover {takeover}");
+                }
+                assert_eq!(
+                    inflate_whole(&mut i, &payload).unwrap(),
+                    msg,
+                    "level {level}, takeover {takeover}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_zip_bomb_stops_at_the_limit_without_allocating_past_it() {
     let zeros = vec![0u8; 10_000_000];
