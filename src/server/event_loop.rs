@@ -809,7 +809,7 @@ impl<H: Handler> EventLoop<H> {
                 .conns
                 .iter_mut()
                 .filter(|(_, c)| c.session.io() != Io::Done)
-                .map(|(slot, c)| (slot, c.session.holding()))
+                .map(|(slot, c)| (slot, c.session.shed_weight()))
                 .max_by_key(|&(_, h)| h)
             else {
                 return;

@@ -204,6 +204,24 @@ impl Outbound {
         }
     }
 
+    /// Drops everything queued except the rest of a chunk already partly written: what a
+    /// connection being shed gives back. Every chunk holds whole frames (`append` and
+    /// `push_shared` each add whole frames), so what is queued next starts a frame.
+    pub(crate) fn drop_unstarted(&mut self, pool: &mut BufferPool) {
+        let Some(q) = self.queue.as_mut() else { return };
+        let keep = usize::from(q.offset > 0);
+        while q.chunks.len() > keep {
+            let Some(chunk) = q.chunks.pop_back() else { break };
+            let n = chunk.bytes().len();
+            q.len -= n.min(q.len);
+            if let Chunk::Owned(v) = chunk {
+                q.owned -= n.min(q.owned);
+                pool.give(v);
+            }
+        }
+        self.release_if_empty(pool);
+    }
+
     /// Drops everything queued.
     pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
         if let Some(mut q) = self.queue.take() {

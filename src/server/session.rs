@@ -323,6 +323,16 @@ impl<S: Send + 'static> Session<S> {
         self.out.owned_len() + self.stash.len() + phase
     }
 
+    /// What closing this connection would let go of, to choose whom to shed when the server is
+    /// over its memory budget: what it holds itself plus the shared broadcast frames its queue
+    /// still references. Those frames are charged to the budget once (by the frame, not by any
+    /// receiver), so they are not in [`Session::holding`]; but a subscriber that stopped
+    /// reading keeps every frame published since alive, and it is the one to close.
+    pub(crate) fn shed_weight(&self) -> usize {
+        self.holding()
+            .saturating_add(self.out.len().saturating_sub(self.out.owned_len()))
+    }
+
     /// Charges what the connection holds to the budget and its queue to the loop's gauge.
     pub(crate) fn settle(&mut self, lp: &LoopState) {
         self.charge.settle(lp.core.budget(), self.holding());
@@ -1377,8 +1387,17 @@ impl<S: Send + 'static> Session<S> {
     /// connection is dropped right after one write).
     pub(crate) fn shed(&mut self, lp: &mut LoopState) {
         self.stash.clear();
+        // Its queued messages are the memory to give back: dropped (all but the rest of a
+        // frame already partly on the wire), so that the Close frame with 1013 is what the
+        // client reads next, once it reads at all; the close timeout bounds the wait.
+        self.out.drop_unstarted(&mut lp.pool);
         self.request_close(lp, CloseCode::TRY_AGAIN_LATER, "server memory budget exhausted");
-        self.closing = Closing::Done;
+        if self.closing == Closing::No {
+            self.closing = Closing::AfterFlush;
+            self.deadline = lp.now + lp.core.config.close_timeout.as_millis() as Millis;
+        } else {
+            self.closing = Closing::Done;
+        }
     }
 
     /// The connection is going: `on_close` if it has not been called (with `code`), and the
