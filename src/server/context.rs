@@ -6,9 +6,10 @@
 use super::budget::Frame;
 use super::fanout::{Outgoing, Target, Topics};
 use super::handle::{Core, PushError, ServerHandle, ServerInfo};
-use super::history::{HistoryId, Recoveries, Replay, Stamped};
+use super::history::{HistoryId, Replay, Stamped};
 use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
+use super::replay::Recoveries;
 use super::timers::Millis;
 use super::{ConnId, Message, SendStatus};
 use crate::deflate::{BroadcastCompressor, DeflateParams};
@@ -38,6 +39,11 @@ pub(crate) struct LoopState {
     pub(crate) recoveries: Recoveries,
     /// Messages published by the current callback, delivered by the loop when it returns.
     pub(crate) outgoing: Vec<Outgoing>,
+    /// The current callback recorded a message into the in-memory history, which queued it
+    /// in every loop's inbox (this one's too, to keep history order): the loop drains its
+    /// inbox before the publisher's next read, so a recorded message is delivered, and its
+    /// publisher held, like any other publication.
+    pub(crate) recorded_here: bool,
     pub(crate) now: Millis,
     pub(crate) shutting_down: bool,
     /// Where a message received on a deflate connection is copied for its handler.
@@ -84,10 +90,17 @@ impl LoopState {
         });
     }
 
-    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) {
-        if let Some(og) = self.core.record(topic, stamp, exclude) {
-            self.outgoing.push(og);
+    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>, from: Option<ConnId>) {
+        match self.core.record(topic, stamp, exclude, from) {
+            Some(og) => self.outgoing.push(og),
+            None => self.recorded_here = true,
         }
+    }
+
+    /// Whether the current callback published something the loop must deliver before the
+    /// publisher's next message is read.
+    pub(crate) fn has_publications(&self) -> bool {
+        !self.outgoing.is_empty() || self.recorded_here
     }
 
     fn send_to(&mut self, id: ConnId, message: Message<'_>, from: Option<ConnId>) -> Result<(), PushError> {
@@ -388,8 +401,9 @@ impl<S> Context<'_, S> {
     /// malformed or from another history, or the message bus is unreachable), `notice` is sent
     /// instead at that point, so the client can resync.
     ///
-    /// Without a message bus the replay is queued at once; with one it follows a round trip,
-    /// and live messages of the topic wait for it.
+    /// The replay is sent as this connection drains, never queued whole (so a long one cannot
+    /// get it closed for a full queue); live messages of the topic wait behind it. With a
+    /// message bus it follows a round trip to Redis.
     pub fn subscribe_since(&mut self, topic: &str, since: &str, notice: Message<'_>) {
         let id = self.conn.id;
         self.lp.topics.subscribe(id, topic);
@@ -404,31 +418,16 @@ impl<S> Context<'_, S> {
                 // Held first, then asked: see the seam in history.rs.
                 self.lp.recoveries.begin(id, topic, since, notice_parts);
                 if !bus.replay(id, topic, since) {
-                    self.lp.recoveries.finish(id, topic, Replay::Unavailable);
-                    self.send(notice);
+                    // The notice goes out through the same pacing (the loop pumps it).
+                    self.lp
+                        .recoveries
+                        .finish(id, topic, Replay::Unavailable, |e| core.frame_parts(e.binary, &e.bytes));
                 }
             }
             None => {
-                // Subscribed above, read now under the history's lock: later messages come
-                // live, after these; earlier ones still in flight are at or below the floor.
-                let mut floor = since;
-                match core.history.since(topic, since) {
-                    Replay::Complete(entries) => {
-                        for e in &entries {
-                            let m = if e.binary {
-                                Message::Binary(&e.bytes)
-                            } else {
-                                Message::Text(std::str::from_utf8(&e.bytes).unwrap_or_default())
-                            };
-                            self.send(m);
-                            floor = floor.max(e.id);
-                        }
-                    }
-                    Replay::TooOld | Replay::Unavailable => {
-                        self.send(notice);
-                    }
-                }
-                self.lp.recoveries.set_floor(id, topic, floor);
+                // Subscribed above; the loop reads the history a page at a time as this
+                // connection drains (replay.rs), under the history's lock.
+                self.lp.recoveries.begin_from_history(id, topic, since, notice_parts);
             }
         }
     }
@@ -444,7 +443,8 @@ impl<S> Context<'_, S> {
     /// If the bus is unreachable it is delivered here at once, with an empty id, and not
     /// recorded.
     pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
-        self.lp.publish_recorded(topic, &message, None);
+        let from = Some(self.conn.id);
+        self.lp.publish_recorded(topic, &message, None, from);
     }
 
     /// The topics this connection is subscribed to.
@@ -536,7 +536,14 @@ impl<S> Context<'_, S> {
 
 /// What a handler can do while deciding an HTTP request or an upgrade: see the peer, push
 /// messages to WebSockets, read the server's figures.
+///
+/// What an HTTP request publishes is under the same backpressure as a WebSocket's messages:
+/// when a receiver is backed up, the requesting connection is not read again, and its
+/// response waits, until the receiver drains (or stops holding publishers after
+/// [`ServerConfig::fanout_stall_timeout`](super::ServerConfig::fanout_stall_timeout)).
 pub struct RequestContext<'a> {
+    /// The HTTP connection: the publisher of what the request publishes.
+    pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
     pub(crate) lp: &'a mut LoopState,
 }
@@ -561,23 +568,23 @@ impl RequestContext<'_> {
     /// broadcast).
     pub fn publish(&mut self, topic: &str, message: Message<'_>) {
         let frame = self.lp.core.frame(message);
-        self.lp.publish(Target::Topic(topic.into()), frame, None, None);
+        self.lp.publish(Target::Topic(topic.into()), frame, None, Some(self.id));
     }
 
     /// Sends a message to every open WebSocket.
     pub fn broadcast(&mut self, message: Message<'_>) {
         let frame = self.lp.core.frame(message);
-        self.lp.publish(Target::All, frame, None, None);
+        self.lp.publish(Target::All, frame, None, Some(self.id));
     }
 
     /// Sends a message to one WebSocket. [`PushError::Gone`] if it has closed.
     pub fn send_to(&mut self, id: ConnId, message: Message<'_>) -> Result<(), PushError> {
-        self.lp.send_to(id, message, None)
+        self.lp.send_to(id, message, Some(self.id))
     }
 
     /// Publishes a message into `topic`'s history and to its subscribers (see
     /// [`Context::publish_recorded`]).
     pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
-        self.lp.publish_recorded(topic, &message, None);
+        self.lp.publish_recorded(topic, &message, None, Some(self.id));
     }
 }

@@ -17,10 +17,11 @@ use super::fanout::{Outgoing, Target};
 use super::handle::{Command, Core};
 use super::history;
 use super::metrics::LoopStats;
+use super::replay;
 use super::session::{Cx, Delivery, Io, Session};
 use super::slab::Slab;
 use super::timers::{Millis, Timers};
-use super::{ConnId, Handler, Message, Response};
+use super::{ConnId, Handler, Response};
 use crate::frame::CloseCode;
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -124,6 +125,7 @@ impl<H: Handler> EventLoop<H> {
                 topics: Default::default(),
                 recoveries: Default::default(),
                 outgoing: Vec::new(),
+                recorded_here: false,
                 now: 0,
                 shutting_down: false,
                 text_scratch: String::new(),
@@ -447,6 +449,11 @@ impl<H: Handler> EventLoop<H> {
     /// Routes what handlers published: to this loop's connections now, to other loops'
     /// inboxes at the end of the turn.
     fn deliver_outgoing(&mut self) {
+        if std::mem::take(&mut self.lp.recorded_here) {
+            // A message recorded here went to every loop's inbox, this one's too (history
+            // order): deliver it now, before its publisher is read again.
+            self.drain_inbox();
+        }
         while !self.lp.outgoing.is_empty() {
             let batch = std::mem::take(&mut self.lp.outgoing);
             for og in batch {
@@ -491,7 +498,7 @@ impl<H: Handler> EventLoop<H> {
                 };
                 for &id in members.ids() {
                     if Some(id) != og.exclude
-                        && self.lp.recoveries.gate(id, topic, *msg, &og.frame) == history::Gate::Deliver
+                        && self.lp.recoveries.gate(id, topic, *msg, &og.frame) == replay::Gate::Deliver
                     {
                         self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
                     }
@@ -567,6 +574,8 @@ impl<H: Handler> EventLoop<H> {
             if conn.session.release_hold() {
                 self.resume.push((publisher.slot(), publisher.generation()));
             }
+            // An HTTP publisher's answer may have waited for this.
+            self.mark_dirty(publisher.slot());
         }
     }
 
@@ -616,38 +625,43 @@ impl<H: Handler> EventLoop<H> {
         self.commands = commands;
     }
 
-    /// A connection's replay came back from the bus: the replay, the notice if it is
-    /// incomplete, then the live messages held meanwhile (see the seam in `history.rs`).
+    /// A connection's replay came back from the bus: framed, it waits in the connection's
+    /// recovery to be pumped out as the connection drains (see `replay.rs`).
     fn finish_replay(&mut self, conn: ConnId, topic: &str, result: history::Replay) {
-        let Some(seam) = self.lp.recoveries.finish(conn, topic, result) else {
-            return;
-        };
         let core = self.lp.core.clone();
-        let one = |frame| Outgoing {
-            target: Target::One(conn),
-            frame,
-            exclude: None,
-            from: None,
-        };
-        for e in &seam.replay {
-            let frame = if e.binary {
-                core.frame(Message::Binary(&e.bytes))
-            } else {
-                core.frame(Message::Text(std::str::from_utf8(&e.bytes).unwrap_or_default()))
-            };
-            self.deliver_local(&one(frame));
+        if self
+            .lp
+            .recoveries
+            .finish(conn, topic, result, |e| core.frame_parts(e.binary, &e.bytes))
+        {
+            self.mark_dirty(conn.slot());
         }
-        if let Some((binary, bytes)) = &seam.notice {
-            let frame = if *binary {
-                core.frame(Message::Binary(bytes))
-            } else {
-                core.frame(Message::Text(std::str::from_utf8(bytes).unwrap_or_default()))
-            };
-            self.deliver_local(&one(frame));
+    }
+
+    /// Queues the next part of a connection's replay, up to its high-water mark, once its
+    /// queue is under the low-water mark: a replay is paced by the receiver's drain, never
+    /// queued whole (a client is not closed for the size of its own replay).
+    fn pump_replay(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = conn.session.id;
+        let high = self.lp.core.config.backpressure_high_water;
+        if !self.lp.recoveries.pacing(id) || conn.session.out.len() > high / 2 {
+            return;
         }
-        for frame in seam.held {
-            self.deliver_local(&one(frame));
+        let room = high.saturating_sub(conn.session.out.len()).max(1);
+        let core = self.lp.core.clone();
+        let frames = self
+            .lp
+            .recoveries
+            .pump(id, room, &core.history, |binary, bytes| core.frame_parts(binary, bytes));
+        for frame in frames {
+            let mut compressed = None;
+            conn.session.deliver(&frame, &mut compressed, &mut self.lp);
         }
+        conn.session.settle(&self.lp);
+        // Written next turn: one page per connection per turn, so a long replay cannot keep
+        // the loop from everyone else.
+        self.resume_flush.push((slot, id.generation()));
     }
 
     // ----- writing -------------------------------------------------------------------------
@@ -679,7 +693,7 @@ impl<H: Handler> EventLoop<H> {
         conn.dirty = false;
         let mut rounds = 0;
         let (resume, released) = loop {
-            if !conn.session.out.is_empty() {
+            if !conn.session.out.is_empty() && conn.session.may_write() {
                 match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
                     Ok(n) => {
                         conn.session.bytes_out += n as u64;
@@ -748,6 +762,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.release_publishers(released);
         self.arm_timer(slot);
+        self.pump_replay(slot);
         self.deliver_outgoing();
     }
 

@@ -187,6 +187,7 @@ impl SessionHarness {
             topics: Default::default(),
             recoveries: Default::default(),
             outgoing: Vec::new(),
+            recorded_here: false,
             now: 0,
             shutting_down: false,
             text_scratch: String::new(),

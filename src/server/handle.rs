@@ -148,6 +148,19 @@ impl Core {
         Frame::new(v, self.budget())
     }
 
+    /// Frames a message given as (binary?, bytes), as history and the bus keep them. Text
+    /// bytes were valid UTF-8 when they were recorded.
+    pub(crate) fn frame_parts(&self, binary: bool, bytes: &[u8]) -> Arc<Frame> {
+        let opcode = if binary {
+            frame::Opcode::Binary
+        } else {
+            frame::Opcode::Text
+        };
+        let mut v = Vec::with_capacity(bytes.len() + 10);
+        frame::encode_frame(&mut v, true, opcode, None, bytes);
+        Frame::new(v, self.budget())
+    }
+
     pub(crate) fn wake_all(&self) {
         for inbox in &self.inboxes {
             inbox.wake();
@@ -178,7 +191,13 @@ impl Core {
     /// messages in id order, the origin's loop too). `None` then. When the bus cannot take it
     /// now (or history is off), it is returned with an empty id, not recorded, for the caller
     /// to deliver (and forward) as a plain publish.
-    pub(crate) fn record(&self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> Option<Outgoing> {
+    pub(crate) fn record(
+        &self,
+        topic: &str,
+        stamp: &Stamped<'_>,
+        exclude: Option<ConnId>,
+        from: Option<ConnId>,
+    ) -> Option<Outgoing> {
         let (target, bytes) = match &self.bus {
             _ if self.config.history_size == 0 => (Target::Topic(topic.into()), stamp.fill("")),
             Some(bus) => {
@@ -198,7 +217,7 @@ impl Core {
                         target: Target::Recorded(topic.into(), entry.id),
                         frame: self.frame(message),
                         exclude,
-                        from: None,
+                        from,
                     };
                     for inbox in &self.inboxes {
                         inbox.push([Command::Deliver(og.clone())]);
@@ -217,7 +236,7 @@ impl Core {
             target,
             frame: self.frame(message),
             exclude,
-            from: None,
+            from,
         })
     }
 }
@@ -358,7 +377,7 @@ impl ServerHandle {
     /// every process; a client reconnecting with `subscribe_since` gets what it missed.
     pub fn publish_recorded(&self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
         self.check()?;
-        if let Some(og) = self.core.record(topic, &message, None) {
+        if let Some(og) = self.core.record(topic, &message, None, None) {
             for (i, inbox) in self.core.inboxes.iter().enumerate() {
                 if og.goes_to_loop(i) {
                     inbox.push([Command::Deliver(og.clone())]);

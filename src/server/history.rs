@@ -24,16 +24,21 @@
 //!    message after `since` is in the read or arrives live (no gap); a message recorded around
 //!    the read may be in both.
 //! 3. While the read is outstanding (Redis: a round trip on the bus thread), live recorded
-//!    messages for that connection and topic are held in a bounded buffer ([`Recoveries`])
+//!    messages for that connection and topic are held in a bounded buffer (`Recoveries`, in
+//!    `replay.rs`)
 //!    instead of being sent, so nothing live overtakes the replay.
 //! 4. When the read comes back the loop sends the replay, then the held messages, skipping
 //!    every id at or below the *floor* = the larger of `since` and the last replayed id: those
 //!    were in the replay (no duplicate). The floor stays for the life of the subscription, so a
 //!    message still in flight to this loop when the replay finished is skipped too.
 //!
-//! Without a bus step 2 is synchronous (the ring is read under its lock on the loop thread),
-//! so step 3 is not needed: the replay is queued to the connection at once, and live messages
-//! come after it through the loop. The floor does the rest.
+//! Without a bus step 2 is synchronous (the ring is read under its lock on the loop thread), a
+//! page at a time as the receiver drains (see `replay.rs`): live recorded messages are left to
+//! the history until a page reaches the ring's end, whose last id becomes the floor. The floor
+//! does the rest.
+//!
+//! **Paced.** Either way the replay is sent as the receiver drains, never queued whole, so a
+//! client is not closed for the size of its own replay (`replay.rs`).
 //!
 //! Compared with Socket.IO's connection state recovery (one `offset` per socket, recovery only
 //! with an adapter that keeps a session store, on by default for 2 minutes, all-or-nothing:
@@ -46,7 +51,6 @@
 //! client that went away; any client that knows an id can catch up), and the "too old" answer
 //! is an application message the handler chooses rather than a protocol flag.
 
-use super::ConnId;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
@@ -184,6 +188,21 @@ pub(crate) enum Replay {
     Unavailable,
 }
 
+/// One page of a topic's history after a position ([`MemoryHistory::page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Page {
+    /// The entries after the position, as many as asked for; `more` when the ring goes on
+    /// past them; `last`: the last id the topic has handed out.
+    Entries {
+        entries: Vec<Entry>,
+        more: bool,
+        last: HistoryId,
+    },
+    /// The position is not in the history (trimmed, or from another history); `last` as
+    /// above (the position itself when the topic is unknown here).
+    TooOld { last: HistoryId },
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -285,7 +304,7 @@ impl MemoryHistory {
     }
 
     #[cfg(test)]
-    fn append(&self, topic: &str, stamp: &Stamped<'_>) -> Entry {
+    pub(crate) fn append(&self, topic: &str, stamp: &Stamped<'_>) -> Entry {
         let mut out = None;
         self.append_then(topic, stamp, |e| out = Some(e.clone()));
         out.unwrap_or_else(|| unreachable!())
@@ -309,7 +328,40 @@ impl MemoryHistory {
         }
     }
 
+    /// Up to `max_entries` entries recorded in `topic` after `since`, stopping before they pass
+    /// `max_bytes` (but at least one entry when there is one): a replay read a page at a time.
+    pub(crate) fn page(&self, topic: &str, since: HistoryId, max_entries: usize, max_bytes: usize) -> Page {
+        let now = now_ms();
+        let mut rings = self.lock();
+        let Some(ring) = rings.get_mut(topic) else {
+            return Page::TooOld { last: since };
+        };
+        Self::expire(ring, now, self.ttl.as_millis() as u64);
+        let last = ring.last;
+        if since > last {
+            return Page::TooOld { last };
+        }
+        // Ids ascend along the ring. `since` must still be in it (or be its last id, every
+        // entry after it having aged out): then nothing after it was trimmed.
+        let start = match ring.entries.binary_search_by(|(_, e)| e.id.cmp(&since)) {
+            Ok(i) => i + 1,
+            Err(_) if since == last => ring.entries.len(),
+            Err(_) => return Page::TooOld { last },
+        };
+        let (mut entries, mut bytes) = (Vec::new(), 0usize);
+        for (_, e) in ring.entries.iter().skip(start) {
+            if entries.len() == max_entries || (bytes + e.bytes.len() > max_bytes && !entries.is_empty()) {
+                break;
+            }
+            bytes += e.bytes.len();
+            entries.push(e.clone());
+        }
+        let more = start + entries.len() < ring.entries.len();
+        Page::Entries { entries, more, last }
+    }
+
     /// What was recorded in `topic` after `since`.
+    #[cfg(test)]
     pub(crate) fn since(&self, topic: &str, since: HistoryId) -> Replay {
         let now = now_ms();
         let mut rings = self.lock();
@@ -334,150 +386,8 @@ impl MemoryHistory {
     }
 }
 
-/// The most live messages held for one connection while its replay is read; past it the
-/// oldest are dropped and the client is told to resync.
-pub(crate) const HELD_MAX: usize = 4096;
-
-/// One topic of one connection that asked for a replay.
-#[derive(Debug)]
-struct Slot {
-    topic: Arc<str>,
-    /// Live messages at or below this id were (or will be) in the replay: skipped.
-    floor: HistoryId,
-    /// `Some` while the replay is outstanding: live recorded messages held back.
-    held: Option<VecDeque<(HistoryId, Arc<super::budget::Frame>)>>,
-    /// Held messages were dropped (the buffer was full).
-    overflowed: bool,
-    /// What to send if the replay is incomplete.
-    notice: Option<(bool, Vec<u8>)>,
-}
-
-/// What a live recorded message should do for one receiver.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Gate {
-    Deliver,
-    /// Held until the replay is sent.
-    Held,
-    /// Already in the replay.
-    Duplicate,
-}
-
-/// A finished replay for one connection: what to send, in order.
-pub(crate) struct Seam {
-    pub(crate) replay: Vec<Entry>,
-    /// The handler's notice (binary?, bytes), when the client must resync.
-    pub(crate) notice: Option<(bool, Vec<u8>)>,
-    pub(crate) held: Vec<Arc<super::budget::Frame>>,
-}
-
-/// The replay state of this loop's connections (one owner, keyed by connection, removed with
-/// it in one place, like `Topics`).
-#[derive(Debug, Default)]
-pub(crate) struct Recoveries {
-    by_conn: HashMap<ConnId, Vec<Slot>>,
-}
-
-impl Recoveries {
-    /// Starts holding live messages of `topic` for `id` until [`Recoveries::finish`].
-    pub(crate) fn begin(&mut self, id: ConnId, topic: &str, since: HistoryId, notice: (bool, Vec<u8>)) {
-        let slots = self.by_conn.entry(id).or_default();
-        slots.retain(|s| &*s.topic != topic);
-        slots.push(Slot {
-            topic: topic.into(),
-            floor: since,
-            held: Some(VecDeque::new()),
-            overflowed: false,
-            notice: Some(notice),
-        });
-    }
-
-    /// A replay that was sent at once (no bus): only the floor is kept.
-    pub(crate) fn set_floor(&mut self, id: ConnId, topic: &str, floor: HistoryId) {
-        let slots = self.by_conn.entry(id).or_default();
-        slots.retain(|s| &*s.topic != topic);
-        slots.push(Slot {
-            topic: topic.into(),
-            floor,
-            held: None,
-            overflowed: false,
-            notice: None,
-        });
-    }
-
-    /// Whether a live recorded message `msg` of `topic` goes to `id` now.
-    pub(crate) fn gate(&mut self, id: ConnId, topic: &str, msg: HistoryId, frame: &Arc<super::budget::Frame>) -> Gate {
-        if self.by_conn.is_empty() {
-            return Gate::Deliver;
-        }
-        let Some(slot) = self
-            .by_conn
-            .get_mut(&id)
-            .and_then(|slots| slots.iter_mut().find(|s| &*s.topic == topic))
-        else {
-            return Gate::Deliver;
-        };
-        if msg <= slot.floor {
-            return Gate::Duplicate;
-        }
-        match &mut slot.held {
-            None => Gate::Deliver,
-            Some(held) => {
-                if held.len() >= HELD_MAX {
-                    held.pop_front();
-                    slot.overflowed = true;
-                }
-                held.push_back((msg, frame.clone()));
-                Gate::Held
-            }
-        }
-    }
-
-    /// The replay for (`id`, `topic`) came back: what to send, in order; the floor is raised
-    /// past the replay and stays. `None` if the connection is gone or was not waiting.
-    pub(crate) fn finish(&mut self, id: ConnId, topic: &str, result: Replay) -> Option<Seam> {
-        let slot = self
-            .by_conn
-            .get_mut(&id)
-            .and_then(|slots| slots.iter_mut().find(|s| &*s.topic == topic))?;
-        let held = slot.held.take()?;
-        let since = slot.floor;
-        let (replay, mut complete) = match result {
-            Replay::Complete(entries) => (entries, true),
-            Replay::TooOld | Replay::Unavailable => (Vec::new(), false),
-        };
-        let replay: Vec<Entry> = replay.into_iter().filter(|e| e.id > since).collect();
-        if let Some(last) = replay.last() {
-            slot.floor = slot.floor.max(last.id);
-        }
-        if slot.overflowed {
-            complete = false;
-        }
-        let floor = slot.floor;
-        let held: Vec<_> = held.into_iter().filter(|(m, _)| *m > floor).map(|(_, f)| f).collect();
-        let notice = if complete { None } else { slot.notice.take() };
-        slot.notice = None;
-        Some(Seam { replay, notice, held })
-    }
-
-    /// Forgets a connection that is going away.
-    pub(crate) fn remove_conn(&mut self, id: ConnId) {
-        self.by_conn.remove(&id);
-    }
-
-    /// Forgets one topic of a connection (it unsubscribed).
-    pub(crate) fn remove_topic(&mut self, id: ConnId, topic: &str) {
-        if let Some(slots) = self.by_conn.get_mut(&id) {
-            slots.retain(|s| &*s.topic != topic);
-            if slots.is_empty() {
-                self.by_conn.remove(&id);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::budget::{Frame, MemoryBudget};
     use super::*;
 
     #[test]
@@ -538,39 +448,5 @@ mod tests {
         }
         let total: usize = h.lock().values().map(|r| r.bytes).sum();
         assert!(total <= 1000, "{total}");
-    }
-
-    #[test]
-    fn the_seam_holds_live_messages_and_skips_what_the_replay_had() {
-        let budget = MemoryBudget::new(1 << 20);
-        let frame = |n: u8| Frame::new(vec![0x81, 1, n], &budget);
-        let id = ConnId::new(1, 0, 0, 1);
-        let other = ConnId::new(1, 0, 1, 1);
-        let mut r = Recoveries::default();
-        let m = |s| HistoryId::new(10, s);
-        r.begin(id, "t", m(1), (false, b"resync".to_vec()));
-        assert_eq!(r.gate(other, "t", m(3), &frame(3)), Gate::Deliver);
-        assert_eq!(r.gate(id, "u", m(3), &frame(3)), Gate::Deliver, "another topic");
-        assert_eq!(r.gate(id, "t", m(1), &frame(1)), Gate::Duplicate, "at since");
-        assert_eq!(r.gate(id, "t", m(3), &frame(3)), Gate::Held, "also in the replay");
-        assert_eq!(r.gate(id, "t", m(4), &frame(4)), Gate::Held);
-        let entry = |s| Entry {
-            id: m(s),
-            binary: false,
-            bytes: vec![s as u8],
-        };
-        let seam = r.finish(id, "t", Replay::Complete(vec![entry(2), entry(3)])).unwrap();
-        assert_eq!(seam.replay.iter().map(|e| e.id).collect::<Vec<_>>(), [m(2), m(3)]);
-        assert_eq!(seam.held.iter().map(|f| f.bytes()[2]).collect::<Vec<_>>(), [4]);
-        assert!(seam.notice.is_none());
-        assert_eq!(r.gate(id, "t", m(3), &frame(3)), Gate::Duplicate, "late copy");
-        assert_eq!(r.gate(id, "t", m(5), &frame(5)), Gate::Deliver);
-        assert!(r.finish(id, "t", Replay::TooOld).is_none(), "once");
-
-        r.begin(id, "u", m(1), (false, b"resync".to_vec()));
-        let seam = r.finish(id, "u", Replay::TooOld).unwrap();
-        assert_eq!(seam.notice, Some((false, b"resync".to_vec())));
-        r.remove_conn(id);
-        assert_eq!(r.gate(id, "t", m(0), &frame(0)), Gate::Deliver);
     }
 }

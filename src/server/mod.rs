@@ -57,6 +57,7 @@ pub mod http;
 mod metrics;
 mod observer;
 mod outbound;
+mod replay;
 mod session;
 mod slab;
 mod timers;

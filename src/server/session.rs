@@ -213,6 +213,16 @@ impl Stash {
 }
 
 /// Runs a handler callback, turning a panic into an error message.
+/// The most a loop's scratch copy of a deflated message keeps between messages.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// What an incoming message or body may still grow to: up to the level where shedding stops,
+/// so admitting it never forces a shed (RFC 6455 §10.4).
+fn budget_headroom(lp: &LoopState) -> usize {
+    let budget = lp.core.budget();
+    (budget.limit() / 10 * 9).saturating_sub(budget.used())
+}
+
 fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         if let Some(s) = payload.downcast_ref::<&str>() {
@@ -284,6 +294,14 @@ impl<S: Send + 'static> Session<S> {
         self.backpressured || self.holds > 0
     }
 
+    /// Whether the loop may write the queue now. An HTTP request that published into a
+    /// backed-up topic waits for its answer while a receiver holds it: the response is the
+    /// publisher's signal to go on, so it goes out once the receivers have drained (or
+    /// stopped holding, after `fanout_stall_timeout`).
+    pub(crate) fn may_write(&self) -> bool {
+        !(self.holds > 0 && matches!(self.phase, Phase::Http(_)) && self.closing == Closing::No)
+    }
+
     /// Not read because its own queue is over the high-water mark.
     pub(crate) fn is_backpressured(&self) -> bool {
         self.backpressured
@@ -308,17 +326,16 @@ impl<S: Send + 'static> Session<S> {
     }
 
     /// Bytes this connection holds in buffers, for the memory budget: queued output it owns,
-    /// stashed input, a request head or body in progress, a WebSocket message being
-    /// reassembled and what the frame now arriving has declared.
+    /// stashed input, a request head or body in progress and a WebSocket message being
+    /// reassembled. Only bytes that arrived count: a declared `Content-Length` or frame length
+    /// is a promise, checked against the limits (and the budget's headroom) when it is read,
+    /// never charged in advance — otherwise sockets that declare much and send nothing would
+    /// use up the budget for everyone (issue 18, break 3).
     pub(crate) fn holding(&self) -> usize {
         let phase = match &self.phase {
-            Phase::Http(h) => h.buf.len() + h.pending.as_ref().map_or(0, |p| p.request.body().len() + p.remaining),
-            // Reassembly, inflated text and compressor state, plus what the frame now arriving
-            // has declared.
-            Phase::Ws(w) => {
-                w.ws.memory_held()
-                    .saturating_add(usize::try_from(w.ws.incoming_reserved()).unwrap_or(usize::MAX))
-            }
+            Phase::Http(h) => h.buf.capacity() + h.pending.as_ref().map_or(0, |p| p.request.body().len()),
+            // Reassembly, inflated text and compressor state.
+            Phase::Ws(w) => w.ws.memory_held(),
         };
         self.out.owned_len() + self.stash.len() + phase
     }
@@ -482,7 +499,9 @@ impl<S: Send + 'static> Session<S> {
                 if self.closing != Closing::No {
                     return HttpStep::Closed;
                 }
-                if self.read_paused() {
+                if self.read_paused() || cx.lp.has_publications() {
+                    // What the request published is delivered (and this connection held if a
+                    // receiver is backed up) before the next request is read.
                     return HttpStep::Paused(pos);
                 }
                 continue;
@@ -532,12 +551,19 @@ impl<S: Send + 'static> Session<S> {
                     self.refuse_http(cx, &request, 413, &reason);
                     return HttpStep::Closed;
                 }
+                Ok(n) if n as usize > budget_headroom(cx.lp) => {
+                    // A declared length is checked, not charged (see `holding`): a body that
+                    // could not fit in what is left of the budget is refused up front, as a
+                    // WebSocket message is from its frame header.
+                    self.refuse_http(cx, &request, 503, "server memory budget exhausted, try again later");
+                    return HttpStep::Closed;
+                }
                 Ok(0) => {
                     self.respond(request, keep_alive, cx);
                     if self.closing != Closing::No {
                         return HttpStep::Closed;
                     }
-                    if self.read_paused() {
+                    if self.read_paused() || cx.lp.has_publications() {
                         return HttpStep::Paused(pos);
                     }
                 }
@@ -593,6 +619,7 @@ impl<S: Send + 'static> Session<S> {
             Response::text(403, format!("403 Forbidden: {why}\n"))
         } else {
             let mut rcx = RequestContext {
+                id: self.id,
                 peer: self.peer.get(),
                 lp: &mut *cx.lp,
             };
@@ -661,6 +688,7 @@ impl<S: Send + 'static> Session<S> {
                 }
                 OriginVerdict::Allowed(_) | OriginVerdict::Absent => {
                     let mut rcx = RequestContext {
+                        id: self.id,
                         peer: self.peer.get(),
                         lp: &mut *cx.lp,
                     };
@@ -789,9 +817,7 @@ impl<S: Send + 'static> Session<S> {
             } = w;
             // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
             // up to the level where shedding stops, so admitting it never forces a shed.
-            let budget = core.budget();
-            let headroom = (budget.limit() / 10 * 9).saturating_sub(budget.used());
-            let room = ws.buffered_message_len().saturating_add(headroom);
+            let room = ws.buffered_message_len().saturating_add(budget_headroom(cx.lp));
             ws.set_max_message_size(core.config.websocket.max_message_size.min(room));
             let ws_state = ws.state();
             // With permessage-deflate the handler may compress with this connection's
@@ -899,6 +925,10 @@ impl<S: Send + 'static> Session<S> {
                 let result = guarded(|| handler.on_message(&mut ctx, message));
                 text_copy.clear();
                 binary_copy.clear();
+                // Kept for the next message, but not at the size of the largest ever seen:
+                // a loop's scratch must not stay at 64 MiB, uncharged, after one such message.
+                text_copy.shrink_to(SCRATCH_KEEP);
+                binary_copy.shrink_to(SCRATCH_KEEP);
                 cx.lp.text_scratch = text_copy;
                 cx.lp.binary_scratch = binary_copy;
                 if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
@@ -925,7 +955,7 @@ impl<S: Send + 'static> Session<S> {
             if self.closing != Closing::No {
                 return input.len();
             }
-            if !cx.lp.outgoing.is_empty() || self.read_paused() {
+            if cx.lp.has_publications() || self.read_paused() {
                 // Let the loop deliver what was published (and pause us if a subscriber is
                 // backed up) before the next message.
                 break;
