@@ -62,6 +62,7 @@ impl BufferPool {
             q.offset = 0;
             q.len = 0;
             q.owned = 0;
+            q.protected = 0;
             self.queues.push(q);
         }
     }
@@ -103,6 +104,9 @@ struct Queue {
     /// Of those, the bytes in owned chunks (shared frames are charged to the memory budget
     /// once, by the frame itself).
     owned: usize,
+    /// The first unwritten bytes that shedding must keep: the 101 that opens the WebSocket
+    /// (without it the client could not read the 1013 that follows).
+    protected: usize,
 }
 
 impl Outbound {
@@ -204,21 +208,54 @@ impl Outbound {
         }
     }
 
-    /// Drops everything queued except the rest of a chunk already partly written: what a
-    /// connection being shed gives back. Every chunk holds whole frames (`append` and
-    /// `push_shared` each add whole frames), so what is queued next starts a frame.
+    /// Marks everything queued so far as bytes [`Outbound::drop_unstarted`] keeps (the
+    /// handshake response).
+    pub(crate) fn protect_queued(&mut self) {
+        if let Some(q) = self.queue.as_mut() {
+            q.protected = q.len;
+        }
+    }
+
+    /// Drops everything queued except the rest of a chunk already partly written and the
+    /// protected bytes: what a connection being shed gives back. Every chunk holds whole
+    /// frames (`append` and `push_shared` each add whole frames) and the protected bytes end
+    /// where a frame starts, so what is queued next starts a frame.
     pub(crate) fn drop_unstarted(&mut self, pool: &mut BufferPool) {
         let Some(q) = self.queue.as_mut() else { return };
-        let keep = usize::from(q.offset > 0);
-        while q.chunks.len() > keep {
-            let Some(chunk) = q.chunks.pop_back() else { break };
-            let n = chunk.bytes().len();
-            q.len -= n.min(q.len);
-            if let Chunk::Owned(v) = chunk {
-                q.owned -= n.min(q.owned);
+        // The chunks that hold what must stay; the last of them is cut after the protected
+        // bytes if it is owned (a shared frame is never protected: it is kept or dropped whole).
+        let mut keep_chunks = 0;
+        let mut covered = 0;
+        for (i, chunk) in q.chunks.iter_mut().enumerate() {
+            let start = if i == 0 { q.offset } else { 0 };
+            let partly_written = i == 0 && q.offset > 0;
+            if covered >= q.protected && !partly_written {
+                break;
+            }
+            keep_chunks = i + 1;
+            let avail = chunk.bytes().len() - start;
+            if covered + avail > q.protected && !partly_written {
+                if let Chunk::Owned(v) = chunk {
+                    v.truncate(start + (q.protected - covered));
+                }
+            }
+            covered += chunk.bytes().len() - start;
+        }
+        while q.chunks.len() > keep_chunks {
+            if let Some(Chunk::Owned(v)) = q.chunks.pop_back() {
                 pool.give(v);
             }
         }
+        let (mut len, mut owned) = (0, 0);
+        for (i, chunk) in q.chunks.iter().enumerate() {
+            let n = chunk.bytes().len() - if i == 0 { q.offset } else { 0 };
+            len += n;
+            if matches!(chunk, Chunk::Owned(_)) {
+                owned += n;
+            }
+        }
+        q.len = len;
+        q.owned = owned;
         self.release_if_empty(pool);
     }
 
@@ -238,6 +275,7 @@ impl Outbound {
 impl Queue {
     fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
         self.len -= n.min(self.len);
+        self.protected = self.protected.saturating_sub(n);
         while n > 0 {
             let Some(front) = self.chunks.front() else { break };
             let owned = matches!(front, Chunk::Owned(_));
@@ -339,5 +377,41 @@ mod tests {
         q.release_if_empty(&mut pool);
         assert!(q.queue.is_none());
         assert_eq!(pool.queues.len(), 1);
+    }
+
+    #[test]
+    fn shedding_keeps_the_protected_handshake_and_a_partly_written_chunk() {
+        let budget = super::super::budget::MemoryBudget::new(1 << 20);
+        let mut pool = BufferPool::default();
+        let mut q = Outbound::default();
+        q.append(&mut pool, |v| v.extend_from_slice(b"HTTP/1.1 101\r\n\r\n"));
+        q.protect_queued();
+        // Frames after it share its chunk, then a shared frame.
+        q.append(&mut pool, |v| v.extend_from_slice(&[7; 100]));
+        q.push_shared(Frame::new(vec![9; 1000], &budget), &mut pool);
+        q.drop_unstarted(&mut pool);
+        assert_eq!((q.len(), q.owned_len()), (16, 16), "the 101 stays, the rest goes");
+        assert_eq!(budget.used(), 0, "the dropped shared frame gave its bytes back");
+        let mut w = Trickle {
+            cap: 5,
+            got: Vec::new(),
+            calls: 0,
+        };
+        q.write_to(&mut w, &mut pool).unwrap();
+        assert_eq!(
+            w.got,
+            b"HTTP/1.1 101\r\n\r\n"[..10],
+            "two writes, then the socket is full"
+        );
+        // Written in part: nothing protected is left beyond the partly written chunk's rest.
+        q.append(&mut pool, |v| v.extend_from_slice(&[1; 10]));
+        q.drop_unstarted(&mut pool);
+        assert_eq!(q.len(), 6 + 10, "the rest of the started chunk stays (it holds both)");
+
+        // Nothing protected, nothing started: all goes.
+        let mut q = Outbound::default();
+        q.append(&mut pool, |v| v.extend_from_slice(&[1; 10]));
+        q.drop_unstarted(&mut pool);
+        assert!(q.is_empty());
     }
 }

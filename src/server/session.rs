@@ -20,7 +20,7 @@ use super::http::{self, OriginVerdict};
 use super::metrics::{CloseSide, LoopStats};
 use super::outbound::Outbound;
 use super::timers::Millis;
-use super::{Accept, ConnId, Handler, Message, Response};
+use super::{Accept, ConnId, DeflateMode, Handler, Message, Response};
 use crate::deflate::{self, BroadcastCompressor, Encoded};
 use crate::explain::Direction;
 use crate::frame::CloseCode;
@@ -218,9 +218,20 @@ const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// What an incoming message or body may still grow to: up to the level where shedding stops,
 /// so admitting it never forces a shed (RFC 6455 §10.4).
+///
+/// **Fair share.** However the rest of the budget is taken (compressors, a join storm's
+/// notices, history), every connection may always have a message of its share of the last
+/// tenth in flight: `limit / 10 / connections`. The shares add up to that tenth, so they cannot
+/// take the server past its budget, and no one client's (or mode's) use of the budget refuses
+/// every other connection's messages.
 fn budget_headroom(lp: &LoopState) -> usize {
     let budget = lp.core.budget();
-    (budget.limit() / 10 * 9).saturating_sub(budget.used())
+    let tenth = budget.limit() / 10;
+    let headroom = (tenth * 9).saturating_sub(budget.used());
+    if headroom >= tenth {
+        return headroom;
+    }
+    headroom.max(tenth / lp.core.metrics().connections().max(1))
 }
 
 fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
@@ -589,11 +600,15 @@ impl<S: Send + 'static> Session<S> {
             request.path()
         );
         cx.lp.core.metrics().http_request(status);
-        let bytes = Response::text(
+        let mut response = Response::text(
             status,
             format!("{status} {}: {reason}\n", handshake::reason_phrase(status)),
-        )
-        .to_bytes(false, request.method() == "HEAD");
+        );
+        if status == 503 {
+            // RFC 9110 §10.2.3: when to come back (the budget frees as queues drain).
+            response.headers.push(("Retry-After".into(), "1".into()));
+        }
+        let bytes = response.to_bytes(false, request.method() == "HEAD");
         self.queue_bytes(cx.lp, &bytes);
         self.start_closing(cx.lp);
     }
@@ -739,9 +754,16 @@ impl<S: Send + 'static> Session<S> {
             .collect();
         // permessage-deflate (RFC 7692 §5): the first acceptable offer, under the server's mode,
         // unless the application turned it off for this connection.
-        let negotiated = config
-            .deflate
-            .policy()
+        // Fair admission: past half the memory budget, a new connection of the dedicated mode
+        // gets the shared mode's terms (no context takeover, pooled compressors, nothing held
+        // while idle), so compressors kept for life cannot take the budget that every
+        // connection's messages need.
+        let budget = core.budget();
+        let policy = match config.deflate {
+            DeflateMode::Dedicated { .. } if budget.used() > budget.limit() / 2 => DeflateMode::Shared.policy(),
+            mode => mode.policy(),
+        };
+        let negotiated = policy
             .filter(|_| deflate)
             .and_then(|policy| negotiate_deflate(&up.extensions, &policy));
         let mut response = Vec::with_capacity(200);
@@ -757,6 +779,9 @@ impl<S: Send + 'static> Session<S> {
             obs.handshake(self.id, self.peer.get(), &request, &response);
         }
         self.queue_bytes(cx.lp, &response);
+        // Shedding drops queued messages but never the 101: a client must be able to read the
+        // 1013 that follows it.
+        self.out.protect_queued();
         let target = cx.lp.intern_target(request.target());
         let path = request.path().to_owned();
         info!("open {} {} #{}", self.peer.get(), path, self.id);
