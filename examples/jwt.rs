@@ -100,7 +100,11 @@ impl Handler for JwtApp {
             Err(why) => {
                 // 4000-4999 are for applications (RFC 6455 §7.4.2); 4401 echoes HTTP's 401.
                 let reason = format!("invalid token: {why}");
-                ctx.close(CloseCode(4401), &reason);
+                // Err only for a code that may not go on the wire, or a connection already
+                // closing: neither can happen here, but a close that failed must not be silent.
+                if let Err(e) = ctx.close(CloseCode(4401), &reason) {
+                    eprintln!("could not close #{}: {e}", ctx.id());
+                }
             }
         }
     }

@@ -235,11 +235,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    // The banner comes after the bind, with the address bound (the real port for port 0),
+    // so it never announces a server that is not there.
+    let running = match server.start() {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("wsloop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
         "wsloop serving on http://{} (chat page at /, /health, /metrics, /learn; WebSockets at /echo, /chat, /learn)",
-        args.bind
+        running.local_addr()
     );
-    match server.run() {
+    match running.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsloop: {e}");

@@ -148,31 +148,73 @@ impl fmt::Display for HandshakeError {
 
 impl std::error::Error for HandshakeError {}
 
-/// The reason phrase for the status codes this crate sends (RFC 9110 §15).
+/// The reason phrase of a status code: every code registered by RFC 9110 §15, and RFC 6585's
+/// 428, 429, 431 and 511; "Unknown" for the rest (a client must not rely on the phrase,
+/// RFC 9112 §4, but a person reading a log or a browser's network tab does).
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
         426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        511 => "Network Authentication Required",
         _ => "Unknown",
     }
 }
 
+/// Whether a response with this status has a body at all: not a 1xx (RFC 9110 §15.2), a 204
+/// (§15.3.5) or a 304 (§15.4.5), whose end is the end of the head (RFC 9112 §6.3 item 1).
+/// A body sent anyway would be read as the start of the next response.
+pub fn status_has_body(status: u16) -> bool {
+    !matches!(status, 100..=199 | 204 | 304)
+}
+
 /// Builds a complete HTTP/1.1 response with a `Content-Length` body (RFC 9112 §6). With
-/// `keep_alive` false it says `Connection: close`.
+/// `keep_alive` false it says `Connection: close`. A status without a body (1xx, 204, 304:
+/// [`status_has_body`]) goes out as its head alone, whatever `body` holds.
 pub fn http_response(
     status: u16,
     headers: &[(&str, &str)],
@@ -181,12 +223,17 @@ pub fn http_response(
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = http_response_head(status, headers, content_type, body.len(), keep_alive);
-    out.extend_from_slice(body);
+    if status_has_body(status) {
+        out.extend_from_slice(body);
+    }
     out
 }
 
 /// The head of an HTTP/1.1 response whose body is `content_length` bytes (RFC 9112 §6): what
 /// a `HEAD` request is answered with (RFC 9110 §9.3.2), and the start of every response.
+/// A 1xx or 204 has neither `Content-Length` nor `Content-Type` (RFC 9110 §8.6: it has no
+/// content to describe). A 304 has no `Content-Length` either: it could only repeat the length
+/// of a 200 this function does not know, and §8.6 allows leaving it out.
 pub fn http_response_head(
     status: u16,
     headers: &[(&str, &str)],
@@ -199,10 +246,12 @@ pub fn http_response_head(
     for (name, value) in headers {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    if !content_type.is_empty() {
+    if !content_type.is_empty() && !matches!(status, 100..=199 | 204) {
         out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
     }
-    out.extend_from_slice(format!("Content-Length: {content_length}\r\n").as_bytes());
+    if status_has_body(status) {
+        out.extend_from_slice(format!("Content-Length: {content_length}\r\n").as_bytes());
+    }
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
@@ -598,5 +647,93 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: ch
         );
         assert_eq!(validate_upgrade(&bad), Err(HandshakeError::MalformedExtensions));
         assert_eq!(HandshakeError::MalformedExtensions.status(), 400);
+    }
+
+    /// Every status registered by RFC 9110 §15 (and RFC 6585's 428, 429, 431, 511) has its
+    /// phrase: a client shows it, and "Unknown" on a 201 or 304 reads as a server bug.
+    #[test]
+    fn every_registered_status_has_its_reason_phrase() {
+        let registered = [
+            (100, "Continue"),
+            (101, "Switching Protocols"),
+            (200, "OK"),
+            (201, "Created"),
+            (202, "Accepted"),
+            (203, "Non-Authoritative Information"),
+            (204, "No Content"),
+            (205, "Reset Content"),
+            (206, "Partial Content"),
+            (300, "Multiple Choices"),
+            (301, "Moved Permanently"),
+            (302, "Found"),
+            (303, "See Other"),
+            (304, "Not Modified"),
+            (305, "Use Proxy"),
+            (307, "Temporary Redirect"),
+            (308, "Permanent Redirect"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (402, "Payment Required"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (406, "Not Acceptable"),
+            (407, "Proxy Authentication Required"),
+            (408, "Request Timeout"),
+            (409, "Conflict"),
+            (410, "Gone"),
+            (411, "Length Required"),
+            (412, "Precondition Failed"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (415, "Unsupported Media Type"),
+            (416, "Range Not Satisfiable"),
+            (417, "Expectation Failed"),
+            (421, "Misdirected Request"),
+            (422, "Unprocessable Content"),
+            (426, "Upgrade Required"),
+            (428, "Precondition Required"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            (505, "HTTP Version Not Supported"),
+            (511, "Network Authentication Required"),
+        ];
+        for (status, phrase) in registered {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+        assert_eq!(reason_phrase(299), "Unknown");
+    }
+
+    /// RFC 9110 §8.6, §15.2, §15.3.5, §15.4.5: no Content-Length and no body on 1xx and 204,
+    /// no body on 304; other statuses keep both.
+    #[test]
+    fn bodiless_statuses_have_no_length_and_no_body() {
+        for status in [100, 103, 204] {
+            let out = String::from_utf8(http_response(status, &[], "", b"ignored", true)).unwrap();
+            assert!(!out.contains("Content-Length"), "{out:?}");
+            assert!(out.ends_with("\r\n\r\n"), "{out:?}");
+        }
+        let out = String::from_utf8(http_response(304, &[], "text/plain", b"ignored", true)).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 304 Not Modified\r\n") && out.ends_with("\r\n\r\n"),
+            "{out:?}"
+        );
+        assert!(!out.contains("Content-Length"), "{out:?}");
+        let out = String::from_utf8(http_response(200, &[], "", b"", true)).unwrap();
+        assert!(
+            out.contains("Content-Length: 0\r\n"),
+            "an empty 200 still says so: {out:?}"
+        );
+        let out = String::from_utf8(http_response(201, &[], "text/plain", b"made", false)).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 201 Created\r\n")
+                && out.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nmade"),
+            "{out:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::replay::Recoveries;
 use super::timers::Millis;
 use super::{ConnId, Message, SendStatus};
 use crate::deflate::{BroadcastCompressor, DeflateParams};
+use crate::error::SendError;
 use crate::frame::CloseCode;
 use crate::handshake::deflate::DeflatePolicy;
 use crate::handshake::Request;
@@ -477,12 +478,31 @@ impl<S> Context<'_, S> {
     }
 
     /// Starts the closing handshake with this code and reason (RFC 6455 §7.1.2) once the
-    /// callback returns; nothing more is sent to this connection.
-    pub fn close(&mut self, code: CloseCode, reason: &str) {
-        if self.conn.can_send {
-            self.conn.flags.close_request = Some(Box::new((code, reason.to_owned())));
-            self.conn.can_send = false;
+    /// callback returns; nothing more is sent to this connection. The reason is cut at a
+    /// character boundary to fit the Close frame (123 bytes, RFC 6455 §5.5).
+    ///
+    /// # Errors
+    ///
+    /// Nothing happens, and the connection stays as it was, when:
+    /// - [`SendError::InvalidCloseCode`]: the code may not go on the wire (RFC 6455 §7.4:
+    ///   1004, 1005, 1006, 1015, anything under 1000, 1016–2999 or over 4999; see
+    ///   [`CloseCode::is_valid_on_wire`]). Applications pick from 3000–4999, or a defined
+    ///   code such as 1000 or 1008.
+    /// - [`SendError::Closing`]: the connection is already closing (the first close wins).
+    ///
+    /// Why a `Result` rather than a panic: the code may well be computed at run time (passed
+    /// on from a peer, a table, a configuration), and a close that silently did nothing would
+    /// leave the connection open while the caller believes it closed.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
         }
+        if !self.conn.can_send {
+            return Err(SendError::Closing);
+        }
+        self.conn.flags.close_request = Some(Box::new((code, reason.to_owned())));
+        self.conn.can_send = false;
+        Ok(())
     }
 
     /// The upgrade request and the 101 response bytes, when the upgrade was accepted with

@@ -250,6 +250,9 @@ pub enum PushError {
     ShutDown,
     /// The server's memory budget is used up; try again later.
     OverBudget,
+    /// [`ServerHandle::close`] with a code that may not go on the wire (RFC 6455 §7.4; see
+    /// [`CloseCode::is_valid_on_wire`]): nothing was done.
+    InvalidCloseCode(u16),
 }
 
 impl fmt::Display for PushError {
@@ -258,6 +261,9 @@ impl fmt::Display for PushError {
             PushError::Gone => "no such connection",
             PushError::ShutDown => "the server has shut down",
             PushError::OverBudget => "the server's memory budget is used up",
+            PushError::InvalidCloseCode(code) => {
+                return write!(f, "close code {code} may not be sent (RFC 6455 §7.4)");
+            }
         })
     }
 }
@@ -406,7 +412,13 @@ impl ServerHandle {
     }
 
     /// Starts the closing handshake of one connection with this code and reason.
+    /// [`PushError::InvalidCloseCode`] (and nothing done) for a code that may not go on the
+    /// wire (RFC 6455 §7.4), checked here rather than on the loop so the caller sees it:
+    /// the loop could only drop the request.
     pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), PushError> {
+        if !code.is_valid_on_wire() {
+            return Err(PushError::InvalidCloseCode(code.0));
+        }
         if self.core.shutdown.load(Ordering::Acquire) {
             return Err(PushError::ShutDown);
         }

@@ -58,15 +58,26 @@ impl Message<'_> {
 }
 
 /// An HTTP response for a plain request, or for a refused upgrade.
+///
+/// The server writes the framing itself: `Content-Length` (none on a 204 or 1xx, RFC 9110
+/// §8.6), `Connection`, and no body where the status or the method allows none (1xx, 204 and
+/// 304; every response to `HEAD`, which keeps the `Content-Length` the `GET` would have had,
+/// RFC 9110 §9.3.2). A handler cannot set those headers: [`Response::try_with_header`] and
+/// [`Response::with_header`] refuse them, and one pushed straight into
+/// [`Response::headers`] is left out of the response (with a warning in the log), so no
+/// response ever carries two differing framings — the ambiguity the server refuses on input
+/// (RFC 9112 §6.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// Status code.
+    /// Status code: a final one, 200–599 (a 1xx is interim, RFC 9110 §15.2; the server
+    /// answers 500 instead of sending one as the answer).
     pub status: u16,
-    /// Extra headers (Content-Type, Content-Length and Connection are added by the server).
+    /// Extra headers. The ones the server writes itself (see [`HeaderError::Reserved`]) are
+    /// left out when the response is sent.
     pub headers: Vec<(String, String)>,
     /// Content-Type of the body; empty for none.
     pub content_type: String,
-    /// The body.
+    /// The body (not sent for 1xx, 204, 304 or `HEAD`).
     pub body: Vec<u8>,
 }
 
@@ -97,34 +108,169 @@ impl Response {
         }
     }
 
-    /// A response whose body is the status line's reason phrase.
+    /// A response whose body is the status line's reason phrase (`404 Not Found`); a status
+    /// that has no body (1xx, 204, 304: RFC 9110 §15) gets none.
     pub fn status(status: u16) -> Self {
+        if !handshake::status_has_body(status) {
+            return Response {
+                status,
+                headers: Vec::new(),
+                content_type: String::new(),
+                body: Vec::new(),
+            };
+        }
         Response::text(status, format!("{} {}\n", status, handshake::reason_phrase(status)))
     }
 
-    /// Adds a header.
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
+    /// Adds a header, or says why it cannot go into a response: a name that is not a token
+    /// or a value with a control character (RFC 9110 §5.1, §5.5), or a header the server
+    /// writes itself ([`HeaderError::Reserved`]). `Content-Type` sets
+    /// [`Response::content_type`], so it is never sent twice either.
+    ///
+    /// ```
+    /// use wsloop::server::{HeaderError, Response};
+    /// let ok = Response::status(405).try_with_header("Allow", "GET, HEAD");
+    /// assert!(ok.is_ok());
+    /// let refused = Response::text(200, "hi").try_with_header("Content-Length", "999");
+    /// assert_eq!(refused, Err(HeaderError::Reserved("Content-Length".into())));
+    /// ```
+    pub fn try_with_header(mut self, name: &str, value: &str) -> Result<Self, HeaderError> {
+        check_header(name, value)?;
+        if name.eq_ignore_ascii_case("content-type") {
+            value.clone_into(&mut self.content_type);
+        } else {
+            self.headers.push((name.to_owned(), value.to_owned()));
+        }
+        Ok(self)
+    }
+
+    /// [`Response::try_with_header`] for a header fixed in the source (`Allow`,
+    /// `Cache-Control`, `WWW-Authenticate`), where a refusal is a bug in the handler rather
+    /// than something to handle.
+    ///
+    /// # Panics
+    ///
+    /// When [`Response::try_with_header`] refuses the header. Why a panic rather than
+    /// dropping it quietly: a handler that sets `Content-Length` or `Connection` has a bug
+    /// that silence would hide, and one that sends two framings breaks the client. The panic
+    /// comes where the response is built, inside the callback: the server catches it,
+    /// answers 500 and logs the message naming the header, so the first request to that
+    /// route shows it. Use `try_with_header` for names or values that come from input.
+    #[track_caller]
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        match self.try_with_header(name, value) {
+            Ok(r) => r,
+            Err(e) => panic!("Response::with_header: {e}"),
+        }
     }
 
     /// The bytes on the wire; `head_only` answers a HEAD request (headers, the body's
-    /// Content-Length, no body: RFC 9110 §9.3.2).
+    /// Content-Length, no body: RFC 9110 §9.3.2). A status with no body (1xx, 204, 304) goes
+    /// out as its head alone; a status that cannot be a final answer (under 200 or over 599,
+    /// RFC 9110 §15) as a 500.
     pub(crate) fn to_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            // A handler's header may not smuggle a line break into the response.
-            .filter(|(n, v)| !n.contains(['\r', '\n', ':']) && !v.contains(['\r', '\n']))
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        if !(200..=599).contains(&self.status) {
+            log::error!(
+                "a handler answered with status {}, which is not a final response (RFC 9110 §15): sending 500",
+                self.status
+            );
+            return Response::status(500).to_bytes(keep_alive, head_only);
+        }
+        let headers = wire_headers(&self.headers, !self.content_type.is_empty());
         let mut out =
             handshake::http_response_head(self.status, &headers, &self.content_type, self.body.len(), keep_alive);
-        if !head_only {
+        if !head_only && handshake::status_has_body(self.status) {
             out.extend_from_slice(&self.body);
         }
         out
     }
+}
+
+/// Why a header cannot be added to a [`Response`] or an [`Accept`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// A header the server writes itself and a handler may not: the framing
+    /// (`Content-Length`, `Transfer-Encoding`, RFC 9112 §6), the connection's own fields
+    /// (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`, RFC 9110
+    /// §7.6.1, §7.8) and the WebSocket handshake's (`Sec-WebSocket-*`, RFC 6455 §4.2.2; the
+    /// subprotocol is chosen with [`Accept::protocol`]). A second copy of any of them makes
+    /// the response ambiguous or fails the client's handshake.
+    Reserved(String),
+    /// A name that is not an HTTP token, or a value with a control character other than a
+    /// tab (RFC 9110 §5.1, §5.5): it could end the header line early and smuggle in another.
+    Invalid(String),
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Reserved(name) => write!(f, "the server writes the {name} header itself"),
+            HeaderError::Invalid(name) => write!(
+                f,
+                "header {name:?} is not a valid field (a token name, a value without control characters: RFC 9110 §5)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+/// Whether the server writes this header itself (see [`HeaderError::Reserved`]).
+fn reserved_header(name: &str) -> bool {
+    const RESERVED: [&str; 8] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+        || name
+            .get(..14)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("sec-websocket-"))
+}
+
+/// Checks one header a handler adds (RFC 9110 §5.1, §5.5, §5.6.2).
+fn check_header(name: &str, value: &str) -> Result<(), HeaderError> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let clean_value = value.bytes().all(|b| b == b'\t' || !b.is_ascii_control());
+    if !token || !clean_value {
+        return Err(HeaderError::Invalid(name.to_owned()));
+    }
+    if reserved_header(name) {
+        return Err(HeaderError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Whether a header a handler added may go on the wire as it is; the ones that may not are
+/// logged. The builders already refuse them: this catches the ones pushed straight into a
+/// public `headers` field.
+pub(crate) fn header_allowed(name: &str, value: &str) -> bool {
+    match check_header(name, value) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("header left out of a response: {e}");
+            false
+        }
+    }
+}
+
+/// A handler's headers as they go on the wire: the allowed ones, and no `Content-Type` when
+/// the response has its own.
+fn wire_headers(headers: &[(String, String)], has_content_type: bool) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter(|(n, v)| header_allowed(n, v))
+        .filter(|(n, _)| !(has_content_type && n.eq_ignore_ascii_case("content-type")))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 /// What [`Handler::on_upgrade`] returns for an upgrade it accepts: the connection's state and
@@ -189,10 +335,38 @@ impl<S> Accept<S> {
         self
     }
 
-    /// Adds a header to the 101 response (a cookie, say).
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+    /// Adds a header to the 101 response (a cookie, say), or says why it cannot go there:
+    /// the handshake's own headers (`Connection`, `Upgrade`, `Sec-WebSocket-*`, RFC 6455
+    /// §4.2.2) are the server's, so a doubled `Sec-WebSocket-Accept` cannot fail the
+    /// client's handshake; see [`HeaderError`].
+    ///
+    /// ```
+    /// use wsloop::server::{Accept, HeaderError};
+    /// assert!(Accept::default().try_with_header("Set-Cookie", "seen=1").is_ok());
+    /// assert_eq!(
+    ///     Accept::default().try_with_header("Sec-WebSocket-Accept", "x").unwrap_err(),
+    ///     HeaderError::Reserved("Sec-WebSocket-Accept".into())
+    /// );
+    /// ```
+    pub fn try_with_header(mut self, name: &str, value: &str) -> Result<Self, HeaderError> {
+        check_header(name, value)?;
         self.headers.push((name.to_owned(), value.to_owned()));
-        self
+        Ok(self)
+    }
+
+    /// [`Accept::try_with_header`] for a header fixed in the source.
+    ///
+    /// # Panics
+    ///
+    /// When [`Accept::try_with_header`] refuses the header, for the reasons given at
+    /// [`Response::with_header`]: the panic is caught, the upgrade answered 500 and the
+    /// message logged.
+    #[track_caller]
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        match self.try_with_header(name, value) {
+            Ok(a) => a,
+            Err(e) => panic!("Accept::with_header: {e}"),
+        }
     }
 }
 
@@ -366,5 +540,124 @@ pub trait Handler: Send + Sync + 'static {
     /// (every such result arms it again).
     fn on_drain(&self, ctx: &mut Context<'_, Self::State>) {
         let _ = ctx;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(r: &Response, keep_alive: bool, head_only: bool) -> String {
+        String::from_utf8(r.to_bytes(keep_alive, head_only)).unwrap()
+    }
+
+    /// RFC 9110 §15.3.5 and §15.4.5: a 204 has no Content-Length and no body, a 304 no body,
+    /// whatever the handler put in the `Response`.
+    #[test]
+    fn no_content_and_not_modified_go_out_as_a_head() {
+        for r in [
+            Response::status(204),
+            Response::text(204, "dropped"),
+            Response::status(304),
+            Response::text(304, "dropped"),
+        ] {
+            let out = wire(&r, true, false);
+            assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out:?}");
+            assert!(!out.contains("Content-Length"), "{out:?}");
+        }
+        assert!(wire(&Response::status(304), true, false).starts_with("HTTP/1.1 304 Not Modified\r\n"));
+    }
+
+    /// RFC 9110 §9.3.2: HEAD gets the Content-Length the GET would have had, and no body.
+    #[test]
+    fn head_keeps_the_length_of_the_get() {
+        let r = Response::text(200, "twelve bytes");
+        let out = wire(&r, false, true);
+        assert!(
+            out.ends_with("Content-Length: 12\r\nConnection: close\r\n\r\n"),
+            "{out:?}"
+        );
+        let out = wire(&Response::status(204), false, true);
+        assert!(!out.contains("Content-Length"), "{out:?}");
+    }
+
+    /// The framing and handshake headers are the server's: refused by the builders, left
+    /// out when pushed into the public field, so each goes on the wire exactly once.
+    #[test]
+    fn framing_and_upgrade_headers_cannot_be_set_by_a_handler() {
+        for name in [
+            "Content-Length",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Sec-WebSocket-Accept",
+            "sec-websocket-protocol",
+            "Sec-WebSocket-Extensions",
+        ] {
+            let r = Response::text(200, "x").try_with_header(name, "1");
+            assert_eq!(r, Err(HeaderError::Reserved(name.into())), "{name}");
+            let a = Accept::default().try_with_header(name, "1");
+            assert_eq!(a.unwrap_err(), HeaderError::Reserved(name.into()), "{name}");
+            let refused = std::panic::catch_unwind(|| Response::text(200, "x").with_header(name, "1"));
+            assert!(refused.is_err(), "{name}");
+        }
+        for (name, value) in [
+            ("Bad Name", "v"),
+            ("", "v"),
+            ("X-Ok", "a\r\nSet-Cookie: evil=1"),
+            ("X-Ok", "nul\0"),
+            ("X:Y", "v"),
+        ] {
+            assert_eq!(
+                Response::text(200, "x").try_with_header(name, value),
+                Err(HeaderError::Invalid(name.into())),
+                "{name:?}: {value:?}"
+            );
+        }
+        let ok = Response::status(405)
+            .with_header("Allow", "GET, HEAD")
+            .with_header("X-Tab", "a\tb");
+        assert_eq!(ok.headers.len(), 2);
+        // Content-Type goes to its field: one Content-Type on the wire.
+        let typed = Response::text(200, "{}").with_header("Content-Type", "application/json");
+        let out = wire(&typed, true, false);
+        assert_eq!(out.matches("Content-Type").count(), 1, "{out:?}");
+        assert!(out.contains("Content-Type: application/json\r\n"), "{out:?}");
+
+        let mut pushed = Response::text(200, "four");
+        for (n, v) in [
+            ("Content-Length", "999"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "close"),
+            ("Content-Type", "text/html"),
+            ("X-Evil", "a\r\nX-Smuggled: 1"),
+            ("X-Kept", "yes"),
+        ] {
+            pushed.headers.push((n.into(), v.into()));
+        }
+        let out = wire(&pushed, true, false);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nX-Kept: yes\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 4\r\nConnection: keep-alive\r\n\r\nfour"
+        );
+    }
+
+    /// A 1xx is interim (RFC 9110 §15.2) and a status outside 100–599 is no status: a handler
+    /// returning one would leave the client waiting, so the answer is a 500.
+    #[test]
+    fn a_status_that_is_not_a_final_answer_goes_out_as_500() {
+        for status in [0, 99, 100, 101, 199, 600, 999] {
+            let out = wire(&Response::status(status), true, false);
+            assert!(
+                out.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+                "{status}: {out:?}"
+            );
+        }
+        assert!(wire(&Response::status(599), true, false).starts_with("HTTP/1.1 599 Unknown\r\n"));
     }
 }

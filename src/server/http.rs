@@ -228,24 +228,43 @@ pub fn preflight_headers(request: &Request, origin: &str) -> Vec<(String, String
     headers
 }
 
-/// The first value of `key` in a query string (`a=1&b=two%20words`), percent-decoded
-/// (`+` is a space, as in HTML forms); `None` if absent or not UTF-8 once decoded.
+/// The first value of `key` in a query string (`a=1&b=two%20words`), decoded as an HTML form
+/// encodes it (`+` is a space, then percent-decoding: [`form_decode`]); `None` if absent or
+/// not UTF-8 once decoded.
 ///
 /// ```
 /// use wsloop::server::http::query_value;
 /// assert_eq!(query_value(Some("room=caf%C3%A9&name=a+b"), "room").as_deref(), Some("café"));
+/// assert_eq!(query_value(Some("room=caf%C3%A9&name=a+b"), "name").as_deref(), Some("a b"));
 /// assert_eq!(query_value(Some("room=x"), "name"), None);
 /// ```
 pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
     let pair = query?.split('&').find_map(|p| {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (percent_decode(k).as_deref() == Some(key)).then_some(v)
+        (form_decode(k).as_deref() == Some(key)).then_some(v)
     })?;
-    percent_decode(pair)
+    form_decode(pair)
 }
 
-/// Decodes `%XX` escapes and `+` (RFC 3986 §2.1); `None` for a bad escape or non-UTF-8.
+/// Decodes `%XX` escapes (RFC 3986 §2.1); `None` for a bad escape or non-UTF-8. A `+` stays a
+/// `+`: it means a space only in form-encoded query strings ([`form_decode`]), so a path such
+/// as `/files/a+b` names `a+b` (RFC 3986 §3.3).
+///
+/// ```
+/// use wsloop::server::http::percent_decode;
+/// assert_eq!(percent_decode("/files/a+b%20c").as_deref(), Some("/files/a+b c"));
+/// ```
 pub fn percent_decode(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+/// Decodes one name or value of an `application/x-www-form-urlencoded` query string (WHATWG
+/// URL §5.1): `+` is a space, then `%XX` escapes as [`percent_decode`].
+pub fn form_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -253,11 +272,15 @@ pub fn percent_decode(s: &str) -> Option<String> {
         match b {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // Two hex digits exactly: `from_str_radix` alone would take `%+1` as 0x01.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let text = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(text, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -397,5 +420,18 @@ Access-Control-Request-Headers: x;injected=1",
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: close"
         )));
         assert!(!wants_keep_alive(&req("GET / HTTP/1.0")));
+    }
+
+    /// `+` is a space only in form-encoded query strings (WHATWG URL §5.1); in a path it is
+    /// itself (RFC 3986 §2.1, §3.3), so `/files/a+b` names `a+b`.
+    #[test]
+    fn percent_decoding_leaves_plus_alone_and_query_values_read_it_as_space() {
+        assert_eq!(percent_decode("/files/a+b%20c").as_deref(), Some("/files/a+b c"));
+        assert_eq!(percent_decode("%2B+").as_deref(), Some("++"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(form_decode("a+b%2B").as_deref(), Some("a b+"));
+        assert_eq!(percent_decode("%+1"), None, "a sign is not a hex digit");
+        assert_eq!(query_value(Some("q=a+b%2Bc"), "q").as_deref(), Some("a b+c"));
+        assert_eq!(query_value(Some("a+b=1"), "a b").as_deref(), Some("1"));
     }
 }

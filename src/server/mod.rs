@@ -66,7 +66,7 @@ pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
 pub use context::{Context, RequestContext};
 pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
-pub use handler::{Accept, Handler, Message, Response, SendStatus};
+pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
 pub use observer::{Observer, TraceObserver};
@@ -268,7 +268,8 @@ impl<H: Handler> Server<H> {
         self
     }
 
-    /// Binds the listener(s) and starts the event loops; returns at once.
+    /// Binds the listener(s) and starts the event loops; returns at once. A bind error names
+    /// the address (`cannot listen on 127.0.0.1:3000: Address already in use`).
     pub fn start(self) -> io::Result<RunningServer> {
         let threads = self.config.threads.max(1);
         let reuse_port = self.config.reuse_port;
@@ -342,8 +343,16 @@ impl<H: Handler> Server<H> {
     /// accepting, Close 1001 to every WebSocket, wait up to the grace period) and returns.
     /// A second signal exits at once.
     pub fn run(self) -> io::Result<()> {
-        let server = self.start()?;
-        let handle = server.handle();
+        self.start()?.run_until_signal()
+    }
+}
+
+impl RunningServer {
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully as [`Server::run`] does:
+    /// for a caller that wants the bound address first ([`RunningServer::local_addr`], the
+    /// real port when bound to port 0), e.g. to print it.
+    pub fn run_until_signal(self) -> io::Result<()> {
+        let handle = self.handle();
         let mut signals =
             signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
         std::thread::Builder::new()
@@ -359,7 +368,7 @@ impl<H: Handler> Server<H> {
                     handle.shutdown();
                 }
             })?;
-        server.join()
+        self.join()
     }
 }
 
@@ -375,7 +384,12 @@ fn random_node_id() -> u32 {
     u32::from_ne_bytes(bytes)
 }
 
+/// [`bind_listen`], its error naming the address (the OS error alone does not say which).
 fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    bind_listen(addr, reuse_port).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+fn bind_listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // SO_REUSEADDR only lets a restarted server bind while old connections sit in TIME_WAIT;

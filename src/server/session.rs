@@ -102,7 +102,8 @@ struct WsState<S> {
     state: S,
     flags: WsFlags,
     ping_outstanding: bool,
-    close_notified: bool,
+    /// The code `on_close` was called with, once it has been: what the close log line states.
+    close_notified: Option<CloseCode>,
     /// permessage-deflate was allowed for this connection at the upgrade (the server's mode
     /// was not off and the handler did not turn it off): what [`Context::deflate_policy`] reads.
     deflate_allowed: bool,
@@ -749,7 +750,9 @@ impl<S: Send + 'static> Session<S> {
         }
         let extra: Vec<(&str, &str)> = headers
             .iter()
-            .filter(|(n, v)| !n.contains(['\r', '\n', ':']) && !v.contains(['\r', '\n']))
+            // `Accept::try_with_header` refused these already; a second line of defence, so
+            // the handshake's own headers can never go out twice (RFC 6455 §4.2.2).
+            .filter(|(n, v)| super::handler::header_allowed(n, v))
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         // permessage-deflate (RFC 7692 §5): the first acceptable offer, under the server's mode,
@@ -805,7 +808,7 @@ impl<S: Send + 'static> Session<S> {
             state,
             flags: WsFlags::default(),
             ping_outstanding: false,
-            close_notified: false,
+            close_notified: None,
             deflate_allowed: deflate && config.deflate.policy().is_some(),
             capture,
         });
@@ -1098,10 +1101,10 @@ impl<S: Send + 'static> Session<S> {
     /// Calls `on_close` once.
     fn notify_close<H: Handler<State = S>>(&mut self, cx: &mut Cx<'_, H>, code: CloseCode, reason: &str) {
         let Phase::Ws(w) = &mut self.phase else { return };
-        if w.close_notified {
+        if w.close_notified.is_some() {
             return;
         }
-        w.close_notified = true;
+        w.close_notified = Some(code);
         self.call(cx, false, |h, ctx| h.on_close(ctx, code, reason), "on_close");
     }
 
@@ -1465,6 +1468,12 @@ impl<S: Send + 'static> Session<S> {
         let code = w.ws.close_code().unwrap_or(code);
         let path = w.target.split_once('?').map_or(&*w.target, |(p, _)| p).to_owned();
         self.notify_close(cx, code, why);
+        // The log states the code `on_close` got, which may have been decided earlier (1006
+        // when the peer's TCP connection ended without a Close, RFC 6455 §7.1.5).
+        let code = match &self.phase {
+            Phase::Ws(w) => w.close_notified.unwrap_or(code),
+            Phase::Http(_) => code,
+        };
         LoopStats::gauge(&cx.lp.stats().websockets, -1);
         cx.lp.core.metrics().websocket_path(&path, -1);
         info!(
