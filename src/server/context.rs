@@ -84,10 +84,12 @@ impl LoopState {
         });
     }
 
-    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) {
-        if let Some(og) = self.core.record(topic, stamp, exclude) {
+    /// Records and publishes; `Err` when refused (see `Core::record`): nothing was sent.
+    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> Result<(), PushError> {
+        if let Some(og) = self.core.record(topic, stamp, exclude)? {
             self.outgoing.push(og);
         }
+        Ok(())
     }
 
     fn send_to(&mut self, id: ConnId, message: Message<'_>, from: Option<ConnId>) -> Result<(), PushError> {
@@ -412,7 +414,7 @@ impl<S> Context<'_, S> {
                 // Subscribed above, read now under the history's lock: later messages come
                 // live, after these; earlier ones still in flight are at or below the floor.
                 let mut floor = since;
-                match core.history.since(topic, since) {
+                match core.history.since(topic, since, super::history::now_ms()) {
                     Replay::Complete(entries) => {
                         for e in &entries {
                             let m = if e.binary {
@@ -442,9 +444,13 @@ impl<S> Context<'_, S> {
     /// With one, Redis assigns the id and publishes it in one step, and every process — this
     /// one too — delivers it when it comes back: history order is delivery order everywhere.
     /// If the bus is unreachable it is delivered here at once, with an empty id, and not
-    /// recorded.
+    /// recorded; so it is when it cannot be recorded now (the bus's queue is full, or it
+    /// would start a room past [`ServerConfig::history_rooms`](super::ServerConfig)).
     pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
-        self.lp.publish_recorded(topic, &message, None);
+        if self.lp.publish_recorded(topic, &message, None).is_err() {
+            let og = self.lp.core.unrecorded(topic, &message, None);
+            self.lp.outgoing.push(og);
+        }
     }
 
     /// The topics this connection is subscribed to.
@@ -576,8 +582,11 @@ impl RequestContext<'_> {
     }
 
     /// Publishes a message into `topic`'s history and to its subscribers (see
-    /// [`Context::publish_recorded`]).
-    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
-        self.lp.publish_recorded(topic, &message, None);
+    /// [`Context::publish_recorded`]). [`PushError::OverBudget`] when it cannot be recorded
+    /// now — the message bus's queue is full (Redis is slow or stopped), or it would start a
+    /// room past [`ServerConfig::history_rooms`](super::ServerConfig) — and then nothing was
+    /// sent: an HTTP route answers 503 and the client tries again later.
+    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
+        self.lp.publish_recorded(topic, &message, None)
     }
 }
