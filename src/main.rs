@@ -134,6 +134,11 @@ struct ServeArgs {
     /// Seconds a chat message stays replayable.
     #[arg(long, default_value_t = defaults().history_ttl.as_secs_f64())]
     history_ttl: f64,
+    /// Rooms with history at most (in memory or in Redis); a chat message that would start one
+    /// past it is not recorded (a POST to it gets 503 with Retry-After). Rooms idle longer
+    /// than --history-ttl do not count.
+    #[arg(long, default_value_t = defaults().history_rooms)]
+    history_rooms: usize,
 }
 
 /// `serve`'s flags on their own, to get their defaults when no command is given.
@@ -216,6 +221,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.websocket.deflate_threshold = args.deflate_threshold;
     config.history_size = args.history_size;
     config.history_ttl = secs(args.history_ttl);
+    config.history_rooms = args.history_rooms;
     let mut server = Server::new(DemoApp::new()).config(config);
     if let Some(url) = &args.redis {
         match RedisBus::new(url) {

@@ -82,6 +82,17 @@ pub struct ServerConfig {
     /// Recorded messages older than this are not replayed (and a Redis history key expires
     /// after this long without a message). Default 300 s.
     pub history_ttl: Duration,
+    /// Rooms (topics) with recorded history at most, so a flood of distinct room names
+    /// cannot grow memory (or Redis) without bound. A room whose last recorded message is
+    /// older than `history_ttl` no longer counts (in memory a timer removes it; in Redis its
+    /// key expires). A recorded message that would start a room past the limit is refused:
+    /// `RequestContext::publish_recorded` returns `PushError::OverBudget` (the demo's POST
+    /// answers 503), a WebSocket's is delivered live without an id. In memory the rooms are
+    /// also bounded by bytes (an eighth of `max_memory`, charged to it, about 400 bytes per
+    /// room plus its messages): past that the rooms written to longest ago are dropped. With
+    /// Redis the refusal happens in Redis (the message is published live, not recorded) and
+    /// is counted in `wsloop_bus_history_refused_total`. Default 10,000.
+    pub history_rooms: usize,
 }
 
 /// How the server answers permessage-deflate offers (RFC 7692), and what each connection costs.
@@ -167,6 +178,7 @@ impl Default for ServerConfig {
             deflate: DeflateMode::Shared,
             history_size: 100,
             history_ttl: Duration::from_secs(300),
+            history_rooms: 10_000,
         }
     }
 }

@@ -91,11 +91,19 @@ impl LoopState {
         });
     }
 
-    fn publish_recorded(&mut self, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>, from: Option<ConnId>) {
-        match self.core.record(topic, stamp, exclude, from) {
+    /// Records and publishes; `Err` when refused (see `Core::record`): nothing was sent.
+    fn publish_recorded(
+        &mut self,
+        topic: &str,
+        stamp: &Stamped<'_>,
+        exclude: Option<ConnId>,
+        from: Option<ConnId>,
+    ) -> Result<(), PushError> {
+        match self.core.record(topic, stamp, exclude, from)? {
             Some(og) => self.outgoing.push(og),
             None => self.recorded_here = true,
         }
+        Ok(())
     }
 
     /// Whether the current callback published something the loop must deliver before the
@@ -442,10 +450,14 @@ impl<S> Context<'_, S> {
     /// With one, Redis assigns the id and publishes it in one step, and every process — this
     /// one too — delivers it when it comes back: history order is delivery order everywhere.
     /// If the bus is unreachable it is delivered here at once, with an empty id, and not
-    /// recorded.
+    /// recorded; so it is when it cannot be recorded now (the bus's queue is full, or it
+    /// would start a room past [`ServerConfig::history_rooms`](super::ServerConfig)).
     pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
         let from = Some(self.conn.id);
-        self.lp.publish_recorded(topic, &message, None, from);
+        if self.lp.publish_recorded(topic, &message, None, from).is_err() {
+            let og = self.lp.core.unrecorded(topic, &message, None, from);
+            self.lp.outgoing.push(og);
+        }
     }
 
     /// The topics this connection is subscribed to.
@@ -603,8 +615,11 @@ impl RequestContext<'_> {
     }
 
     /// Publishes a message into `topic`'s history and to its subscribers (see
-    /// [`Context::publish_recorded`]).
-    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) {
-        self.lp.publish_recorded(topic, &message, None, Some(self.id));
+    /// [`Context::publish_recorded`]). [`PushError::OverBudget`] when it cannot be recorded
+    /// now — the message bus's queue is full (Redis is slow or stopped), or it would start a
+    /// room past [`ServerConfig::history_rooms`](super::ServerConfig) — and then nothing was
+    /// sent: an HTTP route answers 503 and the client tries again later.
+    pub fn publish_recorded(&mut self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
+        self.lp.publish_recorded(topic, &message, None, Some(self.id))
     }
 }

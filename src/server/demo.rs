@@ -337,8 +337,14 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
         return Response::text(400, "the body must be UTF-8 text\n");
     };
     let prefix = message_prefix(room, None, "http", text);
-    ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX));
-    Response::json(202, "{\"status\":\"published\"}")
+    match ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX)) {
+        Ok(()) => Response::json(202, "{\"status\":\"published\"}"),
+        // The bus's queue is full or the room would pass --history-rooms: refused, visibly,
+        // rather than buffered without bound or dropped after a 202 (RFC 9110 §15.6.4).
+        Err(_) => {
+            Response::text(503, "cannot record this message now; try again later\n").with_header("Retry-After", "1")
+        }
+    }
 }
 
 /// `/health`'s `bus` field: `null` without one, else its state and counters.

@@ -207,6 +207,8 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             self.expire_timers();
+            // The in-memory history's timer: rooms idle past the TTL go (cheap when not due).
+            self.lp.core.history.tick(history::now_ms());
             // This thread's pool of deflate (de)compressors counts against the budget too.
             self.pool_charge
                 .settle(self.lp.core.budget(), crate::deflate::pooled_bytes());

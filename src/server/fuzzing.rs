@@ -165,6 +165,7 @@ impl SessionHarness {
         let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
         let config = config();
         let budget = MemoryBudget::new(config.max_memory);
+        let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), 0);
         let core = Arc::new(Core {
             config,
             node: 1,
@@ -172,6 +173,7 @@ impl SessionHarness {
                 metrics: Metrics::new(1),
                 budget,
                 bus: None,
+                history: history.shared_figures(),
             },
             inboxes: vec![Inbox::new(waker)],
             observer: None,
@@ -180,7 +182,7 @@ impl SessionHarness {
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             next_loop: AtomicUsize::new(0),
             bus: None,
-            history: MemoryHistory::new(0, Duration::ZERO, 0),
+            history,
         });
         let lp = LoopState {
             idx: 0,

@@ -8,9 +8,9 @@
 //! order, so messages from one sender arrive in the order they were pushed.
 
 use super::budget::{Frame, MemoryBudget};
-use super::bus::{BusInfo, BusLink, BusStats};
+use super::bus::{BusInfo, BusLink, BusStats, Queued};
 use super::fanout::{Outgoing, Target};
-use super::history::{MemoryHistory, Replay, Stamped};
+use super::history::{HistoryFigures, MemoryHistory, Replay, Stamped};
 use super::metrics::Metrics;
 use super::observer::Observer;
 use super::{ConnId, Message, ServerConfig};
@@ -188,26 +188,29 @@ impl Core {
     /// A recorded message: to the bus, which gives it an id and brings it back to every node,
     /// this one included; or, without a bus, into this process's history and, framed with its
     /// id, into every loop's inbox under the history's lock (so every loop gets a topic's
-    /// messages in id order, the origin's loop too). `None` then. When the bus cannot take it
-    /// now (or history is off), it is returned with an empty id, not recorded, for the caller
-    /// to deliver (and forward) as a plain publish.
+    /// messages in id order, the origin's loop too). `Ok(None)` then. When the bus is
+    /// unreachable (or history is off), it is returned with an empty id, not recorded, for
+    /// the caller to deliver (and forward) as a plain publish. `Err(OverBudget)` when it is
+    /// refused: the bus's queue is full (by bytes or count) or it would start a room past
+    /// `ServerConfig::history_rooms`; nothing was delivered, [`Core::unrecorded`] gives the
+    /// plain form for a caller that delivers it anyway.
     pub(crate) fn record(
         &self,
         topic: &str,
         stamp: &Stamped<'_>,
         exclude: Option<ConnId>,
         from: Option<ConnId>,
-    ) -> Option<Outgoing> {
-        let (target, bytes) = match &self.bus {
-            _ if self.config.history_size == 0 => (Target::Topic(topic.into()), stamp.fill("")),
-            Some(bus) => {
-                if bus.record(self.node, topic, stamp, exclude) {
-                    return None;
-                }
-                (Target::Topic(topic.into()), stamp.fill(""))
-            }
+    ) -> Result<Option<Outgoing>, PushError> {
+        match &self.bus {
+            _ if self.config.history_size == 0 => {}
+            Some(bus) => match bus.record(self.node, topic, stamp, exclude) {
+                Queued::Yes => return Ok(None),
+                Queued::Full => return Err(PushError::OverBudget),
+                Queued::Unavailable => {}
+            },
             None => {
-                self.history.append_then(topic, stamp, |entry| {
+                let now = super::history::now_ms();
+                let appended = self.history.append_then(topic, stamp, now, |entry| {
                     let message = if entry.binary {
                         Message::Binary(&entry.bytes)
                     } else {
@@ -223,21 +226,33 @@ impl Core {
                         inbox.push([Command::Deliver(og.clone())]);
                     }
                 });
-                return None;
+                return appended.map(|()| None).map_err(|_| PushError::OverBudget);
             }
-        };
+        }
+        Ok(Some(self.unrecorded(topic, stamp, exclude, from)))
+    }
+
+    /// A recorded message as a plain publish, with an empty id (not in history).
+    pub(crate) fn unrecorded(
+        &self,
+        topic: &str,
+        stamp: &Stamped<'_>,
+        exclude: Option<ConnId>,
+        from: Option<ConnId>,
+    ) -> Outgoing {
+        let bytes = stamp.fill("");
         let message = if stamp.binary {
             Message::Binary(&bytes)
         } else {
-            // Prefix and suffix came from `&str`s and the id is ASCII.
+            // Prefix and suffix came from `&str`s.
             Message::Text(std::str::from_utf8(&bytes).unwrap_or_default())
         };
-        Some(Outgoing {
-            target,
+        Outgoing {
+            target: Target::Topic(topic.into()),
             frame: self.frame(message),
             exclude,
             from,
-        })
+        }
     }
 }
 
@@ -383,7 +398,7 @@ impl ServerHandle {
     /// every process; a client reconnecting with `subscribe_since` gets what it missed.
     pub fn publish_recorded(&self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
         self.check()?;
-        if let Some(og) = self.core.record(topic, &message, None, None) {
+        if let Some(og) = self.core.record(topic, &message, None, None)? {
             for (i, inbox) in self.core.inboxes.iter().enumerate() {
                 if og.goes_to_loop(i) {
                     inbox.push([Command::Deliver(og.clone())]);
@@ -479,6 +494,8 @@ pub struct ServerInfo {
     pub(crate) metrics: Metrics,
     pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) bus: Option<Arc<BusStats>>,
+    /// The in-memory history's rooms and bytes (zero with a message bus: Redis keeps it).
+    pub(crate) history: Arc<HistoryFigures>,
 }
 
 impl ServerInfo {
@@ -514,11 +531,29 @@ impl ServerInfo {
 
     /// Every counter in the Prometheus text exposition format (what `/metrics` serves).
     pub fn prometheus(&self) -> String {
-        let mut text = self.metrics.render(self.budget.used(), self.budget.limit(), &[]);
+        let mut text = self
+            .metrics
+            .render(self.budget.used(), self.budget.limit(), &self.history_gauges());
         if let Some(bus) = &self.bus {
             bus.render(&mut text);
         }
         text
+    }
+
+    fn history_gauges(&self) -> [(&'static str, &'static str, f64); 2] {
+        let (rooms, bytes) = self.history.get();
+        [
+            (
+                "wsloop_history_rooms",
+                "Rooms with in-memory history (expired ones are removed by a timer).",
+                rooms as f64,
+            ),
+            (
+                "wsloop_history_bytes",
+                "Bytes charged to the memory budget for in-memory history, per-room overhead included.",
+                bytes as f64,
+            ),
+        ]
     }
 
     /// The message bus's state and counters; `None` without a bus.

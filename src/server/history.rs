@@ -51,9 +51,11 @@
 //! client that went away; any client that knows an id can catch up), and the "too old" answer
 //! is an application message the handler chooses rather than a protocol flag.
 
-use std::collections::{HashMap, VecDeque};
+use super::budget::{Charge, MemoryBudget};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -209,24 +211,148 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Bytes charged for a room besides its messages and its name: its map slot (name pointer,
+/// ring header, hash table control bytes at the table's load factor), its place in the
+/// order (a B-tree entry) and the reference-counted name's header. Rounded up from the sizes
+/// of those structures on 64-bit targets, so the room count the byte bound allows is an
+/// underestimate rather than an overestimate.
+pub(crate) const ROOM_OVERHEAD: usize = 256;
+/// Bytes charged per recorded message besides its own: its slot in the ring, twice over
+/// because a ring's buffer grows by doubling.
+const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<(u64, Entry)>();
+/// Rooms the timer removes at most in one call, so one loop turn stays short; the rest go
+/// on the next turns.
+const EXPIRE_PER_TICK: usize = 16 * 1024;
+/// Rooms each append also expires at most, so expiry keeps pace with a flood of new rooms
+/// even between ticks.
+const EXPIRE_PER_APPEND: usize = 2;
+/// The timer looks at the rooms at most this often (milliseconds).
+const TICK_MS: u64 = 250;
+
 /// One topic's ring.
 #[derive(Debug)]
 struct Ring {
+    /// Its name, shared with the map's key and the order's value.
+    name: Arc<str>,
+    /// (when recorded, ms; the entry), oldest first.
     entries: VecDeque<(u64, Entry)>,
     /// The last id handed out (kept when every entry has aged out, so a client that saw it
     /// missed nothing).
     last: HistoryId,
+    /// Bytes charged for this ring: overhead, name and entries.
     bytes: usize,
+    /// When it was last appended to (ms): the room expires `ttl` after that.
+    touched: u64,
+    /// Its key in [`Rooms::order`].
+    order: u64,
+}
+
+/// Every ring, and what lets each append cost the same however many rooms there are: a
+/// running byte total (nothing is summed) and the rooms in order of last append (a B-tree:
+/// the oldest is found without a scan, for the timer and for the byte bound).
+#[derive(Debug)]
+struct Rooms {
+    map: HashMap<Arc<str>, Ring>,
+    /// Order key → room; a key grows with each append, so the first entry is the room
+    /// appended to longest ago.
+    order: BTreeMap<u64, Arc<str>>,
+    next_order: u64,
+    /// Sum of every ring's `bytes`.
+    total: usize,
+    /// What is charged to the memory budget (kept equal to `total`).
+    charge: Charge,
+    /// The latest `now` seen: time as history sees it never goes back, so the order by last
+    /// append is also the order by `touched`.
+    clock: u64,
+    /// Rings visited (read, appended to, trimmed or removed): how tests see that an append
+    /// costs the same whatever the number of rooms.
+    #[cfg(test)]
+    visits: usize,
+}
+
+impl Rooms {
+    /// Removes a room; its bytes go back to the budget.
+    fn remove(&mut self, topic: &str) {
+        if let Some(ring) = self.map.remove(topic) {
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            self.order.remove(&ring.order);
+            self.total = self.total.saturating_sub(ring.bytes);
+        }
+        // A table that held a flood of rooms gives its memory back once it is mostly empty
+        // (amortised: it has to have shrunk to a quarter since it last grew).
+        if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to(self.map.len() * 2);
+        }
+    }
+
+    /// Removes up to `max` rooms whose last message is older than `ttl`, oldest first.
+    fn expire_rooms(&mut self, now: u64, ttl: u64, max: usize) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            let Some((_, topic)) = self.order.first_key_value() else {
+                break;
+            };
+            let topic = topic.clone();
+            let Some(ring) = self.map.get(&*topic) else {
+                self.order.pop_first();
+                continue;
+            };
+            if now.saturating_sub(ring.touched) <= ttl {
+                break;
+            }
+            self.remove(&topic);
+            removed += 1;
+        }
+        removed
+    }
+}
+
+/// The in-memory history's size, readable without its lock (`/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct HistoryFigures {
+    rooms: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl HistoryFigures {
+    /// (rooms with history, bytes charged for them).
+    pub(crate) fn get(&self) -> (usize, usize) {
+        (self.rooms.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a message was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// It would start a room past the limit on rooms with history.
+    TooManyRooms,
 }
 
 /// The in-memory history of every topic of this process (no message bus): a ring per topic,
-/// bounded by count and age, and all rings together by bytes.
+/// bounded by count and age; all rings together bounded by bytes (charged to the memory
+/// budget, per-room overhead included) and by a number of rooms.
+///
+/// Costs per message do not grow with the number of rooms: the byte total is kept as it
+/// changes, the room to evict or expire is the first of an ordered map, and expired rooms are
+/// removed by [`MemoryHistory::tick`] (which the event loop calls) and a few at each append.
+/// Time is an input: every call takes `now` (ms since the Unix epoch); nothing here reads a
+/// clock.
 #[derive(Debug)]
 pub(crate) struct MemoryHistory {
-    rings: Mutex<HashMap<Arc<str>, Ring>>,
+    rooms: Mutex<Rooms>,
     max_len: usize,
     ttl: Duration,
     max_bytes: usize,
+    max_rooms: usize,
+    budget: Arc<MemoryBudget>,
+    /// The timer's next turn (ms): read without the lock, so a loop turn that has nothing to
+    /// expire costs one atomic load.
+    next_tick: AtomicU64,
+    /// Rooms and bytes, for `/metrics` without the lock.
+    figures: Arc<HistoryFigures>,
     /// Every id this process hands out is above this: one millisecond past its start, so no
     /// id of an earlier process (which stopped before this one started) can equal one of
     /// ours and pass for a position in this history.
@@ -234,47 +360,151 @@ pub(crate) struct MemoryHistory {
 }
 
 impl MemoryHistory {
-    pub(crate) fn new(max_len: usize, ttl: Duration, max_bytes: usize) -> MemoryHistory {
+    /// `max_len` messages per room, none older than `ttl`, `max_bytes` in all, `max_rooms`
+    /// rooms at most; `now` is the time it starts (ms since the Unix epoch).
+    pub(crate) fn new(
+        max_len: usize,
+        ttl: Duration,
+        max_bytes: usize,
+        max_rooms: usize,
+        budget: Arc<MemoryBudget>,
+        now: u64,
+    ) -> MemoryHistory {
         MemoryHistory {
-            rings: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(Rooms {
+                map: HashMap::new(),
+                order: BTreeMap::new(),
+                next_order: 0,
+                total: 0,
+                charge: Charge::default(),
+                clock: now,
+                #[cfg(test)]
+                visits: 0,
+            }),
             max_len,
             ttl,
             max_bytes,
-            epoch: HistoryId::new(now_ms() + 1, 0),
+            max_rooms,
+            budget,
+            next_tick: AtomicU64::new(0),
+            figures: Arc::default(),
+            epoch: HistoryId::new(now + 1, 0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Ring>> {
-        self.rings.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Rooms> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn expire(ring: &mut Ring, now: u64, ttl: u64) {
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Publishes the new totals: to the budget and to the figures.
+    fn settle(&self, rooms: &mut Rooms) {
+        rooms.charge.settle(&self.budget, rooms.total);
+        self.figures.rooms.store(rooms.map.len(), Ordering::Relaxed);
+        self.figures.bytes.store(rooms.total, Ordering::Relaxed);
+    }
+
+    /// (rooms with history, bytes they are charged) now.
+    #[cfg(test)]
+    pub(crate) fn figures(&self) -> (usize, usize) {
+        self.figures.get()
+    }
+
+    /// The figures, for `ServerInfo`.
+    pub(crate) fn shared_figures(&self) -> Arc<HistoryFigures> {
+        self.figures.clone()
+    }
+
+    fn expire(ring: &mut Ring, now: u64, ttl: u64) -> usize {
+        let mut freed = 0;
         while let Some((at, e)) = ring.entries.front() {
             if now.saturating_sub(*at) <= ttl {
                 break;
             }
-            ring.bytes = ring.bytes.saturating_sub(e.bytes.len());
+            freed += e.bytes.len() + ENTRY_OVERHEAD;
             ring.entries.pop_front();
         }
+        ring.bytes = ring.bytes.saturating_sub(freed);
+        freed
+    }
+
+    /// The timer: removes the rooms whose last message is older than the TTL (their
+    /// messages can no longer be replayed). The event loop calls it every turn; it does
+    /// work at most every [`TICK_MS`], and at most [`EXPIRE_PER_TICK`] rooms per call.
+    pub(crate) fn tick(&self, now: u64) {
+        if now < self.next_tick.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut rooms = self.lock();
+        rooms.clock = rooms.clock.max(now);
+        let clock = rooms.clock;
+        let removed = rooms.expire_rooms(clock, self.ttl_ms(), EXPIRE_PER_TICK);
+        self.settle(&mut rooms);
+        // More left: come back at the next turn, not a tick later.
+        let next = if removed == EXPIRE_PER_TICK { now } else { now + TICK_MS };
+        self.next_tick.store(next, Ordering::Relaxed);
     }
 
     /// Records a message and runs `then` with it (id filled in) before anyone else may record:
     /// the caller hands it to every loop there, so the loops receive a topic's messages in id
     /// order, as with Redis. Ids follow Redis's rule: the clock's millisecond, or the last
     /// id's with the next sequence number if the clock has not moved on (or went back).
-    pub(crate) fn append_then(&self, topic: &str, stamp: &Stamped<'_>, then: impl FnOnce(&Entry)) {
-        let now = now_ms();
-        let mut rings = self.lock();
-        let ttl = self.ttl.as_millis() as u64;
+    ///
+    /// A message that would start a room past the room limit is refused (`then` not run).
+    /// Past the byte bound, the rooms appended to longest ago are dropped whole.
+    pub(crate) fn append_then(
+        &self,
+        topic: &str,
+        stamp: &Stamped<'_>,
+        now: u64,
+        then: impl FnOnce(&Entry),
+    ) -> Result<(), Refused> {
+        let mut guard = self.lock();
+        let rooms = &mut *guard;
+        let ttl = self.ttl_ms();
+        rooms.clock = rooms.clock.max(now);
+        let now = rooms.clock;
+        rooms.expire_rooms(now, ttl, EXPIRE_PER_APPEND);
+        let order = rooms.next_order;
+        rooms.next_order += 1;
         let epoch = self.epoch;
-        let ring = match rings.get_mut(topic) {
-            Some(r) => r,
-            None => rings.entry(topic.into()).or_insert(Ring {
-                entries: VecDeque::new(),
-                last: epoch,
-                bytes: 0,
-            }),
+        if !rooms.map.contains_key(topic) {
+            if rooms.map.len() >= self.max_rooms {
+                rooms.expire_rooms(now, ttl, EXPIRE_PER_TICK);
+                if rooms.map.len() >= self.max_rooms {
+                    self.settle(rooms);
+                    return Err(Refused::TooManyRooms);
+                }
+            }
+            let name: Arc<str> = topic.into();
+            let bytes = ROOM_OVERHEAD + name.len();
+            rooms.total += bytes;
+            rooms.map.insert(
+                name.clone(),
+                Ring {
+                    name,
+                    entries: VecDeque::new(),
+                    last: epoch,
+                    bytes,
+                    touched: now,
+                    order,
+                },
+            );
+        }
+        let Some(ring) = rooms.map.get_mut(topic) else {
+            return Ok(()); // cannot happen: it is there or was just inserted
         };
+        rooms.order.remove(&ring.order);
+        let name = ring.name.clone();
+        #[cfg(test)]
+        {
+            rooms.visits += 1;
+        }
+        ring.order = order;
+        ring.touched = now;
         let id = if now > ring.last.ms && now >= epoch.ms {
             HistoryId::new(now, 0)
         } else {
@@ -286,103 +516,142 @@ impl MemoryHistory {
             binary: stamp.binary,
             bytes: stamp.fill(&id.to_string()),
         };
+        let before = ring.bytes;
         if self.max_len > 0 {
-            ring.bytes += entry.bytes.len();
+            ring.bytes += entry.bytes.len() + ENTRY_OVERHEAD;
             ring.entries.push_back((now, entry.clone()));
             while ring.entries.len() > self.max_len {
                 if let Some((_, e)) = ring.entries.pop_front() {
-                    ring.bytes = ring.bytes.saturating_sub(e.bytes.len());
+                    ring.bytes = ring.bytes.saturating_sub(e.bytes.len() + ENTRY_OVERHEAD);
                 }
             }
         }
         Self::expire(ring, now, ttl);
-        let total: usize = rings.values().map(|r| r.bytes).sum();
-        if total > self.max_bytes {
-            self.shrink(&mut rings, total, now, ttl);
-        }
+        let after = ring.bytes;
+        rooms.order.insert(order, name);
+        rooms.total = (rooms.total + after).saturating_sub(before);
+        self.shrink(rooms, topic);
+        self.settle(rooms);
         then(&entry);
+        Ok(())
     }
 
     #[cfg(test)]
-    pub(crate) fn append(&self, topic: &str, stamp: &Stamped<'_>) -> Entry {
+    pub(crate) fn append(&self, topic: &str, stamp: &Stamped<'_>, now: u64) -> Entry {
         let mut out = None;
-        self.append_then(topic, stamp, |e| out = Some(e.clone()));
+        self.append_then(topic, stamp, now, |e| out = Some(e.clone()))
+            .unwrap_or_else(|r| panic!("{r:?}"));
         out.unwrap_or_else(|| unreachable!())
     }
 
-    /// Over the byte bound: expire everything old, then drop the oldest entries of the
-    /// largest rings until under it.
-    fn shrink(&self, rings: &mut HashMap<Arc<str>, Ring>, mut total: usize, now: u64, ttl: u64) {
-        for ring in rings.values_mut() {
-            Self::expire(ring, now, ttl);
-        }
-        rings.retain(|_, r| !r.entries.is_empty() || now.saturating_sub(r.last.ms) <= ttl);
-        total = total.min(rings.values().map(|r| r.bytes).sum());
-        while total > self.max_bytes {
-            let Some(ring) = rings.values_mut().max_by_key(|r| r.bytes) else {
+    /// Over the byte bound: drops the rooms appended to longest ago, whole, until under it.
+    /// The room just appended to is the newest; if it alone is over, its oldest messages go
+    /// (it keeps its last id).
+    fn shrink(&self, rooms: &mut Rooms, current: &str) {
+        while rooms.total > self.max_bytes {
+            let Some((_, oldest)) = rooms.order.first_key_value() else {
                 return;
             };
+            if &**oldest != current {
+                let oldest = oldest.clone();
+                rooms.remove(&oldest);
+                continue;
+            }
+            let Some(ring) = rooms.map.get_mut(current) else { return };
+            #[cfg(test)]
+            {
+                rooms.visits += 1;
+            }
             let Some((_, e)) = ring.entries.pop_front() else { return };
-            ring.bytes = ring.bytes.saturating_sub(e.bytes.len());
-            total = total.saturating_sub(e.bytes.len());
+            let freed = e.bytes.len() + ENTRY_OVERHEAD;
+            ring.bytes = ring.bytes.saturating_sub(freed);
+            rooms.total = rooms.total.saturating_sub(freed);
         }
     }
 
     /// Up to `max_entries` entries recorded in `topic` after `since`, stopping before they pass
     /// `max_bytes` (but at least one entry when there is one): a replay read a page at a time.
-    pub(crate) fn page(&self, topic: &str, since: HistoryId, max_entries: usize, max_bytes: usize) -> Page {
-        let now = now_ms();
-        let mut rings = self.lock();
-        let Some(ring) = rings.get_mut(topic) else {
+    pub(crate) fn page(&self, topic: &str, since: HistoryId, max_entries: usize, max_bytes: usize, now: u64) -> Page {
+        let mut guard = self.lock();
+        let rooms = &mut *guard;
+        rooms.clock = rooms.clock.max(now);
+        let now = rooms.clock;
+        let ttl = self.ttl_ms();
+        let Some(ring) = rooms.map.get_mut(topic) else {
             return Page::TooOld { last: since };
         };
-        Self::expire(ring, now, self.ttl.as_millis() as u64);
+        let freed = Self::expire(ring, now, ttl);
         let last = ring.last;
-        if since > last {
-            return Page::TooOld { last };
-        }
         // Ids ascend along the ring. `since` must still be in it (or be its last id, every
         // entry after it having aged out): then nothing after it was trimmed.
-        let start = match ring.entries.binary_search_by(|(_, e)| e.id.cmp(&since)) {
-            Ok(i) => i + 1,
-            Err(_) if since == last => ring.entries.len(),
-            Err(_) => return Page::TooOld { last },
-        };
-        let (mut entries, mut bytes) = (Vec::new(), 0usize);
-        for (_, e) in ring.entries.iter().skip(start) {
-            if entries.len() == max_entries || (bytes + e.bytes.len() > max_bytes && !entries.is_empty()) {
-                break;
+        let start = if since > last {
+            None
+        } else {
+            match ring.entries.binary_search_by(|(_, e)| e.id.cmp(&since)) {
+                Ok(i) => Some(i + 1),
+                Err(_) if since == last => Some(ring.entries.len()),
+                Err(_) => None,
             }
-            bytes += e.bytes.len();
-            entries.push(e.clone());
-        }
-        let more = start + entries.len() < ring.entries.len();
-        Page::Entries { entries, more, last }
+        };
+        let page = match start {
+            None => Page::TooOld { last },
+            Some(start) => {
+                let (mut entries, mut bytes) = (Vec::new(), 0usize);
+                for (_, e) in ring.entries.iter().skip(start) {
+                    if entries.len() == max_entries || (bytes + e.bytes.len() > max_bytes && !entries.is_empty()) {
+                        break;
+                    }
+                    bytes += e.bytes.len();
+                    entries.push(e.clone());
+                }
+                let more = start + entries.len() < ring.entries.len();
+                Page::Entries { entries, more, last }
+            }
+        };
+        rooms.total = rooms.total.saturating_sub(freed);
+        self.settle(rooms);
+        page
     }
 
     /// What was recorded in `topic` after `since`.
     #[cfg(test)]
-    pub(crate) fn since(&self, topic: &str, since: HistoryId) -> Replay {
-        let now = now_ms();
-        let mut rings = self.lock();
-        let Some(ring) = rings.get_mut(topic) else {
-            // Nothing recorded here in this process's life: the id is from another.
+    pub(crate) fn since(&self, topic: &str, since: HistoryId, now: u64) -> Replay {
+        let mut guard = self.lock();
+        let rooms = &mut *guard;
+        rooms.clock = rooms.clock.max(now);
+        let now = rooms.clock;
+        let ttl = self.ttl_ms();
+        let Some(ring) = rooms.map.get_mut(topic) else {
+            // Nothing recorded here in this process's life (or not within the TTL): the id is
+            // from another history, or too old.
             return Replay::TooOld;
         };
-        Self::expire(ring, now, self.ttl.as_millis() as u64);
+        let freed = Self::expire(ring, now, ttl);
         if since == ring.last {
+            rooms.total = rooms.total.saturating_sub(freed);
+            self.settle(rooms);
             return Replay::Complete(Vec::new());
         }
-        if since > ring.last {
-            return Replay::TooOld; // never handed out: from another history
-        }
-        // Complete only if `since` itself is still here (or is where the ring starts): then
-        // nothing after it was trimmed.
-        let found = ring.entries.iter().position(|(_, e)| e.id == since);
-        let Some(start) = found.map(|i| i + 1) else {
-            return Replay::TooOld;
+        let result = if since > ring.last {
+            Replay::TooOld // never handed out: from another history
+        } else {
+            // Complete only if `since` itself is still here (or is where the ring starts):
+            // then nothing after it was trimmed.
+            match ring.entries.iter().position(|(_, e)| e.id == since) {
+                Some(i) => Replay::Complete(ring.entries.iter().skip(i + 1).map(|(_, e)| e.clone()).collect()),
+                None => Replay::TooOld,
+            }
         };
-        Replay::Complete(ring.entries.iter().skip(start).map(|(_, e)| e.clone()).collect())
+        rooms.total = rooms.total.saturating_sub(freed);
+        self.settle(rooms);
+        result
+    }
+}
+
+impl Drop for MemoryHistory {
+    fn drop(&mut self) {
+        let rooms = self.rooms.get_mut().unwrap_or_else(|p| p.into_inner());
+        rooms.charge.settle(&self.budget, 0);
     }
 }
 
@@ -411,15 +680,31 @@ mod tests {
         }
     }
 
+    const T0: u64 = 1_700_000_000_000;
+
+    fn history(max_len: usize, ttl_ms: u64, max_bytes: usize, max_rooms: usize) -> (MemoryHistory, Arc<MemoryBudget>) {
+        let budget = MemoryBudget::new(1 << 30);
+        let h = MemoryHistory::new(
+            max_len,
+            Duration::from_millis(ttl_ms),
+            max_bytes,
+            max_rooms,
+            budget.clone(),
+            T0,
+        );
+        (h, budget)
+    }
+
     #[test]
     fn ring_replays_what_followed_and_knows_when_it_cannot() {
-        let h = MemoryHistory::new(3, Duration::from_secs(60), 1 << 20);
+        let (h, _) = history(3, 60_000, 1 << 20, 100);
         let ids: Vec<HistoryId> = (0..5)
-            .map(|i| h.append("t", &Stamped::text(&format!("m{i}:"), "")).id)
+            .map(|i| h.append("t", &Stamped::text(&format!("m{i}:"), ""), T0 + i).id)
             .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let now = T0 + 10;
         // Kept: m2, m3, m4.
-        match h.since("t", ids[2]) {
+        match h.since("t", ids[2], now) {
             Replay::Complete(e) => assert_eq!(
                 e.iter().map(|e| e.bytes.clone()).collect::<Vec<_>>(),
                 vec![
@@ -429,24 +714,139 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(h.since("t", ids[4]), Replay::Complete(Vec::new()));
-        assert_eq!(h.since("t", ids[1]), Replay::TooOld, "trimmed");
-        assert_eq!(h.since("t", HistoryId::new(1, 0)), Replay::TooOld, "another life");
+        assert_eq!(h.since("t", ids[4], now), Replay::Complete(Vec::new()));
+        assert_eq!(h.since("t", ids[1], now), Replay::TooOld, "trimmed");
+        assert_eq!(h.since("t", HistoryId::new(1, 0), now), Replay::TooOld, "another life");
         assert_eq!(
-            h.since("t", HistoryId::new(u64::MAX, 0)),
+            h.since("t", HistoryId::new(u64::MAX, 0), now),
             Replay::TooOld,
             "never handed out"
         );
-        assert_eq!(h.since("other", ids[4]), Replay::TooOld);
+        assert_eq!(h.since("other", ids[4], now), Replay::TooOld);
     }
 
     #[test]
     fn ring_stays_under_its_byte_bound() {
-        let h = MemoryHistory::new(1000, Duration::from_secs(60), 1000);
+        let (h, budget) = history(1000, 60_000, 1000, 100);
         for i in 0..100 {
-            h.append(&format!("t{}", i % 7), &Stamped::text(&"x".repeat(50), ""));
+            h.append(&format!("t{}", i % 7), &Stamped::text(&"x".repeat(50), ""), T0 + i);
+            let rooms = h.lock();
+            let sum: usize = rooms.map.values().map(|r| r.bytes).sum();
+            assert_eq!(rooms.total, sum, "the running total is the sum");
+            assert!(rooms.total <= 1000, "{}", rooms.total);
+            assert_eq!(rooms.order.len(), rooms.map.len());
+            drop(rooms);
+            assert_eq!(budget.used(), h.figures().1, "charged to the budget");
         }
-        let total: usize = h.lock().values().map(|r| r.bytes).sum();
-        assert!(total <= 1000, "{total}");
+        drop(h);
+        assert_eq!(budget.used(), 0, "given back when the history goes");
+    }
+
+    /// Rings an append to `topic` visits.
+    fn visits_of(h: &MemoryHistory, topic: &str, now: u64) -> usize {
+        let before = h.lock().visits;
+        h.append(topic, &Stamped::text("m", ""), now);
+        h.lock().visits - before
+    }
+
+    #[test]
+    fn an_append_visits_as_many_rings_with_ten_rooms_as_with_twenty_thousand() {
+        // Today's rings: 10, then 20,000. An append to an existing room, to a new room, and
+        // to a new room that pushes the oldest out of the byte bound each visit the same few
+        // rings (the one appended to, and the one evicted) in both cases: no sum, no scan.
+        let (probe, _) = history(10, 60_000, usize::MAX, usize::MAX);
+        probe.append("r00000", &Stamped::text("m", ""), T0);
+        let per_room = probe.figures().1;
+        let mut seen = Vec::new();
+        for rooms in [10usize, 20_000] {
+            // Exactly full once every room is there.
+            let (h, _) = history(10, 60_000, per_room * rooms, usize::MAX);
+            for i in 0..rooms {
+                h.append(&format!("r{i:05}"), &Stamped::text("m", ""), T0);
+            }
+            assert_eq!(h.figures(), (rooms, per_room * rooms));
+            let existing = visits_of(&h, "r00009", T0 + 1);
+            let fresh = visits_of(&h, "fresh-1", T0 + 2);
+            let mut evicting = 0;
+            for k in 0..5 {
+                evicting = evicting.max(visits_of(&h, &format!("fresh-x{k}"), T0 + 3));
+            }
+            assert!(h.figures().1 <= per_room * rooms);
+            seen.push((existing, fresh, evicting));
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "(existing, new, new past the bound) with 10 and 20,000 rooms"
+        );
+        let (existing, fresh, evicting) = seen[1];
+        assert!(
+            existing <= 2 && fresh <= 3 && (2..=3).contains(&evicting),
+            "{:?}",
+            seen[1]
+        );
+    }
+
+    #[test]
+    fn the_timer_removes_expired_rooms_and_gives_their_bytes_back() {
+        let (h, budget) = history(10, 1000, 1 << 20, usize::MAX);
+        for i in 0..500 {
+            h.append(&format!("r{i}"), &Stamped::text("hello", ""), T0);
+        }
+        h.append("late", &Stamped::text("hello", ""), T0 + 800);
+        let (rooms, bytes) = h.figures();
+        assert_eq!(rooms, 501);
+        assert!(bytes >= 501 * ROOM_OVERHEAD && budget.used() == bytes, "{bytes}");
+        h.tick(T0 + 900);
+        assert_eq!(h.figures().0, 501, "none expired yet");
+        // No append, no read: the timer alone removes them once past the TTL.
+        h.tick(T0 + 1001 + TICK_MS);
+        assert_eq!(h.figures().0, 1, "only the late room is left");
+        h.tick(T0 + 1801 + 2 * TICK_MS);
+        assert_eq!(h.figures(), (0, 0));
+        assert_eq!(budget.used(), 0);
+        assert!(h.lock().order.is_empty());
+        assert!(
+            h.lock().map.capacity() <= 64,
+            "the table shrank: {}",
+            h.lock().map.capacity()
+        );
+    }
+
+    #[test]
+    fn the_byte_bound_bounds_the_number_of_rooms_and_drops_the_oldest_whole() {
+        let max = 100 * (ROOM_OVERHEAD + 64);
+        let (h, budget) = history(10, 60_000, max, usize::MAX);
+        for i in 0..10_000u64 {
+            h.append(
+                &format!("room-{i}"),
+                &Stamped::text("a short chat line", ""),
+                T0 + i / 10,
+            );
+        }
+        let (rooms, bytes) = h.figures();
+        assert!((50..=100).contains(&rooms), "{rooms} rooms");
+        assert!(bytes <= max && budget.used() == bytes, "{bytes} of {max}");
+        // The newest rooms are kept, the oldest went.
+        assert_eq!(h.since("room-0", HistoryId::new(T0, 0), T0 + 1000), Replay::TooOld);
+        assert!(h.lock().map.contains_key("room-9999"));
+    }
+
+    #[test]
+    fn a_new_room_past_the_room_limit_is_refused_until_one_expires() {
+        let (h, _) = history(10, 1000, 1 << 20, 3);
+        for r in ["a", "b", "c"] {
+            h.append(r, &Stamped::text("m", ""), T0);
+        }
+        let mut ran = false;
+        assert_eq!(
+            h.append_then("d", &Stamped::text("m", ""), T0 + 10, |_| ran = true),
+            Err(Refused::TooManyRooms)
+        );
+        assert!(!ran, "a refused message is not handed on");
+        h.append("a", &Stamped::text("m", ""), T0 + 500);
+        assert_eq!(h.figures().0, 3, "an existing room still records");
+        // b and c expire (a was touched later): d fits.
+        h.append("d", &Stamped::text("m", ""), T0 + 1200);
+        assert_eq!(h.figures().0, 2, "a and d");
     }
 }

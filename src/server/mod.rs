@@ -136,6 +136,12 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// See [`ServerConfig::history_rooms`].
+    pub fn history_rooms(mut self, n: usize) -> Self {
+        self.config.history_rooms = n;
+        self
+    }
+
     /// See [`ServerConfig::bind`].
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.config.bind = addr;
@@ -294,12 +300,15 @@ impl<H: Handler> Server<H> {
         }
         let node = self.config.node_id.unwrap_or_else(random_node_id);
         let budget = MemoryBudget::new(self.config.max_memory);
-        let bus_link = self.bus.map(bus::BusLink::new);
-        // In-memory history may hold at most an eighth of the memory budget.
+        let bus_link = self.bus.map(|engine| bus::BusLink::new(engine, budget.clone()));
+        // In-memory history may hold at most an eighth of the memory budget, charged to it.
         let history = history::MemoryHistory::new(
             self.config.history_size,
             self.config.history_ttl,
             self.config.max_memory / 8,
+            self.config.history_rooms,
+            budget.clone(),
+            history::now_ms(),
         );
         let core = Arc::new(Core {
             config: self.config,
@@ -308,6 +317,7 @@ impl<H: Handler> Server<H> {
                 metrics: Metrics::new(threads),
                 budget,
                 bus: bus_link.as_ref().map(|b| b.stats.clone()),
+                history: history.shared_figures(),
             },
             inboxes,
             observer: self.observer,

@@ -208,7 +208,7 @@ impl Recoveries {
             };
             match slot.pending.take() {
                 Some(Pending::History { cursor }) => {
-                    match history.page(&slot.topic, cursor, PAGE_ENTRIES, room) {
+                    match history.page(&slot.topic, cursor, PAGE_ENTRIES, room, super::history::now_ms()) {
                         Page::Entries { entries, more, last } => {
                             let cursor = entries.last().map_or(cursor, |e| e.id);
                             for e in &entries {
@@ -294,7 +294,7 @@ impl Recoveries {
 #[cfg(test)]
 mod tests {
     use super::super::budget::MemoryBudget;
-    use super::super::history::Stamped;
+    use super::super::history::{now_ms, Stamped};
     use super::*;
     use std::time::Duration;
 
@@ -307,7 +307,7 @@ mod tests {
         let budget = MemoryBudget::new(1 << 20);
         let frame = |n: u8| Frame::new(vec![n], &budget);
         let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
-        let history = MemoryHistory::new(0, Duration::ZERO, 0);
+        let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), now_ms());
         let id = ConnId::new(1, 0, 0, 1);
         let other = ConnId::new(1, 0, 1, 1);
         let mut r = Recoveries::default();
@@ -350,10 +350,10 @@ mod tests {
     fn a_replay_from_memory_is_read_a_page_at_a_time_then_goes_live() {
         let budget = MemoryBudget::new(1 << 30);
         let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
-        let history = MemoryHistory::new(10_000, Duration::from_secs(600), 1 << 30);
-        let first = history.append("t", &Stamped::text("m0:", "")).id;
+        let history = MemoryHistory::new(10_000, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
+        let first = history.append("t", &Stamped::text("m0:", ""), now_ms()).id;
         let ids: Vec<HistoryId> = (1..1000)
-            .map(|i| history.append("t", &Stamped::text(&format!("m{i}:"), "")).id)
+            .map(|i| history.append("t", &Stamped::text(&format!("m{i}:"), ""), now_ms()).id)
             .collect();
         let id = ConnId::new(1, 0, 0, 1);
         let mut r = Recoveries::default();
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(got, want);
         // Caught up: in-flight copies are duplicates, new messages live.
         assert_eq!(r.gate(id, "t", ids[998], &live), Gate::Duplicate);
-        let next = history.append("t", &Stamped::text("new:", "")).id;
+        let next = history.append("t", &Stamped::text("new:", ""), now_ms()).id;
         assert_eq!(r.gate(id, "t", next, &live), Gate::Deliver);
     }
 
@@ -389,10 +389,10 @@ mod tests {
     fn a_replay_cut_short_by_trimming_sends_the_notice_and_goes_live() {
         let budget = MemoryBudget::new(1 << 30);
         let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
-        let history = MemoryHistory::new(50, Duration::from_secs(600), 1 << 30);
-        let first = history.append("t", &Stamped::text("m", "")).id;
+        let history = MemoryHistory::new(50, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
+        let first = history.append("t", &Stamped::text("m", ""), now_ms()).id;
         for _ in 0..20 {
-            history.append("t", &Stamped::text("m", ""));
+            history.append("t", &Stamped::text("m", ""), now_ms());
         }
         let id = ConnId::new(1, 0, 0, 1);
         let mut r = Recoveries::default();
@@ -401,12 +401,12 @@ mod tests {
         assert_eq!(page.len(), 1, "one entry for one byte of room");
         // The ring moves on past the cursor before the client drains.
         for _ in 0..100 {
-            history.append("t", &Stamped::text("m", ""));
+            history.append("t", &Stamped::text("m", ""), now_ms());
         }
         let rest = bytes_of(&r.pump(id, 1 << 20, &history, framer));
         assert_eq!(rest, [b"resync".to_vec()]);
         assert!(!r.pacing(id));
-        let next = history.append("t", &Stamped::text("new", "")).id;
+        let next = history.append("t", &Stamped::text("new", ""), now_ms()).id;
         assert_eq!(r.gate(id, "t", next, &Frame::new(vec![0], &budget)), Gate::Deliver);
     }
 }

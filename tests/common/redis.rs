@@ -116,6 +116,11 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Its process id while it runs (tests that pause it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Kills it at once (SIGKILL: as a crash would).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

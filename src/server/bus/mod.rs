@@ -34,22 +34,29 @@ pub(crate) mod wire;
 pub use self::redis::RedisBus;
 
 use super::budget::Frame;
+use super::budget::{Charge, MemoryBudget};
 use super::fanout::{Outgoing, Target};
 use super::handle::{Command, Core};
 use super::history::{Entry, HistoryId, Replay, Stamped};
 use super::{ConnId, Message};
 use log::{info, warn};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Jobs queued for the bus at most; past it messages are delivered locally only and counted as
-/// dropped (no unbounded buffering when the bus is slow).
+/// dropped (no unbounded buffering when the bus is slow). The queue is bounded by bytes too
+/// (see [`BusLink`]): an eighth of the memory budget, charged to it.
 pub const QUEUE: usize = 16 * 1024;
 /// Jobs sent in one batch (one round trip).
 const BATCH: usize = 512;
+/// Bytes sent in one batch at most (past the first job): the engine packs a batch into one
+/// buffer, which this bounds.
+const BATCH_BYTES: usize = 4 << 20;
+/// Bytes charged per queued job besides its payload (the job itself, the channel's slot).
+const JOB_OVERHEAD: usize = 128;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The publisher pings when idle this long, so a dead connection is noticed before a message
@@ -78,13 +85,16 @@ impl fmt::Display for BusError {
 impl std::error::Error for BusError {}
 
 /// How long recorded messages are kept: per topic, at most `max_len` of them, none older than
-/// `ttl`.
+/// `ttl`; and in how many topics at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryBounds {
     /// Messages kept per topic (at least; engines may trim approximately).
     pub max_len: usize,
     /// Age past which messages are not replayed.
     pub ttl: Duration,
+    /// Topics with history at most (a topic idle past `ttl` does not count): a message that
+    /// would start one past it is published live but not recorded.
+    pub max_topics: usize,
 }
 
 /// A message to record in a topic's history and publish, as one atomic step: the engine
@@ -122,8 +132,11 @@ pub struct HistoryEntry {
 pub trait BusPublisher: Send {
     /// Publishes these messages in order (one round trip if the engine can).
     fn publish(&mut self, batch: &[(Channel, Vec<u8>)]) -> Result<(), BusError>;
-    /// Records and publishes each message (see [`Record`]); in order.
-    fn record(&mut self, batch: &[Record], bounds: HistoryBounds) -> Result<(), BusError>;
+    /// Records and publishes each message (see [`Record`]); in order. For each, whether it was
+    /// recorded: `false` when it would have started a topic past `bounds.max_topics` — then
+    /// the engine published it live, unrecorded, to the other nodes, and the caller delivers
+    /// it locally.
+    fn record(&mut self, batch: &[Record], bounds: HistoryBounds) -> Result<Vec<bool>, BusError>;
     /// What `topic` recorded after `since`: `Some(entries)` (oldest first, at most
     /// `bounds.max_len`) if that is everything, `None` if `since` is no longer (or never was)
     /// in the history, so a replay from it would have a gap.
@@ -173,6 +186,11 @@ pub struct BusInfo {
     /// Messages not sent (bus unreachable, queue full, failed batch) or not delivered
     /// (malformed, over the memory budget).
     pub dropped: u64,
+    /// Recorded messages refused: the queue to the bus was full (by count or bytes), or
+    /// they would have started a topic past the limit on topics with history.
+    pub refused: u64,
+    /// Bytes queued for the bus now (charged to the memory budget).
+    pub queued_bytes: usize,
     /// Times a connection to the bus was (re)established.
     pub connects: u64,
 }
@@ -184,6 +202,8 @@ pub(crate) struct BusStats {
     published: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
+    refused: AtomicU64,
+    queued_bytes: AtomicUsize,
     connects: AtomicU64,
     /// Bumped when the subscription fails: the publisher's connection (likely to the same dead
     /// server, and not yet used since) is reopened before it is trusted with a message.
@@ -200,6 +220,8 @@ impl BusStats {
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
             connects: self.connects.load(Ordering::Relaxed),
         }
     }
@@ -270,6 +292,18 @@ impl BusStats {
             i.dropped,
         );
         metric(
+            "wsloop_bus_history_refused_total",
+            "counter",
+            "Recorded messages refused: queue to the bus full, or a new topic past the limit on topics with history.",
+            i.refused,
+        );
+        metric(
+            "wsloop_bus_queued_bytes",
+            "gauge",
+            "Bytes queued for the message bus (charged to the memory budget).",
+            i.queued_bytes as u64,
+        );
+        metric(
             "wsloop_bus_connects_total",
             "counter",
             "Connections to the message bus established.",
@@ -288,26 +322,65 @@ enum Job {
     },
 }
 
+impl Job {
+    /// The bytes it holds while queued (and in a batch), as charged to the memory budget.
+    fn cost(&self) -> usize {
+        JOB_OVERHEAD
+            + match self {
+                Job::Publish(_, bytes) => bytes.len(),
+                Job::Record(r) => r.topic.len() + r.head.len() + r.tail.len() + r.prefix.len() + r.suffix.len(),
+                Job::Replay { topic, .. } => topic.len(),
+            }
+    }
+}
+
+/// Whether the bus took a recorded message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Queued: it comes back from the bus with its id.
+    Yes,
+    /// The queue is full (by count or by bytes), or the memory budget is: refused, so the
+    /// caller can say so (a POST answers 503) instead of buffering without bound.
+    Full,
+    /// The bus is unreachable: the caller delivers it locally, unrecorded.
+    Unavailable,
+}
+
 /// The loops' side of the bridge, kept in `Core`.
+///
+/// The queue to the publisher thread is bounded by count ([`QUEUE`]) and by bytes
+/// (`max_bytes`, an eighth of the memory budget): a stalled bus (Redis stopped, a slow
+/// network) fills it in a moment with large messages, so its bytes are charged to the memory
+/// budget from the moment a job is queued until its batch is done, and a job that does not
+/// fit is refused.
 pub(crate) struct BusLink {
     engine: Arc<dyn MessageBus>,
     tx: SyncSender<Job>,
     rx: Mutex<Option<Receiver<Job>>>,
     pub(crate) stats: Arc<BusStats>,
+    budget: Arc<MemoryBudget>,
+    max_bytes: usize,
+    /// The queue's share of the budget, settled to `stats.queued_bytes`.
+    charge: Mutex<Charge>,
 }
 
 impl BusLink {
-    pub(crate) fn new(engine: Arc<dyn MessageBus>) -> BusLink {
+    pub(crate) fn new(engine: Arc<dyn MessageBus>, budget: Arc<MemoryBudget>) -> BusLink {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let stats = Arc::new(BusStats {
             engine: engine.describe(),
             ..BusStats::default()
         });
+        // A `Charge` holds at most 4 GiB; the queue never needs that much.
+        let max_bytes = (budget.limit() / 8).min(u32::MAX as usize);
         BusLink {
             engine,
             tx,
             rx: Mutex::new(Some(rx)),
             stats,
+            budget,
+            max_bytes,
+            charge: Mutex::new(Charge::default()),
         }
     }
 
@@ -315,10 +388,43 @@ impl BusLink {
         self.stats.connected.load(Ordering::Acquire)
     }
 
+    /// Sets the budget's share to what is queued now (read under the lock, so the last
+    /// settle sees the last change).
+    fn settle(&self) {
+        let mut charge = self.charge.lock().unwrap_or_else(|p| p.into_inner());
+        charge.settle(&self.budget, self.stats.queued_bytes.load(Ordering::Acquire));
+    }
+
+    /// Gives back the bytes of jobs that are done (sent, failed or dropped).
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.stats.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.settle();
+        }
+    }
+
+    /// Queues a job if its bytes fit (and the budget is not exceeded); charged until the
+    /// publisher thread releases it.
     fn send(&self, job: Job) -> Result<(), Job> {
+        let cost = job.cost();
+        if self.budget.exceeded()
+            || self
+                .stats
+                .queued_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                    (q + cost <= self.max_bytes).then_some(q + cost)
+                })
+                .is_err()
+        {
+            return Err(job);
+        }
+        self.settle();
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => Err(j),
+            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => {
+                self.release(cost);
+                Err(j)
+            }
         }
     }
 
@@ -346,12 +452,11 @@ impl BusLink {
         }
     }
 
-    /// Queues a recorded message; false if the bus cannot take it now (the caller delivers
-    /// it locally, unrecorded).
-    pub(crate) fn record(&self, node: u32, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> bool {
+    /// Queues a recorded message (see [`Queued`]).
+    pub(crate) fn record(&self, node: u32, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> Queued {
         if !self.connected() || !wire::topic_ok(topic) {
             self.stats.drop_n(1);
-            return false;
+            return Queued::Unavailable;
         }
         let (head, tail) = wire::recorded_head(node, stamp.binary, exclude, topic);
         let job = Job::Record(Record {
@@ -363,10 +468,10 @@ impl BusLink {
             binary: stamp.binary,
         });
         if self.send(job).is_err() {
-            self.stats.drop_n(1);
-            return false;
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Queued::Full;
         }
-        true
+        Queued::Yes
     }
 
     /// Asks for a replay; the answer comes back as `Command::Replay` to the connection's loop.
@@ -444,6 +549,7 @@ fn bounds(core: &Core) -> HistoryBounds {
     HistoryBounds {
         max_len: core.config.history_size,
         ttl: core.config.history_ttl,
+        max_topics: core.config.history_rooms,
     }
 }
 
@@ -537,8 +643,12 @@ fn publisher(core: &Arc<Core>, rx: Receiver<Job>) {
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), Duration::from_millis(200))
         };
+        let mut batch_bytes = 0;
         match rx.recv_timeout(wait) {
-            Ok(job) => batch.push(job),
+            Ok(job) => {
+                batch_bytes += job.cost();
+                batch.push(job);
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(c) = conn.as_mut() {
                     if last_used.elapsed() >= IDLE_PING {
@@ -554,14 +664,18 @@ fn publisher(core: &Arc<Core>, rx: Receiver<Job>) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && batch_bytes < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    batch_bytes += job.cost();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         let Some(c) = conn.as_mut() else {
             fail_jobs(core, &stats, std::mem::take(&mut batch), true);
+            link.release(batch_bytes);
             continue;
         };
         last_used = Instant::now();
@@ -574,8 +688,13 @@ fn publisher(core: &Arc<Core>, rx: Receiver<Job>) {
             // once), not delivered locally (it may have been).
             fail_jobs(core, &stats, std::mem::take(&mut batch), false);
         }
+        // Every job of the batch is done with (sent, failed or dropped): its bytes go back.
+        link.release(batch_bytes);
     }
-    fail_jobs(core, &stats, rx.try_iter().collect(), false);
+    let rest: Vec<Job> = rx.try_iter().collect();
+    let rest_bytes = rest.iter().map(Job::cost).sum();
+    fail_jobs(core, &stats, rest, false);
+    link.release(rest_bytes);
 }
 
 /// Sends a batch: runs of live messages and of recorded messages each in one call; replays
@@ -600,8 +719,16 @@ fn run_batch(core: &Core, stats: &BusStats, c: &mut dyn BusPublisher, batch: &mu
                 Job::Record(r) => {
                     records.push(r);
                     if !matches!(jobs.peek(), Some(Job::Record(..))) {
-                        c.record(&records, bounds)?;
+                        let recorded = c.record(&records, bounds)?;
                         stats.published.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        for (r, ok) in records.iter().zip(recorded) {
+                            if !ok {
+                                // Past the limit on topics with history: the engine published
+                                // it to the others, unrecorded; delivered here the same way.
+                                stats.refused.fetch_add(1, Ordering::Relaxed);
+                                deliver_unrecorded(core, r);
+                            }
+                        }
                         records.clear();
                     }
                 }
@@ -725,4 +852,52 @@ pub(crate) fn deliver_inbound(core: &Core, stats: &BusStats, bytes: &[u8]) {
     log::trace!("message bus: received {:?}", og.target);
     push_all(core, &og);
     stats.received.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nowhere;
+
+    impl MessageBus for Nowhere {
+        fn describe(&self) -> String {
+            "nowhere".into()
+        }
+        fn publisher(&self) -> Result<Box<dyn BusPublisher>, BusError> {
+            Err(BusError("nowhere".into()))
+        }
+        fn subscribe(&self, _: &[Channel], _: &mut dyn SubscriberSink) -> Result<(), BusError> {
+            Err(BusError("nowhere".into()))
+        }
+    }
+
+    #[test]
+    fn the_queue_is_charged_and_bounded_by_bytes() {
+        // A bus that takes nothing (as Redis stopped): recorded 1 MiB messages queue up to an
+        // eighth of the budget, charged to it, then are refused; what the publisher thread is
+        // done with is given back.
+        let budget = MemoryBudget::new(64 << 20);
+        let link = BusLink::new(Arc::new(Nowhere), budget.clone());
+        link.stats.connected.store(true, Ordering::Release);
+        let body = "x".repeat(1 << 20);
+        let stamp = Stamped::text(&body, "");
+        let mut queued = 0;
+        while link.record(1, "room", &stamp, None) == Queued::Yes {
+            queued += 1;
+            assert!(queued < 100, "never refused");
+        }
+        let held = link.stats.info().queued_bytes;
+        assert_eq!(queued, 7, "8 MiB hold seven 1 MiB messages and their headers");
+        assert!(held <= 8 << 20 && held > 7 << 20, "{held}");
+        assert_eq!(budget.used(), held, "charged");
+        assert_eq!(link.stats.info().refused, 1);
+        let rx = link.rx.lock().unwrap().take().unwrap();
+        let jobs: Vec<Job> = rx.try_iter().collect();
+        link.release(jobs.iter().map(Job::cost).sum());
+        assert_eq!((budget.used(), link.stats.info().queued_bytes), (0, 0));
+        assert_eq!(link.record(1, "room", &stamp, None), Queued::Yes, "room again");
+        link.stats.connected.store(false, Ordering::Release);
+        assert_eq!(link.record(1, "room", &stamp, None), Queued::Unavailable);
+    }
 }

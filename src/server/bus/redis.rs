@@ -6,6 +6,11 @@
 //! - Recorded messages: one Lua script per message ([`RECORD`]) does `XADD
 //!   {prefix}:history:{topic} MAXLEN ~ N * …`, trims by age (`XTRIM MINID ~`), sets the key to
 //!   expire after the age bound, and `PUBLISH`es the message with the id Redis just assigned.
+//!   The streams are counted in a sorted set, `{prefix}:history-topics` (stream key → time of
+//!   its last message), from which topics idle past the age bound are removed as the script
+//!   runs: a message that would start a stream past `HistoryBounds::max_topics` is published
+//!   live but not recorded, so a flood of distinct topics costs Redis at most that many
+//!   streams (each trimmed to N entries, each expiring).
 //!   Redis runs a script without interleaving anything else, so the order of a topic's stream
 //!   is the order in which every subscriber receives its messages: what makes the replay seam
 //!   exact (see `history.rs`).
@@ -26,16 +31,32 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The subscriber wakes this often to see whether the server is shutting down.
 const SUBSCRIBER_TICK: Duration = Duration::from_millis(500);
 
-/// KEYS[1] stream; ARGV: channel, max length, age bound (ms, 0: none), head, tail, prefix,
-/// suffix, binary flag. Returns the id.
+/// KEYS[1] stream, KEYS[2] the set of streams; ARGV: channel, max length, age bound (ms, 0:
+/// none), head, tail, prefix, suffix, binary flag, max streams, head of the live (unrecorded)
+/// form. Returns the id, or 0 when the stream would be one past the maximum: then the
+/// message is published live, without an id, and nothing is stored.
+///
+/// The set's members are removed once idle past the age bound — their streams have expired
+/// by then (each expires that long after its last message) — a removal amortised over the
+/// messages that added them.
 const RECORD: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'b', ARGV[8], 'p', ARGV[6], 's', ARGV[7])
+local stream, topics = KEYS[1], KEYS[2]
 local ttl = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ttl > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', now - ttl))
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZREMRANGEBYSCORE', topics, '-inf', string.format('(%.0f', now - ttl))
+end
+if not redis.call('ZSCORE', topics, stream) and redis.call('ZCARD', topics) >= tonumber(ARGV[9]) then
+  redis.call('PUBLISH', ARGV[1], ARGV[10] .. ARGV[6] .. ARGV[7])
+  return 0
+end
+local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', 'b', ARGV[8], 'p', ARGV[6], 's', ARGV[7])
+redis.call('ZADD', topics, now, stream)
+if ttl > 0 then
+  redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', now - ttl))
+  redis.call('PEXPIRE', stream, ttl)
+  redis.call('PEXPIRE', topics, ttl)
 end
 redis.call('PUBLISH', ARGV[1], ARGV[4] .. id .. ARGV[5] .. ARGV[6] .. id .. ARGV[7])
 return id
@@ -117,6 +138,11 @@ impl RedisBus {
         format!("{}:history:{topic}", self.prefix)
     }
 
+    /// The sorted set counting the streams (see [`RECORD`]).
+    fn topics(&self) -> String {
+        format!("{}:history-topics", self.prefix)
+    }
+
     fn connect(&self) -> Result<Connection, BusError> {
         let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(err)?;
         con.set_read_timeout(Some(IO_TIMEOUT)).map_err(err)?;
@@ -173,16 +199,19 @@ impl BusPublisher for Publisher {
         pipe.query::<()>(&mut self.con).map_err(err)
     }
 
-    fn record(&mut self, batch: &[Record], bounds: HistoryBounds) -> Result<(), BusError> {
+    fn record(&mut self, batch: &[Record], bounds: HistoryBounds) -> Result<Vec<bool>, BusError> {
         let fanout = self.bus.channel(Channel::Fanout);
+        let topics = self.bus.topics();
         let ttl = bounds.ttl.as_millis().to_string();
         let max_len = bounds.max_len.max(1).to_string();
+        let max_topics = bounds.max_topics.to_string();
         let mut pipe = redis::pipe();
         for r in batch {
             pipe.cmd("EVALSHA")
                 .arg(&self.record_sha)
-                .arg(1)
+                .arg(2)
                 .arg(self.bus.stream(&r.topic))
+                .arg(&topics)
                 .arg(&fanout)
                 .arg(&max_len)
                 .arg(&ttl)
@@ -191,10 +220,12 @@ impl BusPublisher for Publisher {
                 .arg(&r.prefix[..])
                 .arg(&r.suffix[..])
                 .arg(if r.binary { "1" } else { "0" })
-                .ignore();
+                .arg(&max_topics)
+                .arg(super::wire::unrecorded_head(&r.head, &r.tail));
         }
-        match pipe.query::<()>(&mut self.con) {
-            Ok(()) => Ok(()),
+        match pipe.query::<Vec<Value>>(&mut self.con) {
+            // An id (recorded) or 0 (refused: past the maximum of streams).
+            Ok(replies) => Ok(replies.iter().map(|v| !matches!(v, Value::Int(0))).collect()),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 // Redis lost its script cache with this connection still open: reload for the
                 // next batch; this one is dropped (some of it may have run: at most once).

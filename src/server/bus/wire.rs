@@ -83,6 +83,16 @@ pub(crate) fn recorded_head(origin: u32, binary: bool, exclude: Option<ConnId>, 
     )
 }
 
+/// The header of the live (unrecorded) form of a recorded message, from its recorded
+/// header's two halves (see [`recorded_head`]): kind `t`, target the topic.
+pub(crate) fn unrecorded_head(head: &[u8], tail: &[u8]) -> Vec<u8> {
+    let rest = head.strip_prefix(format!("{MAGIC} r ").as_bytes()).unwrap_or(head);
+    let mut v = format!("{MAGIC} t ").into_bytes();
+    v.extend_from_slice(rest);
+    v.extend_from_slice(tail.strip_prefix(b" ").unwrap_or(tail));
+    v
+}
+
 /// Parses a message from the bus; `None` if it is not one of ours or is malformed.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Inbound<'_>> {
     let nl = bytes.iter().take(MAX_HEADER).position(|&b| b == b'\n')?;
@@ -183,6 +193,16 @@ mod tests {
         assert_eq!(m.target, WireTarget::Recorded(HistoryId::new(5, 1), "room:x"));
         assert_eq!((m.origin, m.binary, m.exclude), (9, false, None));
         assert!(encode(1, false, None, &Target::Topic("a\nb".into()), b"").is_none());
+        // The live form of a recorded message (a topic past the limit on topics with
+        // history) is the plain topic message the origin would have sent.
+        let id = ConnId::new(9, 0, 1, 2);
+        let (head, tail) = recorded_head(9, true, Some(id), "room:x");
+        let mut live = unrecorded_head(&head, &tail);
+        live.extend_from_slice(b"hi");
+        assert_eq!(
+            live,
+            encode(9, true, Some(id), &Target::Topic("room:x".into()), b"hi").unwrap()
+        );
     }
 
     #[test]
