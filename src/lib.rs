@@ -63,7 +63,8 @@
 //!
 //! **Cargo features** (README, "Cargo features"): `cli` (the `wsloop` binary), `redis` (the
 //! Redis message bus), both on by default; with `default-features = false` the library builds
-//! with 21 crates, itself included (the bound is 25). `fuzzing` (off) exposes hooks for the fuzz targets.
+//! with 21 crates, itself included (the bound is 25). `fuzzing` (off) exposes hooks for the
+//! fuzz targets.
 //!
 //! ## The core in twenty lines
 //!

@@ -1,6 +1,6 @@
 //! The `wsloop` command: the demo server (`serve`, the default; the app is in `demo/`), a
-//! WebSocket client (`client`, in `client_cmd.rs`) and the teaching commands (`explain`). Flags only; everything
-//! else is the library.
+//! WebSocket client (`client`, in `client_cmd.rs`) and the teaching commands (`explain`).
+//! Flags and the demo app only; everything else is the library.
 
 mod client_cmd;
 mod demo;
