@@ -132,9 +132,11 @@ fn main() {
     let subscribers = env("SUBSCRIBERS", 100) as usize;
     let window = env("WINDOW", 2_000);
     let server = Server::new(Feed)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .deflate(DeflateMode::Off)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+            c.deflate = DeflateMode::Off;
+        })
         .start()
         .unwrap();
     let addr = server.local_addr();

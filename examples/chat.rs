@@ -46,5 +46,7 @@ impl Handler for Rooms {
 
 fn main() -> std::io::Result<()> {
     let _ = wsloop::logging::init();
-    Server::new(Rooms).bind("127.0.0.1:9002".parse().unwrap()).run()
+    Server::new(Rooms)
+        .configure(|c| c.bind = "127.0.0.1:9002".parse().unwrap())
+        .run()
 }

@@ -24,5 +24,7 @@ impl Handler for Echo {
 
 fn main() -> std::io::Result<()> {
     let _ = wsloop::logging::init();
-    Server::new(Echo).bind("127.0.0.1:9001".parse().unwrap()).run()
+    Server::new(Echo)
+        .configure(|c| c.bind = "127.0.0.1:9001".parse().unwrap())
+        .run()
 }

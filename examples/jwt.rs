@@ -131,6 +131,6 @@ fn main() -> std::io::Result<()> {
     }
     println!("ws://127.0.0.1:9003/strict and /app; mint a token with: cargo run --example jwt -- mint NAME");
     Server::new(JwtApp::new(secret.as_bytes()))
-        .bind("127.0.0.1:9003".parse().unwrap())
+        .configure(|c| c.bind = "127.0.0.1:9003".parse().unwrap())
         .run()
 }

@@ -1,18 +1,74 @@
 //! # wsloop
 //!
-//! A WebSocket implementation written by hand from RFC 6455, in two layers:
+//! A WebSocket server and library written by hand from RFC 6455: HTTP and WebSocket on one port,
+//! a mio event loop per core, no async runtime.
 //!
-//! - **A sans-IO protocol core** — [`handshake`], [`frame`], [`utf8`], [`protocol`], and
-//!   [`deflate`] for permessage-deflate (RFC 7692) — that takes
-//!   bytes and returns events plus the bytes to send. It never touches sockets, threads or clocks,
-//!   so the server, the fuzz targets, the teaching commands, the benchmarks and the tests all
-//!   drive the same code.
-//! - **A mio server** (`server`) that serves HTTP and WebSocket on one port.
-//! - **A blocking client** ([`client`]) over `std::net`: handshake checks, split halves,
+//! ## Quickstart: a server
+//!
+//! An echo WebSocket at `/echo` and a `GET /health` answered over plain HTTP, on one port:
+//!
+//! ```no_run
+//! use wsloop::handshake::Request;
+//! use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
+//!
+//! struct App;
+//!
+//! impl Handler for App {
+//!     type State = ();
+//!
+//!     // Plain HTTP requests (RFC 9110): anything that does not ask for an upgrade.
+//!     fn on_request(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Response {
+//!         match request.path() {
+//!             "/health" => Response::json(200, r#"{"status":"ok"}"#),
+//!             _ => Response::status(404),
+//!         }
+//!     }
+//!
+//!     // Upgrade requests (RFC 6455 §4.2): accept, or answer with an HTTP response instead.
+//!     fn on_upgrade(&self, request: &Request, _ctx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+//!         match request.path() {
+//!             "/echo" => Ok(Accept::default()),
+//!             _ => Err(Response::status(404)),
+//!         }
+//!     }
+//!
+//!     fn on_message(&self, ctx: &mut Context<'_>, message: Message<'_>) {
+//!         ctx.send(message);
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let addr = "127.0.0.1:9001".parse().expect("a literal address");
+//!     // Serves until SIGINT or SIGTERM, then closes every WebSocket with 1001 and returns.
+//!     Server::new(App).configure(|c| c.bind = addr).run()
+//! }
+//! ```
+//!
+//! Every limit and timeout is a field of [`server::ServerConfig`]; [`server::Server::start`]
+//! returns at once with a handle instead of blocking (the [`server::Handler`] docs test a
+//! server that way, with this crate's client); topics, broadcasts and pushes from other
+//! threads are on [`server::Context`] and [`server::ServerHandle`].
+//!
+//! ## The parts
+//!
+//! - **[`server`]**: the mio server: HTTP and WebSocket on one port, one event loop per core,
+//!   pub/sub with history, a memory budget, and a [`server::bus`] to share topics between
+//!   processes (Redis with the `redis` feature).
+//! - **[`client`]**: a blocking client over `std::net`: handshake checks, split halves,
 //!   timeouts on every wait, reconnecting with backoff.
+//! - **The sans-IO protocol core**: [`handshake`], [`frame`], [`utf8`], [`protocol`], and
+//!   [`deflate`] for permessage-deflate (RFC 7692). It takes bytes and returns events plus the
+//!   bytes to send, and never touches sockets, threads or clocks, so the server, the client,
+//!   the fuzz targets, the teaching renderer ([`explain`]) and the tests all drive the same code.
 //!
-//! The core in twenty lines: a server reads a client's masked "Hello" (RFC 6455 §5.7) and
-//! answers it.
+//! **Cargo features** (README, "Cargo features"): `cli` (the `wsloop` binary), `redis` (the
+//! Redis message bus), both on by default; with `default-features = false` the library builds
+//! with 21 crates, itself included (the bound is 25). `fuzzing` (off) exposes hooks for the
+//! fuzz targets.
+//!
+//! ## The core in twenty lines
+//!
+//! A server reads a client's masked "Hello" (RFC 6455 §5.7) and answers it.
 //!
 //! ```
 //! use wsloop::protocol::{Config, Event, WebSocket};

@@ -1,18 +1,21 @@
-//! The `wsloop` command: the demo server (`serve`, the default), a WebSocket client
-//! (`client`, in `client_cmd.rs`) and the teaching commands (`explain`). Flags only; everything
-//! else is the library.
+//! The `wsloop` command: the demo server (`serve`, the default; the app is in `demo/`), a
+//! WebSocket client (`client`, in `client_cmd.rs`) and the teaching commands (`explain`).
+//! Flags and the demo app only; everything else is the library.
 
 mod client_cmd;
+mod demo;
 
 use clap::{Args, Parser, Subcommand};
+use demo::DemoApp;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wsloop::explain::{self, Style};
+#[cfg(feature = "redis")]
 use wsloop::server::bus::RedisBus;
-use wsloop::server::{demo::DemoApp, DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
+use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -224,12 +227,20 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.history_rooms = args.history_rooms;
     let mut server = Server::new(DemoApp::new()).config(config);
     if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
         match RedisBus::new(url) {
             Ok(bus) => server = server.message_bus(bus),
             Err(e) => {
                 eprintln!("wsloop: --redis {url}: {e}");
                 return ExitCode::FAILURE;
             }
+        }
+        // The flag stays in every build, so --help and the README agree; without the engine
+        // it is refused rather than ignored (one process would silently not share rooms).
+        #[cfg(not(feature = "redis"))]
+        {
+            eprintln!("wsloop: --redis {url}: this wsloop was built without the `redis` feature");
+            return ExitCode::FAILURE;
         }
     }
     if args.trace {

@@ -11,6 +11,7 @@ mod common;
 #[path = "interop/harness.rs"]
 mod harness;
 
+use common::demo::{message_json, DemoApp};
 use common::demo_server;
 use harness::{chromium, expect_check_failure, expect_ok, node_missing, prerequisites, script};
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wsloop::handshake::accept_key;
-use wsloop::server::demo::{message_json, DemoApp};
 use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 use wsloop::{handshake::Request, CloseCode};
 
@@ -115,8 +115,10 @@ fn rooms_survive_a_server_restart() {
                     // The same port, a new process state: no room, no member survives.
                     restarted = Some(
                         Server::new(DemoApp::new())
-                            .bind(addr)
-                            .threads(1)
+                            .configure(|c| {
+                                c.bind = addr;
+                                c.threads = 1;
+                            })
                             .start()
                             .expect("rebind the same port"),
                     );
@@ -183,8 +185,10 @@ fn chat_check_fails_without_broadcast() {
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let server = Server::new(NoBroadcast(DemoApp::new()))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .expect("server starts");
     expect_check_failure(
@@ -492,8 +496,10 @@ fn start_broken_learn(broken: LearnBreak) -> wsloop::server::RunningServer {
         broken,
         page,
     })
-    .bind("127.0.0.1:0".parse().unwrap())
-    .threads(1)
+    .configure(|c| {
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c.threads = 1;
+    })
     .start()
     .expect("server starts")
 }
@@ -909,14 +915,17 @@ fn flat_json_parser() {
 /// Issue 13: two servers sharing Redis, a page on each, one room; server B stops and starts
 /// again on its port (a new node); B's page reconnects with `since` and shows exactly what it
 /// missed. `history_size` 0 turns the replay off: the script must then fail.
+#[cfg(feature = "redis")]
 fn cluster_pages(history_size: usize) -> (bool, String) {
     let redis = common::redis::RedisServer::start();
     let start = |addr: SocketAddr, node: u32| {
         Server::new(DemoApp::new())
-            .bind(addr)
-            .threads(1)
-            .node_id(node)
-            .history_size(history_size)
+            .configure(|c| {
+                c.bind = addr;
+                c.threads = 1;
+                c.node_id = Some(node);
+                c.history_size = history_size;
+            })
             .message_bus(wsloop::server::bus::RedisBus::new(&redis.url()).unwrap())
             .start()
             .expect("server starts")
@@ -998,6 +1007,7 @@ fn cluster_pages(history_size: usize) -> (bool, String) {
     )
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed() {
     if !browser_ready("two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed")
@@ -1011,6 +1021,7 @@ fn two_processes_share_a_room_and_a_restarted_page_gets_what_it_missed() {
 }
 
 /// The check can fail: with no history, B's page never shows what it missed.
+#[cfg(feature = "redis")]
 #[test]
 fn cluster_check_fails_without_history() {
     if !browser_ready("cluster_check_fails_without_history")

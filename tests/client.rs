@@ -93,7 +93,7 @@ fn a_message_over_the_clients_limit_fails_with_1009() {
 
 #[test]
 fn a_server_shutdown_is_a_close_1001() {
-    let server = demo_server(|s| s.shutdown_grace(Duration::from_secs(2)));
+    let server = demo_server(|s| s.configure(|c| c.shutdown_grace = Duration::from_secs(2)));
     let mut client = Client::connect(&echo_url(&server)).unwrap();
     client.send_text("x").unwrap();
     assert_eq!(next_message(&mut client), Message::Text("x".into()));
@@ -190,9 +190,11 @@ impl Handler for Inspect {
 #[test]
 fn headers_origin_and_subprotocols_reach_the_server() {
     let server = Server::new(Inspect)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .origin_policy(server::OriginPolicy::from_list(vec!["http://app.example".into()]))
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+            c.origin_policy = server::OriginPolicy::from_list(vec!["http://app.example".into()]);
+        })
         .start()
         .unwrap();
     let url = format!("ws://{}/room?x=%2F", server.local_addr());
@@ -241,7 +243,7 @@ fn headers_origin_and_subprotocols_reach_the_server() {
 
 #[test]
 fn the_reconnecting_client_comes_back_after_a_server_restart_on_the_same_port() {
-    let server = demo_server(|s| s.shutdown_grace(Duration::from_millis(500)));
+    let server = demo_server(|s| s.configure(|c| c.shutdown_grace = Duration::from_millis(500)));
     let addr = server.local_addr();
     let states = Arc::new(Mutex::new(Vec::new()));
     let (opened_tx, opened) = mpsc::channel();
@@ -283,9 +285,11 @@ fn the_reconnecting_client_comes_back_after_a_server_restart_on_the_same_port() 
     let down = Instant::now();
     std::thread::sleep(Duration::from_millis(600));
     assert!(sender.send_text("while down").is_err());
-    let restarted = Server::new(wsloop::server::demo::DemoApp::new())
-        .bind(addr)
-        .threads(1)
+    let restarted = Server::new(common::demo::DemoApp::new())
+        .configure(|c| {
+            c.bind = addr;
+            c.threads = 1;
+        })
         .start()
         .expect("restart on the same port");
     opened.recv_timeout(wait).expect("reconnected by itself");

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::demo::DemoApp;
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
 use common::{chat_notice, http, json_field, Client};
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 use wsloop::handshake::Request;
 use wsloop::protocol::OwnedEvent;
 use wsloop::server::bus::RedisBus;
-use wsloop::server::demo::DemoApp;
 use wsloop::server::{
     Accept, ConnId, Context, Handler, Message, RequestContext, Response, RunningServer, Server, ServerHandle,
 };
@@ -36,11 +36,13 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 fn node_server(redis: &str, node: u32) -> RunningServer {
     Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(2)
-        .node_id(node)
-        // More than the replay test's publishers can post while its client is away.
-        .history_size(10_000)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 2;
+            c.node_id = Some(node);
+            // More than the replay test's publishers can post while its client is away.
+            c.history_size = 10_000;
+        })
         .message_bus(RedisBus::new(redis).unwrap())
         .start()
         .expect("server starts")
@@ -222,9 +224,11 @@ fn context_send_to_reaches_a_connection_on_another_process() {
     let redis = RedisServer::start();
     let start = |node| {
         Server::new(Dm)
-            .bind("127.0.0.1:0".parse().unwrap())
-            .threads(2)
-            .node_id(node)
+            .configure(|c| {
+                c.bind = "127.0.0.1:0".parse().unwrap();
+                c.threads = 2;
+                c.node_id = Some(node);
+            })
             .message_bus(RedisBus::new(&redis.url()).unwrap())
             .start()
             .unwrap()
@@ -435,9 +439,11 @@ fn replay_through_redis_has_no_gap_and_no_duplicate_under_live_traffic() {
 #[test]
 fn replay_in_memory_has_no_gap_and_no_duplicate_under_live_traffic() {
     let server = Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(2)
-        .history_size(10_000)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 2;
+            c.history_size = 10_000;
+        })
         .start()
         .unwrap();
     let a = server.local_addr();
@@ -480,9 +486,11 @@ fn a_trimmed_id_gets_the_resync_notice_through_redis() {
     }
     let redis = RedisServer::start();
     let a = Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .history_size(10)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+            c.history_size = 10;
+        })
         .message_bus(RedisBus::new(&redis.url()).unwrap())
         .start()
         .unwrap();
@@ -496,9 +504,11 @@ fn a_trimmed_id_gets_the_resync_notice_through_redis() {
 #[test]
 fn a_trimmed_id_gets_the_resync_notice_in_memory() {
     let server = Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .history_size(10)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+            c.history_size = 10;
+        })
         .start()
         .unwrap();
     too_old(server.local_addr(), 30);
@@ -507,8 +517,10 @@ fn a_trimmed_id_gets_the_resync_notice_in_memory() {
 #[test]
 fn an_id_from_before_a_restart_gets_the_resync_notice_in_memory() {
     let server = Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .unwrap();
     let addr = server.local_addr();
@@ -519,7 +531,13 @@ fn an_id_from_before_a_restart_gets_the_resync_notice_in_memory() {
     drop(c);
     server.shutdown();
     server.join().unwrap();
-    let again = Server::new(DemoApp::new()).bind(addr).threads(1).start().unwrap();
+    let again = Server::new(DemoApp::new())
+        .configure(|c| {
+            c.bind = addr;
+            c.threads = 1;
+        })
+        .start()
+        .unwrap();
     let mut c = Client::connect(again.local_addr(), &format!("/chat?room=r&since={mid}"));
     let _ = welcome_id(&mut c);
     assert_eq!(next_chat(&mut c).0, "RESYNC");
@@ -559,8 +577,10 @@ impl Handler for InFlight {
 #[test]
 fn in_memory_replay_skips_a_copy_still_in_flight() {
     let server = Server::new(InFlight)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .unwrap();
     let mut c = Client::connect(server.local_addr(), "/");

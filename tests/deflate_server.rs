@@ -102,9 +102,11 @@ impl Handler for Report {
 
 fn start(mode: DeflateMode) -> RunningServer {
     Server::new(Report)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .deflate(mode)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+            c.deflate = mode;
+        })
         .start()
         .expect("server starts")
 }
@@ -250,7 +252,7 @@ fn learn_explains_compressed_frames_both_ways() {
 
 #[test]
 fn learn_without_deflate_says_so() {
-    let server = demo_server(|s| s.deflate(DeflateMode::Off));
+    let server = demo_server(|s| s.configure(|c| c.deflate = DeflateMode::Off));
     let (mut client, params) = connect(server.local_addr(), "/learn", true);
     assert_eq!(params, None);
     let handshake = text(client.next_message());

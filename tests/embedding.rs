@@ -17,11 +17,10 @@ use wsloop::server::{
 use wsloop::CloseCode;
 
 fn start<H: Handler>(handler: H, threads: usize, configure: impl FnOnce(Server<H>) -> Server<H>) -> RunningServer {
-    configure(
-        Server::new(handler)
-            .bind("127.0.0.1:0".parse().unwrap())
-            .threads(threads),
-    )
+    configure(Server::new(handler).configure(|c| {
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c.threads = threads;
+    }))
     .start()
     .expect("server starts")
 }
@@ -192,7 +191,7 @@ fn pump(ctx: &mut Context<'_, u32>) {
 /// Issue 9 item 4: on_drain used to fire only once, so a sender that paused twice stalled.
 #[test]
 fn on_drain_fires_after_every_backpressure() {
-    let server = start(Streamer, 1, |s| s.backpressure_high_water(256 * 1024));
+    let server = start(Streamer, 1, |s| s.configure(|c| c.backpressure_high_water = 256 * 1024));
     let mut c = Client::connect(server.local_addr(), "/stream");
     for n in 0..CHUNKS {
         match c.next() {
@@ -296,7 +295,9 @@ fn unsubscribing_in_on_close_touches_only_that_connection() {
 #[test]
 fn subscribe_and_unsubscribe_work_from_every_callback() {
     let app = Arc::new(Topics::default());
-    let server = start(ArcHandler(app.clone()), 1, |s| s.backpressure_high_water(64 * 1024));
+    let server = start(ArcHandler(app.clone()), 1, |s| {
+        s.configure(|c| c.backpressure_high_water = 64 * 1024)
+    });
     let mut c = Client::connect(server.local_addr(), "/sub");
     let _id = text(c.next());
     c.send_text("topics");

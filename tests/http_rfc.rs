@@ -87,8 +87,10 @@ impl Handler for Statuses {
 fn start(handler: Statuses) -> (RunningServer, Arc<Statuses>) {
     let handler = Arc::new(handler);
     let server = Server::new(ArcHandler(handler.clone()))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .expect("server starts");
     (server, handler)

@@ -87,7 +87,7 @@ fn both_clients_against_a_multi_loop_server() {
     {
         return;
     }
-    let server = demo_server(|s| s.threads(2));
+    let server = demo_server(|s| s.configure(|c| c.threads = 2));
     let addr = server.local_addr();
     let runs: Vec<_> = (0..3)
         .flat_map(|_| {
@@ -119,7 +119,7 @@ const PLAIN_MESSAGE_BYTES: u64 = 76_800 + 4096;
 /// What a client run with `--deflate` against the demo in `mode` must show: the extension it
 /// reports, and the bytes the server read and wrote (compressed both ways, or not at all).
 fn deflate_round_trip(test: &str, client: &mut Command, mode: DeflateMode) {
-    let server = demo_server(|s| s.deflate(mode));
+    let server = demo_server(|s| s.configure(|c| c.deflate = mode));
     let addr = server.local_addr();
     client.arg(format!("ws://{addr}/echo")).arg("--deflate");
     let out = expect_ok(test, client, DEADLINE);
@@ -257,8 +257,10 @@ impl Handler for Silent {
 
 fn start(handler: impl Handler) -> RunningServer {
     Server::new(handler)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .expect("server starts")
 }

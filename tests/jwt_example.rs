@@ -17,8 +17,10 @@ const SECRET: &[u8] = b"test secret";
 #[test]
 fn tokens_are_checked_before_the_upgrade_or_answered_with_4401() {
     let server = Server::new(jwt::JwtApp::new(SECRET))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1)
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
         .start()
         .unwrap();
     let addr = server.local_addr();

@@ -91,7 +91,7 @@ fn welcome_id(event: Option<OwnedEvent>) -> ConnId {
 
 #[test]
 fn broadcast_reaches_three_clients_on_every_loop() {
-    let server = demo_server(|s| s.threads(2));
+    let server = demo_server(|s| s.configure(|c| c.threads = 2));
     let addr = server.local_addr();
     let mut clients: Vec<Client> = Vec::new();
     let mut loops = BTreeSet::new();
@@ -318,8 +318,10 @@ fn protocol_violation_gets_its_close_code() {
 #[test]
 fn heartbeat_pings_then_drops_a_silent_peer() {
     let server = demo_server(|s| {
-        s.ping_interval(Duration::from_millis(300))
-            .idle_timeout(Duration::from_millis(1500))
+        s.configure(|c| {
+            c.ping_interval = Duration::from_millis(300);
+            c.idle_timeout = Duration::from_millis(1500);
+        })
     });
     let addr = server.local_addr();
     // A peer that completes the handshake and then never answers anything.
@@ -353,8 +355,10 @@ fn heartbeat_pings_then_drops_a_silent_peer() {
 #[test]
 fn a_peer_that_answers_pings_stays_connected() {
     let server = demo_server(|s| {
-        s.ping_interval(Duration::from_millis(200))
-            .idle_timeout(Duration::from_millis(3000))
+        s.configure(|c| {
+            c.ping_interval = Duration::from_millis(200);
+            c.idle_timeout = Duration::from_millis(3000);
+        })
     });
     let mut c = Client::connect(server.local_addr(), "/echo");
     // Our client core answers pings automatically; keep reading for a while.
@@ -386,7 +390,7 @@ fn a_peer_that_answers_pings_stays_connected() {
 
 #[test]
 fn handshake_timeout_drops_a_slow_client() {
-    let server = demo_server(|s| s.handshake_timeout(Duration::from_millis(300)));
+    let server = demo_server(|s| s.configure(|c| c.handshake_timeout = Duration::from_millis(300)));
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
@@ -400,7 +404,7 @@ fn handshake_timeout_drops_a_slow_client() {
 #[test]
 fn a_client_that_never_reads_is_bounded_and_does_not_slow_others() {
     let high_water = 256 * 1024;
-    let server = demo_server(|s| s.backpressure_high_water(high_water));
+    let server = demo_server(|s| s.configure(|c| c.backpressure_high_water = high_water));
     let addr = server.local_addr();
     let mut hog = Client::connect(addr, "/echo");
     hog.stream.set_nonblocking(true).unwrap();
@@ -450,7 +454,7 @@ fn a_client_that_never_reads_is_bounded_and_does_not_slow_others() {
 
 #[test]
 fn max_connections_answers_503_and_stays_healthy() {
-    let server = demo_server(|s| s.max_connections(2));
+    let server = demo_server(|s| s.configure(|c| c.max_connections = 2));
     let addr = server.local_addr();
     let mut a = Client::connect(addr, "/echo");
     let _b = Client::connect(addr, "/echo");
@@ -474,7 +478,12 @@ fn max_connections_answers_503_and_stays_healthy() {
 
 #[test]
 fn graceful_shutdown_sends_1001_and_exits() {
-    let server = demo_server(|s| s.threads(2).shutdown_grace(Duration::from_secs(3)));
+    let server = demo_server(|s| {
+        s.configure(|c| {
+            c.threads = 2;
+            c.shutdown_grace = Duration::from_secs(3);
+        })
+    });
     let addr = server.local_addr();
     let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr, "/echo")).collect();
     server.shutdown();
@@ -494,13 +503,11 @@ fn graceful_shutdown_sends_1001_and_exits() {
 
 mod embedded {
     //! The library API as an embedding application uses it.
-    use super::common::{http, Client};
+    use super::common::{demo::DemoApp, http, Client};
     use std::sync::{Arc, Mutex};
     use wsloop::handshake::Request;
     use wsloop::protocol::OwnedEvent;
-    use wsloop::server::{
-        demo::DemoApp, Accept, ConnId, Context, Handler, Message, OriginPolicy, RequestContext, Response, Server,
-    };
+    use wsloop::server::{Accept, ConnId, Context, Handler, Message, OriginPolicy, RequestContext, Response, Server};
     use wsloop::CloseCode;
 
     /// Refuses upgrades without `?token=ok`; relays each message to the connection named in it
@@ -550,8 +557,10 @@ mod embedded {
         let closes = app.closes.clone();
         let app_ids = app.ids.clone();
         let server = Server::new(app)
-            .bind("127.0.0.1:0".parse().unwrap())
-            .threads(2)
+            .configure(|c| {
+                c.bind = "127.0.0.1:0".parse().unwrap();
+                c.threads = 2;
+            })
             .start()
             .unwrap();
         let addr = server.local_addr();
@@ -579,9 +588,11 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     #[test]
     fn origin_check_refuses_other_origins_with_403() {
         let server = Server::new(DemoApp::new())
-            .origin_policy(OriginPolicy::List(vec!["http://good.example".into()]))
-            .bind("127.0.0.1:0".parse().unwrap())
-            .threads(1)
+            .configure(|c| {
+                c.origin_policy = OriginPolicy::List(vec!["http://good.example".into()]);
+                c.bind = "127.0.0.1:0".parse().unwrap();
+                c.threads = 1;
+            })
             .start()
             .unwrap();
         let addr = server.local_addr();

@@ -14,8 +14,19 @@ use crate::protocol::{OwnedEvent, Role};
 /// is counted in a `..._more` field. A message of megabytes stays a small JSON message.
 const JSON_BYTES: usize = 1024;
 
-/// Appends `s` as a JSON string, quotes included (RFC 8259 §7).
-pub(crate) fn push_str(out: &mut String, s: &str) {
+/// Appends `s` to `out` as a JSON string, quotes included, escaping what RFC 8259 §7 requires
+/// (`"`, `\\` and the control characters) and U+2028/U+2029 (legal JSON, not legal JavaScript
+/// source before ES2019). Public because JSON this crate renders (the
+/// `/learn` messages) and JSON an application builds around it (the demo's chat notices in
+/// `wsloop serve`) must quote strings the same way.
+///
+/// ```
+/// let mut out = String::from("{\"name\":");
+/// wsloop::explain::push_json_str(&mut out, "a \"b\"\n");
+/// out.push('}');
+/// assert_eq!(out, r#"{"name":"a \"b\"\n"}"#);
+/// ```
+pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The server's limits and timeouts. `ServerConfig::default()` is what `wsloop serve` runs
-/// with; every field has a setter on [`crate::server::Server`].
+/// with; [`Server::configure`](crate::server::Server::configure) changes any field (the type is
+/// `non_exhaustive`, so it is built from its default, never as a literal).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {

@@ -209,7 +209,8 @@ pub(crate) struct ConnParts<'a, S> {
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new(Rooms).bind("127.0.0.1:0".parse()?).start()?;
+/// let addr = "127.0.0.1:0".parse()?; // any free port
+/// let server = Server::new(Rooms).configure(|c| c.bind = addr).start()?;
 /// let lobby = format!("ws://{}/lobby", server.local_addr());
 ///
 /// let mut ada = Client::connect(&lobby)?;

@@ -311,7 +311,12 @@ impl std::error::Error for PushError {}
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new(Clock).bind("127.0.0.1:0".parse()?).threads(2).start()?;
+/// let addr = "127.0.0.1:0".parse()?;
+/// let server = Server::new(Clock).configure(|c| {
+///     c.bind = addr;
+///     c.threads = 2;
+/// });
+/// let server = server.start()?;
 /// let mut client = Client::connect(&format!("ws://{}/", server.local_addr()))?;
 /// assert_eq!(client.recv()?, Event::Text("subscribed".into()));
 ///

@@ -425,7 +425,8 @@ pub enum SendStatus {
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new(Echo).bind("127.0.0.1:0".parse()?).start()?; // any free port
+/// let addr = "127.0.0.1:0".parse()?; // any free port
+/// let server = Server::new(Echo).configure(|c| c.bind = addr).start()?;
 /// let addr = server.local_addr();
 ///
 /// let mut client = wsloop::client::Client::connect(&format!("ws://{addr}/echo"))?;
@@ -487,7 +488,8 @@ pub trait Handler: Send + Sync + 'static {
     /// }
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = Server::new(Greeter).bind("127.0.0.1:0".parse()?).start()?;
+    /// let addr = "127.0.0.1:0".parse()?;
+    /// let server = Server::new(Greeter).configure(|c| c.bind = addr).start()?;
     /// let url = format!("ws://{}/", server.local_addr());
     ///
     /// let mut ada = wsloop::client::Client::connect(&format!("{url}?nick=ada"))?;

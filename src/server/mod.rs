@@ -22,7 +22,7 @@
 //! }
 //!
 //! fn main() -> std::io::Result<()> {
-//!     Server::new(Echo).bind("127.0.0.1:9001".parse().unwrap()).run()
+//!     Server::new(Echo).configure(|c| c.bind = "127.0.0.1:9001".parse().unwrap()).run()
 //! }
 //! ```
 //!
@@ -45,11 +45,15 @@ pub mod bus;
 mod config;
 mod conn_id;
 mod context;
-pub mod demo;
 mod event_loop;
 mod fanout;
+/// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
+/// API. Compiled for the crate's own unit tests too, which replay the harness.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(all(test, not(feature = "fuzzing")))]
+mod fuzzing;
 mod handle;
 mod handler;
 mod history;
@@ -81,10 +85,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// A server under construction: a handler plus a [`ServerConfig`], with a setter for every
-/// limit and timeout.
+/// A server under construction: a handler plus a [`ServerConfig`] ([`Server::configure`]
+/// changes any of its fields), an optional observer and an optional message bus.
 pub struct Server<H: Handler> {
     config: ServerConfig,
     handler: Arc<H>,
@@ -103,9 +106,36 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Replaces the whole configuration.
+    /// Replaces the whole configuration (e.g. one built once and shared by several servers).
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Changes the configuration in place: every limit and timeout is a field of
+    /// [`ServerConfig`], documented there once, with its default.
+    ///
+    /// ```
+    /// # use wsloop::server::{Accept, Handler, RequestContext, Response, Server};
+    /// # struct App;
+    /// # impl Handler for App {
+    /// #     type State = ();
+    /// #     fn on_upgrade(&self, _: &wsloop::handshake::Request, _: &mut RequestContext<'_>) -> Result<Accept, Response> {
+    /// #         Ok(Accept::default())
+    /// #     }
+    /// # }
+    /// use std::time::Duration;
+    ///
+    /// let server = Server::new(App).configure(|c| {
+    ///     c.bind = "127.0.0.1:0".parse().unwrap();
+    ///     c.threads = 2;
+    ///     c.idle_timeout = Duration::from_secs(120);
+    ///     c.websocket.max_message_size = 1 << 20;
+    /// });
+    /// # drop(server);
+    /// ```
+    pub fn configure(mut self, change: impl FnOnce(&mut ServerConfig)) -> Self {
+        change(&mut self.config);
         self
     }
 
@@ -118,159 +148,9 @@ impl<H: Handler> Server<H> {
 
     /// Shares topics, broadcasts, `send_to` and topic history with every server on the same
     /// message bus (e.g. [`bus::RedisBus`]; `wsloop serve --redis URL`). Each server must have
-    /// its own [`Server::node_id`] (random by default). See [`bus`] for what is guaranteed.
+    /// its own [`ServerConfig::node_id`] (random by default). See [`bus`] for what is guaranteed.
     pub fn message_bus(mut self, bus: impl bus::MessageBus) -> Self {
         self.bus = Some(Arc::new(bus));
-        self
-    }
-
-    /// See [`ServerConfig::history_size`].
-    pub fn history_size(mut self, n: usize) -> Self {
-        self.config.history_size = n;
-        self
-    }
-
-    /// See [`ServerConfig::history_ttl`].
-    pub fn history_ttl(mut self, d: Duration) -> Self {
-        self.config.history_ttl = d;
-        self
-    }
-
-    /// See [`ServerConfig::history_rooms`].
-    pub fn history_rooms(mut self, n: usize) -> Self {
-        self.config.history_rooms = n;
-        self
-    }
-
-    /// See [`ServerConfig::bind`].
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.config.bind = addr;
-        self
-    }
-
-    /// See [`ServerConfig::threads`] (at least 1).
-    pub fn threads(mut self, n: usize) -> Self {
-        self.config.threads = n.max(1);
-        self
-    }
-
-    /// See [`ServerConfig::reuse_port`].
-    pub fn reuse_port(mut self, on: bool) -> Self {
-        self.config.reuse_port = on;
-        self
-    }
-
-    /// See [`ServerConfig::node_id`].
-    pub fn node_id(mut self, id: u32) -> Self {
-        self.config.node_id = Some(id);
-        self
-    }
-
-    /// See [`ServerConfig::max_connections`].
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.config.max_connections = n;
-        self
-    }
-
-    /// See [`crate::handshake::RequestLimits::max_header_bytes`].
-    pub fn max_header_bytes(mut self, n: usize) -> Self {
-        self.config.request_limits.max_header_bytes = n;
-        self
-    }
-
-    /// See [`ServerConfig::max_body_size`].
-    pub fn max_body_size(mut self, n: usize) -> Self {
-        self.config.max_body_size = n;
-        self
-    }
-
-    /// See [`crate::protocol::Config::max_message_size`].
-    pub fn max_message_size(mut self, n: usize) -> Self {
-        self.config.websocket.max_message_size = n;
-        self
-    }
-
-    /// See [`crate::protocol::Config::max_frame_size`].
-    pub fn max_frame_size(mut self, n: u64) -> Self {
-        self.config.websocket.max_frame_size = n;
-        self
-    }
-
-    /// See [`ServerConfig::backpressure_high_water`].
-    pub fn backpressure_high_water(mut self, n: usize) -> Self {
-        self.config.backpressure_high_water = n;
-        self
-    }
-
-    /// See [`ServerConfig::max_outbound`].
-    pub fn max_outbound(mut self, n: usize) -> Self {
-        self.config.max_outbound = n;
-        self
-    }
-
-    /// See [`ServerConfig::fanout_stall_timeout`].
-    pub fn fanout_stall_timeout(mut self, d: Duration) -> Self {
-        self.config.fanout_stall_timeout = d;
-        self
-    }
-
-    /// See [`ServerConfig::max_memory`].
-    pub fn max_memory(mut self, n: usize) -> Self {
-        self.config.max_memory = n;
-        self
-    }
-
-    /// See [`ServerConfig::handshake_timeout`].
-    pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.config.handshake_timeout = d;
-        self
-    }
-
-    /// See [`ServerConfig::keepalive_timeout`].
-    pub fn keepalive_timeout(mut self, d: Duration) -> Self {
-        self.config.keepalive_timeout = d;
-        self
-    }
-
-    /// See [`ServerConfig::ping_interval`].
-    pub fn ping_interval(mut self, d: Duration) -> Self {
-        self.config.ping_interval = d;
-        self
-    }
-
-    /// See [`ServerConfig::idle_timeout`].
-    pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.config.idle_timeout = d;
-        self
-    }
-
-    /// See [`ServerConfig::close_timeout`].
-    pub fn close_timeout(mut self, d: Duration) -> Self {
-        self.config.close_timeout = d;
-        self
-    }
-
-    /// See [`ServerConfig::shutdown_grace`].
-    pub fn shutdown_grace(mut self, d: Duration) -> Self {
-        self.config.shutdown_grace = d;
-        self
-    }
-
-    /// See [`ServerConfig::deflate`].
-    pub fn deflate(mut self, mode: DeflateMode) -> Self {
-        self.config.deflate = mode;
-        self
-    }
-
-    /// See [`crate::protocol::Config::deflate_threshold`].
-    pub fn deflate_threshold(mut self, bytes: usize) -> Self {
-        self.config.websocket.deflate_threshold = bytes;
-        self
-    }
-
-    /// See [`ServerConfig::origin_policy`].
-    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
-        self.config.origin_policy = policy;
         self
     }
 

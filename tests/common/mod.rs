@@ -2,26 +2,32 @@
 //! real loopback TCP.
 #![allow(dead_code)]
 
+// The demo app `wsloop serve` runs is the binary's module, not the library's; the tests that
+// run it in-process compile the same file (it uses only the public API).
+#[path = "../../src/demo/mod.rs"]
+pub mod demo;
 pub mod process;
 pub mod redis;
 pub mod scripted;
 
+use demo::DemoApp;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
-use wsloop::server::{demo::DemoApp, RunningServer, Server};
+use wsloop::server::{RunningServer, Server};
 use wsloop::CloseCode;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The demo server on a free port, one thread unless the test says otherwise.
 pub fn demo_server(configure: impl FnOnce(Server<DemoApp>) -> Server<DemoApp>) -> RunningServer {
-    let server = Server::new(DemoApp::new())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .threads(1);
+    let server = Server::new(DemoApp::new()).configure(|c| {
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c.threads = 1;
+    });
     configure(server).start().expect("server starts")
 }
 

@@ -11,7 +11,19 @@ use std::time::{Duration, Instant};
 /// The binary under test: `$WSLOOP_BIN` (e.g. an older build, to show a test fails there),
 /// else the one Cargo built for this test run.
 pub fn wsloop_bin() -> String {
-    std::env::var("WSLOOP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wsloop").to_string())
+    std::env::var("WSLOOP_BIN").unwrap_or_else(|_| built_bin().to_string())
+}
+
+#[cfg(feature = "cli")]
+fn built_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wsloop")
+}
+
+/// Without the `cli` feature there is no binary; the tests that run it have
+/// `required-features = ["cli"]` (Cargo.toml), the others share this module and must compile.
+#[cfg(not(feature = "cli"))]
+fn built_bin() -> &'static str {
+    panic!("the wsloop binary needs the `cli` feature")
 }
 
 /// A port that was free a moment ago.

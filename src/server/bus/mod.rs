@@ -28,9 +28,11 @@
 //! **Redis down.** Each thread reconnects with exponential backoff (100 ms to 5 s, jittered);
 //! one log line per change of state, `wsloop_bus_connected` and `/health` show it.
 
+#[cfg(feature = "redis")]
 mod redis;
 pub(crate) mod wire;
 
+#[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
 
 use super::budget::Frame;

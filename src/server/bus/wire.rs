@@ -85,6 +85,7 @@ pub(crate) fn recorded_head(origin: u32, binary: bool, exclude: Option<ConnId>, 
 
 /// The header of the live (unrecorded) form of a recorded message, from its recorded
 /// header's two halves (see [`recorded_head`]): kind `t`, target the topic.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn unrecorded_head(head: &[u8], tail: &[u8]) -> Vec<u8> {
     let rest = head.strip_prefix(format!("{MAGIC} r ").as_bytes()).unwrap_or(head);
     let mut v = format!("{MAGIC} t ").into_bytes();

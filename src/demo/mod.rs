@@ -1,5 +1,6 @@
-//! The demo application that `wsloop serve` runs, built on the public [`Handler`] API like any
-//! embedding application would be:
+//! The demo application that `wsloop serve` runs: the binary's own module, not part of the
+//! library, built on the public [`Handler`] API only, like any embedding application would be
+//! (the integration tests include this file the same way):
 //!
 //! | path                       | HTTP                            | WebSocket                                    |
 //! |----------------------------|---------------------------------|----------------------------------------------|
@@ -25,7 +26,7 @@
 //! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS,"mid":MID}` for
 //!   each message (`ts`: the server's clock, Unix milliseconds; HTTP posts come
 //!   `"from":"http"`; `mid`: the message's place in the room's history, a
-//!   [`HistoryId`](super::HistoryId) such as `"1718000000000-0"`, or `""` when it could not be
+//!   [`HistoryId`](wsloop::server::HistoryId) such as `"1718000000000-0"`, or `""` when it could not be
 //!   recorded — the message bus was unreachable);
 //! - `{"type":"resync","room":R}` when a client came back with `since` and the server cannot
 //!   replay everything it missed (too old, or history unreachable): the page says so and goes
@@ -37,14 +38,14 @@
 //! and HTTP) are recorded; presence notices are not. With `--redis` the history is shared by
 //! every process, so a client may come back to another process than the one it left.
 
-use super::http::query_value;
-use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, Stamped};
-use crate::explain::{self, push_json_str};
-use crate::frame::CloseCode;
-use crate::handshake::Request;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+use wsloop::explain::{self, push_json_str};
+use wsloop::handshake::Request;
+use wsloop::server::http::query_value;
+use wsloop::server::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, ServerInfo, Stamped};
+use wsloop::CloseCode;
 
 /// The chat page served at `/`.
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -348,7 +349,7 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
 }
 
 /// `/health`'s `bus` field: `null` without one, else its state and counters.
-fn bus_json(info: &super::ServerInfo) -> String {
+fn bus_json(info: &ServerInfo) -> String {
     match info.bus() {
         None => "null".to_owned(),
         Some(b) => {
