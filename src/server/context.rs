@@ -45,6 +45,10 @@ pub(crate) struct LoopState {
     /// inbox before the publisher's next read, so a recorded message is delivered, and its
     /// publisher held, like any other publication.
     pub(crate) recorded_here: bool,
+    /// Messages (or requests) the connection being read may still handle this turn: a
+    /// connection sending many small messages gets the rest of its input handled next turn,
+    /// so one read of 256 KiB of tiny messages cannot keep the loop from everyone else.
+    pub(crate) message_allowance: u32,
     pub(crate) now: Millis,
     pub(crate) shutting_down: bool,
     /// Where a message received on a deflate connection is copied for its handler.
@@ -104,6 +108,12 @@ impl LoopState {
             None => self.recorded_here = true,
         }
         Ok(())
+    }
+
+    /// Counts one HTTP request against this turn's allowance; true when it is used up.
+    pub(crate) fn spend_allowance(&mut self) -> bool {
+        self.message_allowance = self.message_allowance.saturating_sub(1);
+        self.message_allowance == 0
     }
 
     /// Whether the current callback published something the loop must deliver before the

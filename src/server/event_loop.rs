@@ -39,6 +39,9 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const READ_BUF_SIZE: usize = 256 * 1024;
 /// Reads of one connection per loop turn before it waits for the next turn.
 pub(crate) const MAX_READS_PER_TURN: usize = 4;
+/// Messages (or HTTP requests) of one connection handled per loop turn at most (see
+/// `LoopState::message_allowance`).
+pub(crate) const MAX_MESSAGES_PER_TURN: u32 = 256;
 /// Inbox commands handled per turn.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
 /// Connections closed per turn at most to get back under the memory budget.
@@ -126,6 +129,7 @@ impl<H: Handler> EventLoop<H> {
                 recoveries: Default::default(),
                 outgoing: Vec::new(),
                 recorded_here: false,
+                message_allowance: MAX_MESSAGES_PER_TURN,
                 now: 0,
                 shutting_down: false,
                 text_scratch: String::new(),
@@ -357,8 +361,15 @@ impl<H: Handler> EventLoop<H> {
     /// Reads from one connection (up to the per-turn budget) and feeds its session.
     fn read(&mut self, slot: usize, drain: bool) {
         let mut reads = 0;
+        self.lp.message_allowance = MAX_MESSAGES_PER_TURN;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else { return };
+            if self.lp.message_allowance == 0 {
+                // Its share of this turn is used: the rest (stashed or still in the socket)
+                // next turn.
+                self.resume.push((slot, conn.session.id.generation()));
+                return;
+            }
             if conn.session.stash_ready() {
                 let mut stash = conn.session.take_stash();
                 self.feed(slot, &mut stash);
@@ -424,7 +435,7 @@ impl<H: Handler> EventLoop<H> {
             pos += used;
             self.after_step(slot);
             let Some(conn) = self.conns.get_mut(slot) else { return };
-            if pos < bytes.len() && (used == 0 || !conn.session.wants_read()) {
+            if pos < bytes.len() && (used == 0 || !conn.session.wants_read() || self.lp.message_allowance == 0) {
                 conn.session.stash_rest(bytes.get(pos..).unwrap_or_default());
                 conn.session.settle(&self.lp);
                 if conn.session.stash_ready() {

@@ -193,6 +193,7 @@ impl SessionHarness {
             recoveries: Default::default(),
             outgoing: Vec::new(),
             recorded_here: false,
+            message_allowance: u32::MAX,
             now: 0,
             shutting_down: false,
             text_scratch: String::new(),

@@ -512,7 +512,8 @@ impl<S: Send + 'static> Session<S> {
                 if self.closing != Closing::No {
                     return HttpStep::Closed;
                 }
-                if self.read_paused() || cx.lp.has_publications() {
+                let spent = cx.lp.spend_allowance();
+                if self.read_paused() || cx.lp.has_publications() || spent {
                     // What the request published is delivered (and this connection held if a
                     // receiver is backed up) before the next request is read.
                     return HttpStep::Paused(pos);
@@ -576,7 +577,8 @@ impl<S: Send + 'static> Session<S> {
                     if self.closing != Closing::No {
                         return HttpStep::Closed;
                     }
-                    if self.read_paused() || cx.lp.has_publications() {
+                    let spent = cx.lp.spend_allowance();
+                    if self.read_paused() || cx.lp.has_publications() || spent {
                         return HttpStep::Paused(pos);
                     }
                 }
@@ -875,6 +877,7 @@ impl<S: Send + 'static> Session<S> {
                 self.queue_bytes(cx.lp, &auto);
                 break;
             };
+            cx.lp.message_allowance = cx.lp.message_allowance.saturating_sub(1);
             if let (Some(c), Some(raw)) = (capture.as_mut(), raw.as_ref()) {
                 c.frames_in.extend_from_slice(raw.get(start..pos).unwrap_or_default());
                 if let Some(obs) = &core.observer {
@@ -984,9 +987,10 @@ impl<S: Send + 'static> Session<S> {
             if self.closing != Closing::No {
                 return input.len();
             }
-            if cx.lp.has_publications() || self.read_paused() {
+            if cx.lp.has_publications() || self.read_paused() || cx.lp.message_allowance == 0 {
                 // Let the loop deliver what was published (and pause us if a subscriber is
-                // backed up) before the next message.
+                // backed up) before the next message; past this turn's allowance, the rest
+                // waits for the next turn.
                 break;
             }
         }
