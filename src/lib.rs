@@ -40,6 +40,7 @@ pub mod error;
 pub mod explain;
 pub mod frame;
 pub mod handshake;
+mod json;
 pub mod logging;
 pub mod protocol;
 pub mod server;

@@ -20,9 +20,6 @@ mod frames;
 mod handshake;
 mod json;
 mod negotiation;
-
-/// Appends a string as JSON, quotes included (RFC 8259 §7); also used for the demo's notices.
-pub(crate) use json::push_str as push_json_str;
 mod text;
 
 pub use handshake::RFC_KEY;
