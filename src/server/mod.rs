@@ -53,6 +53,7 @@ pub mod fuzzing;
 mod handle;
 mod handler;
 mod history;
+pub mod host;
 pub mod http;
 mod metrics;
 mod observer;
@@ -264,6 +265,13 @@ impl<H: Handler> Server<H> {
     /// See [`ServerConfig::origin_policy`].
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
         self.config.origin_policy = policy;
+        self
+    }
+
+    /// Adds a name to [`ServerConfig::allowed_hosts`] (the DNS rebinding rule of a server
+    /// bound to loopback).
+    pub fn allowed_host(mut self, name: &str) -> Self {
+        self.config.allowed_hosts.push(name.to_owned());
         self
     }
 
