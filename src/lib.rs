@@ -96,6 +96,7 @@ pub mod error;
 pub mod explain;
 pub mod frame;
 pub mod handshake;
+pub mod json;
 pub mod logging;
 pub mod protocol;
 pub mod server;

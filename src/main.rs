@@ -125,6 +125,13 @@ struct ServeArgs {
     /// (non-browsers) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// When bound to a loopback address, also answer requests whose Host is NAME (repeatable;
+    /// '.example.com' for that name and every name under it, '*' for any). Default: only
+    /// loopback names (localhost, *.localhost, 127.0.0.0/8, [::1]); any other Host gets 421
+    /// Misdirected Request, so a web page cannot reach this server by DNS rebinding. Not
+    /// applied when bound to a non-loopback address.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_host: Vec<String>,
     /// Share rooms, broadcasts, send_to and room history with every wsloop serving with the
     /// same Redis (e.g. redis://127.0.0.1:6379). If Redis is unreachable, at start or later,
     /// messages are still delivered to this process's clients, and the bus reconnects.
@@ -215,6 +222,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.close_timeout = secs(args.close_timeout);
     config.shutdown_grace = secs(args.shutdown_grace);
     config.origin_policy = OriginPolicy::from_list(args.allow_origin);
+    config.allowed_hosts = args.allowed_host;
     config.deflate = match args.deflate {
         DeflateMode::Dedicated { .. } => DeflateMode::Dedicated {
             window_bits: args.deflate_window_bits.clamp(9, 15),

@@ -53,16 +53,24 @@ fn bus_connected(h: &ServerHandle) -> bool {
 }
 
 fn health(addr: SocketAddr) -> String {
-    http(addr, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").2
+    http(
+        addr,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .2
 }
 
 fn metrics(addr: SocketAddr) -> String {
-    http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").2
+    http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .2
 }
 
 fn post(addr: SocketAddr, room: &str, text: &str) {
     let req = format!(
-        "POST /rooms/{room}/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
+        "POST /rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
         text.len()
     );
     let (status, _, body) = http(addr, &req);

@@ -105,7 +105,7 @@ fn state_set_at_the_upgrade_reaches_every_callback() {
     let addr = server.local_addr();
     let (status, _, _) = http(
         addr,
-        "GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!(status, 401);
@@ -360,8 +360,8 @@ fn a_panicking_handler_closes_only_its_connection() {
     }
     calm.send_text("still here");
     assert_eq!(text(calm.next()), "still here");
-    assert_eq!(http(addr, "GET /boom HTTP/1.1\r\nHost: x\r\n\r\n").0, 500);
-    assert_eq!(http(addr, "GET /fine HTTP/1.1\r\nHost: x\r\n\r\n").0, 200);
+    assert_eq!(http(addr, "GET /boom HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 500);
+    assert_eq!(http(addr, "GET /fine HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 200);
     let fresh = &mut Client::connect(addr, "/x");
     fresh.send_text("and new ones");
     assert_eq!(text(fresh.next()), "and new ones");

@@ -311,7 +311,7 @@ fn after_descriptor_exhaustion_a_queued_client_is_answered() {
         )
     });
     queued
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     queued.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut got = Vec::new();
@@ -536,19 +536,19 @@ fn ambiguous_request_framing_is_refused() {
     for (what, head) in [
         (
             "differing Content-Length",
-            &b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhello"[..],
+            &b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhello"[..],
         ),
         (
             "non-UTF-8 Content-Length",
-            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\xff\r\n\r\nhello",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\xff\r\n\r\nhello",
         ),
         (
             "Transfer-Encoding with Content-Length",
-            b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
         ),
         (
             "Content-Length: -1",
-            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
         ),
     ] {
         let got = raw_exchange(addr, head, t);
@@ -566,13 +566,13 @@ fn ambiguous_request_framing_is_refused() {
     }
     let chunked = raw_exchange(
         addr,
-        b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         t,
     );
     assert_eq!(status_of(&chunked), Some(411));
     let big = raw_exchange(
         addr,
-        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999\r\n\r\n",
         t,
     );
     assert_eq!(status_of(&big), Some(413));
@@ -586,7 +586,7 @@ fn a_request_or_message_followed_by_fin_is_still_answered() {
     let server = ServerProcess::start(Spawn::default());
     let addr = server.addr;
     let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut got = Vec::new();
@@ -848,7 +848,7 @@ fn pipelined_requests_and_pings_without_reading_are_bounded() {
     let before = server.rss();
     // 22 bytes of request for an 8 KB page: a 400-fold amplification.
     let mut http_client = TcpStream::connect(addr).unwrap();
-    let took_http = write_until_refused(&mut http_client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let took_http = write_until_refused(&mut http_client, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let mut ws = Client::connect(addr, "/echo");
     let mut ping = Vec::new();
     wsloop::frame::encode_frame(&mut ping, true, Opcode::Ping, Some([9, 9, 9, 9]), &[7; 125]);

@@ -66,10 +66,10 @@ fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
     }
     a.close(CloseCode(4000), "done");
     assert!(a.wait_eof());
-    let upgrade_404 = "GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let upgrade_404 = "GET /nowhere HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(http(addr, upgrade_404).0, 404);
-    assert_eq!(http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").0, 200);
+    assert_eq!(http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 200);
 
     let mut cmd = Command::new(python());
     cmd.arg(script("parse_metrics.py"))

@@ -17,23 +17,23 @@ use wsloop::CloseCode;
 fn http_routes_and_websocket_share_one_port() {
     let server = demo_server(|s| s);
     let addr = server.local_addr();
-    let (status, head, body) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, head, body) = http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 200);
     assert!(head.contains("Content-Type: application/json"));
     assert!(body.contains("\"status\":\"ok\""), "{body}");
     assert!(body.contains("\"uptime_seconds\":"), "{body}");
-    let (status, _, body) = http(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, _, body) = http(addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 200);
     assert!(body.contains("new WebSocket"));
-    assert_eq!(http(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
-    let (status, head, _) = http(addr, "DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(http(addr, "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 404);
+    let (status, head, _) = http(addr, "DELETE /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 405);
     assert!(head.contains("Allow: GET"));
 
     // Keep-alive: two requests on one connection, the second pipelined behind the first.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let (a, head_a, _) = read_response(&mut s);
     let (b, _, _) = read_response(&mut s);
@@ -44,7 +44,7 @@ fn http_routes_and_websocket_share_one_port() {
     let mut c = Client::connect(addr, "/echo");
     c.send_text("same port");
     assert_eq!(c.next(), Some(OwnedEvent::Text("same port".into())));
-    let (_, _, body) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, _, body) = http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(body.contains("\"websockets\":1"), "{body}");
 }
 
@@ -52,7 +52,7 @@ fn http_routes_and_websocket_share_one_port() {
 fn bad_handshakes_get_statuses_a_client_can_act_on() {
     let server = demo_server(|s| s);
     let addr = server.local_addr();
-    let base = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let base = "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let (status, head, _) = http(addr, &base.replace("Version: 13", "Version: 8"));
     assert_eq!(status, 426);
@@ -62,7 +62,10 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     assert!(body.contains("16-byte"), "{body}");
     assert_eq!(http(addr, &base.replace("GET /echo", "POST /echo")).0, 405);
     assert_eq!(http(addr, &base.replace("/echo", "/nowhere")).0, 404);
-    let huge = base.replace("Host: x", &format!("Host: x\r\nX-Pad: {}", "a".repeat(9000)));
+    let huge = base.replace(
+        "Host: localhost",
+        &format!("Host: localhost\r\nX-Pad: {}", "a".repeat(9000)),
+    );
     assert_eq!(http(addr, &huge).0, 431);
 }
 
@@ -166,7 +169,7 @@ fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
     // Bad room names are refused before the upgrade.
     let (status, _, _) = http(
         addr,
-        "GET /chat?room=no%20spaces HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /chat?room=no%20spaces HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!(status, 400);
@@ -181,7 +184,7 @@ fn posting_to_a_room_reaches_its_websockets() {
     let mut outsider = Client::connect(addr, "/chat?room=other");
     let body = "breaking: ünïcode";
     let req = format!(
-        "POST /rooms/news/messages HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /rooms/news/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let (status, _, _) = http(addr, &req);
@@ -192,17 +195,18 @@ fn posting_to_a_room_reaches_its_websockets() {
     // A body split across reads, and pipelined behind another request.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(b"POST /rooms/news/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello")
+    s.write_all(b"POST /rooms/news/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello")
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    s.write_all(b" worldGET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b" worldGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s).0, 202);
     assert_eq!(read_response(&mut s).0, 200);
     assert_eq!(member.next_message(), Some(OwnedEvent::Text("hello world".into())));
     // HEAD, other methods, CORS.
     let mut h = TcpStream::connect(addr).unwrap();
     h.set_read_timeout(Some(TIMEOUT)).unwrap();
-    h.write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    h.write_all(b"HEAD /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut head = String::new();
     h.read_to_string(&mut head).unwrap();
@@ -217,7 +221,7 @@ fn posting_to_a_room_reaches_its_websockets() {
         "HEAD: the GET body's length, no body: {head}"
     );
     assert_eq!(
-        http(addr, "GET /rooms/news/messages HTTP/1.1\r\nHost: x\r\n\r\n").0,
+        http(addr, "GET /rooms/news/messages HTTP/1.1\r\nHost: localhost\r\n\r\n").0,
         405
     );
     let cross = |origin: &str| {
@@ -328,7 +332,7 @@ fn heartbeat_pings_then_drops_a_silent_peer() {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let hs = ClientHandshake::new(&[]);
-    stream.write_all(&hs.request("x", "/echo", &[])).unwrap();
+    stream.write_all(&hs.request("localhost", "/echo", &[])).unwrap();
     let started = Instant::now();
     let mut seen = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -393,7 +397,7 @@ fn handshake_timeout_drops_a_slow_client() {
     let server = demo_server(|s| s.configure(|c| c.handshake_timeout = Duration::from_millis(300)));
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
+    stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap(); // never finished
     let started = Instant::now();
     let mut buf = [0u8; 64];
     let n = stream.read(&mut buf).unwrap_or(0);
@@ -458,7 +462,7 @@ fn max_connections_answers_503_and_stays_healthy() {
     let addr = server.local_addr();
     let mut a = Client::connect(addr, "/echo");
     let _b = Client::connect(addr, "/echo");
-    let (status, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 503);
     a.send_text("still fine");
     assert_eq!(a.next(), Some(OwnedEvent::Text("still fine".into())));
@@ -467,7 +471,7 @@ fn max_connections_answers_503_and_stays_healthy() {
     drop(a);
     // A slot is free again as soon as the server has closed its side.
     let deadline = Instant::now() + TIMEOUT;
-    while http(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").0 != 200 {
+    while http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").0 != 200 {
         assert!(
             Instant::now() < deadline,
             "the closed connection's slot never came back"
@@ -564,7 +568,7 @@ mod embedded {
             .start()
             .unwrap();
         let addr = server.local_addr();
-        let upgrade = "GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        let upgrade = "GET /x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let (status, _, body) = http(addr, upgrade);
         assert_eq!((status, body.as_str()), (401, "no token\n"));
@@ -598,7 +602,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         let addr = server.local_addr();
         let upgrade = |origin: &str| {
             format!(
-                "GET /echo HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                "GET /echo HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             )
         };

@@ -32,6 +32,15 @@
 //!   replay everything it missed (too old, or history unreachable): the page says so and goes
 //!   on live.
 //!
+//! **Messages too big as JSON.** A chat message's text is escaped into the JSON above (RFC 8259
+//! §7), and escaping can make it up to six times larger (`\u0001` for each control character).
+//! What counts against `--max-message-size` is the JSON that would be sent, measured before it
+//! is built: over the limit, or when four copies of it (the copies publishing makes, see
+//! `JSON_COPIES`) do not fit what is left of the memory budget below its shedding level, the
+//! message goes to no one and its sender is closed with `1009` and a reason saying which —
+//! the answer the transport gives any message over the limit (RFC 6455 §7.4.1). An HTTP post
+//! gets `413` (over the limit) or `503` with `Retry-After: 1` (the budget) instead of `202`.
+//!
 //! **Reconnecting.** A client that comes back with `&since=MID` (the last `mid` it saw) first
 //! gets every message of its room recorded after that one, in order, then live messages, none
 //! missed and none twice (see `history.rs`); or the `resync` notice. Chat messages (WebSocket
@@ -39,10 +48,12 @@
 //! every process, so a client may come back to another process than the one it left.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
-use wsloop::explain::{self, push_json_str};
+use wsloop::explain;
 use wsloop::handshake::Request;
+use wsloop::json::{self, push_str as push_json_str};
 use wsloop::server::http::query_value;
 use wsloop::server::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, ServerInfo, Stamped};
 use wsloop::CloseCode;
@@ -108,11 +119,11 @@ impl DemoApp {
             if i > 0 {
                 json.push(',');
             }
-            json.push_str(&format!("{{\"id\":\"{id}\",\"name\":"));
+            let _ = write!(json, "{{\"id\":\"{id}\",\"name\":");
             push_json_str(&mut json, name);
             json.push('}');
         }
-        json.push_str(&format!("],\"online\":{online}}}"));
+        let _ = write!(json, "],\"online\":{online}}}");
         if online == 0 {
             rooms.remove(room);
         }
@@ -127,13 +138,149 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
+/// The most bytes a [`HistoryId`](super::HistoryId) takes as text: two `u64`s and a dash.
+const MAX_MID_LEN: usize = 20 + 1 + 20;
+
+/// Copies of a chat message's JSON alive at once while it is published: the prefix built
+/// here, the history entry with its id filled in, the history ring's own copy, and the framed
+/// message the subscribers' queues share. Only the last is charged to the memory budget, so a
+/// message is refused unless all of them fit what is left of it.
+const JSON_COPIES: usize = 4;
+
+/// Why a chat message was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChatRefusal {
+    /// Its JSON (the text escaped, RFC 8259 §7, plus the fields around it) would be over the
+    /// server's message limit `limit` (`--max-message-size`): no subscriber could be sent it.
+    /// (How far over is not known: the count stops at the limit.)
+    TooBig {
+        /// The limit.
+        limit: usize,
+    },
+    /// Its JSON, `size` bytes, does not fit what is left of the memory budget now.
+    OverBudget {
+        /// The bytes the whole message would take.
+        size: usize,
+    },
+}
+
+impl ChatRefusal {
+    /// A one-line reason, short enough for a Close frame (at most 123 bytes, RFC 6455 §5.5).
+    fn reason(&self) -> String {
+        match self {
+            ChatRefusal::TooBig { limit } => {
+                format!("message too big once escaped as JSON: over the limit of {limit} bytes")
+            }
+            ChatRefusal::OverBudget { size } => {
+                format!("message of {size} bytes as JSON does not fit the memory budget now")
+            }
+        }
+    }
+}
+
+/// The fields of a chat message before its text, up to `"text":`.
+struct MessageHead<'a> {
+    room: &'a str,
+    /// `"ID"` or `null`.
+    id: String,
+    from: &'a str,
+    /// Unix milliseconds.
+    ts: String,
+}
+
+impl<'a> MessageHead<'a> {
+    fn new(room: &'a str, sender: Option<ConnId>, from: &'a str) -> Self {
+        MessageHead {
+            room,
+            id: sender.map_or_else(|| "null".to_owned(), |id| format!("\"{id}\"")),
+            from,
+            ts: now_ms().to_string(),
+        }
+    }
+
+    /// The fixed parts, in order, around the three escaped strings (room, from, text).
+    fn literals(&self) -> [&str; 6] {
+        [
+            "{\"type\":\"message\",\"room\":",
+            ",\"id\":",
+            &self.id,
+            ",\"from\":",
+            ",\"text\":",
+            ",\"ts\":",
+        ]
+    }
+
+    /// The bytes [`MessageHead::write`] writes for `text`, counted without building anything;
+    /// `None` as soon as they pass `cap`.
+    fn len_within(&self, text: &str, cap: usize) -> Option<usize> {
+        let around = self.literals().iter().map(|l| l.len()).sum::<usize>()
+            + json::escaped_len(self.room)
+            + json::escaped_len(self.from)
+            + 3 * 2
+            + self.ts.len();
+        let text_len = json::escaped_len_within(text, cap.checked_sub(around)?).ok()?;
+        Some(around + text_len)
+    }
+
+    /// `{"type":"message","room":R,"id":ID,"from":F,"text":T,"ts":TS` (no closing brace).
+    fn write(&self, out: &mut String, text: &str) {
+        let [open, id_key, id, from_key, text_key, ts_key] = self.literals();
+        out.push_str(open);
+        json::write_str(out, self.room);
+        out.push_str(id_key);
+        out.push_str(id);
+        out.push_str(from_key);
+        json::write_str(out, self.from);
+        out.push_str(text_key);
+        json::write_str(out, text);
+        out.push_str(ts_key);
+        out.push_str(&self.ts);
+    }
+}
+
+/// What goes between a recorded message's text fields and its id.
+const MID_KEY: &str = ",\"mid\":\"";
+
 /// The JSON of a recorded chat message, up to its id: `prefix + MID + MESSAGE_SUFFIX`
-/// (see [`Stamped`]).
-pub fn message_prefix(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
-    let mut json = message_json(room, sender, from, text);
-    json.pop();
-    json.push_str(",\"mid\":\"");
-    json
+/// (see [`Stamped`]). The server builds it with [`checked_message_prefix`]; this is the
+/// unchecked form the tests compare with.
+#[cfg(test)]
+fn message_prefix(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
+    checked_message_prefix(room, sender, from, text, usize::MAX, None).unwrap_or_default()
+}
+
+/// The JSON of a recorded chat message up to its id, refused before anything is built when the whole message (at the
+/// longest id) would be over `limit` bytes — the text's real, escaped size counts, so a
+/// message of control characters (six bytes each as `\u00XX`) cannot pass a limit its raw
+/// size passes, and the count stops at the limit — or, given the server's figures, would not
+/// fit the memory budget ([`JSON_COPIES`] copies of it below the level where the server
+/// starts shedding, 90%). Built in one buffer of its exact size: no per-character
+/// allocation, no regrowth.
+fn checked_message_prefix(
+    room: &str,
+    sender: Option<ConnId>,
+    from: &str,
+    text: &str,
+    limit: usize,
+    budget: Option<&ServerInfo>,
+) -> Result<String, ChatRefusal> {
+    let head = MessageHead::new(room, sender, from);
+    let after_head = MID_KEY.len() + MAX_MID_LEN + MESSAGE_SUFFIX.len();
+    let Some(head_len) = limit.checked_sub(after_head).and_then(|cap| head.len_within(text, cap)) else {
+        return Err(ChatRefusal::TooBig { limit });
+    };
+    let prefix_len = head_len + MID_KEY.len();
+    let size = head_len + after_head;
+    if let Some(info) = budget {
+        let room_left = (info.memory_limit() / 10 * 9).saturating_sub(info.memory_used());
+        if size.saturating_mul(JSON_COPIES) > room_left {
+            return Err(ChatRefusal::OverBudget { size });
+        }
+    }
+    let mut json = String::with_capacity(prefix_len);
+    head.write(&mut json, text);
+    json.push_str(MID_KEY);
+    Ok(json)
 }
 
 /// What follows the id of a recorded chat message.
@@ -147,20 +294,13 @@ pub fn resync_json(room: &str) -> String {
     json
 }
 
-/// The JSON of a chat message (without its history id).
+/// The JSON of a chat message (without its history id), for the tests.
+#[cfg(test)]
 pub fn message_json(room: &str, sender: Option<ConnId>, from: &str, text: &str) -> String {
-    let mut json = String::from("{\"type\":\"message\",\"room\":");
-    push_json_str(&mut json, room);
-    json.push_str(",\"id\":");
-    match sender {
-        Some(id) => json.push_str(&format!("\"{id}\"")),
-        None => json.push_str("null"),
-    }
-    json.push_str(",\"from\":");
-    push_json_str(&mut json, from);
-    json.push_str(",\"text\":");
-    push_json_str(&mut json, text);
-    json.push_str(&format!(",\"ts\":{}}}", now_ms()));
+    let head = MessageHead::new(room, sender, from);
+    let mut json = String::with_capacity(head.len_within(text, usize::MAX).unwrap_or_default() + 1);
+    head.write(&mut json, text);
+    json.push('}');
     json
 }
 
@@ -169,7 +309,7 @@ fn notice(kind: &str, id: ConnId, member: &Member, online: usize) -> String {
     push_json_str(&mut json, &member.name);
     json.push_str(",\"room\":");
     push_json_str(&mut json, &member.room);
-    json.push_str(&format!(",\"online\":{online}"));
+    let _ = write!(json, ",\"online\":{online}");
     json
 }
 
@@ -292,8 +432,26 @@ impl Handler for DemoApp {
             let topic = room_topic(&member.room);
             match message {
                 Message::Text(text) => {
-                    let prefix = message_prefix(&member.room, Some(ctx.id()), &member.name, text);
-                    ctx.publish_recorded(&topic, Stamped::text(&prefix, MESSAGE_SUFFIX));
+                    let limit = ctx.max_message_size();
+                    let checked = checked_message_prefix(
+                        &member.room,
+                        Some(ctx.id()),
+                        &member.name,
+                        text,
+                        limit,
+                        Some(ctx.info()),
+                    );
+                    match checked {
+                        Ok(prefix) => ctx.publish_recorded(&topic, Stamped::text(&prefix, MESSAGE_SUFFIX)),
+                        // The same answer the transport gives a message over the limit (RFC
+                        // 6455 §7.4.1: too big to process): the sender learns why, the room
+                        // gets nothing, and the page shows the reason and reconnects.
+                        Err(refused) => {
+                            // 1009 is a code that may go on the wire; a connection already
+                            // closing has nothing more to be told.
+                            let _ = ctx.close(CloseCode::MESSAGE_TOO_BIG, &refused.reason());
+                        }
+                    }
                 }
                 Message::Binary(_) => ctx.publish(&topic, message),
             }
@@ -317,7 +475,7 @@ impl Handler for DemoApp {
             m.remove(&id);
         });
         let mut leave = notice("leave", id, &member, online);
-        leave.push_str(&format!(",\"code\":{},\"reason\":", code.0));
+        let _ = write!(leave, ",\"code\":{},\"reason\":", code.0);
         push_json_str(&mut leave, reason);
         leave.push('}');
         let topic = room_topic(&member.room);
@@ -337,14 +495,21 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
     let Ok(text) = std::str::from_utf8(request.body()) else {
         return Response::text(400, "the body must be UTF-8 text\n");
     };
-    let prefix = message_prefix(room, None, "http", text);
-    match ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX)) {
-        Ok(()) => Response::json(202, "{\"status\":\"published\"}"),
-        // The bus's queue is full or the room would pass --history-rooms: refused, visibly,
-        // rather than buffered without bound or dropped after a 202 (RFC 9110 §15.6.4).
-        Err(_) => {
-            Response::text(503, "cannot record this message now; try again later\n").with_header("Retry-After", "1")
+    let limit = ctx.max_message_size();
+    match checked_message_prefix(room, None, "http", text, limit, Some(ctx.info())) {
+        Ok(prefix) => {
+            match ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX)) {
+                Ok(()) => Response::json(202, "{\"status\":\"published\"}"),
+                // The bus's queue is full or the room would pass --history-rooms: refused,
+                // visibly, rather than buffered without bound or dropped after a 202.
+                Err(_) => Response::text(503, "cannot record this message now; try again later\n")
+                    .with_header("Retry-After", "1"),
+            }
         }
+        // RFC 9110 §15.5.14: the content is larger than the server is willing to process.
+        Err(refused @ ChatRefusal::TooBig { .. }) => Response::text(413, format!("{}\n", refused.reason())),
+        // RFC 9110 §15.6.4: a temporary overload; the budget frees as queues drain.
+        Err(refused) => Response::text(503, format!("{}\n", refused.reason())).with_header("Retry-After", "1"),
     }
 }
 
@@ -360,6 +525,70 @@ fn bus_json(info: &ServerInfo) -> String {
                 b.connected, b.published, b.received, b.dropped
             ));
             json
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole message as subscribers get it, with the longest id.
+    fn whole(prefix: &str) -> String {
+        format!("{prefix}{}{MESSAGE_SUFFIX}", "9".repeat(MAX_MID_LEN))
+    }
+
+    #[test]
+    fn the_escaped_size_is_what_counts_against_the_limit() {
+        let text = "\u{1}".repeat(1000);
+        let Ok(prefix) = checked_message_prefix("r", None, "http", &text, usize::MAX, None) else {
+            panic!("no limit, no refusal");
+        };
+        let size = whole(&prefix).len();
+        assert!(size > 6000, "each control character is six bytes: {size}");
+        assert_eq!(prefix.capacity(), prefix.len(), "built in one buffer of its exact size");
+        // The limit is met exactly at the escaped size (ts has as many digits in both calls),
+        // though the raw text is a sixth of it.
+        assert!(checked_message_prefix("r", None, "http", &text, size, None).is_ok());
+        assert_eq!(
+            checked_message_prefix("r", None, "http", &text, size - 1, None),
+            Err(ChatRefusal::TooBig { limit: size - 1 })
+        );
+        assert_eq!(
+            checked_message_prefix("r", None, "http", &text, 1500, None),
+            Err(ChatRefusal::TooBig { limit: 1500 })
+        );
+        assert_eq!(
+            checked_message_prefix("r", None, "http", "", 10, None),
+            Err(ChatRefusal::TooBig { limit: 10 }),
+            "a limit below the fixed fields"
+        );
+    }
+
+    #[test]
+    fn the_prefix_is_the_message_json_with_a_hole_for_its_id() {
+        let text = "quote \" slash \\ line\n nul \u{0} sep \u{2028} café";
+        let prefix = message_prefix("room-1", None, "a\"b", text);
+        let json = message_json("room-1", None, "a\"b", text);
+        let head = json.strip_suffix('}').unwrap_or_default();
+        let cut = head.rfind(",\"ts\":").unwrap_or_default();
+        assert!(prefix.starts_with(&head[..cut]), "{prefix} / {json}");
+        assert!(prefix.ends_with(",\"mid\":\""));
+        assert_eq!(
+            &head[..cut],
+            "{\"type\":\"message\",\"room\":\"room-1\",\"id\":null,\"from\":\"a\\\"b\",\"text\":\
+             \"quote \\\" slash \\\\ line\\n nul \\u0000 sep \\u2028 café\""
+        );
+        assert_eq!(json.capacity(), json.len());
+    }
+
+    #[test]
+    fn reasons_fit_a_close_frame() {
+        for r in [
+            ChatRefusal::TooBig { limit: usize::MAX },
+            ChatRefusal::OverBudget { size: usize::MAX },
+        ] {
+            assert!(r.reason().len() <= 123, "{}", r.reason());
         }
     }
 }

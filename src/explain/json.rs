@@ -8,44 +8,12 @@ use crate::deflate::{DeflateParams, EMPTY_STORED_BLOCK};
 use crate::frame::{LengthForm, RSV1};
 use crate::handshake::deflate::DeflatePolicy;
 use crate::handshake::{accept_digest, accept_key, check_upgrade, Request, WEBSOCKET_GUID};
+use crate::json::push_str;
 use crate::protocol::{OwnedEvent, Role};
 
 /// At most this many bytes of any one byte string go into the JSON (as hex or text); the rest
 /// is counted in a `..._more` field. A message of megabytes stays a small JSON message.
 const JSON_BYTES: usize = 1024;
-
-/// Appends `s` to `out` as a JSON string, quotes included, escaping what RFC 8259 §7 requires
-/// (`"`, `\\` and the control characters) and U+2028/U+2029 (legal JSON, not legal JavaScript
-/// source before ES2019). Public because JSON this crate renders (the
-/// `/learn` messages) and JSON an application builds around it (the demo's chat notices in
-/// `wsloop serve`) must quote strings the same way.
-///
-/// ```
-/// let mut out = String::from("{\"name\":");
-/// wsloop::explain::push_json_str(&mut out, "a \"b\"\n");
-/// out.push('}');
-/// assert_eq!(out, r#"{"name":"a \"b\"\n"}"#);
-/// ```
-pub fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            // Legal in JSON, but not in JavaScript source before ES2019; escaping costs nothing.
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 /// A JSON object being written: `{"a":1,"b":"x"}`.
 struct Obj {

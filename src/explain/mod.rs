@@ -20,8 +20,6 @@ mod frames;
 mod handshake;
 mod json;
 mod negotiation;
-
-pub use json::push_str as push_json_str;
 mod text;
 
 pub use handshake::RFC_KEY;

@@ -73,6 +73,13 @@ pub struct ServerConfig {
     /// Which origins may open WebSockets and use the HTTP routes cross-origin. Default
     /// same-origin (see [`OriginPolicy`]).
     pub origin_policy: OriginPolicy,
+    /// Names the server answers to besides loopback ones, when bound to a loopback address
+    /// (`--allowed-host`, repeatable): a request whose `Host` is not `localhost`,
+    /// `*.localhost`, `127.0.0.0/8` or `[::1]` (with or without a port) nor one of these is
+    /// refused `421 Misdirected Request` before any route or upgrade — the defence against
+    /// DNS rebinding (see `host.rs`). `.example.com` admits that name and every name under it;
+    /// `*` admits any `Host`. Not applied when bound to a non-loopback address. Default none.
+    pub allowed_hosts: Vec<String>,
     /// permessage-deflate (RFC 7692): off, shared or dedicated; see [`DeflateMode`]. The
     /// threshold and level are in [`ServerConfig::websocket`]. Default shared.
     pub deflate: DeflateMode,
@@ -176,6 +183,7 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             origin_policy: OriginPolicy::SameOrigin,
+            allowed_hosts: Vec::new(),
             deflate: DeflateMode::Shared,
             history_size: 100,
             history_ttl: Duration::from_secs(300),

@@ -289,6 +289,13 @@ impl<S> Context<'_, S> {
         &self.lp.core.info
     }
 
+    /// The largest message the server accepts (`--max-message-size`, see
+    /// [`crate::protocol::Config::max_message_size`]). A handler that builds a larger message
+    /// from a received one — quoting it in JSON, say — checks what it would build against this.
+    pub fn max_message_size(&self) -> usize {
+        self.lp.core.config.websocket.max_message_size
+    }
+
     /// A handle to the server for other threads (see [`ServerHandle`]).
     pub fn handle(&self) -> ServerHandle {
         self.lp.handle.clone()
@@ -600,6 +607,13 @@ impl RequestContext<'_> {
     /// Server-wide figures.
     pub fn info(&self) -> &ServerInfo {
         &self.lp.core.info
+    }
+
+    /// The largest message the server accepts (`--max-message-size`, see
+    /// [`crate::protocol::Config::max_message_size`]). A handler that builds a larger message
+    /// from a received one — quoting it in JSON, say — checks what it would build against this.
+    pub fn max_message_size(&self) -> usize {
+        self.lp.core.config.websocket.max_message_size
     }
 
     /// A handle to the server for other threads.

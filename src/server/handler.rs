@@ -435,7 +435,7 @@ pub enum SendStatus {
 /// client.close(wsloop::CloseCode::NORMAL, "bye")?;
 ///
 /// let mut http = std::net::TcpStream::connect(addr)?;
-/// http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// http.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
 /// let mut answer = String::new();
 /// http.read_to_string(&mut answer)?;
 /// assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"));

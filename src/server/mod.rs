@@ -57,6 +57,7 @@ mod fuzzing;
 mod handle;
 mod handler;
 mod history;
+pub mod host;
 pub mod http;
 mod metrics;
 mod observer;

@@ -16,6 +16,7 @@
 
 use super::budget::{Charge, Frame};
 use super::context::{Capture, ConnParts, Context, LoopState, RequestContext, WsFlags, WsRef};
+use super::host;
 use super::http::{self, OriginVerdict};
 use super::metrics::{CloseSide, LoopStats};
 use super::outbound::Outbound;
@@ -537,6 +538,15 @@ impl<S: Send + 'static> Session<S> {
             };
             pos += head_len;
             h.parser = RequestParser::new(cx.lp.core.config.request_limits);
+            // DNS rebinding (host.rs): before any route, Origin check or upgrade.
+            let config = &cx.lp.core.config;
+            if let Err(refused) = host::check_host(&request, config.bind.ip(), &config.allowed_hosts) {
+                if request.wants_upgrade() {
+                    cx.lp.core.metrics().handshake(refused.status);
+                }
+                self.refuse_http(cx, &request, refused.status, refused.reason);
+                return HttpStep::Closed;
+            }
             let length = http::body_length(&request);
             if request.wants_upgrade() {
                 if length != Ok(0) {

@@ -172,7 +172,7 @@ pub fn health(addr: SocketAddr, timeout: Duration) -> (Option<u16>, Duration) {
     let t = Instant::now();
     let got = raw_exchange(
         addr,
-        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         timeout,
     );
     (status_of(&got), t.elapsed())
