@@ -2,9 +2,9 @@
 //!
 //! A WebSocket implementation written by hand from RFC 6455, in two layers:
 //!
-//! - **A sans-IO protocol core** — [`handshake`], [`frame`], [`utf8`], [`protocol`], and
-//!   [`deflate`] for permessage-deflate (RFC 7692) — that takes
-//!   bytes and returns events plus the bytes to send. It never touches sockets, threads or clocks,
+//! - **A sans-IO protocol core** — [`handshake`], [`frame`], [`utf8`], [`protocol`],
+//!   [`deflate`] for permessage-deflate (RFC 7692), and [`observe`] for what an observer of the
+//!   wire is shown — that takes bytes and returns events plus the bytes to send. It never touches sockets, threads or clocks,
 //!   so the server, the fuzz targets, the teaching commands, the benchmarks and the tests all
 //!   drive the same code.
 //! - **A mio server** (`server`) that serves HTTP and WebSocket on one port.
@@ -41,6 +41,7 @@ pub mod explain;
 pub mod frame;
 pub mod handshake;
 pub mod logging;
+pub mod observe;
 pub mod protocol;
 pub mod server;
 pub mod utf8;

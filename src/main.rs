@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use wsloop::explain::{self, Style};
+use wsloop::explain::{self, ServerTrace, Style};
 use wsloop::server::bus::RedisBus;
-use wsloop::server::{demo::DemoApp, DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
+use wsloop::server::{demo::DemoApp, DeflateMode, OriginPolicy, Server, ServerConfig};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -227,7 +227,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     if args.trace {
-        match TraceObserver::stdout(4096) {
+        match ServerTrace::stdout(4096) {
             Ok(trace) => server = server.observer(Arc::new(trace)),
             Err(e) => {
                 eprintln!("wsloop: cannot start the trace printer: {e}");
