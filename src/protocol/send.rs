@@ -58,7 +58,7 @@ impl WebSocket {
 
     /// Appends a text message, in one frame, to `out` (RFC 6455 §5.6); compressed with
     /// permessage-deflate when it was negotiated and the message is at least
-    /// [`Config::deflate_threshold`] bytes (RFC 7692 §6.1).
+    /// [`Config::deflate_threshold`](super::Config::deflate_threshold) bytes (RFC 7692 §6.1).
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
         self.send_message(Opcode::Text, text.as_bytes(), out)
     }
