@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wsloop::client::{
-    Client, ClientReader, ClientWriter, CloseStatus, Error, Event, Message, Phase, TracePrinter, DEFAULT_CLOSE_TIMEOUT,
+    Client, ClientReader, ClientWriter, CloseStatus, Error, Event, Message, Phase, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
+use wsloop::explain::ClientTrace;
 use wsloop::protocol::{Config, DEFAULT_MAX_MESSAGE_SIZE};
 use wsloop::CloseCode;
 
@@ -115,7 +116,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
         builder = builder.protocol(p.clone());
     }
     if args.trace {
-        builder = builder.observer(Arc::new(TracePrinter::stdout()));
+        builder = builder.observer(Arc::new(ClientTrace::stdout()));
     }
     let client = match builder.connect() {
         Ok(c) => c,

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use wsloop::explain::{self, Style};
+use wsloop::explain::{self, ServerTrace, Style};
 #[cfg(feature = "redis")]
 use wsloop::server::bus::RedisBus;
-use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig, TraceObserver};
+use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -252,7 +252,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     if args.trace {
-        match TraceObserver::stdout(4096) {
+        match ServerTrace::stdout(4096) {
             Ok(trace) => server = server.observer(Arc::new(trace)),
             Err(e) => {
                 eprintln!("wsloop: cannot start the trace printer: {e}");

@@ -259,7 +259,7 @@ impl ClientBuilder {
     }
 
     /// Installs something that sees the handshake and every frame as they cross the wire
-    /// (what `wsloop client --trace` prints with [`TracePrinter`](super::TracePrinter)).
+    /// (what `wsloop client --trace` prints, annotated).
     pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.config.observer = Some(observer);
         self

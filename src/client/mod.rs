@@ -31,8 +31,8 @@
 //!   docs of `conn.rs`.
 //! - **Reconnecting**: [`ReconnectingClient`] reconnects with exponential backoff and jitter
 //!   and reports each state change.
-//! - **Watching the wire**: an [`Observer`] sees the handshake and every frame;
-//!   [`TracePrinter`] explains them (`wsloop client --trace`).
+//! - **Watching the wire**: an [`Observer`] sees the handshake and every frame, raw;
+//!   `wsloop client --trace` installs one that prints them annotated.
 //!
 //! The sans-IO parts, [`Opening`] (the handshake) and [`Inbound`] (read buffer to events), are
 //! public so that fuzz targets drive exactly the code the client runs.
@@ -46,7 +46,6 @@ mod net;
 mod observer;
 mod opening;
 mod reconnect;
-mod trace;
 mod url;
 
 pub use config::{
@@ -60,7 +59,6 @@ pub use message::{CloseStatus, Event, Message};
 pub use observer::Observer;
 pub use opening::{Opened, Opening, OpeningStatus, MAX_RESPONSE_HEAD};
 pub use reconnect::{Backoff, ConnectionState, ReconnectSender, ReconnectingClient};
-pub use trace::TracePrinter;
 pub use url::{Host, UrlError, WsUrl, DEFAULT_WSS_PORT, DEFAULT_WS_PORT};
 
 use crate::deflate::DeflateParams;

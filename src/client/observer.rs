@@ -1,12 +1,12 @@
 //! Watching a client's wire from outside: an [`Observer`] installed with
 //! [`ClientBuilder::observer`](super::ClientBuilder::observer) is shown the handshake and every
-//! frame, raw, on the thread that read or wrote them. The client only hands bytes over; what to
-//! make of them is the observer's business ([`TracePrinter`](super::TracePrinter) explains
-//! them for `wsloop client --trace`).
+//! frame, raw, on the thread that read or wrote them. The client only hands bytes over, in the
+//! core's words ([`crate::observe`]); what to make of them is the observer's business
+//! (`wsloop client --trace` installs a printer from the teaching module).
 
 use crate::deflate::DeflateParams;
 use crate::error::ProtocolError;
-use crate::explain::Direction;
+use crate::observe::Direction;
 
 /// Sees what crosses a client's wire. Called synchronously: keep it quick.
 pub trait Observer: Send + Sync + 'static {

@@ -1,6 +1,7 @@
 //! The teaching renderer: the opening handshake and frames explained step by step, from the
 //! same core code the server runs (RFC 6455 §1.3, §4.2, §5.2). Used by `wsloop explain`,
-//! `wsloop serve --trace` and the `/learn` page.
+//! `wsloop serve --trace` and `wsloop client --trace` (through [`ServerTrace`] and
+//! [`ClientTrace`], observers of the runtime's wire) and the `/learn` page.
 //!
 //! Nothing here parses on its own: requests go through [`RequestParser`](crate::handshake::RequestParser)
 //! and [`check_upgrade`](crate::handshake::check_upgrade), frames through
@@ -21,10 +22,13 @@ mod handshake;
 mod json;
 mod negotiation;
 mod text;
+mod trace;
 
+pub use crate::observe::Direction;
 pub use handshake::RFC_KEY;
 pub use json::{frames_json, frames_json_deflate, handshake_json, handshake_json_deflate};
 pub use text::strip_ansi;
+pub use trace::{ClientTrace, ServerTrace};
 
 use crate::handshake::Request;
 use crate::protocol::Role;
@@ -69,15 +73,6 @@ impl Style {
     pub fn plain() -> Style {
         Style { color: false }
     }
-}
-
-/// Which way a traced frame went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the peer to us.
-    Received,
-    /// From us to the peer.
-    Sent,
 }
 
 /// `wsloop explain handshake [--key KEY] [--request FILE|-]`: `request` is the raw request

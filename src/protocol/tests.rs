@@ -1,5 +1,8 @@
+use super::close::truncate_utf8;
+use super::receive::KEEP_BUFFER_CAPACITY;
 use super::*;
-use crate::frame::encode_frame;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{self, apply_mask, encode_frame, HeaderStatus, MAX_CONTROL_PAYLOAD};
 use proptest::prelude::*;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

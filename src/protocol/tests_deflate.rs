@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::deflate::{compressor_bytes, inflater_bytes, Direction, MessageCompressor};
-use crate::frame::{encode_header_rsv, RSV2};
+use crate::error::ProtocolError;
+use crate::frame::{self, apply_mask, encode_header_rsv, HeaderStatus, RSV1, RSV2};
 use proptest::prelude::*;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

@@ -74,7 +74,7 @@ pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
-pub use observer::{Observer, TraceObserver};
+pub use observer::Observer;
 
 use budget::MemoryBudget;
 use event_loop::{EventLoop, WAKER};
@@ -140,8 +140,8 @@ impl<H: Handler> Server<H> {
         self
     }
 
-    /// Installs an observer that sees every handshake and frame (see [`Observer`];
-    /// [`TraceObserver`] is what `serve --trace` uses).
+    /// Installs an observer that sees every handshake and frame (see [`Observer`]; what
+    /// `wsloop serve --trace` installs is a printer built on this).
     pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
         self

@@ -1,0 +1,482 @@
+//! The receive path (RFC 6455 §5.2–§5.6, §8.1, §10.4): bytes off the wire, split anywhere, to
+//! at most one [`Event`] per call. Headers cut by a read are joined, payloads unmasked in
+//! place (§5.3), fragments reassembled (§5.4) within
+//! [`Config::max_message_size`](super::Config::max_message_size), text checked as UTF-8 as it
+//! comes (§8.1), compressed messages inflated (RFC 7692 §6.2), and the answers the protocol
+//! owes queued in `out`: a Pong for a Ping (§5.5.2), the Close reply (§5.5.1). A broken rule
+//! fails the connection through the `close` module.
+
+use super::deflate::inflate_error;
+use super::{parse_close_payload, CloseFrame, Event, OwnedEvent, Received, Role, State, WebSocket};
+use crate::error::ProtocolError;
+use crate::frame::{
+    self, apply_mask, CloseCode, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
+};
+
+/// The frame whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFrame {
+    opcode: Opcode,
+    fin: bool,
+    /// All zero when the frame is not masked, which makes unmasking a no-op.
+    mask: [u8; 4],
+    len: u64,
+    /// Payload bytes received so far.
+    received: u64,
+}
+
+/// Where the event about to be returned lives; decided inside the receive loop, turned into
+/// borrowed data after it (so the borrow checker sees one borrow, not one per iteration).
+enum Deliver {
+    /// A whole unfragmented message in `input[start..end]`.
+    Input { start: usize, end: usize, text: bool },
+    /// The reassembled message in `self.message`.
+    Message { text: bool },
+    /// A control frame whose payload is in `self.control`.
+    Control(Opcode),
+    /// An inflated text message, validated once as a whole into `self.text`.
+    Text,
+}
+
+/// The payload of a control frame in progress (at most 125 bytes), allocated only while one
+/// arrives: 8 bytes on every idle connection instead of a `Vec`'s 24.
+#[derive(Debug, Clone, Default)]
+#[allow(clippy::box_collection)] // on purpose: 8 bytes while absent, where a Vec takes 24
+pub(super) struct ControlBuf(Option<Box<Vec<u8>>>);
+
+impl ControlBuf {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0
+            .get_or_insert_with(|| Box::new(Vec::with_capacity(MAX_CONTROL_PAYLOAD)))
+            .extend_from_slice(bytes);
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.capacity())
+    }
+}
+
+impl std::ops::Deref for ControlBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// Which buffer the last event borrowed, to be cleared when the next call begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Release {
+    Nothing,
+    Message,
+    Control,
+    /// `self.text` holds the message buffer, turned into a `String`; give it back.
+    Text,
+}
+
+/// Buffers bigger than this are freed after use rather than kept for the next message, so an
+/// idle connection holds no large allocation.
+pub(super) const KEEP_BUFFER_CAPACITY: usize = 128 * 1024;
+
+impl WebSocket {
+    /// Payload bytes the data frame now arriving has declared and not yet delivered: what the
+    /// reassembly buffer may still grow by before the frame ends. A server charging memory to
+    /// a budget counts these too, so frames admitted one after another cannot together
+    /// promise more than the budget holds.
+    pub fn incoming_reserved(&self) -> u64 {
+        match self.frame {
+            Some(f) if !f.opcode.is_control() => f.len - f.received,
+            _ => 0,
+        }
+    }
+
+    /// Gives back the buffer the last event borrowed (it is given back anyway at the start of
+    /// the next `receive`). A server calls this once it is done with an event and has no
+    /// more input, so a connection that goes quiet after a Ping does not keep the Ping's
+    /// buffer.
+    pub fn release_event(&mut self) {
+        match std::mem::replace(&mut self.release, Release::Nothing) {
+            Release::Nothing => {}
+            // Freed, not kept: a connection spends most of its life between control frames.
+            Release::Control => self.control = ControlBuf::default(),
+            Release::Message if self.message.capacity() > KEEP_BUFFER_CAPACITY => self.message = Vec::new(),
+            Release::Message => self.message.clear(),
+            Release::Text => {
+                let text = self
+                    .deflate
+                    .as_mut()
+                    .map(|d| std::mem::take(&mut d.text))
+                    .unwrap_or_default();
+                let mut buf = text.into_bytes();
+                buf.clear();
+                if buf.capacity() <= KEEP_BUFFER_CAPACITY {
+                    self.message = buf;
+                }
+            }
+        }
+    }
+
+    /// Consumes bytes from the peer until one event is complete or the input is used up
+    /// (RFC 6455 §5.2–§5.6). The input is unmasked in place.
+    ///
+    /// Bytes the protocol must send in answer (Pong, Close reply, or the Close frame that fails
+    /// the connection) are appended to `out`. On a broken rule the error is returned, the
+    /// Close frame carrying its code is in `out`, and the state is [`State::Failed`]; from then
+    /// on all input is ignored.
+    pub fn receive<'a>(&'a mut self, input: &'a mut [u8], out: &mut Vec<u8>) -> Result<Received<'a>, ProtocolError> {
+        self.release_event();
+        if self.is_terminated() {
+            return Ok(Received {
+                consumed: input.len(),
+                event: None,
+            });
+        }
+        match self.receive_inner(input, out) {
+            Ok((consumed, None)) => Ok(Received { consumed, event: None }),
+            Ok((consumed, Some(deliver))) => {
+                let input: &'a [u8] = input;
+                let event = match deliver {
+                    Deliver::Input { start, end, text } => {
+                        // The one UTF-8 check of a whole text message that arrived in one
+                        // piece: invalid text fails the connection with 1007 (RFC 6455 §8.1).
+                        let bytes = input.get(start..end).unwrap_or_default();
+                        match data_event(bytes, text) {
+                            Ok(event) => event,
+                            Err(err) => return Err(self.fail(err, out)),
+                        }
+                    }
+                    Deliver::Message { text } => {
+                        self.release = Release::Message;
+                        data_event(&self.message, text)?
+                    }
+                    Deliver::Control(opcode) => {
+                        self.release = Release::Control;
+                        control_event(opcode, &self.control)
+                    }
+                    Deliver::Text => {
+                        self.release = Release::Text;
+                        Event::Text(self.deflate.as_ref().map_or("", |d| d.text.as_str()))
+                    }
+                };
+                Ok(Received {
+                    consumed,
+                    event: Some(event),
+                })
+            }
+            Err(err) => Err(self.fail(err, out)),
+        }
+    }
+
+    /// Feeds all of `input` and returns every event it completes, owned. A convenience for
+    /// tests, fuzzers and simple clients; servers use [`WebSocket::receive`].
+    pub fn receive_all(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Result<Vec<OwnedEvent>, ProtocolError> {
+        let mut events = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            let rest = input.get_mut(pos..).unwrap_or_default();
+            let r = self.receive(rest, out)?;
+            pos += r.consumed;
+            match r.event {
+                Some(e) => events.push(e.to_owned_event()),
+                None => break,
+            }
+        }
+        Ok(events)
+    }
+
+    fn receive_inner(
+        &mut self,
+        input: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Option<Deliver>), ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let Some(mut frame) = self.frame else {
+                // Between frames: read (the rest of) a header.
+                match self.read_header(input.get(pos..).unwrap_or_default())? {
+                    (used, Some(header)) => {
+                        pos += used;
+                        self.begin_frame(&header)?;
+                        continue;
+                    }
+                    (used, None) => return Ok((pos + used, None)),
+                }
+            };
+            let avail = input.len() - pos;
+            let remaining = frame.len - frame.received;
+            let n = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
+            let chunk = input.get_mut(pos..pos + n).unwrap_or_default();
+            // A server's frames are not masked (key all zero): skip the pass over the bytes.
+            if frame.mask != [0; 4] {
+                apply_mask(chunk, frame.mask, (frame.received % 4) as usize);
+            }
+            let whole_frame_here = frame.received == 0 && n as u64 == frame.len;
+            frame.received += n as u64;
+            let start = pos;
+            pos += n;
+            let complete = frame.received == frame.len;
+            self.frame = if complete { None } else { Some(frame) };
+
+            if frame.opcode.is_control() {
+                // At most 125 bytes: always gathered in `control`, which keeps this path simple.
+                self.control.extend_from_slice(chunk);
+                if !complete {
+                    return Ok((pos, None)); // the input ran out inside the frame
+                }
+                self.handle_control(frame.opcode, out)?;
+                return Ok((pos, Some(Deliver::Control(frame.opcode))));
+            }
+
+            let text = self.message_kind == Opcode::Text;
+            if let Some(d) = self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+                // A compressed message (RFC 7692 §6.2): inflate as the bytes come, bounded by
+                // the message limit, and check UTF-8 on the inflated bytes so invalid text
+                // still fails fast, across frames (RFC 6455 §8.1).
+                let limit = self.config.max_message_size;
+                let before = self.message.len();
+                let last = complete && frame.fin;
+                let inflated = d.inflater.inflate(chunk, &mut self.message, limit).and_then(|()| {
+                    if last {
+                        d.inflater.finish_message(&mut self.message, limit)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = inflated {
+                    // The rule broken first in the inflated stream wins, wherever the reads were
+                    // cut: bad UTF-8 before the limit, then the limit, then bad DEFLATE data.
+                    // (Whole, one call may inflate past a bad character before failing; byte by
+                    // byte, the character would have failed first. Found by fuzzing.)
+                    let end = self.message.len().min(limit);
+                    if text
+                        && self
+                            .utf8
+                            .feed(self.message.get(before..end).unwrap_or_default())
+                            .is_err()
+                    {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    return Err(if self.message.len() > limit {
+                        ProtocolError::DecompressedMessageTooLarge
+                    } else {
+                        inflate_error(e)
+                    });
+                }
+                if last {
+                    d.receiving_compressed = false;
+                    self.fragmented = false;
+                    if !text {
+                        return Ok((pos, Some(Deliver::Message { text })));
+                    }
+                    // The last piece is checked with the whole, in the conversion itself.
+                    return match String::from_utf8(std::mem::take(&mut self.message)) {
+                        Ok(s) => {
+                            if let Some(d) = self.deflate.as_mut() {
+                                d.text = s;
+                            }
+                            Ok((pos, Some(Deliver::Text)))
+                        }
+                        Err(_) => Err(ProtocolError::InvalidUtf8),
+                    };
+                }
+                if text && self.utf8.feed(self.message.get(before..).unwrap_or_default()).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                if pos == input.len() && !complete {
+                    return Ok((pos, None));
+                }
+                continue;
+            }
+            if whole_frame_here && frame.fin && frame.opcode != Opcode::Continuation {
+                // Fast path: the whole unfragmented message is here; hand out the input slice.
+                // Its UTF-8 (text) is checked once, by `receive` turning it into a `&str`.
+                return Ok((pos, Some(Deliver::Input { start, end: pos, text })));
+            }
+            // Slow path: reassemble, checking UTF-8 as the bytes come so that invalid text fails
+            // before the message (or even the frame) is complete (RFC 6455 §8.1).
+            if text && self.utf8.feed(chunk).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            self.message.extend_from_slice(chunk);
+            if complete && frame.fin {
+                if text && self.utf8.finish().is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                self.fragmented = false;
+                return Ok((pos, Some(Deliver::Message { text })));
+            }
+            if pos == input.len() && !complete {
+                return Ok((pos, None));
+            }
+        }
+    }
+
+    /// Reads a header from the saved partial header plus `input`. Returns the input bytes used
+    /// and the header, or `None` (with all input saved) when it is still incomplete.
+    fn read_header(&mut self, input: &[u8]) -> Result<(usize, Option<FrameHeader>), ProtocolError> {
+        let have = usize::from(self.header_len);
+        if have == 0 {
+            return match frame::parse_header(input)? {
+                HeaderStatus::Complete(h) => Ok((h.header_len(), Some(h))),
+                HeaderStatus::Incomplete { .. } => {
+                    self.save_header_bytes(0, input);
+                    Ok((input.len(), None))
+                }
+            };
+        }
+        let take = (MAX_HEADER_LEN - have).min(input.len());
+        let mut joined = self.header;
+        if let (Some(dst), Some(src)) = (joined.get_mut(have..have + take), input.get(..take)) {
+            dst.copy_from_slice(src);
+        }
+        match frame::parse_header(joined.get(..have + take).unwrap_or_default())? {
+            HeaderStatus::Complete(h) => {
+                self.header_len = 0;
+                Ok((h.header_len() - have, Some(h)))
+            }
+            HeaderStatus::Incomplete { .. } => {
+                self.save_header_bytes(have, input.get(..take).unwrap_or_default());
+                Ok((take, None))
+            }
+        }
+    }
+
+    fn save_header_bytes(&mut self, at: usize, bytes: &[u8]) {
+        if let Some(dst) = self.header.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.header_len = (at + bytes.len()) as u8;
+        }
+    }
+
+    /// Applies the rules that depend on the connection to a new frame's header
+    /// (RFC 6455 §5.1, §5.2, §5.4, §10.4).
+    fn begin_frame(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let allowed_rsv = if self.deflate.is_some() { RSV1 } else { 0 };
+        check_header(h, self.role, allowed_rsv)?;
+        if h.payload_len > self.config.max_frame_size {
+            return Err(ProtocolError::FrameTooLarge);
+        }
+        match h.opcode {
+            Opcode::Continuation if !self.fragmented => return Err(ProtocolError::UnexpectedContinuation),
+            Opcode::Text | Opcode::Binary if self.fragmented => return Err(ProtocolError::ExpectedContinuation),
+            Opcode::Text | Opcode::Binary => {
+                self.message_kind = h.opcode;
+                self.fragmented = !h.fin;
+                self.utf8.reset();
+                if let Some(d) = self.deflate.as_mut() {
+                    // RFC 7692 §6: RSV1 on the first frame marks a compressed message.
+                    d.receiving_compressed = h.rsv & RSV1 != 0;
+                    d.compressed_in = 0;
+                }
+            }
+            _ => {}
+        }
+        let max = self.config.max_message_size as u64;
+        match self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+            // The inflated size is checked while inflating; the compressed bytes are bounded
+            // too, so a message of empty blocks cannot go on for ever.
+            Some(d) if !h.opcode.is_control() => {
+                d.compressed_in = d.compressed_in.saturating_add(h.payload_len);
+                if d.compressed_in > max {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+            }
+            _ => {
+                if !h.opcode.is_control() && (self.message.len() as u64).saturating_add(h.payload_len) > max {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+            }
+        }
+        self.frame = Some(InFrame {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask.unwrap_or([0; 4]),
+            len: h.payload_len,
+            received: 0,
+        });
+        Ok(())
+    }
+
+    /// Validates a complete control frame in `self.control` and queues the protocol's answer
+    /// (RFC 6455 §5.5.1–§5.5.3).
+    fn handle_control(&mut self, opcode: Opcode, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+        match opcode {
+            Opcode::Ping if self.config.auto_pong && self.state == State::Open => {
+                let mask = self.next_mask();
+                frame::encode_frame(out, true, Opcode::Pong, mask, &self.control);
+            }
+            Opcode::Close => {
+                let code = parse_close_payload(&self.control)?;
+                if self.close_code.is_none() {
+                    self.close_code = Some(code.unwrap_or(CloseCode::NO_STATUS));
+                }
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.1: reply with a Close frame, "typically echoing the status
+                    // code it received".
+                    let payload = code.map(|c| c.0.to_be_bytes());
+                    let mask = self.next_mask();
+                    frame::encode_frame(
+                        out,
+                        true,
+                        Opcode::Close,
+                        mask,
+                        payload.as_ref().map_or(&[][..], |p| &p[..]),
+                    );
+                }
+                self.state = State::Closed;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The rules a header breaks given the connection, beyond those [`frame::parse_header`]
+/// checks: RSV bits not negotiated (RFC 6455 §5.2), RSV1 only on a data message's first frame
+/// (RFC 7692 §6), and masking by role (RFC 6455 §5.1). `allowed_rsv` holds the RSV bits
+/// negotiated extensions define: [`RSV1`] with permessage-deflate, 0 without extensions.
+pub fn check_header(h: &FrameHeader, role: Role, allowed_rsv: u8) -> Result<(), ProtocolError> {
+    match h.rsv & !allowed_rsv {
+        0 => {}
+        RSV1 => return Err(ProtocolError::Rsv1WithoutExtension),
+        _ => return Err(ProtocolError::ReservedBitsSet(h.rsv)),
+    }
+    if h.rsv & RSV1 != 0 {
+        if h.opcode.is_control() {
+            return Err(ProtocolError::CompressedControlFrame);
+        }
+        if h.opcode == Opcode::Continuation {
+            return Err(ProtocolError::CompressedContinuation);
+        }
+    }
+    match (role, h.mask.is_some()) {
+        (Role::Server, false) => Err(ProtocolError::UnmaskedClientFrame),
+        (Role::Client, true) => Err(ProtocolError::MaskedServerFrame),
+        _ => Ok(()),
+    }
+}
+
+fn data_event(bytes: &[u8], text: bool) -> Result<Event<'_>, ProtocolError> {
+    if text {
+        // A reassembled message was validated on the way in (and this converts it without
+        // `unsafe`); a message handed out from the input is validated here, once.
+        std::str::from_utf8(bytes)
+            .map(Event::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    } else {
+        Ok(Event::Binary(bytes))
+    }
+}
+
+fn control_event(opcode: Opcode, payload: &[u8]) -> Event<'_> {
+    match opcode {
+        Opcode::Ping => Event::Ping(payload),
+        Opcode::Pong => Event::Pong(payload),
+        _ => Event::Close(match payload {
+            [hi, lo, reason @ ..] => Some(CloseFrame {
+                code: CloseCode(u16::from_be_bytes([*hi, *lo])),
+                reason: std::str::from_utf8(reason).unwrap_or_default(),
+            }),
+            _ => None,
+        }),
+    }
+}
