@@ -43,7 +43,7 @@ const OVERHEAD: u64 = 64 * MIB;
 fn get(addr: SocketAddr, path: &str) -> String {
     http(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
     )
     .2
 }
@@ -101,7 +101,7 @@ impl Poster {
             };
             // Head and body in one write: no Nagle wait between them.
             let mut request = format!(
-                "POST /rooms/{room}/messages HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "POST /rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .into_bytes();

@@ -410,7 +410,10 @@ fn the_banner_is_live_and_a_bind_error_names_the_address() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {banner:?}"));
     // Printed after the bind: the address answers at once.
-    let health = common::http(addr, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let health = common::http(
+        addr,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(health.0, 200, "{health:?}");

@@ -45,6 +45,8 @@ pub(crate) struct LoopState {
     /// inbox before the publisher's next read, so a recorded message is delivered, and its
     /// publisher held, like any other publication.
     pub(crate) recorded_here: bool,
+    /// Its publisher, if a connection.
+    pub(crate) recorded_from: Option<ConnId>,
     /// Messages (or requests) the connection being read may still handle this turn: a
     /// connection sending many small messages gets the rest of its input handled next turn,
     /// so one read of 256 KiB of tiny messages cannot keep the loop from everyone else.
@@ -105,7 +107,10 @@ impl LoopState {
     ) -> Result<(), PushError> {
         match self.core.record(topic, stamp, exclude, from)? {
             Some(og) => self.outgoing.push(og),
-            None => self.recorded_here = true,
+            None => {
+                self.recorded_here = true;
+                self.recorded_from = from;
+            }
         }
         Ok(())
     }

@@ -41,9 +41,15 @@ const READ_BUF_SIZE: usize = 256 * 1024;
 pub(crate) const MAX_READS_PER_TURN: usize = 4;
 /// Messages (or HTTP requests) of one connection handled per loop turn at most (see
 /// `LoopState::message_allowance`).
-pub(crate) const MAX_MESSAGES_PER_TURN: u32 = 256;
+pub(crate) const MAX_MESSAGES_PER_TURN: u32 = 64;
 /// Inbox commands handled per turn.
-const MAX_COMMANDS_PER_TURN: usize = 4096;
+const MAX_COMMANDS_PER_TURN: usize = 1024;
+/// A loop whose inbox holds more commands than this is backed up: publishers on the other
+/// loops are held (not read) until it is down to [`INBOX_LOW`]. A loop's inbox is a receiver
+/// like a socket's queue; without this a publisher could outrun another loop's turns and grow
+/// its inbox without bound.
+const INBOX_HIGH: usize = 4 * MAX_COMMANDS_PER_TURN;
+const INBOX_LOW: usize = MAX_COMMANDS_PER_TURN;
 /// Connections closed per turn at most to get back under the memory budget.
 const MAX_SHEDS_PER_TURN: usize = 16;
 /// After `accept` fails for lack of file descriptors, try again this often (and whenever a
@@ -90,6 +96,8 @@ pub(crate) struct EventLoop<H: Handler> {
     remote: Vec<Vec<Command>>,
     commands: Vec<Command>,
     inbox_backlog: bool,
+    /// Publishers of this loop held because another loop's inbox is backed up.
+    inbox_held: Vec<ConnId>,
     pool_charge: Charge,
     accepting: Accepting,
     start: Instant,
@@ -129,6 +137,7 @@ impl<H: Handler> EventLoop<H> {
                 recoveries: Default::default(),
                 outgoing: Vec::new(),
                 recorded_here: false,
+                recorded_from: None,
                 message_allowance: MAX_MESSAGES_PER_TURN,
                 now: 0,
                 shutting_down: false,
@@ -144,6 +153,7 @@ impl<H: Handler> EventLoop<H> {
             remote: (0..loops).map(|_| Vec::new()).collect(),
             commands: Vec::new(),
             inbox_backlog: false,
+            inbox_held: Vec::new(),
             pool_charge: Charge::default(),
             accepting: Accepting::default(),
             start: Instant::now(),
@@ -199,6 +209,7 @@ impl<H: Handler> EventLoop<H> {
             if inbox_ready {
                 self.drain_inbox();
             }
+            self.release_inbox_held();
             let resume = std::mem::take(&mut self.resume);
             for (slot, generation) in resume {
                 if self.conns.generation(slot) == Some(generation) {
@@ -238,6 +249,10 @@ impl<H: Handler> EventLoop<H> {
     fn poll_timeout(&self) -> Option<std::time::Duration> {
         if !self.resume.is_empty() || !self.resume_flush.is_empty() || self.inbox_backlog {
             return Some(std::time::Duration::ZERO);
+        }
+        if !self.inbox_held.is_empty() {
+            // Look again soon whether the other loops' inboxes have drained.
+            return Some(std::time::Duration::from_millis(1));
         }
         let now = self.clock();
         let mut next = self.timers.next();
@@ -465,7 +480,19 @@ impl<H: Handler> EventLoop<H> {
         if std::mem::take(&mut self.lp.recorded_here) {
             // A message recorded here went to every loop's inbox, this one's too (history
             // order): deliver it now, before its publisher is read again.
+            if let Some(publisher) = self.lp.recorded_from.take() {
+                self.hold_if_inboxes_backed_up(publisher);
+            }
             self.drain_inbox();
+        }
+        let (idx, loops) = (self.lp.idx, self.remote.len());
+        let publisher = self
+            .lp
+            .outgoing
+            .iter()
+            .find_map(|og| og.from.filter(|_| (0..loops).any(|i| i != idx && og.goes_to_loop(i))));
+        if let Some(publisher) = publisher {
+            self.hold_if_inboxes_backed_up(publisher);
         }
         while !self.lp.outgoing.is_empty() {
             let batch = std::mem::take(&mut self.lp.outgoing);
@@ -554,6 +581,52 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.mark_dirty(slot);
+    }
+
+    /// Holds a publisher of this loop while another loop's inbox is backed up (its commands
+    /// would otherwise pile up faster than that loop's turns take them).
+    fn hold_if_inboxes_backed_up(&mut self, publisher: ConnId) {
+        let core = &self.lp.core;
+        if core.inboxes.len() < 2
+            || publisher.node() != core.node
+            || publisher.loop_index() != self.lp.idx
+            || self.inbox_held.contains(&publisher)
+        {
+            return;
+        }
+        let idx = self.lp.idx;
+        let backed_up = core
+            .inboxes
+            .iter()
+            .enumerate()
+            .any(|(i, inbox)| i != idx && inbox.queued() > INBOX_HIGH);
+        if !backed_up {
+            return;
+        }
+        if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+            conn.session.add_hold(&self.lp);
+            self.inbox_held.push(publisher);
+        }
+    }
+
+    /// Lets the publishers held for the other loops' inboxes go once those have drained.
+    fn release_inbox_held(&mut self) {
+        if self.inbox_held.is_empty() {
+            return;
+        }
+        let idx = self.lp.idx;
+        let drained = self
+            .lp
+            .core
+            .inboxes
+            .iter()
+            .enumerate()
+            .all(|(i, inbox)| i == idx || inbox.queued() <= INBOX_LOW);
+        if drained {
+            for publisher in std::mem::take(&mut self.inbox_held) {
+                self.release_local(publisher);
+            }
+        }
     }
 
     fn hold_publisher(&mut self, publisher: ConnId) {

@@ -196,6 +196,7 @@ impl SessionHarness {
             recoveries: Default::default(),
             outgoing: Vec::new(),
             recorded_here: false,
+            recorded_from: None,
             message_allowance: u32::MAX,
             now: 0,
             shutting_down: false,

@@ -53,6 +53,8 @@ pub(crate) struct Inbox {
     waker: mio::Waker,
     /// A wake is on its way; further pushes need not wake again.
     notified: AtomicBool,
+    /// Commands queued, readable without the lock (publishers are held while it is high).
+    queued: AtomicUsize,
     /// The generation of each occupied slot of the loop (0: free), so a push to a connection
     /// that has gone can be answered "gone" on the caller's thread.
     live: Mutex<Vec<u32>>,
@@ -68,14 +70,25 @@ impl Inbox {
             queue: Mutex::new(VecDeque::new()),
             waker,
             notified: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
             live: Mutex::new(Vec::new()),
         }
     }
 
     /// Queues commands and wakes the loop unless a wake is already pending.
     pub(crate) fn push(&self, commands: impl IntoIterator<Item = Command>) {
-        lock(&self.queue).extend(commands);
+        {
+            let mut q = lock(&self.queue);
+            let before = q.len();
+            q.extend(commands);
+            self.queued.fetch_add(q.len() - before, Ordering::Relaxed);
+        }
         self.wake();
+    }
+
+    /// Commands waiting for the loop.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     pub(crate) fn wake(&self) {
@@ -93,6 +106,7 @@ impl Inbox {
         let mut q = lock(&self.queue);
         let n = q.len().min(max);
         into.extend(q.drain(..n));
+        self.queued.fetch_sub(n.min(self.queued()), Ordering::Relaxed);
         !q.is_empty()
     }
 
