@@ -695,6 +695,114 @@ fn post_heads_declaring_bodies_do_not_use_up_the_budget() {
     assert_chat_got_through("POST-head squatting", &chat);
 }
 
+/// The hostile review of the fixes, break 1: the budget really full — 120 sockets each send
+/// a POST head declaring 1 MiB and then 540 KB of it (about 63 MiB held and charged against a
+/// 64 MiB budget), and stop. Every connection may still have a message of its fair share
+/// (`max-memory / 10 / connections`, ~50 KB here) in flight, and the chat demo must admit
+/// messages by the same rule: three members exchange all 99 of their 200-byte messages.
+///
+/// Against the first fix (200cbe6, release): `memory_used` 64.8 MB; the chat's own JSON check
+/// (four copies against what was left of the budget) refused the members' messages with 1009
+/// ("does not fit the memory budget"), though `/echo` took the same messages.
+#[test]
+fn chat_gets_its_fair_share_while_squatters_hold_real_bytes() {
+    const SQUATTERS: usize = 120;
+    const HELD: usize = 540_000;
+    let _one = serial();
+    let mut server = ServerProcess::start(Spawn {
+        args: vec![
+            "--threads",
+            "1",
+            "--max-memory",
+            "67108864",
+            "--handshake-timeout",
+            "60",
+        ],
+        ..Spawn::default()
+    });
+    let addr = server.addr;
+    let head = format!("POST /rooms/squat/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1048576\r\n\r\n");
+    let body = vec![b'a'; HELD];
+    let mut squatters = Vec::new();
+    for _ in 0..SQUATTERS {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(head.as_bytes()).expect("send head");
+        // The server may refuse (503) or shed a squatter once the budget is full: fine.
+        let _ = s.write_all(&body);
+        squatters.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, _, used) = health_once(addr);
+    let used = used.expect("memory_used in /health");
+    let chat = legitimate_chat(addr, 200);
+    eprintln!(
+        "squatters holding real bytes: {SQUATTERS} x {HELD} B sent; memory_used {} KiB; legitimate chat \
+         (received, ending) per member: {chat:?}",
+        used >> 10
+    );
+    assert!(server.alive(), "the server died");
+    assert!(
+        used > 32 << 20,
+        "the squatters were meant to fill the budget: only {} KiB used",
+        used >> 10
+    );
+    assert_chat_got_through("squatters holding real bytes", &chat);
+    drop(squatters);
+}
+
+/// The hostile review of the fixes, break 3: a POST held by a backed-up room must get its
+/// answer, not be cut off by the keep-alive timer while it waits (its message was already
+/// delivered; a client that retries on EOF would send it twice). A `/chat` member that never
+/// reads; POSTs of 512 KiB on one keep-alive connection until one is held; with
+/// `--keepalive-timeout 1` and `--fanout-stall-timeout 4`, the held one is answered 202 when
+/// the member stops holding (about 4 s), never EOF.
+///
+/// Against the first fix (200cbe6, release): the held POST got EOF at the keep-alive timeout
+/// and its message reached the member anyway.
+#[test]
+fn a_held_post_is_answered_not_timed_out() {
+    let _one = serial();
+    let server = ServerProcess::start(Spawn {
+        args: vec![
+            "--threads",
+            "1",
+            "--keepalive-timeout",
+            "1",
+            "--fanout-stall-timeout",
+            "4",
+        ],
+        ..Spawn::default()
+    });
+    let addr = server.addr;
+    let _member = upgrade(addr, "/chat?room=held&name=sleeper").expect("member joins");
+    let body = vec![b'x'; 512 * 1024];
+    let mut post = TcpStream::connect(addr).expect("connect");
+    post.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut held = None;
+    for i in 0..80 {
+        let head = format!(
+            "POST /rooms/held/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        post.write_all(head.as_bytes()).expect("head");
+        post.write_all(&body).expect("body");
+        let asked = Instant::now();
+        let (status, _, _) = common::read_response(&mut post);
+        let took = asked.elapsed();
+        assert_eq!(status, 202, "POST {i} answered {status} after {took:?}");
+        if took > Duration::from_millis(1500) {
+            held = Some((i, took));
+            break;
+        }
+    }
+    eprintln!("held POST: {held:?}");
+    let (i, took) = held.expect("no POST was ever held by the member that does not read");
+    assert!(
+        took >= Duration::from_secs(2),
+        "POST {i} was answered after {took:?}: held past the keep-alive timeout and still answered"
+    );
+}
+
 /// Issue 18, break 3, the WebSocket variant: `/chat` sockets each send a binary frame header
 /// declaring a large message (64 MiB, the default `--max-message-size`, halving whenever the
 /// server refuses one, down to 1 KiB — an attacker filling whatever is left) and one byte of

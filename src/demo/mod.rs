@@ -36,7 +36,8 @@
 //! §7), and escaping can make it up to six times larger (`\u0001` for each control character).
 //! What counts against `--max-message-size` is the JSON that would be sent, measured before it
 //! is built: over the limit, or when four copies of it (the copies publishing makes, see
-//! `JSON_COPIES`) do not fit what is left of the memory budget below its shedding level, the
+//! `JSON_COPIES`) do not fit the room the server admits messages by (what is left of the
+//! budget below its shedding level, but never less than a fair share), the
 //! message goes to no one and its sender is closed with `1009` and a reason saying which —
 //! the answer the transport gives any message over the limit (RFC 6455 §7.4.1). An HTTP post
 //! gets `413` (over the limit) or `503` with `Retry-After: 1` (the budget) instead of `202`.
@@ -253,8 +254,8 @@ fn message_prefix(room: &str, sender: Option<ConnId>, from: &str, text: &str) ->
 /// longest id) would be over `limit` bytes — the text's real, escaped size counts, so a
 /// message of control characters (six bytes each as `\u00XX`) cannot pass a limit its raw
 /// size passes, and the count stops at the limit — or, given the server's figures, would not
-/// fit the memory budget ([`JSON_COPIES`] copies of it below the level where the server
-/// starts shedding, 90%). Built in one buffer of its exact size: no per-character
+/// fit the memory budget ([`JSON_COPIES`] copies of it more than `ServerInfo::message_room`:
+/// what is left below the shedding level, but never less than a fair share). Built in one buffer of its exact size: no per-character
 /// allocation, no regrowth.
 fn checked_message_prefix(
     room: &str,
@@ -272,8 +273,9 @@ fn checked_message_prefix(
     let prefix_len = head_len + MID_KEY.len();
     let size = head_len + after_head;
     if let Some(info) = budget {
-        let room_left = (info.memory_limit() / 10 * 9).saturating_sub(info.memory_used());
-        if size.saturating_mul(JSON_COPIES) > room_left {
+        // The server's own admission rule: what is left below the shedding level, but never
+        // less than this connection's fair share (squatters cannot refuse everyone's chat).
+        if size.saturating_mul(JSON_COPIES) > info.message_room() {
             return Err(ChatRefusal::OverBudget { size });
         }
     }

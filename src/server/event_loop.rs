@@ -657,7 +657,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn release_local(&mut self, publisher: ConnId) {
         if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
-            if conn.session.release_hold() {
+            if conn.session.release_hold(&self.lp) {
                 self.resume.push((publisher.slot(), publisher.generation()));
             }
             // An HTTP publisher's answer may have waited for this.

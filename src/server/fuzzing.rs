@@ -375,7 +375,7 @@ impl SessionHarness {
         let (resume, released) = s.after_flush(&mut cx);
         for p in released {
             if p == s.id {
-                s.release_hold();
+                s.release_hold(&self.lp);
             }
         }
         let high_water = self.lp.core.config.backpressure_high_water;
@@ -460,7 +460,7 @@ impl SessionHarness {
         let (drop_now, released) = s.on_timeout(&mut cx);
         for p in released {
             if p == s.id {
-                s.release_hold();
+                s.release_hold(&self.lp);
             }
         }
         if drop_now.is_some() {

@@ -543,6 +543,20 @@ impl ServerInfo {
         self.budget.limit()
     }
 
+    /// How many bytes a message (or what a handler builds from one) may take now: what is left
+    /// of the budget below the level where shedding stops (90%), but never less than a fair
+    /// share of the last tenth, `memory_limit / 10 / connections` — the rule the server
+    /// itself admits incoming messages by, so that no one client's (or mode's) use of the
+    /// budget refuses every other connection's messages.
+    pub fn message_room(&self) -> usize {
+        let tenth = self.budget.limit() / 10;
+        let headroom = (tenth * 9).saturating_sub(self.budget.used());
+        if headroom >= tenth {
+            return headroom;
+        }
+        headroom.max(tenth / self.metrics.connections().max(1))
+    }
+
     /// Messages received, messages sent (each delivery counts), bytes read, bytes written.
     pub fn traffic(&self) -> (u64, u64, u64, u64) {
         self.metrics.traffic()

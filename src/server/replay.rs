@@ -164,7 +164,12 @@ impl Recoveries {
         let since = slot.floor;
         let (replay, complete) = match result {
             Replay::Complete(entries) => (entries, true),
-            Replay::TooOld | Replay::Unavailable => (Vec::new(), false),
+            Replay::TooOld | Replay::Unavailable => {
+                // The client resyncs: everything from now on (and what was held) goes to it.
+                // A `since` from the future must not stay the floor and swallow live messages.
+                slot.floor = HistoryId::new(0, 0);
+                (Vec::new(), false)
+            }
         };
         let frames: VecDeque<_> = replay.iter().filter(|e| e.id > since).map(&mut frame).collect();
         if let Some(last) = replay.last() {
@@ -225,8 +230,10 @@ impl Recoveries {
                         }
                         Page::TooOld { last } => {
                             // Never there, or trimmed while the client caught up: it must
-                            // resync; live messages after `last` go on.
-                            slot.floor = slot.floor.max(last);
+                            // resync; live messages after `last` go on. Not `max` with the
+                            // floor: a `since` from the future (another history, a clock that
+                            // stepped back) must not make every live message a duplicate.
+                            slot.floor = last;
                             if let Some((binary, bytes)) = slot.notice.take() {
                                 take(frame(binary, &bytes), &mut room, &mut out);
                             }
@@ -342,6 +349,16 @@ mod tests {
         r.begin(id, "u", m(1), (false, b"resync".to_vec()));
         assert!(r.finish(id, "u", Replay::TooOld, |e| framer(e.binary, &e.bytes)));
         assert_eq!(bytes_of(&r.pump(id, 100, &history, framer)), [b"resync".to_vec()]);
+
+        // A `since` from the future (a clock stepped back, another history): the notice, then
+        // live messages — none taken for duplicates of a replay that never was.
+        let future = HistoryId::new(u64::MAX, u64::MAX);
+        r.begin(id, "v", future, (false, b"resync".to_vec()));
+        // (While the bus is asked, ids below it look replayed; the client resyncs anyway.)
+        assert_eq!(r.gate(id, "v", m(7), &frame(7)), Gate::Duplicate);
+        assert!(r.finish(id, "v", Replay::TooOld, |e| framer(e.binary, &e.bytes)));
+        assert_eq!(bytes_of(&r.pump(id, 100, &history, framer)), [b"resync".to_vec()]);
+        assert_eq!(r.gate(id, "v", m(8), &frame(8)), Gate::Deliver);
         r.remove_conn(id);
         assert_eq!(r.gate(id, "t", m(0), &frame(0)), Gate::Deliver);
     }
@@ -383,6 +400,26 @@ mod tests {
         assert_eq!(r.gate(id, "t", ids[998], &live), Gate::Duplicate);
         let next = history.append("t", &Stamped::text("new:", ""), now_ms()).id;
         assert_eq!(r.gate(id, "t", next, &live), Gate::Deliver);
+    }
+
+    #[test]
+    fn a_since_from_the_future_gets_the_notice_then_live_messages() {
+        let budget = MemoryBudget::new(1 << 30);
+        let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let history = MemoryHistory::new(50, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
+        history.append("t", &Stamped::text("m", ""), now_ms());
+        let id = ConnId::new(1, 0, 0, 1);
+        let mut r = Recoveries::default();
+        r.begin_from_history(
+            id,
+            "t",
+            HistoryId::new(now_ms() + 3_600_000, 0),
+            (false, b"resync".to_vec()),
+        );
+        assert_eq!(bytes_of(&r.pump(id, 1 << 20, &history, framer)), [b"resync".to_vec()]);
+        let next = history.append("t", &Stamped::text("new", ""), now_ms()).id;
+        let live = Frame::new(vec![0], &budget);
+        assert_eq!(r.gate(id, "t", next, &live), Gate::Deliver, "live after the notice");
     }
 
     #[test]

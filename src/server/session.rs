@@ -227,13 +227,7 @@ const SCRATCH_KEEP: usize = 64 * 1024;
 /// take the server past its budget, and no one client's (or mode's) use of the budget refuses
 /// every other connection's messages.
 fn budget_headroom(lp: &LoopState) -> usize {
-    let budget = lp.core.budget();
-    let tenth = budget.limit() / 10;
-    let headroom = (tenth * 9).saturating_sub(budget.used());
-    if headroom >= tenth {
-        return headroom;
-    }
-    headroom.max(tenth / lp.core.metrics().connections().max(1))
+    lp.core.info.message_room()
 }
 
 fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
@@ -1287,8 +1281,13 @@ impl<S: Send + 'static> Session<S> {
     }
 
     /// One receiver let go; true if reading may resume.
-    pub(crate) fn release_hold(&mut self) -> bool {
+    pub(crate) fn release_hold(&mut self, lp: &LoopState) -> bool {
         self.holds = self.holds.saturating_sub(1);
+        if self.holds == 0 && matches!(self.phase, Phase::Http(_)) && self.closing == Closing::No {
+            // A held request's answer goes out now: the keep-alive wait starts from here.
+            let keepalive = lp.core.config.keepalive_timeout.as_millis() as Millis;
+            self.deadline = self.deadline.max(lp.now + keepalive);
+        }
         !self.read_paused()
     }
 
@@ -1350,6 +1349,12 @@ impl<S: Send + 'static> Session<S> {
             return self.deadline;
         }
         match &self.phase {
+            // A request held by a backed-up room is not timed out: its message was delivered,
+            // and the hold ends when the receivers drain or stop holding (their stall timeout).
+            Phase::Http(_) if self.holds > 0 => {
+                let keepalive = config.keepalive_timeout.as_millis() as Millis;
+                self.deadline.max(lp.now + keepalive)
+            }
             Phase::Http(_) => self.deadline,
             Phase::Ws(w) if w.ws.state() == State::CloseSent => self.deadline,
             Phase::Ws(w) => {
