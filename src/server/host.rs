@@ -39,21 +39,31 @@ pub struct HostRefused {
 /// loopback name or address — `localhost`, `*.localhost` (RFC 6761 §6.3), `127.0.0.0/8`,
 /// `[::1]`, with or without a port — or one of `allowed` (`--allowed-host`): a name matched
 /// case-insensitively and without its port, `.example.com` for that name and every name
-/// under it, `*` for any `Host` at all. A request without `Host` passes (HTTP/1.0, and not a
+/// under it, `*` for any `Host` at all. An HTTP/1.0 request without `Host` passes (not a
 /// browser's: browsers always send one, and the rule is about browsers).
+///
+/// Whatever the bind, RFC 9112 §3.2 comes first: an HTTP/1.1 request with no `Host`, or any
+/// request with more than one, gets `400`.
 pub fn check_host(request: &Request, bind: IpAddr, allowed: &[String]) -> Result<(), HostRefused> {
-    if !is_loopback(bind) || allowed.iter().any(|a| a == "*") {
-        return Ok(());
-    }
     let mut values = request.header_values("host");
-    let Some(first) = values.next() else {
-        return Ok(());
-    };
+    let first = values.next();
     if values.next().is_some() {
         return Err(HostRefused {
             status: 400,
             reason: "more than one Host header (RFC 9112 §3.2)",
         });
+    }
+    let Some(first) = first else {
+        if request.version_minor() >= 1 {
+            return Err(HostRefused {
+                status: 400,
+                reason: "an HTTP/1.1 request must carry Host (RFC 9112 §3.2)",
+            });
+        }
+        return Ok(());
+    };
+    if !is_loopback(bind) || allowed.iter().any(|a| a == "*") {
+        return Ok(());
     }
     let Ok(host) = std::str::from_utf8(first) else {
         return Err(HostRefused {
@@ -247,6 +257,17 @@ mod tests {
     #[test]
     fn absent_duplicate_and_invalid_hosts() {
         assert_eq!(check_host(&req("GET / HTTP/1.0"), LOOPBACK, &[]), Ok(()));
+        // RFC 9112 §3.2, on any bind: HTTP/1.1 without Host is a 400.
+        let public = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        for bind in [LOOPBACK, public] {
+            assert_eq!(check_host(&req("GET / HTTP/1.1"), bind, &[]).unwrap_err().status, 400);
+            assert_eq!(
+                check_host(&req("GET / HTTP/1.1"), bind, &allowed(&["*"]))
+                    .unwrap_err()
+                    .status,
+                400
+            );
+        }
         let two = req("GET / HTTP/1.1\r\nHost: localhost\r\nHost: attacker.example");
         assert_eq!(check_host(&two, LOOPBACK, &[]).unwrap_err().status, 400);
         let bad = Request::parse(b"GET / HTTP/1.1\r\nHost: local\xffhost\r\n\r\n", 64).unwrap();
