@@ -217,7 +217,7 @@ impl Core {
     ) -> Result<Option<Outgoing>, PushError> {
         match &self.bus {
             _ if self.config.history_size == 0 => {}
-            Some(bus) => match bus.record(self.node, topic, stamp, exclude) {
+            Some(bus) => match bus.record(self.node, topic, stamp, exclude, from) {
                 Queued::Yes => return Ok(None),
                 Queued::Full => return Err(PushError::OverBudget),
                 Queued::Unavailable => {}

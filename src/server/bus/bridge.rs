@@ -371,11 +371,14 @@ pub(crate) fn deliver_inbound(core: &Core, stats: &BusStats, bytes: &[u8]) {
         wire::WireTarget::Recorded(id, topic) => Target::Recorded(topic.into(), id),
     };
     let frame: Arc<Frame> = core.frame(message);
+    // A recorded message of this process's own comes back with its publisher: held, like a
+    // local publication's, when it lands on a backed-up receiver.
+    let from = m.from.filter(|id| id.node() == core.node && recorded);
     let og = Outgoing {
         target,
         frame,
         exclude: m.exclude,
-        from: None,
+        from,
     };
     log::trace!("message bus: received {:?}", og.target);
     push_all(core, &og);

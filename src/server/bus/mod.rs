@@ -455,12 +455,19 @@ impl BusLink {
     }
 
     /// Queues a recorded message (see [`Queued`]).
-    pub(crate) fn record(&self, node: u32, topic: &str, stamp: &Stamped<'_>, exclude: Option<ConnId>) -> Queued {
+    pub(crate) fn record(
+        &self,
+        node: u32,
+        topic: &str,
+        stamp: &Stamped<'_>,
+        exclude: Option<ConnId>,
+        from: Option<ConnId>,
+    ) -> Queued {
         if !self.connected() || !wire::topic_ok(topic) {
             self.stats.drop_n(1);
             return Queued::Unavailable;
         }
-        let (head, tail) = wire::recorded_head(node, stamp.binary, exclude, topic);
+        let (head, tail) = wire::recorded_head(node, stamp.binary, exclude, from, topic);
         let job = Job::Record(Record {
             topic: topic.into(),
             head,

@@ -25,7 +25,7 @@ fn the_queue_is_charged_and_bounded_by_bytes() {
     let body = "x".repeat(1 << 20);
     let stamp = Stamped::text(&body, "");
     let mut queued = 0;
-    while link.record(1, "room", &stamp, None) == Queued::Yes {
+    while link.record(1, "room", &stamp, None, None) == Queued::Yes {
         queued += 1;
         assert!(queued < 100, "never refused");
     }
@@ -38,7 +38,7 @@ fn the_queue_is_charged_and_bounded_by_bytes() {
     let jobs: Vec<Job> = rx.try_iter().collect();
     link.release(jobs.iter().map(Job::cost).sum());
     assert_eq!((budget.used(), link.stats.info().queued_bytes), (0, 0));
-    assert_eq!(link.record(1, "room", &stamp, None), Queued::Yes, "room again");
+    assert_eq!(link.record(1, "room", &stamp, None, None), Queued::Yes, "room again");
     link.stats.connected.store(false, Ordering::Release);
-    assert_eq!(link.record(1, "room", &stamp, None), Queued::Unavailable);
+    assert_eq!(link.record(1, "room", &stamp, None, None), Queued::Unavailable);
 }

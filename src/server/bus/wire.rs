@@ -25,6 +25,9 @@ pub(crate) struct Inbound<'a> {
     pub(crate) origin: u32,
     pub(crate) binary: bool,
     pub(crate) exclude: Option<ConnId>,
+    /// The connection that published it, when its origin says (recorded messages): the
+    /// origin process holds that publisher while a receiver is backed up.
+    pub(crate) from: Option<ConnId>,
     pub(crate) target: WireTarget<'a>,
     pub(crate) payload: &'a [u8],
 }
@@ -76,9 +79,19 @@ pub(crate) fn encode(
 }
 
 /// The header of a recorded message around its id: `head + id + tail` (the payload follows).
-pub(crate) fn recorded_head(origin: u32, binary: bool, exclude: Option<ConnId>, topic: &str) -> (Vec<u8>, Vec<u8>) {
+/// Its publisher, if a connection, follows the excluded field after a `/`
+/// (`<excluded | ->/<publisher>`), so that the origin can hold it when the message comes back
+/// from Redis and lands on a backed-up receiver.
+pub(crate) fn recorded_head(
+    origin: u32,
+    binary: bool,
+    exclude: Option<ConnId>,
+    from: Option<ConnId>,
+    topic: &str,
+) -> (Vec<u8>, Vec<u8>) {
+    let from = from.map_or_else(String::new, |id| format!("/{id}"));
     (
-        format!("{MAGIC} r {origin:08x} {} {} ", op(binary), excl(exclude)).into_bytes(),
+        format!("{MAGIC} r {origin:08x} {} {}{from} ", op(binary), excl(exclude)).into_bytes(),
         format!(" {topic}\n").into_bytes(),
     )
 }
@@ -114,7 +127,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Inbound<'_>> {
         "2" => true,
         _ => return None,
     };
-    let exclude = match parts.next()? {
+    let field = parts.next()?;
+    let (exclude, from) = match field.split_once('/') {
+        Some((exclude, from)) => (exclude, Some(from.parse().ok()?)),
+        None => (field, None),
+    };
+    let exclude = match exclude {
         "-" => None,
         id => Some(id.parse().ok()?),
     };
@@ -133,6 +151,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Inbound<'_>> {
         origin,
         binary,
         exclude,
+        from,
         target,
         payload,
     })
@@ -180,24 +199,36 @@ mod tests {
                     origin: 7,
                     binary: true,
                     exclude: Some(id),
+                    from: None,
                     target: want,
                     payload: b"pay\nload"
                 }
             );
         }
-        let (head, tail) = recorded_head(9, false, None, "room:x");
+        let (head, tail) = recorded_head(9, false, None, None, "room:x");
         let mut bytes = head;
         bytes.extend_from_slice(b"5-1");
         bytes.extend_from_slice(&tail);
         bytes.extend_from_slice(b"{\"mid\":\"5-1\"}");
         let m = decode(&bytes).unwrap();
         assert_eq!(m.target, WireTarget::Recorded(HistoryId::new(5, 1), "room:x"));
-        assert_eq!((m.origin, m.binary, m.exclude), (9, false, None));
+        assert_eq!((m.origin, m.binary, m.exclude, m.from), (9, false, None, None));
+        // The publisher travels with a recorded message, so its origin can hold it.
+        let (publisher, other) = (ConnId::new(9, 1, 4, 7), ConnId::new(9, 0, 2, 3));
+        for exclude in [None, Some(other)] {
+            let (head, tail) = recorded_head(9, false, exclude, Some(publisher), "room:x");
+            let mut bytes = head;
+            bytes.extend_from_slice(b"5-2");
+            bytes.extend_from_slice(&tail);
+            let m = decode(&bytes).unwrap();
+            assert_eq!((m.exclude, m.from), (exclude, Some(publisher)));
+            assert_eq!(m.target, WireTarget::Recorded(HistoryId::new(5, 2), "room:x"));
+        }
         assert!(encode(1, false, None, &Target::Topic("a\nb".into()), b"").is_none());
         // The live form of a recorded message (a topic past the limit on topics with
         // history) is the plain topic message the origin would have sent.
         let id = ConnId::new(9, 0, 1, 2);
-        let (head, tail) = recorded_head(9, true, Some(id), "room:x");
+        let (head, tail) = recorded_head(9, true, Some(id), None, "room:x");
         let mut live = unrecorded_head(&head, &tail);
         live.extend_from_slice(b"hi");
         assert_eq!(
