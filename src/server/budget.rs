@@ -83,20 +83,40 @@ impl Charge {
 }
 
 /// A framed message shared by many outbound queues (encode-once broadcast); its bytes are
-/// charged to the budget while it lives.
+/// charged to the budget while it lives. A message framed here (`Frame::message`) keeps where
+/// its payload starts, so whoever needs the message rather than the frame (a receiver with its
+/// own compressor, the bus) reads it without parsing the frame back.
 #[derive(Debug)]
 pub(crate) struct Frame {
     bytes: Box<[u8]>,
     budget: Arc<MemoryBudget>,
+    /// For a plain message frame: its opcode and where its payload starts.
+    message: Option<(crate::frame::Opcode, u8)>,
 }
 
 impl Frame {
+    /// Bytes already framed (a compressed variant, or a test's bytes): not readable as a
+    /// message.
     pub(crate) fn new(bytes: Vec<u8>, budget: &Arc<MemoryBudget>) -> Arc<Frame> {
+        Self::charged(bytes, budget, None)
+    }
+
+    /// One unmasked, final frame carrying `payload` (a server's frame, RFC 6455 §5.1–§5.2).
+    pub(crate) fn message(opcode: crate::frame::Opcode, payload: &[u8], budget: &Arc<MemoryBudget>) -> Arc<Frame> {
+        let mut v = Vec::with_capacity(payload.len() + 10);
+        crate::frame::encode_frame(&mut v, true, opcode, None, payload);
+        // The header is at most 10 bytes (RFC 6455 §5.2): it fits.
+        let header = u8::try_from(v.len() - payload.len()).unwrap_or(u8::MAX);
+        Self::charged(v, budget, Some((opcode, header)))
+    }
+
+    fn charged(bytes: Vec<u8>, budget: &Arc<MemoryBudget>, message: Option<(crate::frame::Opcode, u8)>) -> Arc<Frame> {
         let bytes = bytes.into_boxed_slice();
         budget.add(bytes.len());
         Arc::new(Frame {
             bytes,
             budget: budget.clone(),
+            message,
         })
     }
 
@@ -108,16 +128,12 @@ impl Frame {
         self.bytes.len()
     }
 
-    /// The opcode and payload of a plain (unmasked, uncompressed, single-frame) message frame,
-    /// for a receiver that must encode the message its own way (permessage-deflate with
-    /// context takeover).
-    pub(crate) fn message(&self) -> Option<(crate::frame::Opcode, &[u8])> {
-        match crate::frame::parse_header(&self.bytes) {
-            Ok(crate::frame::HeaderStatus::Complete(h)) => {
-                Some((h.opcode, self.bytes.get(h.header_len()..).unwrap_or_default()))
-            }
-            _ => None,
-        }
+    /// The opcode and payload of a message framed with [`Frame::message`], for a receiver that
+    /// must encode the message its own way (permessage-deflate with context takeover) or the
+    /// bus; `None` for other bytes.
+    pub(crate) fn payload(&self) -> Option<(crate::frame::Opcode, &[u8])> {
+        let (opcode, at) = self.message?;
+        Some((opcode, self.bytes.get(usize::from(at)..)?))
     }
 }
 
@@ -130,6 +146,26 @@ impl Drop for Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_frame_keeps_its_payload_without_parsing_back() {
+        use crate::frame::Opcode;
+        let budget = MemoryBudget::new(1 << 20);
+        for len in [0usize, 5, 125, 126, 65535, 65536] {
+            let payload = vec![7u8; len];
+            let f = Frame::message(Opcode::Binary, &payload, &budget);
+            let mut want = Vec::new();
+            crate::frame::encode_frame(&mut want, true, Opcode::Binary, None, &payload);
+            assert_eq!(f.bytes(), &want[..], "{len}");
+            assert_eq!(f.payload(), Some((Opcode::Binary, &payload[..])), "{len}");
+            assert_eq!(budget.used(), want.len(), "charged");
+        }
+        assert_eq!(
+            Frame::new(vec![0x81, 1, b'a'], &budget).payload(),
+            None,
+            "bytes framed elsewhere"
+        );
+    }
 
     #[test]
     fn charges_settle_and_frames_give_back_on_drop() {

@@ -157,9 +157,7 @@ impl Core {
 
     /// Frames a message once, unmasked (a server's frame, RFC 6455 §5.1), for many receivers.
     pub(crate) fn frame(&self, message: Message<'_>) -> Arc<Frame> {
-        let mut v = Vec::with_capacity(message.bytes().len() + 10);
-        frame::encode_frame(&mut v, true, message.opcode(), None, message.bytes());
-        Frame::new(v, self.budget())
+        Frame::message(message.opcode(), message.bytes(), self.budget())
     }
 
     /// Frames a message given as (binary?, bytes), as history and the bus keep them. Text
@@ -170,9 +168,17 @@ impl Core {
         } else {
             frame::Opcode::Text
         };
-        let mut v = Vec::with_capacity(bytes.len() + 10);
-        frame::encode_frame(&mut v, true, opcode, None, bytes);
-        Frame::new(v, self.budget())
+        Frame::message(opcode, bytes, self.budget())
+    }
+
+    /// Queues a publication in the inbox of every loop it has receivers on: the one way a
+    /// message reaches the loops from outside one (the handle, history, the bus).
+    pub(crate) fn push_to_loops(&self, og: &Outgoing) {
+        for (i, inbox) in self.inboxes.iter().enumerate() {
+            if og.goes_to_loop(i) {
+                inbox.push([Command::Deliver(og.clone())]);
+            }
+        }
     }
 
     pub(crate) fn wake_all(&self) {
@@ -225,20 +231,12 @@ impl Core {
             None => {
                 let now = super::history::now_ms();
                 let appended = self.history.append_then(topic, stamp, now, |entry| {
-                    let message = if entry.binary {
-                        Message::Binary(&entry.bytes)
-                    } else {
-                        Message::Text(std::str::from_utf8(&entry.bytes).unwrap_or_default())
-                    };
-                    let og = Outgoing {
+                    self.push_to_loops(&Outgoing {
                         target: Target::Recorded(topic.into(), entry.id),
-                        frame: self.frame(message),
+                        frame: self.frame_parts(entry.binary, &entry.bytes),
                         exclude,
                         from,
-                    };
-                    for inbox in &self.inboxes {
-                        inbox.push([Command::Deliver(og.clone())]);
-                    }
+                    });
                 });
                 return appended.map(|()| None).map_err(|_| PushError::OverBudget);
             }
@@ -254,16 +252,10 @@ impl Core {
         exclude: Option<ConnId>,
         from: Option<ConnId>,
     ) -> Outgoing {
-        let bytes = stamp.fill("");
-        let message = if stamp.binary {
-            Message::Binary(&bytes)
-        } else {
-            // Prefix and suffix came from `&str`s.
-            Message::Text(std::str::from_utf8(&bytes).unwrap_or_default())
-        };
+        // Prefix and suffix of a text stamp came from `&str`s: the bytes are UTF-8.
         Outgoing {
             target: Target::Topic(topic.into()),
-            frame: self.frame(message),
+            frame: self.frame_parts(stamp.binary, &stamp.fill("")),
             exclude,
             from,
         }
@@ -382,11 +374,7 @@ impl ServerHandle {
         if matches!(og.target, Target::One(id) if id.node() != self.core.node) {
             return; // on another process: the bus took it
         }
-        for (i, inbox) in self.core.inboxes.iter().enumerate() {
-            if og.goes_to_loop(i) {
-                inbox.push([Command::Deliver(og.clone())]);
-            }
-        }
+        self.core.push_to_loops(&og);
     }
 
     /// Sends a message to every subscriber of `topic`, on every loop.
@@ -418,11 +406,7 @@ impl ServerHandle {
     pub fn publish_recorded(&self, topic: &str, message: Stamped<'_>) -> Result<(), PushError> {
         self.check()?;
         if let Some(og) = self.core.record(topic, &message, None, None)? {
-            for (i, inbox) in self.core.inboxes.iter().enumerate() {
-                if og.goes_to_loop(i) {
-                    inbox.push([Command::Deliver(og.clone())]);
-                }
-            }
+            self.core.push_to_loops(&og);
         }
         Ok(())
     }

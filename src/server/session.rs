@@ -1197,7 +1197,7 @@ impl<S: Send + 'static> Session<S> {
                 });
                 if bc.suits(Some(params)) {
                     let variant = compressed.get_or_insert_with(|| {
-                        let (opcode, payload) = frame.message()?;
+                        let (opcode, payload) = frame.payload()?;
                         let mut bytes = Vec::with_capacity(payload.len() / 2 + 16);
                         match bc.encode(opcode, payload, &mut bytes) {
                             Encoded::Compressed => Some(Frame::new(bytes, lp.core.budget())),
@@ -1223,7 +1223,7 @@ impl<S: Send + 'static> Session<S> {
             }
             None => {
                 // This subscriber's own compressor (context takeover, or a smaller window).
-                let Some((opcode, payload)) = frame.message() else {
+                let Some((opcode, payload)) = frame.payload() else {
                     return Delivery::Skipped;
                 };
                 let ws = &mut w.ws;

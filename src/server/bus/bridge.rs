@@ -92,29 +92,16 @@ fn answer_replay(core: &Core, conn: ConnId, topic: Arc<str>, result: Replay) {
 fn deliver_unrecorded(core: &Core, r: &Record) {
     let mut bytes = r.prefix.clone();
     bytes.extend_from_slice(&r.suffix);
-    let message = if r.binary {
-        Message::Binary(&bytes)
-    } else {
-        match std::str::from_utf8(&bytes) {
-            Ok(t) => Message::Text(t),
-            Err(_) => return,
-        }
-    };
+    if !r.binary && std::str::from_utf8(&bytes).is_err() {
+        return;
+    }
     let og = Outgoing {
         target: Target::Topic(r.topic.clone()),
-        frame: core.frame(message),
+        frame: core.frame_parts(r.binary, &bytes),
         exclude: None,
         from: None,
     };
-    push_all(core, &og);
-}
-
-fn push_all(core: &Core, og: &Outgoing) {
-    for (i, inbox) in core.inboxes.iter().enumerate() {
-        if og.goes_to_loop(i) {
-            inbox.push([Command::Deliver(og.clone())]);
-        }
-    }
+    core.push_to_loops(&og);
 }
 
 /// Jobs that cannot go to the bus: live messages are dropped (already delivered locally),
@@ -381,6 +368,6 @@ pub(crate) fn deliver_inbound(core: &Core, stats: &BusStats, bytes: &[u8]) {
         from,
     };
     log::trace!("message bus: received {:?}", og.target);
-    push_all(core, &og);
+    core.push_to_loops(&og);
     stats.received.fetch_add(1, Ordering::Relaxed);
 }

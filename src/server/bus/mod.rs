@@ -442,9 +442,10 @@ impl BusLink {
             self.stats.drop_n(1);
             return;
         }
-        let Some((binary, payload)) = wire::frame_payload(og.frame.bytes()) else {
+        let Some((opcode, payload)) = og.frame.payload() else {
             return;
         };
+        let binary = opcode == crate::frame::Opcode::Binary;
         let Some(bytes) = wire::encode(node, binary, og.exclude, &og.target, payload) else {
             self.stats.drop_n(1);
             return;

@@ -157,28 +157,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Inbound<'_>> {
     })
 }
 
-/// The opcode and payload of a frame this server built (unmasked, FIN set, one frame: what
-/// `Core::frame` makes, RFC 6455 §5.2); `None` if the bytes are not such a frame.
-pub(crate) fn frame_payload(frame: &[u8]) -> Option<(bool, &[u8])> {
-    let b0 = *frame.first()?;
-    let b1 = *frame.get(1)?;
-    let binary = match b0 & 0x0f {
-        1 => false,
-        2 => true,
-        _ => return None,
-    };
-    if b1 & 0x80 != 0 {
-        return None;
-    }
-    let (len, at) = match b1 & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?)), 4),
-        127 => (u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?), 10),
-        n => (u64::from(n), 2),
-    };
-    let payload = frame.get(at..)?;
-    (payload.len() as u64 == len).then_some((binary, payload))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,18 +238,5 @@ mod tests {
             assert!(!ok, "{:?}", String::from_utf8_lossy(bad));
         }
         assert!(decode(&[b'x'; 10_000]).is_none());
-    }
-
-    #[test]
-    fn payload_of_our_own_frames() {
-        for len in [0usize, 5, 125, 126, 65535, 65536] {
-            let payload = vec![7u8; len];
-            let mut f = Vec::new();
-            crate::frame::encode_frame(&mut f, true, crate::frame::Opcode::Binary, None, &payload);
-            assert_eq!(frame_payload(&f), Some((true, &payload[..])), "{len}");
-        }
-        assert_eq!(frame_payload(&[0x81, 3, b'a']), None, "short");
-        assert_eq!(frame_payload(&[0x89, 0]), None, "ping");
-        assert_eq!(frame_payload(&[0x81, 0xfe]), None);
     }
 }
