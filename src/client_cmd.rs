@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wsloop::client::{
-    Client, ClientReader, ClientWriter, CloseStatus, Error, Event, Message, Phase, DEFAULT_CLOSE_TIMEOUT,
+    Client, ClientEvent, ClientReader, ClientWriter, CloseStatus, Error, OwnedMessage, Phase, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
 use wsloop::explain::ClientTrace;
@@ -129,9 +129,9 @@ pub fn run(args: ClientArgs) -> ExitCode {
         echo(client)
     } else if let Some(msg) = &args.send {
         let message = if args.binary {
-            Message::Binary(msg.clone().into_bytes())
+            OwnedMessage::Binary(msg.clone().into_bytes())
         } else {
-            Message::Text(msg.clone())
+            OwnedMessage::Text(msg.clone())
         };
         scripted(client, message, args.count, args.expect.unwrap_or(args.count))
     } else {
@@ -151,7 +151,7 @@ fn receive_until_closed(mut reader: ClientReader, writer: &ClientWriter) -> Exit
     let mut pinged = false;
     loop {
         match reader.recv() {
-            Ok(Event::Close(status)) => return closed(status.as_ref()),
+            Ok(ClientEvent::Close(status)) => return closed(status.as_ref()),
             Ok(event) => {
                 pinged = false;
                 print_event(&event);
@@ -212,7 +212,7 @@ fn send_stdin(writer: &ClientWriter, binary: bool) {
 fn echo(mut client: Client) -> ExitCode {
     loop {
         match client.recv() {
-            Ok(Event::Close(status)) => return closed(status.as_ref()),
+            Ok(ClientEvent::Close(status)) => return closed(status.as_ref()),
             Ok(event) => {
                 if let Some(message) = event.into_message() {
                     if let Err(e) = client.send(message) {
@@ -227,25 +227,25 @@ fn echo(mut client: Client) -> ExitCode {
 
 /// --send: `count` sends from a second thread while this one prints the first `expect`
 /// messages back; then the full close handshake.
-fn scripted(client: Client, message: Message, count: u64, expect: u64) -> ExitCode {
+fn scripted(client: Client, message: OwnedMessage, count: u64, expect: u64) -> ExitCode {
     let (mut reader, writer) = client.split();
     let sending = {
         let writer = writer.clone();
         std::thread::spawn(move || {
             (0..count).try_for_each(|_| match &message {
-                Message::Text(t) => writer.send_text(t),
-                Message::Binary(b) => writer.send_binary(b),
+                OwnedMessage::Text(t) => writer.send_text(t),
+                OwnedMessage::Binary(b) => writer.send_binary(b),
             })
         })
     };
     let mut got = 0;
     while got < expect {
         match reader.recv() {
-            Ok(Event::Close(status)) => {
+            Ok(ClientEvent::Close(status)) => {
                 eprintln!("wsloop client: the server closed after {got} of {expect} messages");
                 return closed(status.as_ref());
             }
-            Ok(event @ (Event::Text(_) | Event::Binary(_))) => {
+            Ok(event @ (ClientEvent::Text(_) | ClientEvent::Binary(_))) => {
                 got += 1;
                 print_event(&event);
             }
@@ -269,20 +269,20 @@ fn scripted(client: Client, message: Message, count: u64, expect: u64) -> ExitCo
 }
 
 /// Data on stdout (text as is, binary as hex), everything else on stderr.
-fn print_event(event: &Event) {
+fn print_event(event: &ClientEvent) {
     let mut out = io::stdout().lock();
     let _ = match event {
-        Event::Text(t) => writeln!(out, "{t}"),
-        Event::Binary(b) => writeln!(out, "[binary, {} bytes] {}", b.len(), hex(b)),
-        Event::Ping(p) => {
+        ClientEvent::Text(t) => writeln!(out, "{t}"),
+        ClientEvent::Binary(b) => writeln!(out, "[binary, {} bytes] {}", b.len(), hex(b)),
+        ClientEvent::Ping(p) => {
             eprintln!("[ping {}, answered]", hex(p));
             Ok(())
         }
-        Event::Pong(p) => {
+        ClientEvent::Pong(p) => {
             eprintln!("[pong {}]", hex(p));
             Ok(())
         }
-        Event::Close(_) => Ok(()),
+        ClientEvent::Close(_) => Ok(()),
     };
     let _ = out.flush();
 }

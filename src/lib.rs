@@ -57,7 +57,8 @@
 //! - **[`client`]**: a blocking client over `std::net`: handshake checks, split halves,
 //!   timeouts on every wait, reconnecting with backoff.
 //! - **The sans-IO protocol core**: [`handshake`], [`frame`], [`utf8`], [`protocol`], and
-//!   [`deflate`] for permessage-deflate (RFC 7692), [`json`] for JSON strings, and [`observe`]
+//!   [`deflate`] for permessage-deflate (RFC 7692), [`json`] for JSON strings,
+//!   [`OwnedMessage`] for a text or binary message that outlives its buffer, and [`observe`]
 //!   for what an observer of the wire is shown. It takes bytes and returns events plus the
 //!   bytes to send, and never touches sockets, threads or clocks, so the server, the client,
 //!   the fuzz targets, the teaching renderer ([`explain`]) and the tests all drive the same code.
@@ -99,6 +100,7 @@ pub mod frame;
 pub mod handshake;
 pub mod json;
 pub mod logging;
+mod message;
 pub mod observe;
 pub mod protocol;
 pub mod server;
@@ -107,4 +109,5 @@ pub mod utf8;
 pub use error::{ProtocolError, SendError};
 pub use frame::{CloseCode, Opcode};
 pub use handshake::HandshakeError;
+pub use message::OwnedMessage;
 pub use protocol::{Config, Event, Role, State, WebSocket};

@@ -1,6 +1,6 @@
 //! What an observer sees, in the core's terms: the words the server's
-//! [`Observer`](crate::server::Observer) and the client's
-//! [`Observer`](crate::client::Observer) are told the wire in, shared with whatever renders
+//! [`ServerObserver`](crate::server::ServerObserver) and the client's
+//! [`ClientObserver`](crate::client::ClientObserver) are told the wire in, shared with whatever renders
 //! it (the `--trace` printers of the teaching module).
 //!
 //! The rest of what an observer is shown is core already: requests as

@@ -9,7 +9,9 @@ use common::demo_server;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wsloop::client::{Backoff, Client, CloseStatus, ConnectionState, Error, Event, Message, ReconnectingClient};
+use wsloop::client::{
+    Backoff, Client, ClientEvent, CloseStatus, ConnectionState, Error, OwnedMessage, ReconnectingClient,
+};
 use wsloop::handshake::{select_subprotocol, Request};
 use wsloop::server::{self, Accept, Context, Handler, RequestContext, Response, Server};
 use wsloop::CloseCode;
@@ -19,12 +21,12 @@ fn echo_url(server: &wsloop::server::RunningServer) -> String {
 }
 
 /// The next data message, skipping pings and pongs.
-fn next_message(client: &mut Client) -> Message {
+fn next_message(client: &mut Client) -> OwnedMessage {
     loop {
         match client.recv().expect("recv") {
-            Event::Ping(_) | Event::Pong(_) => continue,
-            Event::Text(t) => return Message::Text(t),
-            Event::Binary(b) => return Message::Binary(b),
+            ClientEvent::Ping(_) | ClientEvent::Pong(_) => continue,
+            ClientEvent::Text(t) => return OwnedMessage::Text(t),
+            ClientEvent::Binary(b) => return OwnedMessage::Binary(b),
             e => panic!("expected a message, got {e:?}"),
         }
     }
@@ -35,15 +37,15 @@ fn echo_text_binary_ping_and_a_clean_close() {
     let server = demo_server(|s| s);
     let mut client = Client::connect(&echo_url(&server)).unwrap();
     assert_eq!(client.protocol(), None);
-    client.send(Message::Text("héllo ✓".into())).unwrap();
-    assert_eq!(next_message(&mut client), Message::Text("héllo ✓".into()));
+    client.send(OwnedMessage::Text("héllo ✓".into())).unwrap();
+    assert_eq!(next_message(&mut client), OwnedMessage::Text("héllo ✓".into()));
     let binary: Vec<u8> = (0..=255).collect();
     client.send_binary(&binary).unwrap();
-    assert_eq!(next_message(&mut client), Message::Binary(binary));
+    assert_eq!(next_message(&mut client), OwnedMessage::Binary(binary));
     client.send_text("").unwrap();
-    assert_eq!(next_message(&mut client), Message::Text(String::new()));
+    assert_eq!(next_message(&mut client), OwnedMessage::Text(String::new()));
     client.ping(b"p1").unwrap();
-    assert_eq!(client.recv().unwrap(), Event::Pong(b"p1".to_vec()));
+    assert_eq!(client.recv().unwrap(), ClientEvent::Pong(b"p1".to_vec()));
     let status = client.close(CloseCode::NORMAL, "done").unwrap();
     assert_eq!(
         status,
@@ -63,13 +65,13 @@ fn sixteen_mib_messages_both_ways() {
     let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
     client.send_binary(&big).unwrap();
     assert!(
-        next_message(&mut client) == Message::Binary(big),
+        next_message(&mut client) == OwnedMessage::Binary(big),
         "16 MiB binary echo differs"
     );
     let text = "wsloop ✓ ".repeat((16 << 20) / 10);
     client.send_text(&text).unwrap();
     assert!(
-        next_message(&mut client) == Message::Text(text),
+        next_message(&mut client) == OwnedMessage::Text(text),
         "16 MiB text echo differs"
     );
     client.close(CloseCode::NORMAL, "").unwrap();
@@ -96,10 +98,10 @@ fn a_server_shutdown_is_a_close_1001() {
     let server = demo_server(|s| s.configure(|c| c.shutdown_grace = Duration::from_secs(2)));
     let mut client = Client::connect(&echo_url(&server)).unwrap();
     client.send_text("x").unwrap();
-    assert_eq!(next_message(&mut client), Message::Text("x".into()));
+    assert_eq!(next_message(&mut client), OwnedMessage::Text("x".into()));
     server.shutdown();
     match client.recv().unwrap() {
-        Event::Close(Some(s)) => assert_eq!(s.code, CloseCode::GOING_AWAY),
+        ClientEvent::Close(Some(s)) => assert_eq!(s.code, CloseCode::GOING_AWAY),
         other => panic!("{other:?}"),
     }
     assert!(matches!(client.recv(), Err(Error::Closed)));
@@ -114,10 +116,10 @@ fn permessage_deflate_with_the_projects_server() {
     let text = "compress me, compress me, compress me. ".repeat(20_000);
     for _ in 0..3 {
         client.send_text(&text).unwrap();
-        assert!(next_message(&mut client) == Message::Text(text.clone()));
+        assert!(next_message(&mut client) == OwnedMessage::Text(text.clone()));
     }
     client.send_binary(b"short").unwrap();
-    assert_eq!(next_message(&mut client), Message::Binary(b"short".to_vec()));
+    assert_eq!(next_message(&mut client), OwnedMessage::Binary(b"short".to_vec()));
     client.close(CloseCode::NORMAL, "").unwrap();
 }
 
@@ -140,11 +142,11 @@ fn reader_and_writer_on_two_threads() {
     let mut pongs = 0;
     while got < 2000 {
         match reader.recv().unwrap() {
-            Event::Text(t) => {
+            ClientEvent::Text(t) => {
                 assert_eq!(t, format!("message {got}"), "out of order");
                 got += 1;
             }
-            Event::Pong(_) => pongs += 1,
+            ClientEvent::Pong(_) => pongs += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -218,7 +220,7 @@ fn headers_origin_and_subprotocols_reach_the_server() {
     assert_eq!(client.protocol(), Some("chat.v2"));
     assert_eq!(
         next_message(&mut client),
-        Message::Text(format!(
+        OwnedMessage::Text(format!(
             "/room?x=%2F host={} origin=http://app.example",
             server.local_addr()
         ))
@@ -263,7 +265,7 @@ fn the_reconnecting_client_comes_back_after_a_server_restart_on_the_same_port() 
     let (messages_tx, messages) = mpsc::channel();
     let receiving = std::thread::spawn(move || loop {
         match client.recv() {
-            Ok(Event::Text(t)) => {
+            Ok(ClientEvent::Text(t)) => {
                 if messages_tx.send(t).is_err() {
                     return;
                 }

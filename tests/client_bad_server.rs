@@ -9,7 +9,7 @@ mod common;
 use common::scripted::{serve, server_ws, silent, Conn};
 use std::io::Read;
 use std::time::{Duration, Instant};
-use wsloop::client::{Client, CloseStatus, Error, Event, Phase};
+use wsloop::client::{Client, ClientEvent, CloseStatus, Error, Phase};
 use wsloop::handshake::accept_key;
 use wsloop::handshake::client::ClientHandshakeError as H;
 use wsloop::protocol::OwnedEvent;
@@ -273,7 +273,7 @@ fn frames_in_the_same_packet_as_the_101_are_not_lost() {
         c.wait_eof();
     });
     let mut client = client(&server.url("/")).unwrap();
-    assert_eq!(client.recv().unwrap(), Event::Text("first".into()));
+    assert_eq!(client.recv().unwrap(), ClientEvent::Text("first".into()));
     drop(client);
     server.join();
 }
@@ -290,10 +290,10 @@ fn pings_are_answered_with_the_same_payload_and_reported() {
         (pong, close)
     });
     let mut client = client(&server.url("/")).unwrap();
-    assert_eq!(client.recv().unwrap(), Event::Ping(b"hi".to_vec()));
+    assert_eq!(client.recv().unwrap(), ClientEvent::Ping(b"hi".to_vec()));
     assert_eq!(
         client.recv().unwrap(),
-        Event::Close(Some(CloseStatus {
+        ClientEvent::Close(Some(CloseStatus {
             code: CloseCode::NORMAL,
             reason: String::new()
         }))
@@ -354,7 +354,7 @@ fn a_read_timeout_leaves_the_connection_usable() {
             other => break other,
         }
     };
-    assert_eq!(event.unwrap(), Event::Text("late".into()));
+    assert_eq!(event.unwrap(), ClientEvent::Text("late".into()));
     drop(client);
     server.join();
 }
@@ -445,7 +445,7 @@ fn a_server_initiated_close_is_echoed_and_reported() {
     let mut client = client(&server.url("/")).unwrap();
     assert_eq!(
         client.recv().unwrap(),
-        Event::Close(Some(CloseStatus {
+        ClientEvent::Close(Some(CloseStatus {
             code: CloseCode(4002),
             reason: "bye".into()
         }))

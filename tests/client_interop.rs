@@ -13,7 +13,7 @@ mod harness;
 use harness::{node_missing, prerequisites, probe, python, script, ServerChild};
 use std::process::Command;
 use std::time::Duration;
-use wsloop::client::{Client, CloseStatus, Event, Message};
+use wsloop::client::{Client, ClientEvent, CloseStatus, OwnedMessage};
 use wsloop::CloseCode;
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
@@ -45,12 +45,12 @@ fn connect(server: &ServerChild, deflate: bool) -> Client {
 }
 
 /// The next data message, skipping pings and pongs.
-fn next_message(client: &mut Client) -> Message {
+fn next_message(client: &mut Client) -> OwnedMessage {
     loop {
         match client.recv().expect("recv") {
-            Event::Text(t) => return Message::Text(t),
-            Event::Binary(b) => return Message::Binary(b),
-            Event::Ping(_) | Event::Pong(_) => continue,
+            ClientEvent::Text(t) => return OwnedMessage::Text(t),
+            ClientEvent::Binary(b) => return OwnedMessage::Binary(b),
+            ClientEvent::Ping(_) | ClientEvent::Pong(_) => continue,
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -65,10 +65,10 @@ fn round_trips(server: &ServerChild, deflate: bool) {
         "permessage-deflate negotiated as offered"
     );
     for message in [
-        Message::Text("héllo ✓".into()),
-        Message::Binary((0..=255).collect()),
-        Message::Text("compressible ".repeat(10_000)),
-        Message::Text(String::new()),
+        OwnedMessage::Text("héllo ✓".into()),
+        OwnedMessage::Binary((0..=255).collect()),
+        OwnedMessage::Text("compressible ".repeat(10_000)),
+        OwnedMessage::Text(String::new()),
     ] {
         client.send(message.clone()).unwrap();
         assert_eq!(next_message(&mut client), message);
@@ -78,13 +78,13 @@ fn round_trips(server: &ServerChild, deflate: bool) {
         .collect();
     client.send_binary(&big).unwrap();
     assert!(
-        next_message(&mut client) == Message::Binary(big),
+        next_message(&mut client) == OwnedMessage::Binary(big),
         "16 MiB binary echo differs"
     );
     let text = "16 MiB of text, ✓ ".repeat((16 << 20) / 20);
     client.send_text(&text).unwrap();
     assert!(
-        next_message(&mut client) == Message::Text(text),
+        next_message(&mut client) == OwnedMessage::Text(text),
         "16 MiB text echo differs"
     );
 
@@ -93,11 +93,11 @@ fn round_trips(server: &ServerChild, deflate: bool) {
     let mut saw_ping = false;
     loop {
         match client.recv().unwrap() {
-            Event::Ping(p) => {
+            ClientEvent::Ping(p) => {
                 assert_eq!(p, b"srv");
                 saw_ping = true;
             }
-            Event::Text(t) => {
+            ClientEvent::Text(t) => {
                 assert_eq!(t, "pong srv");
                 break;
             }
@@ -115,7 +115,7 @@ fn round_trips(server: &ServerChild, deflate: bool) {
     client.send_text("close 4002 bye").unwrap();
     assert_eq!(
         client.recv().unwrap(),
-        Event::Close(Some(CloseStatus {
+        ClientEvent::Close(Some(CloseStatus {
             code: CloseCode(4002),
             reason: "bye".into()
         }))

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use wsloop::deflate::{compressor_bytes, inflater_bytes, Direction, MessageCompressor, MessageInflater};
+use wsloop::deflate::{compressor_bytes, inflater_bytes, DirectionParams, MessageCompressor, MessageInflater};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -42,7 +42,7 @@ fn estimates_match_the_allocator() {
     for bits in [9u8, 12, 15] {
         let before = LIVE.load(Relaxed);
         let mut c = MessageCompressor::new(
-            Direction {
+            DirectionParams {
                 no_context_takeover: false,
                 max_window_bits: bits,
             },
@@ -58,7 +58,7 @@ fn estimates_match_the_allocator() {
         assert_eq!(c.held_bytes(), compressor_bytes(bits));
 
         let before = LIVE.load(Relaxed);
-        let mut d = MessageInflater::new(Direction {
+        let mut d = MessageInflater::new(DirectionParams {
             no_context_takeover: false,
             max_window_bits: bits,
         });

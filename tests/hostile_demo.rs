@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wsloop::client::{Client, CloseStatus, Error, Event, Message};
+use wsloop::client::{Client, ClientEvent, CloseStatus, Error, OwnedMessage};
 use wsloop::CloseCode;
 
 /// One attack at a time: they measure memory and latency, and the machine has two cores.
@@ -96,8 +96,8 @@ fn until_close(client: &mut Client, within: Duration) -> (Option<Option<CloseSta
     let mut texts = Vec::new();
     while Instant::now() < deadline {
         match client.recv() {
-            Ok(Event::Text(t)) => texts.push(t),
-            Ok(Event::Close(status)) => return (Some(status), texts),
+            Ok(ClientEvent::Text(t)) => texts.push(t),
+            Ok(ClientEvent::Close(status)) => return (Some(status), texts),
             Ok(_) | Err(Error::Timeout(_)) => {}
             Err(e) => {
                 eprintln!("connection ended without a Close: {e}");
@@ -115,8 +115,8 @@ fn reader(mut client: Client, stop: Arc<AtomicBool>) -> JoinHandle<Vec<String>> 
         let mut texts = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             match client.recv() {
-                Ok(Event::Text(t)) => texts.push(t),
-                Ok(Event::Close(_)) => break,
+                Ok(ClientEvent::Text(t)) => texts.push(t),
+                Ok(ClientEvent::Close(_)) => break,
                 Ok(_) | Err(Error::Timeout(_)) => {}
                 Err(_) => break,
             }
@@ -153,7 +153,7 @@ fn control_character_bomb(text_mib: usize) -> BombOutcome {
 
     let started = Instant::now();
     let bomb = "\u{1}".repeat(text_mib << 20);
-    sender.send(Message::Text(bomb)).expect("send the bomb");
+    sender.send(OwnedMessage::Text(bomb)).expect("send the bomb");
     let (close, _) = until_close(&mut sender, Duration::from_secs(60));
     let took = started.elapsed();
     // Give a message that did go out time to reach the reader, and the process time to settle.
@@ -161,7 +161,7 @@ fn control_character_bomb(text_mib: usize) -> BombOutcome {
 
     // The room still works: an ordinary message with a control character in it goes through.
     let mut after = chat_client(addr, "room=bomb&name=after");
-    after.send(Message::Text("still here\u{1}".into())).expect("send");
+    after.send(OwnedMessage::Text("still here\u{1}".into())).expect("send");
     std::thread::sleep(Duration::from_millis(500));
 
     let (worst_health_ms, health_failures) = watch.finish();

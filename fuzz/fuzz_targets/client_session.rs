@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsloop::client::{Event, Inbound, Opened, Opening, OpeningStatus, WsUrl, MAX_RESPONSE_HEAD};
+use wsloop::client::{ClientEvent, Inbound, Opened, Opening, OpeningStatus, WsUrl, MAX_RESPONSE_HEAD};
 use wsloop::deflate::inflater_bytes;
 use wsloop::frame::{apply_mask, parse_header, HeaderStatus, Opcode};
 use wsloop::handshake::accept_key;
@@ -37,7 +37,7 @@ const NONCE: [u8; 16] = *b"the sample nonce";
 struct Run {
     /// `Ok(None)`: the head never completed.
     handshake: Result<Option<Opened>, ClientHandshakeError>,
-    events: Vec<Event>,
+    events: Vec<ClientEvent>,
     error: Option<ProtocolError>,
     out: Vec<u8>,
     state: Option<State>,
@@ -161,7 +161,7 @@ Sec-WebSocket-Accept: {}\r\n",
     }
     if let Some(e) = whole.error {
         match frames.last() {
-            Some((Opcode::Close, payload)) if whole.events.iter().all(|e| !matches!(e, Event::Close(_))) => {
+            Some((Opcode::Close, payload)) if whole.events.iter().all(|e| !matches!(e, ClientEvent::Close(_))) => {
                 assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), e.close_code().0);
             }
             _ => panic!("failed with {e:?} but sent no Close frame"),

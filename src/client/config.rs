@@ -2,7 +2,7 @@
 //! request, §10.4 for the limits). Every default is a named constant below.
 
 use super::error::Error;
-use super::observer::Observer;
+use super::observer::ClientObserver;
 use super::Client;
 use crate::handshake::deflate::DeflateOffer;
 use crate::handshake::extensions::is_token;
@@ -49,7 +49,7 @@ pub(crate) struct ClientConfig {
     pub close_timeout: Duration,
     pub websocket: Config,
     pub deflate: Option<DeflateOffer>,
-    pub observer: Option<Arc<dyn Observer>>,
+    pub observer: Option<Arc<dyn ClientObserver>>,
 }
 
 impl Default for ClientConfig {
@@ -129,7 +129,7 @@ fn check_value(name: &str, value: &str) -> Result<(), Error> {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use wsloop::client::{Client, Message};
+/// use wsloop::client::{Client, OwnedMessage};
 ///
 /// let mut client = Client::builder("ws://127.0.0.1:3000/chat?room=lobby")
 ///     .header("Authorization", "Bearer t0ken")
@@ -137,7 +137,7 @@ fn check_value(name: &str, value: &str) -> Result<(), Error> {
 ///     .protocol("chat.v1")
 ///     .read_timeout(Some(Duration::from_secs(5)))
 ///     .connect()?;
-/// client.send(Message::Text("hello".into()))?;
+/// client.send(OwnedMessage::Text("hello".into()))?;
 /// # Ok::<(), wsloop::client::Error>(())
 /// ```
 #[derive(Clone)]
@@ -260,7 +260,7 @@ impl ClientBuilder {
 
     /// Installs something that sees the handshake and every frame as they cross the wire
     /// (what `wsloop client --trace` prints, annotated).
-    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+    pub fn observer(mut self, observer: Arc<dyn ClientObserver>) -> Self {
         self.config.observer = Some(observer);
         self
     }

@@ -18,13 +18,14 @@
 //! [`Shared::flush_pending`]), so no reply is left behind.
 
 use super::error::{Error, Phase};
+use super::event::{ClientEvent, CloseStatus};
 use super::inbound::Inbound;
 use super::later;
-use super::message::{CloseStatus, Event, Message};
-use super::observer::Observer;
+use super::observer::ClientObserver;
 use crate::deflate::DeflateParams;
 use crate::error::SendError;
 use crate::frame::CloseCode;
+use crate::message::OwnedMessage;
 use crate::observe::Direction;
 use crate::protocol::{State, WebSocket};
 use std::io::{self, Read, Write};
@@ -40,7 +41,7 @@ const KEEP_WRITE_BUFFER: usize = 128 * 1024;
 pub(crate) struct Shared {
     proto: Mutex<Proto>,
     writer: Mutex<WriteHalf>,
-    observer: Option<Arc<dyn Observer>>,
+    observer: Option<Arc<dyn ClientObserver>>,
     close_timeout: Duration,
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
@@ -86,7 +87,7 @@ pub(crate) struct Parts {
     pub first_frames: Vec<u8>,
     pub read_timeout: Option<Duration>,
     pub close_timeout: Duration,
-    pub observer: Option<Arc<dyn Observer>>,
+    pub observer: Option<Arc<dyn ClientObserver>>,
     pub protocol: Option<String>,
     pub deflate: Option<DeflateParams>,
 }
@@ -246,7 +247,7 @@ impl std::fmt::Debug for ClientReader {
 
 impl ClientReader {
     /// The next message or control frame from the server (RFC 6455 §5.4–§5.6), reading as
-    /// needed. Pings are answered before they are returned. After [`Event::Close`] the close
+    /// needed. Pings are answered before they are returned. After [`ClientEvent::Close`] the close
     /// handshake is over (RFC 6455 §7.1.1: the reader waited, at most the close timeout, for
     /// the server to close TCP) and further calls return [`Error::Closed`].
     ///
@@ -255,7 +256,7 @@ impl ClientReader {
     /// close handshake we started, [`Error::Protocol`] when the server broke a rule (the
     /// connection was failed with its close code, RFC 6455 §7.1.7), [`Error::ClosedAbnormally`]
     /// when TCP ended without a Close frame.
-    pub fn recv(&mut self) -> Result<Event, Error> {
+    pub fn recv(&mut self) -> Result<ClientEvent, Error> {
         if self.done {
             return Err(Error::Closed);
         }
@@ -272,7 +273,7 @@ impl ClientReader {
                     self.observe_received();
                     // A failed write kills the connection; the next call reports it.
                     let _ = self.shared.flush_pending();
-                    if let Event::Close(status) = &event {
+                    if let ClientEvent::Close(status) = &event {
                         self.peer_close = Some(status.clone());
                         self.wait_for_tcp_close(close_deadline);
                     }
@@ -414,10 +415,10 @@ impl std::fmt::Debug for ClientWriter {
 impl ClientWriter {
     /// Sends a data message in one frame (RFC 6455 §5.6), compressed if permessage-deflate was
     /// agreed and the message is large enough (RFC 7692 §6).
-    pub fn send(&self, message: Message) -> Result<(), Error> {
+    pub fn send(&self, message: OwnedMessage) -> Result<(), Error> {
         match &message {
-            Message::Text(t) => self.send_text(t),
-            Message::Binary(b) => self.send_binary(b),
+            OwnedMessage::Text(t) => self.send_text(t),
+            OwnedMessage::Binary(b) => self.send_binary(b),
         }
     }
 
@@ -432,7 +433,7 @@ impl ClientWriter {
     }
 
     /// Sends a Ping with up to 125 bytes of payload (RFC 6455 §5.5.2); its Pong arrives as
-    /// [`Event::Pong`].
+    /// [`ClientEvent::Pong`].
     pub fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         self.shared.send_with(|ws, out| ws.send_ping(payload, out))
     }
@@ -444,7 +445,7 @@ impl ClientWriter {
 
     /// Starts the closing handshake: sends a Close frame with `code` and `reason` (RFC 6455
     /// §7.1.2; the reason is cut to 123 bytes at a character boundary). The reader then sees the
-    /// server's Close as [`Event::Close`] once the server has closed TCP, or
+    /// server's Close as [`ClientEvent::Close`] once the server has closed TCP, or
     /// [`Error::Timeout`]`(Phase::Close)` after the close timeout. Data frames can no longer be
     /// sent (§5.5.1).
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {

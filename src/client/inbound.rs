@@ -7,7 +7,7 @@
 //! and reassembled messages itself, within its limits (RFC 6455 §10.4). So bytes wait here only
 //! between two events of the same read.
 
-use super::message::Event;
+use super::event::ClientEvent;
 use crate::error::ProtocolError;
 use crate::protocol::WebSocket;
 use std::io::{self, Read};
@@ -70,7 +70,7 @@ impl Inbound {
     /// Runs the core on the buffered bytes until it completes an event or needs more. Bytes
     /// the protocol answers with (Pong, Close reply, the Close that fails the connection) are
     /// appended to `out`. On error the connection has failed (RFC 6455 §7.1.7).
-    pub fn next_event(&mut self, ws: &mut WebSocket, out: &mut Vec<u8>) -> Result<Option<Event>, ProtocolError> {
+    pub fn next_event(&mut self, ws: &mut WebSocket, out: &mut Vec<u8>) -> Result<Option<ClientEvent>, ProtocolError> {
         if self.start == self.end {
             return Ok(None);
         }
@@ -81,7 +81,7 @@ impl Inbound {
         }
         let result = ws.receive(input, out);
         let (consumed, event) = match result {
-            Ok(r) => (r.consumed, r.event.map(Event::from_core)),
+            Ok(r) => (r.consumed, r.event.map(ClientEvent::from_core)),
             Err(e) => {
                 self.start = self.end;
                 return Err(e);
@@ -132,12 +132,12 @@ mod tests {
         inbound.push(&wire);
         assert_eq!(
             inbound.next_event(&mut ws, &mut out),
-            Ok(Some(Event::Text("hi".into())))
+            Ok(Some(ClientEvent::Text("hi".into())))
         );
         assert_eq!(inbound.take_captured(), &wire[..4]);
         assert_eq!(
             inbound.next_event(&mut ws, &mut out),
-            Ok(Some(Event::Ping(b"p".to_vec())))
+            Ok(Some(ClientEvent::Ping(b"p".to_vec())))
         );
         assert_eq!(inbound.take_captured(), &wire[4..7]);
         assert_eq!(out.len(), 2 + 4 + 1, "the masked Pong");
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(inbound.read_from(&mut rest).unwrap(), 2);
         assert_eq!(
             inbound.next_event(&mut ws, &mut out),
-            Ok(Some(Event::Binary(vec![1, 2, 3])))
+            Ok(Some(ClientEvent::Binary(vec![1, 2, 3])))
         );
         assert_eq!(inbound.take_captured(), [0x82, 0x03, 1, 2, 3]);
     }

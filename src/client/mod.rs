@@ -2,12 +2,12 @@
 //! (RFC 6455 §4.1 for the opening handshake, §5–§8 for everything after).
 //!
 //! ```no_run
-//! use wsloop::client::{Client, Event, Message};
+//! use wsloop::client::{Client, ClientEvent, OwnedMessage};
 //! use wsloop::CloseCode;
 //!
 //! let mut client = Client::connect("ws://127.0.0.1:3000/echo")?;
-//! client.send(Message::Text("hello".into()))?;
-//! if let Event::Text(echo) = client.recv()? {
+//! client.send(OwnedMessage::Text("hello".into()))?;
+//! if let ClientEvent::Text(echo) = client.recv()? {
 //!     println!("{echo}");
 //! }
 //! let server_said = client.close(CloseCode::NORMAL, "done")?; // waits for the server's Close
@@ -31,7 +31,7 @@
 //!   docs of `conn.rs`.
 //! - **Reconnecting**: [`ReconnectingClient`] reconnects with exponential backoff and jitter
 //!   and reports each state change.
-//! - **Watching the wire**: an [`Observer`] sees the handshake and every frame, raw;
+//! - **Watching the wire**: a [`ClientObserver`] sees the handshake and every frame, raw;
 //!   `wsloop client --trace` installs one that prints them annotated.
 //!
 //! The sans-IO parts, [`Opening`] (the handshake) and [`Inbound`] (read buffer to events), are
@@ -40,23 +40,24 @@
 mod config;
 mod conn;
 mod error;
+mod event;
 mod inbound;
-mod message;
 mod net;
 mod observer;
 mod opening;
 mod reconnect;
 mod url;
 
+pub use crate::message::OwnedMessage;
 pub use config::{
     ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_READ_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
 };
 pub use conn::{ClientReader, ClientWriter};
 pub use error::{Error, Phase};
+pub use event::{ClientEvent, CloseStatus};
 pub use inbound::{Inbound, READ_CHUNK};
-pub use message::{CloseStatus, Event, Message};
-pub use observer::Observer;
+pub use observer::ClientObserver;
 pub use opening::{Opened, Opening, OpeningStatus, MAX_RESPONSE_HEAD};
 pub use reconnect::{Backoff, ConnectionState, ReconnectSender, ReconnectingClient};
 pub use url::{Host, UrlError, WsUrl, DEFAULT_WSS_PORT, DEFAULT_WS_PORT};
@@ -131,7 +132,7 @@ impl Client {
     }
 
     /// Sends a data message (RFC 6455 §5.6).
-    pub fn send(&mut self, message: Message) -> Result<(), Error> {
+    pub fn send(&mut self, message: OwnedMessage) -> Result<(), Error> {
         self.writer.send(message)
     }
 
@@ -145,13 +146,13 @@ impl Client {
         self.writer.send_binary(data)
     }
 
-    /// Sends a Ping (RFC 6455 §5.5.2); the Pong comes back as [`Event::Pong`].
+    /// Sends a Ping (RFC 6455 §5.5.2); the Pong comes back as [`ClientEvent::Pong`].
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.writer.ping(payload)
     }
 
     /// Receives the next event; see [`ClientReader::recv`].
-    pub fn recv(&mut self) -> Result<Event, Error> {
+    pub fn recv(&mut self) -> Result<ClientEvent, Error> {
         self.reader.recv()
     }
 
@@ -167,7 +168,7 @@ impl Client {
         self.writer.close(code, reason)?;
         loop {
             match self.reader.recv() {
-                Ok(Event::Close(status)) => return Ok(status),
+                Ok(ClientEvent::Close(status)) => return Ok(status),
                 Ok(_) | Err(Error::Timeout(Phase::Read)) => continue,
                 Err(e) => return Err(e),
             }

@@ -1,4 +1,4 @@
-//! Watching a client's wire from outside: an [`Observer`] installed with
+//! Watching a client's wire from outside: a [`ClientObserver`] installed with
 //! [`ClientBuilder::observer`](super::ClientBuilder::observer) is shown the handshake and every
 //! frame, raw, on the thread that read or wrote them. The client only hands bytes over, in the
 //! core's words ([`crate::observe`]); what to make of them is the observer's business
@@ -9,7 +9,7 @@ use crate::error::ProtocolError;
 use crate::observe::Direction;
 
 /// Sees what crosses a client's wire. Called synchronously: keep it quick.
-pub trait Observer: Send + Sync + 'static {
+pub trait ClientObserver: Send + Sync + 'static {
     /// The request we sent and the response head received (the whole head, or as much as
     /// arrived before the handshake failed).
     fn handshake(&self, request: &[u8], response: &[u8]) {

@@ -12,8 +12,9 @@
 use super::config::ClientBuilder;
 use super::conn::{ClientReader, ClientWriter};
 use super::error::Error;
-use super::message::{Event, Message};
+use super::event::ClientEvent;
 use crate::frame::CloseCode;
+use crate::message::OwnedMessage;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -96,14 +97,14 @@ type StateCallback = Box<dyn FnMut(&ConnectionState) + Send>;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use wsloop::client::{Backoff, Client, Event, ReconnectingClient};
+/// use wsloop::client::{Backoff, Client, ClientEvent, ReconnectingClient};
 ///
 /// let mut client = ReconnectingClient::new(Client::builder("ws://127.0.0.1:3000/chat"))
 ///     .backoff(Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30) })
 ///     .on_state(|state| eprintln!("{state:?}"));
 /// let sender = client.sender();
 /// loop {
-///     if let Event::Text(t) = client.recv()? {
+///     if let ClientEvent::Text(t) = client.recv()? {
 ///         println!("{t}");
 ///         sender.send_text("got it").ok(); // fails only while disconnected
 ///     }
@@ -200,7 +201,7 @@ impl ReconnectingClient {
     /// except after [`ReconnectSender::close`], when the server's Close is returned and later
     /// calls return [`Error::Closed`]. A read timeout is returned as it is (the connection stays
     /// open).
-    pub fn recv(&mut self) -> Result<Event, Error> {
+    pub fn recv(&mut self) -> Result<ClientEvent, Error> {
         loop {
             if self.finished {
                 return Err(Error::Closed);
@@ -211,14 +212,14 @@ impl ReconnectingClient {
             };
             let result = reader.recv();
             match result {
-                Ok(Event::Close(status)) => {
+                Ok(ClientEvent::Close(status)) => {
                     let (code, reason) = status
                         .as_ref()
                         .map_or((CloseCode::NO_STATUS, String::new()), |s| (s.code, s.reason.clone()));
                     self.disconnected(code, reason);
                     if self.stopped() {
                         self.finished = true;
-                        return Ok(Event::Close(status));
+                        return Ok(ClientEvent::Close(status));
                     }
                 }
                 Ok(event) => return Ok(event),
@@ -327,7 +328,7 @@ impl ReconnectSender {
     }
 
     /// Sends a data message on the current connection.
-    pub fn send(&self, message: Message) -> Result<(), Error> {
+    pub fn send(&self, message: OwnedMessage) -> Result<(), Error> {
         self.writer()?.send(message)
     }
 

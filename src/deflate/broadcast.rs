@@ -36,7 +36,7 @@
 //! ```
 
 use super::compress::MessageCompressor;
-use super::params::{DeflateParams, Direction, MAX_WINDOW_BITS, MIN_ZLIB_WINDOW_BITS};
+use super::params::{DeflateParams, DirectionParams, MAX_WINDOW_BITS, MIN_ZLIB_WINDOW_BITS};
 use super::{DeflateError, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD};
 use crate::frame::{apply_mask, encode_header_rsv, Opcode, RSV1};
 
@@ -102,7 +102,7 @@ impl BroadcastCompressor {
     /// Like [`BroadcastCompressor::new`] with a zlib level (1..=9) and the size below which
     /// messages go uncompressed.
     pub fn with_level(window_bits: u8, level: u8, threshold: usize) -> Self {
-        let direction = Direction {
+        let direction = DirectionParams {
             no_context_takeover: true,
             max_window_bits: window_bits.clamp(MIN_ZLIB_WINDOW_BITS, MAX_WINDOW_BITS),
         };

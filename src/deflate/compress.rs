@@ -2,7 +2,7 @@
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::params::{Direction, MIN_ZLIB_WINDOW_BITS};
+use super::params::{DirectionParams, MIN_ZLIB_WINDOW_BITS};
 use super::pool;
 use super::{DeflateError, EMPTY_STORED_BLOCK};
 
@@ -15,9 +15,9 @@ use super::{DeflateError, EMPTY_STORED_BLOCK};
 /// with context takeover it is kept, and each message may refer to earlier ones.
 ///
 /// ```
-/// use wsloop::deflate::{Direction, MessageCompressor};
+/// use wsloop::deflate::{DirectionParams, MessageCompressor};
 ///
-/// let mut c = MessageCompressor::new(Direction { no_context_takeover: true, max_window_bits: 15 }, 6);
+/// let mut c = MessageCompressor::new(DirectionParams { no_context_takeover: true, max_window_bits: 15 }, 6);
 /// let mut payload = Vec::new();
 /// c.compress(b"Hello", &mut payload).unwrap();
 /// // RFC 7692 §7.2.3.1: one fixed-Huffman block, the trailing 00 00 ff ff removed.
@@ -26,7 +26,7 @@ use super::{DeflateError, EMPTY_STORED_BLOCK};
 /// ```
 #[derive(Debug)]
 pub struct MessageCompressor {
-    direction: Direction,
+    direction: DirectionParams,
     level: u8,
     state: Option<Compress>,
 }
@@ -34,7 +34,7 @@ pub struct MessageCompressor {
 impl MessageCompressor {
     /// A compressor for messages sent in `direction`, at zlib `level` 0..=9 (0: stored blocks
     /// only; 1 fastest; 9 smallest). Nothing is allocated yet.
-    pub fn new(direction: Direction, level: u8) -> Self {
+    pub fn new(direction: DirectionParams, level: u8) -> Self {
         MessageCompressor {
             direction,
             level: level.min(9),
@@ -43,7 +43,7 @@ impl MessageCompressor {
     }
 
     /// The direction's parameters.
-    pub fn direction(&self) -> Direction {
+    pub fn direction(&self) -> DirectionParams {
         self.direction
     }
 

@@ -8,7 +8,7 @@
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use super::params::{Direction, MAX_WINDOW_BITS};
+use super::params::{DirectionParams, MAX_WINDOW_BITS};
 use super::pool;
 use super::{DeflateError, EMPTY_STORED_BLOCK};
 
@@ -24,9 +24,9 @@ pub const INFLATE_STEP: usize = 16 * 1024;
 /// window used to process the last compressed message").
 ///
 /// ```
-/// use wsloop::deflate::{Direction, MessageInflater};
+/// use wsloop::deflate::{DirectionParams, MessageInflater};
 ///
-/// let mut d = MessageInflater::new(Direction { no_context_takeover: true, max_window_bits: 15 });
+/// let mut d = MessageInflater::new(DirectionParams { no_context_takeover: true, max_window_bits: 15 });
 /// let mut text = Vec::new();
 /// d.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut text, 1024).unwrap();
 /// d.finish_message(&mut text, 1024).unwrap(); // appends 00 00 ff ff (RFC 7692 §7.2.2 step 1)
@@ -35,13 +35,13 @@ pub const INFLATE_STEP: usize = 16 * 1024;
 /// ```
 #[derive(Debug)]
 pub struct MessageInflater {
-    direction: Direction,
+    direction: DirectionParams,
     state: Option<Decompress>,
 }
 
 impl MessageInflater {
     /// An inflater for messages received in `direction`. Nothing is allocated yet.
-    pub fn new(direction: Direction) -> Self {
+    pub fn new(direction: DirectionParams) -> Self {
         MessageInflater { direction, state: None }
     }
 

@@ -116,7 +116,7 @@ mod pool;
 pub use broadcast::{encode_compressed_frame, BroadcastCompressor, Encoded};
 pub use compress::MessageCompressor;
 pub use inflate::{MessageInflater, INFLATE_STEP};
-pub use params::{DeflateParams, Direction, MAX_WINDOW_BITS, MIN_WINDOW_BITS, MIN_ZLIB_WINDOW_BITS};
+pub use params::{DeflateParams, DirectionParams, MAX_WINDOW_BITS, MIN_WINDOW_BITS, MIN_ZLIB_WINDOW_BITS};
 pub use pool::{clear_pool, pooled_bytes, POOL_CAPACITY};
 
 use std::fmt;

@@ -49,7 +49,7 @@ impl Default for DeflateParams {
 /// How one direction of a connection compresses: what the sender must do and the receiver may
 /// rely on (RFC 7692 §7.2.1, §7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Direction {
+pub struct DirectionParams {
     /// Each message starts with an empty LZ77 window.
     pub no_context_takeover: bool,
     /// The sender's window is at most 2^bits bytes.
@@ -69,13 +69,13 @@ impl DeflateParams {
     }
 
     /// The direction of messages sent by `role`.
-    pub fn sent_by(&self, role: Role) -> Direction {
+    pub fn sent_by(&self, role: Role) -> DirectionParams {
         match role {
-            Role::Server => Direction {
+            Role::Server => DirectionParams {
                 no_context_takeover: self.server_no_context_takeover,
                 max_window_bits: self.server_max_window_bits,
             },
-            Role::Client => Direction {
+            Role::Client => DirectionParams {
                 no_context_takeover: self.client_no_context_takeover,
                 max_window_bits: self.client_max_window_bits,
             },
@@ -83,7 +83,7 @@ impl DeflateParams {
     }
 
     /// The direction of messages received by `role` (sent by the other end).
-    pub fn received_by(&self, role: Role) -> Direction {
+    pub fn received_by(&self, role: Role) -> DirectionParams {
         match role {
             Role::Server => self.sent_by(Role::Client),
             Role::Client => self.sent_by(Role::Server),

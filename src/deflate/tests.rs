@@ -3,8 +3,8 @@ use proptest::prelude::*;
 
 const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
 
-fn dir(no_context_takeover: bool, max_window_bits: u8) -> Direction {
-    Direction {
+fn dir(no_context_takeover: bool, max_window_bits: u8) -> DirectionParams {
+    DirectionParams {
         no_context_takeover,
         max_window_bits,
     }

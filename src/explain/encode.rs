@@ -8,7 +8,7 @@ use super::frames;
 use super::text::{bits, bits_of, byte_table, hex, hex_lines, parse_hex, plural, quote, quote_short, SHOW_BYTES};
 use super::Style;
 use crate::deflate::{
-    encode_compressed_frame, Direction, MessageCompressor, DEFAULT_COMPRESSION_LEVEL, EMPTY_STORED_BLOCK,
+    encode_compressed_frame, DirectionParams, MessageCompressor, DEFAULT_COMPRESSION_LEVEL, EMPTY_STORED_BLOCK,
     MAX_WINDOW_BITS,
 };
 use crate::frame::{encode_frame, CloseCode, LengthForm, Opcode, MAX_CONTROL_PAYLOAD};
@@ -57,7 +57,7 @@ pub(crate) fn explain(
     let payload = if deflate {
         // The message compressed on its own (no context takeover), as the first message of a
         // connection or any message with *_no_context_takeover.
-        let direction = Direction {
+        let direction = DirectionParams {
             no_context_takeover: true,
             max_window_bits: MAX_WINDOW_BITS,
         };

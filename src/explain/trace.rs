@@ -3,8 +3,9 @@
 //! `wsloop client --trace`.
 //!
 //! They live here, not in the runtime, so the dependency points one way: the server and the
-//! client only hand raw bytes to an [`Observer`](crate::server::Observer) (their own trait,
-//! in the core's words from [`crate::observe`]); the teaching module implements those traits.
+//! client only hand raw bytes to an observer ([`ServerObserver`](crate::server::ServerObserver),
+//! [`ClientObserver`](crate::client::ClientObserver): their own traits, in the core's words from
+//! [`crate::observe`]); the teaching module implements those traits.
 //!
 //! [`ServerTrace`] copies the bytes into a bounded queue and a printer thread renders them.
 //! When the printer falls behind (a slow terminal, a full pipe), events are dropped and
@@ -89,7 +90,7 @@ impl ServerTrace {
     }
 }
 
-impl server::Observer for ServerTrace {
+impl server::ServerObserver for ServerTrace {
     fn handshake(&self, id: ConnId, peer: SocketAddr, request: &Request, response: &[u8]) {
         self.send(TraceEvent::Handshake {
             id,
@@ -188,7 +189,7 @@ impl ClientTrace {
     }
 }
 
-impl client::Observer for ClientTrace {
+impl client::ClientObserver for ClientTrace {
     fn handshake(&self, request: &[u8], response: &[u8]) {
         let style = self.style;
         let mut s = String::new();
@@ -297,7 +298,7 @@ fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::Observer as _;
+    use crate::server::ServerObserver as _;
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {

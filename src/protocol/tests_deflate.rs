@@ -2,7 +2,7 @@
 //! receiver sees them, the RSV1 rules, bounded inflating, and round trips at any split.
 
 use super::*;
-use crate::deflate::{compressor_bytes, inflater_bytes, Direction, MessageCompressor};
+use crate::deflate::{compressor_bytes, inflater_bytes, DirectionParams, MessageCompressor};
 use crate::error::ProtocolError;
 use crate::frame::{self, apply_mask, encode_header_rsv, HeaderStatus, RSV1, RSV2};
 use proptest::prelude::*;
@@ -218,7 +218,7 @@ fn rule_invalid_deflate_data_is_1007() {
 fn zip_bomb_fails_with_1009_and_a_bounded_buffer() {
     let limit = 1 << 20;
     let mut c = MessageCompressor::new(
-        Direction {
+        DirectionParams {
             no_context_takeover: true,
             max_window_bits: 15,
         },

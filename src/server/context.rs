@@ -198,7 +198,7 @@ pub(crate) struct ConnParts<'a, S> {
 /// connection closes.
 ///
 /// ```
-/// use wsloop::client::{Client, Event};
+/// use wsloop::client::{Client, ClientEvent};
 /// use wsloop::handshake::Request;
 /// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 ///
@@ -229,12 +229,12 @@ pub(crate) struct ConnParts<'a, S> {
 /// let lobby = format!("ws://{}/lobby", server.local_addr());
 ///
 /// let mut ada = Client::connect(&lobby)?;
-/// assert_eq!(ada.recv()?, Event::Text("welcome to /lobby, 1 here".into()));
+/// assert_eq!(ada.recv()?, ClientEvent::Text("welcome to /lobby, 1 here".into()));
 /// let mut bob = Client::connect(&lobby)?;
-/// assert_eq!(bob.recv()?, Event::Text("welcome to /lobby, 2 here".into()));
+/// assert_eq!(bob.recv()?, ClientEvent::Text("welcome to /lobby, 2 here".into()));
 ///
 /// bob.send_text("hi ada")?;
-/// assert_eq!(ada.recv()?, Event::Text("hi ada".into()));
+/// assert_eq!(ada.recv()?, ClientEvent::Text("hi ada".into()));
 ///
 /// server.shutdown();
 /// server.join()?;

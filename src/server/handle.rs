@@ -12,7 +12,7 @@ use super::bus::{BusInfo, BusLink, BusStats, Queued};
 use super::fanout::{Outgoing, Target};
 use super::history::{HistoryFigures, MemoryHistory, Replay, Stamped};
 use super::metrics::Metrics;
-use super::observer::Observer;
+use super::observer::ServerObserver;
 use super::{ConnId, Message, ServerConfig};
 use crate::frame::{self, CloseCode};
 use std::collections::VecDeque;
@@ -133,7 +133,7 @@ pub(crate) struct Core {
     pub(crate) node: u32,
     pub(crate) info: ServerInfo,
     pub(crate) inboxes: Vec<Inbox>,
-    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) observer: Option<Arc<dyn ServerObserver>>,
     pub(crate) shutdown: AtomicBool,
     /// Event loops still running.
     pub(crate) running: AtomicUsize,
@@ -299,7 +299,7 @@ impl std::error::Error for PushError {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use wsloop::client::{Client, Event};
+/// use wsloop::client::{Client, ClientEvent};
 /// use wsloop::handshake::Request;
 /// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response, Server};
 ///
@@ -324,7 +324,7 @@ impl std::error::Error for PushError {}
 /// });
 /// let server = server.start()?;
 /// let mut client = Client::connect(&format!("ws://{}/", server.local_addr()))?;
-/// assert_eq!(client.recv()?, Event::Text("subscribed".into()));
+/// assert_eq!(client.recv()?, ClientEvent::Text("subscribed".into()));
 ///
 /// let handle = server.handle();
 /// let ticker = std::thread::spawn(move || {
@@ -336,8 +336,8 @@ impl std::error::Error for PushError {}
 ///     }
 /// });
 ///
-/// assert_eq!(client.recv()?, Event::Text("tick 0".into()));
-/// assert_eq!(client.recv()?, Event::Text("tick 1".into()));
+/// assert_eq!(client.recv()?, ClientEvent::Text("tick 0".into()));
+/// assert_eq!(client.recv()?, ClientEvent::Text("tick 1".into()));
 ///
 /// server.shutdown();
 /// server.join()?;

@@ -431,7 +431,7 @@ pub enum SendStatus {
 ///
 /// let mut client = wsloop::client::Client::connect(&format!("ws://{addr}/echo"))?;
 /// client.send_text("hello")?;
-/// assert_eq!(client.recv()?, wsloop::client::Event::Text("hello".into()));
+/// assert_eq!(client.recv()?, wsloop::client::ClientEvent::Text("hello".into()));
 /// client.close(wsloop::CloseCode::NORMAL, "bye")?;
 ///
 /// let mut http = std::net::TcpStream::connect(addr)?;
@@ -495,7 +495,7 @@ pub trait Handler: Send + Sync + 'static {
     /// let mut ada = wsloop::client::Client::connect(&format!("{url}?nick=ada"))?;
     /// for expected in ["ada #1: hi", "ada #2: again"] {
     ///     ada.send_text(expected.rsplit(": ").next().unwrap_or_default())?;
-    ///     assert_eq!(ada.recv()?, wsloop::client::Event::Text(expected.into()));
+    ///     assert_eq!(ada.recv()?, wsloop::client::ClientEvent::Text(expected.into()));
     /// }
     /// // No nickname: refused with the handler's 400, never upgraded.
     /// let refused = wsloop::client::Client::connect(&url).unwrap_err();

@@ -74,7 +74,7 @@ pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
-pub use observer::Observer;
+pub use observer::ServerObserver;
 
 use budget::MemoryBudget;
 use event_loop::{EventLoop, WAKER};
@@ -92,7 +92,7 @@ use std::sync::Arc;
 pub struct Server<H: Handler> {
     config: ServerConfig,
     handler: Arc<H>,
-    observer: Option<Arc<dyn Observer>>,
+    observer: Option<Arc<dyn ServerObserver>>,
     bus: Option<Arc<dyn bus::MessageBus>>,
 }
 
@@ -140,9 +140,9 @@ impl<H: Handler> Server<H> {
         self
     }
 
-    /// Installs an observer that sees every handshake and frame (see [`Observer`]; what
+    /// Installs an observer that sees every handshake and frame (see [`ServerObserver`]; what
     /// `wsloop serve --trace` installs is a printer built on this).
-    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+    pub fn observer(mut self, observer: Arc<dyn ServerObserver>) -> Self {
         self.observer = Some(observer);
         self
     }

@@ -1,4 +1,4 @@
-//! Watching the wire from outside the loop: an [`Observer`] the embedding program installs
+//! Watching the wire from outside the loop: a [`ServerObserver`] the embedding program installs
 //! (`Server::observer`) is shown every handshake and every frame, raw. The loop only hands
 //! bytes over, in the core's words ([`crate::observe`]); formatting happens wherever the
 //! observer wants it (`wsloop serve --trace` installs a printer from the teaching module).
@@ -9,7 +9,7 @@ use crate::observe::Direction;
 use std::net::SocketAddr;
 
 /// Sees what crosses the wire. Called on the event loop: return quickly.
-pub trait Observer: Send + Sync + 'static {
+pub trait ServerObserver: Send + Sync + 'static {
     /// An upgrade request and the server's answer (the 101, or a refusal).
     fn handshake(&self, id: ConnId, peer: SocketAddr, request: &Request, response: &[u8]) {
         let _ = (id, peer, request, response);
