@@ -236,7 +236,7 @@ fn response_header(response: &[u8], name: &str) -> Option<String> {
 /// One exchange on `/learn`: the frames the server received (still masked, as on the wire) and
 /// the frames it sent back, each decoded field by field (RFC 6455 §5.2).
 ///
-/// At most [`MAX_FRAMES_EXPLAINED`] frames per direction are decoded (a message may come in
+/// At most `MAX_FRAMES_EXPLAINED` frames per direction are decoded (a message may come in
 /// thousands of tiny fragments); `received_more` / `sent_more` count the frames left out, so
 /// the output stays bounded whatever the peer sends.
 pub fn frames_json(received_wire: &[u8], sent_wire: &[u8]) -> String {

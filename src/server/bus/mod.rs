@@ -50,7 +50,7 @@ use std::time::Duration;
 
 /// Jobs queued for the bus at most; past it messages are delivered locally only and counted as
 /// dropped (no unbounded buffering when the bus is slow). The queue is bounded by bytes too
-/// (see [`BusLink`]): an eighth of the memory budget, charged to it.
+/// (see `BusLink`): an eighth of the memory budget, charged to it.
 pub const QUEUE: usize = 16 * 1024;
 /// Jobs sent in one batch (one round trip).
 const BATCH: usize = 512;
