@@ -15,7 +15,7 @@ use std::time::Duration;
 use wsloop::explain::{self, ServerTrace, Style};
 #[cfg(feature = "redis")]
 use wsloop::server::bus::RedisBus;
-use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig};
+use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig, ShutdownSignals};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -262,6 +262,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     // The banner comes after the bind, with the address bound (the real port for port 0),
     // so it never announces a server that is not there.
+    // Watching the signals takes a descriptor: before the loops accept anything.
+    let signals = match ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("wsloop: cannot watch SIGINT/SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match server.start() {
         Ok(running) => running,
         Err(e) => {
@@ -273,7 +281,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         "wsloop serving on http://{} (chat page at /, /health, /metrics, /learn; WebSockets at /echo, /chat, /learn)",
         running.local_addr()
     );
-    match running.run_until_signal() {
+    match running.run_until(signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsloop: {e}");

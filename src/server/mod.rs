@@ -234,18 +234,42 @@ impl<H: Handler> Server<H> {
     /// accepting, Close 1001 to every WebSocket, wait up to the grace period) and returns.
     /// A second signal exits at once.
     pub fn run(self) -> io::Result<()> {
-        self.start()?.run_until_signal()
+        // Signals first: watching them takes a descriptor, which a flood of connections
+        // accepted by the running loops could otherwise take first (EMFILE).
+        let signals = ShutdownSignals::install()?;
+        self.start()?.run_until(signals)
+    }
+}
+
+/// SIGINT and SIGTERM, watched: install it before [`Server::start`] (watching takes a file
+/// descriptor, and a server already accepting may have used them all), then hand it to
+/// [`RunningServer::run_until`].
+pub struct ShutdownSignals(signal_hook::iterator::Signals);
+
+impl ShutdownSignals {
+    /// Starts watching SIGINT and SIGTERM.
+    pub fn install() -> io::Result<ShutdownSignals> {
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .map(ShutdownSignals)
     }
 }
 
 impl RunningServer {
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully as [`Server::run`] does:
     /// for a caller that wants the bound address first ([`RunningServer::local_addr`], the
-    /// real port when bound to port 0), e.g. to print it.
+    /// real port when bound to port 0), e.g. to print it. It starts watching the signals
+    /// only now: a server that may face a flood at once should install [`ShutdownSignals`]
+    /// before starting and call [`RunningServer::run_until`].
     pub fn run_until_signal(self) -> io::Result<()> {
+        let signals = ShutdownSignals::install()?;
+        self.run_until(signals)
+    }
+
+    /// Serves until one of `signals` arrives, then shuts down gracefully; a second signal
+    /// exits at once.
+    pub fn run_until(self, signals: ShutdownSignals) -> io::Result<()> {
         let handle = self.handle();
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = signals.0;
         std::thread::Builder::new()
             .name("wsloop-signals".into())
             .spawn(move || {
