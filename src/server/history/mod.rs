@@ -613,38 +613,13 @@ impl MemoryHistory {
         page
     }
 
-    /// What was recorded in `topic` after `since`.
+    /// What was recorded in `topic` after `since`: [`MemoryHistory::page`] without bounds.
     #[cfg(test)]
     pub(crate) fn since(&self, topic: &str, since: HistoryId, now: u64) -> Replay {
-        let mut guard = self.lock();
-        let rooms = &mut *guard;
-        rooms.clock = rooms.clock.max(now);
-        let now = rooms.clock;
-        let ttl = self.ttl_ms();
-        let Some(ring) = rooms.map.get_mut(topic) else {
-            // Nothing recorded here in this process's life (or not within the TTL): the id is
-            // from another history, or too old.
-            return Replay::TooOld;
-        };
-        let freed = Self::expire(ring, now, ttl);
-        if since == ring.last {
-            rooms.total = rooms.total.saturating_sub(freed);
-            self.settle(rooms);
-            return Replay::Complete(Vec::new());
+        match self.page(topic, since, usize::MAX, usize::MAX, now) {
+            Page::Entries { entries, .. } => Replay::Complete(entries),
+            Page::TooOld { .. } => Replay::TooOld,
         }
-        let result = if since > ring.last {
-            Replay::TooOld // never handed out: from another history
-        } else {
-            // Complete only if `since` itself is still here (or is where the ring starts):
-            // then nothing after it was trimmed.
-            match ring.entries.iter().position(|(_, e)| e.id == since) {
-                Some(i) => Replay::Complete(ring.entries.iter().skip(i + 1).map(|(_, e)| e.clone()).collect()),
-                None => Replay::TooOld,
-            }
-        };
-        rooms.total = rooms.total.saturating_sub(freed);
-        self.settle(rooms);
-        result
     }
 }
 
