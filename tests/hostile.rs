@@ -9,23 +9,17 @@
 mod common;
 
 use common::process::{health, raw_exchange, status_of, ServerProcess, Spawn};
+use common::wait::serial;
 use common::Client;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsloop::frame::{encode_frame, Opcode};
 use wsloop::handshake::client::ClientHandshake;
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
 use wsloop::CloseCode;
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";

@@ -8,19 +8,13 @@
 mod common;
 
 use common::process::{health, raw_exchange, status_of, ServerProcess, Spawn};
+use common::wait::serial;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wsloop::client::{Client, CloseStatus, Error, Event, Message};
 use wsloop::CloseCode;
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const MIB: u64 = 1 << 20;
 

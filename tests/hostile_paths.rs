@@ -15,25 +15,20 @@
 
 mod common;
 
+use common::health::json_number;
 use common::process::{raw_exchange, status_of, ServerProcess, Spawn};
+use common::wait::serial;
 use common::{json_field, Client};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wsloop::frame::{encode_header, Opcode};
 use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::handshake::deflate::DeflateOffer;
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The `--max-memory` every test here runs with: small, so an attack that escapes the budget
 /// shows in RSS within seconds.
@@ -224,14 +219,6 @@ struct HealthReport {
     max_memory_used: u64,
 }
 
-/// `memory_used` from a `/health` answer.
-fn memory_used_of(response: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(response);
-    let at = text.find("\"memory_used\":")? + "\"memory_used\":".len();
-    let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
-}
-
 /// GET /health on a fresh connection: (status, time, memory_used).
 fn health_once(addr: SocketAddr) -> (Option<u16>, Duration, Option<u64>) {
     let t = Instant::now();
@@ -240,7 +227,11 @@ fn health_once(addr: SocketAddr) -> (Option<u16>, Duration, Option<u64>) {
         b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(10),
     );
-    (status_of(&got), t.elapsed(), memory_used_of(&got))
+    (
+        status_of(&got),
+        t.elapsed(),
+        json_number(&String::from_utf8_lossy(&got), "memory_used"),
+    )
 }
 
 /// Polls `/health` every 50 ms on fresh connections until `stop`.
