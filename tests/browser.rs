@@ -13,9 +13,10 @@ mod harness;
 
 use common::demo::{message_json, DemoApp};
 use common::demo_server;
+use common::lines::{all_of, lines_of};
 use harness::{chromium, expect_check_failure, expect_ok, node_missing, prerequisites, script};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -88,19 +89,8 @@ fn rooms_survive_a_server_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let stderr_text = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
+    let rx = lines_of(child.stdout.take().unwrap());
+    let stderr_text = all_of(child.stderr.take().unwrap());
     let deadline = Instant::now() + DEADLINE + Duration::from_secs(20);
     let mut lines = Vec::new();
     let mut server = Some(server);
@@ -491,17 +481,14 @@ fn start_broken_learn(broken: LearnBreak) -> wsloop::server::RunningServer {
         );
         page
     });
-    Server::new(BrokenLearn {
-        demo: DemoApp::new(),
-        broken,
-        page,
-    })
-    .configure(|c| {
-        c.bind = "127.0.0.1:0".parse().unwrap();
-        c.threads = 1;
-    })
-    .start()
-    .expect("server starts")
+    common::start(
+        BrokenLearn {
+            demo: DemoApp::new(),
+            broken,
+            page,
+        },
+        |s| s,
+    )
 }
 
 /// The check can fail: a page showing a wrong accept, rendering no frames, or explaining
@@ -949,19 +936,8 @@ fn cluster_pages(history_size: usize) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let stderr_text = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
+    let rx = lines_of(child.stdout.take().unwrap());
+    let stderr_text = all_of(child.stderr.take().unwrap());
     let deadline = Instant::now() + DEADLINE;
     let mut lines = Vec::new();
     let mut b = Some(b);

@@ -9,13 +9,15 @@
 mod common;
 
 use common::demo::DemoApp;
+use common::health::get;
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
+use common::wait::eventually;
 use common::{chat_notice, http, json_field, Client};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wsloop::handshake::Request;
 use wsloop::protocol::OwnedEvent;
 use wsloop::server::bus::RedisBus;
@@ -24,15 +26,6 @@ use wsloop::server::{
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `f` until it holds or the deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !f() {
-        assert!(Instant::now() < until, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn node_server(redis: &str, node: u32) -> RunningServer {
     Server::new(DemoApp::new())
@@ -53,19 +46,11 @@ fn bus_connected(h: &ServerHandle) -> bool {
 }
 
 fn health(addr: SocketAddr) -> String {
-    http(
-        addr,
-        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .2
+    get(addr, "/health")
 }
 
 fn metrics(addr: SocketAddr) -> String {
-    http(
-        addr,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .2
+    get(addr, "/metrics")
 }
 
 fn post(addr: SocketAddr, room: &str, text: &str) {
@@ -108,9 +93,7 @@ fn next_chat(c: &mut Client) -> (String, String) {
 
 /// The connection id the demo's welcome names.
 fn welcome_id(c: &mut Client) -> ConnId {
-    let t = next_text(c);
-    assert!(t.starts_with("{\"type\":\"welcome\""), "{t}");
-    json_field(&t, "id").unwrap().parse().unwrap()
+    common::events::welcome_id(Some(OwnedEvent::Text(next_text(c))))
 }
 
 /// Child processes, the CLI flag: a message sent on A reaches B's member once, and A's
@@ -130,7 +113,9 @@ fn serve_with_redis_shares_a_room_between_two_processes() {
     };
     let (a, b) = (spawn(), spawn());
     for p in [&a, &b] {
-        eventually("the bus connects", || health(p.addr).contains("\"connected\":true"));
+        eventually("the bus connects", DEADLINE, || {
+            health(p.addr).contains("\"connected\":true")
+        });
     }
     let mut a1 = Client::connect(a.addr, "/chat?room=r&name=a1");
     let mut a2 = Client::connect(a.addr, "/chat?room=r&name=a2");
@@ -168,7 +153,9 @@ fn handle_publish_broadcast_and_send_to_cross_processes_once() {
     let a = node_server(&redis.url(), 0xa);
     let b = node_server(&redis.url(), 0xb);
     let (ha, hb) = (a.handle(), b.handle());
-    eventually("both buses connect", || bus_connected(&ha) && bus_connected(&hb));
+    eventually("both buses connect", DEADLINE, || {
+        bus_connected(&ha) && bus_connected(&hb)
+    });
     let mut ca = Client::connect(a.local_addr(), "/chat?room=r");
     let mut cb = Client::connect(b.local_addr(), "/chat?room=r");
     let mut ea = Client::connect(a.local_addr(), "/echo");
@@ -242,7 +229,7 @@ fn context_send_to_reaches_a_connection_on_another_process() {
             .unwrap()
     };
     let (a, b) = (start(1), start(2));
-    eventually("both buses connect", || {
+    eventually("both buses connect", DEADLINE, || {
         bus_connected(&a.handle()) && bus_connected(&b.handle())
     });
     let mut x = Client::connect(a.local_addr(), "/");
@@ -276,7 +263,9 @@ fn redis_killed_and_restarted_mid_run() {
     };
     let (a, b) = (spawn(), spawn());
     for p in [&a, &b] {
-        eventually("the bus connects", || health(p.addr).contains("\"connected\":true"));
+        eventually("the bus connects", DEADLINE, || {
+            health(p.addr).contains("\"connected\":true")
+        });
     }
     let mut a1 = Client::connect(a.addr, "/chat?room=r&name=a1");
     let mut a2 = Client::connect(a.addr, "/chat?room=r&name=a2");
@@ -288,7 +277,9 @@ fn redis_killed_and_restarted_mid_run() {
 
     redis.kill();
     for p in [&a, &b] {
-        eventually("the bus notices", || health(p.addr).contains("\"connected\":false"));
+        eventually("the bus notices", DEADLINE, || {
+            health(p.addr).contains("\"connected\":false")
+        });
         assert!(metrics(p.addr).contains("wsloop_bus_connected 0"));
     }
     for i in 0..20 {
@@ -310,7 +301,9 @@ fn redis_killed_and_restarted_mid_run() {
 
     let _redis = RedisServer::start_on(port);
     for p in [&a, &b] {
-        eventually("the bus reconnects", || health(p.addr).contains("\"connected\":true"));
+        eventually("the bus reconnects", DEADLINE, || {
+            health(p.addr).contains("\"connected\":true")
+        });
     }
     a1.send_text("after");
     for c in [&mut a1, &mut a2] {
@@ -346,7 +339,7 @@ fn redis_missing_at_start() {
     assert_eq!(next_chat(&mut c2).0, "alone");
     assert!(health(a.local_addr()).contains("\"connected\":false"));
     let _redis = RedisServer::start_on(port);
-    eventually("the bus connects late", || bus_connected(&a.handle()));
+    eventually("the bus connects late", DEADLINE, || bus_connected(&a.handle()));
     c1.send_text("together");
     assert_eq!(next_chat(&mut c2).0, "together");
 }
@@ -436,7 +429,7 @@ fn replay_through_redis_has_no_gap_and_no_duplicate_under_live_traffic() {
     let redis = RedisServer::start();
     let a = node_server(&redis.url(), 0xa);
     let b = node_server(&redis.url(), 0xb);
-    eventually("both buses connect", || {
+    eventually("both buses connect", DEADLINE, || {
         bus_connected(&a.handle()) && bus_connected(&b.handle())
     });
     let (a, b) = (a.local_addr(), b.local_addr());
@@ -502,7 +495,7 @@ fn a_trimmed_id_gets_the_resync_notice_through_redis() {
         .message_bus(RedisBus::new(&redis.url()).unwrap())
         .start()
         .unwrap();
-    eventually("the bus connects", || bus_connected(&a.handle()));
+    eventually("the bus connects", DEADLINE, || bus_connected(&a.handle()));
     // MAXLEN ~ trims whole stream nodes (100 entries): send enough that the first goes.
     too_old(a.local_addr(), 350);
     let len: usize = redis.cli(&["XLEN", "wsloop:history:room:r"]).trim().parse().unwrap();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::events::text;
 use common::{demo_server, Client, TIMEOUT};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +13,7 @@ use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::handshake::deflate::{DeflateOffer, DeflatePolicy};
 use wsloop::handshake::Request;
 use wsloop::protocol::{Config, OwnedEvent, Role, WebSocket};
-use wsloop::server::{Accept, Context, DeflateMode, Handler, Message, RequestContext, Response, RunningServer, Server};
+use wsloop::server::{Accept, Context, DeflateMode, Handler, Message, RequestContext, Response, RunningServer};
 
 /// Connects to `path` offering permessage-deflate as browsers do (or nothing); returns the
 /// client (compressing and inflating if agreed) and the agreed parameters.
@@ -58,13 +59,6 @@ fn connect(addr: SocketAddr, path: &str, offer: bool) -> (Client, Option<Deflate
     }
 }
 
-fn text(e: Option<OwnedEvent>) -> String {
-    match e {
-        Some(OwnedEvent::Text(t)) => t,
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -101,14 +95,7 @@ impl Handler for Report {
 }
 
 fn start(mode: DeflateMode) -> RunningServer {
-    Server::new(Report)
-        .configure(|c| {
-            c.bind = "127.0.0.1:0".parse().unwrap();
-            c.threads = 1;
-            c.deflate = mode;
-        })
-        .start()
-        .expect("server starts")
+    common::start(Report, |s| s.configure(|c| c.deflate = mode))
 }
 
 /// Sends `message`, reads the echo and the report; returns the report's three fields.

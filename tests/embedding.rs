@@ -4,43 +4,16 @@
 
 mod common;
 
-use common::{http, Client, TIMEOUT};
+use common::events::text;
+use common::wait::eventually;
+use common::{http, start, Client, TIMEOUT};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use wsloop::handshake::Request;
 use wsloop::protocol::OwnedEvent;
-use wsloop::server::{
-    Accept, ConnId, Context, Handler, Message, PushError, RequestContext, Response, RunningServer, SendStatus, Server,
-};
+use wsloop::server::{Accept, ConnId, Context, Handler, Message, PushError, RequestContext, Response, SendStatus};
 use wsloop::CloseCode;
-
-fn start<H: Handler>(handler: H, threads: usize, configure: impl FnOnce(Server<H>) -> Server<H>) -> RunningServer {
-    configure(Server::new(handler).configure(|c| {
-        c.bind = "127.0.0.1:0".parse().unwrap();
-        c.threads = threads;
-    }))
-    .start()
-    .expect("server starts")
-}
-
-/// Polls `cond` until it holds or `TIMEOUT` passes.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn text(e: Option<OwnedEvent>) -> String {
-    match e {
-        Some(OwnedEvent::Text(t)) => t,
-        Some(OwnedEvent::Binary(b)) => panic!("expected a text message, got {} binary bytes", b.len()),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
 
 // ----- state from the upgrade ------------------------------------------------------------------
 
@@ -101,7 +74,7 @@ impl Handler for StateApp {
 #[test]
 fn state_set_at_the_upgrade_reaches_every_callback() {
     let app = Arc::new(StateApp::default());
-    let server = start(ArcHandler(app.clone()), 1, |s| s);
+    let server = start(ArcHandler(app.clone()), |s| s);
     let addr = server.local_addr();
     let (status, _, _) = http(
         addr,
@@ -119,7 +92,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     let local = c.stream.local_addr().unwrap();
     c.close(CloseCode(4001), "bye");
     assert!(c.wait_eof());
-    wait_until("on_close", || !app.closed.lock().unwrap().is_empty());
+    eventually("on_close", TIMEOUT, || !app.closed.lock().unwrap().is_empty());
     assert_eq!(*app.closed.lock().unwrap(), vec![("ada".to_owned(), 2, 4001)]);
     assert!(
         app.peers_seen.lock().unwrap().contains(&local),
@@ -191,7 +164,7 @@ fn pump(ctx: &mut Context<'_, u32>) {
 /// Issue 9 item 4: on_drain used to fire only once, so a sender that paused twice stalled.
 #[test]
 fn on_drain_fires_after_every_backpressure() {
-    let server = start(Streamer, 1, |s| s.configure(|c| c.backpressure_high_water = 256 * 1024));
+    let server = start(Streamer, |s| s.configure(|c| c.backpressure_high_water = 256 * 1024));
     let mut c = Client::connect(server.local_addr(), "/stream");
     for n in 0..CHUNKS {
         match c.next() {
@@ -269,7 +242,7 @@ impl Handler for Topics {
 #[test]
 fn unsubscribing_in_on_close_touches_only_that_connection() {
     let app = Arc::new(Topics::default());
-    let server = start(ArcHandler(app.clone()), 1, |s| s);
+    let server = start(ArcHandler(app.clone()), |s| s);
     let addr = server.local_addr();
     let handle = server.handle();
     let mut a = Client::connect(addr, "/sub");
@@ -277,7 +250,7 @@ fn unsubscribing_in_on_close_touches_only_that_connection() {
     let mut d = Client::connect(addr, "/sub");
     let _d_id = text(d.next());
     drop(a); // TCP gone, no Close frame
-    wait_until("A to go", || {
+    eventually("A to go", TIMEOUT, || {
         handle.send_to(a_id, Message::Text("?")) == Err(PushError::Gone)
     });
     let mut e = Client::connect(addr, "/other");
@@ -295,7 +268,7 @@ fn unsubscribing_in_on_close_touches_only_that_connection() {
 #[test]
 fn subscribe_and_unsubscribe_work_from_every_callback() {
     let app = Arc::new(Topics::default());
-    let server = start(ArcHandler(app.clone()), 1, |s| {
+    let server = start(ArcHandler(app.clone()), |s| {
         s.configure(|c| c.backpressure_high_water = 64 * 1024)
     });
     let mut c = Client::connect(server.local_addr(), "/sub");
@@ -349,7 +322,7 @@ impl Handler for Fragile {
 /// nothing else.
 #[test]
 fn a_panicking_handler_closes_only_its_connection() {
-    let server = start(Fragile, 1, |s| s);
+    let server = start(Fragile, |s| s);
     let addr = server.local_addr();
     let mut calm = Client::connect(addr, "/x");
     let mut doomed = Client::connect(addr, "/x");
@@ -365,7 +338,7 @@ fn a_panicking_handler_closes_only_its_connection() {
     let fresh = &mut Client::connect(addr, "/x");
     fresh.send_text("and new ones");
     assert_eq!(text(fresh.next()), "and new ones");
-    wait_until("the panic counter", || {
+    eventually("the panic counter", TIMEOUT, || {
         server
             .info()
             .prometheus()
@@ -412,7 +385,7 @@ fn clients_on_both_loops(addr: SocketAddr, n: usize) -> (Vec<Client>, Vec<ConnId
 
 #[test]
 fn pushes_from_another_thread_reach_every_loop_in_order() {
-    let server = start(Feed, 2, |s| s);
+    let server = start(Feed, |s| s.configure(|c| c.threads = 2));
     let (mut clients, _) = clients_on_both_loops(server.local_addr(), 4);
     let handle = server.handle();
     let pusher = std::thread::spawn(move || {
@@ -430,7 +403,7 @@ fn pushes_from_another_thread_reach_every_loop_in_order() {
 
 #[test]
 fn send_to_and_close_through_the_handle_and_errors_after() {
-    let server = start(Feed, 2, |s| s);
+    let server = start(Feed, |s| s.configure(|c| c.threads = 2));
     let (mut clients, ids) = clients_on_both_loops(server.local_addr(), 2);
     let handle = server.handle();
     assert_eq!(handle.open_websockets(), 2);
@@ -449,7 +422,7 @@ fn send_to_and_close_through_the_handle_and_errors_after() {
     );
     // Our client core answered the Close; the server then closes the TCP connection.
     assert!(clients[1].wait_eof());
-    wait_until("the closed id to be gone", || {
+    eventually("the closed id to be gone", TIMEOUT, || {
         handle.send_to(ids[1], Message::Text("late")) == Err(PushError::Gone)
     });
     let foreign: ConnId = "00000001.0.0.1".parse().unwrap();
@@ -467,7 +440,7 @@ fn send_to_and_close_through_the_handle_and_errors_after() {
 /// A connection id handed to a client comes back as the same id.
 #[test]
 fn conn_ids_round_trip_through_text() {
-    let server = start(Feed, 2, |s| s);
+    let server = start(Feed, |s| s.configure(|c| c.threads = 2));
     let (_clients, ids) = clients_on_both_loops(server.local_addr(), 2);
     for id in ids {
         assert_eq!(id.to_string().parse::<ConnId>(), Ok(id));

@@ -8,24 +8,19 @@
 
 mod common;
 
+use common::health::watch_health;
 use common::process::{health, raw_exchange, status_of, ServerProcess, Spawn};
+use common::wait::serial;
 use common::Client;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsloop::frame::{encode_frame, Opcode};
 use wsloop::handshake::client::ClientHandshake;
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
 use wsloop::CloseCode;
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
@@ -120,21 +115,7 @@ fn publisher_flood_keeps_health_fast_readers_open_and_memory_bounded() {
     publisher.ws.send_binary(&vec![0x5a; 64 * 1024], &mut frame).unwrap();
 
     // /health, every 50 ms, on fresh connections.
-    let worst_health = Arc::new(AtomicU64::new(0));
-    let health_failures = Arc::new(AtomicU64::new(0));
-    let poller = {
-        let (stop, worst, failures) = (stop.clone(), worst_health.clone(), health_failures.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let (status, took) = health(addr, Duration::from_secs(10));
-                if status != Some(200) {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                worst.fetch_max(took.as_millis() as u64, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let poller = watch_health(addr, Duration::from_millis(50), stop.clone());
 
     publisher
         .stream
@@ -154,7 +135,7 @@ fn publisher_flood_keeps_health_fast_readers_open_and_memory_bounded() {
     }
     let peak = server.peak_rss();
     stop.store(true, Ordering::Relaxed);
-    poller.join().unwrap();
+    let health = poller.join().unwrap();
     let reports: Vec<ReaderReport> = readers.into_iter().map(|r| r.join().unwrap()).collect();
 
     // The client that never read: closed for being too slow, after its queue filled.
@@ -170,7 +151,7 @@ fn publisher_flood_keeps_health_fast_readers_open_and_memory_bounded() {
         }
     }
 
-    let worst = worst_health.load(Ordering::Relaxed);
+    let worst = health.worst.as_millis() as u64;
     eprintln!(
         "publisher flood: {} MiB sent; readers got {:?} messages; worst /health {worst} ms; \
          peak RSS {} MiB; non-reader closed with {non_reader_close:?}",
@@ -185,11 +166,7 @@ fn publisher_flood_keeps_health_fast_readers_open_and_memory_bounded() {
         );
         assert!(r.messages >= 20, "reader {i} barely received anything: {r:?}");
     }
-    assert_eq!(
-        health_failures.load(Ordering::Relaxed),
-        0,
-        "/health failed during the flood"
-    );
+    assert_eq!(health.failures, 0, "/health failed during the flood");
     assert!(worst < 2000, "/health took {worst} ms during the flood");
     assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
     assert_eq!(

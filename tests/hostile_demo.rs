@@ -7,20 +7,15 @@
 
 mod common;
 
-use common::process::{health, raw_exchange, status_of, ServerProcess, Spawn};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use common::health::{watch_health, HealthReport};
+use common::process::{raw_exchange, status_of, ServerProcess, Spawn};
+use common::wait::serial;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wsloop::client::{Client, ClientEvent, CloseStatus, Error, OwnedMessage};
 use wsloop::CloseCode;
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const MIB: u64 = 1 << 20;
 
@@ -36,45 +31,21 @@ const FIXED_OVERHEAD: u64 = 64 * MIB;
 /// number of answers other than 200.
 struct HealthWatch {
     stop: Arc<AtomicBool>,
-    worst_ms: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<HealthReport>,
 }
 
 impl HealthWatch {
     fn start(addr: std::net::SocketAddr) -> HealthWatch {
         let stop = Arc::new(AtomicBool::new(false));
-        let worst_ms = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (stop, worst, failures) = (stop.clone(), worst_ms.clone(), failures.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let (status, took) = health(addr, Duration::from_secs(10));
-                    if status != Some(200) {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    worst.fetch_max(took.as_millis() as u64, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(25));
-                }
-            })
-        };
-        HealthWatch {
-            stop,
-            worst_ms,
-            failures,
-            thread,
-        }
+        let thread = watch_health(addr, Duration::from_millis(25), stop.clone());
+        HealthWatch { stop, thread }
     }
 
     /// Stops; returns (worst milliseconds, failures).
     fn finish(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        (
-            self.worst_ms.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
+        let r = self.thread.join().unwrap_or_default();
+        (r.worst.as_millis() as u64, r.failures)
     }
 }
 

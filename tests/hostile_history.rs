@@ -16,22 +16,17 @@
 
 mod common;
 
-use common::process::{ServerProcess, Spawn};
+use common::health::{get, json_number, memory_used, metric};
+use common::process::{rss_of, ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
-use common::{chat_notice, http, json_field, read_response, Client};
+use common::wait::{eventually, serial};
+use common::{chat_notice, json_field, read_response, Client};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsloop::protocol::OwnedEvent;
-
-/// One attack at a time: they measure memory, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const MIB: u64 = 1 << 20;
 /// The budget every test runs with.
@@ -39,42 +34,6 @@ const BUDGET: u64 = 64 * MIB;
 /// What a debug build of the server holds besides its budget (code, allocator slack, thread
 /// stacks, the bus's batch buffer): generous, so only a real leak passes it.
 const OVERHEAD: u64 = 64 * MIB;
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-    )
-    .2
-}
-
-/// A number field of a flat JSON object.
-fn json_number(json: &str, key: &str) -> Option<u64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json.get(start..)?.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-fn memory_used(addr: SocketAddr) -> u64 {
-    json_number(&get(addr, "/health"), "memory_used").unwrap_or(0)
-}
-
-/// A gauge or counter of `/metrics` (`None` if the server has no such line).
-fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    get(addr, "/metrics").lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|v| v.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < until, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A keep-alive HTTP connection that POSTs to rooms.
 struct Poster {
@@ -154,18 +113,6 @@ impl Probe {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
     }
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 /// Break 5: POSTs to 30,000 fresh room names (or 2 s of them; the TTL is 3 s). Today's history charges

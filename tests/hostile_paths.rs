@@ -15,25 +15,20 @@
 
 mod common;
 
-use common::process::{raw_exchange, status_of, ServerProcess, Spawn};
+use common::health::{health_once, watch_health, HealthReport};
+use common::process::{status_of, ServerProcess, Spawn};
+use common::wait::serial;
 use common::{json_field, Client};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wsloop::frame::{encode_header, Opcode};
 use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::handshake::deflate::DeflateOffer;
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
-
-/// One attack at a time: they measure memory and latency, and the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The `--max-memory` every test here runs with: small, so an attack that escapes the budget
 /// shows in RSS within seconds.
@@ -214,53 +209,6 @@ fn full_speed_reader(addr: SocketAddr, path: &str, stop: Arc<AtomicBool>) -> Joi
     })
 }
 
-/// What `/health` did while it was polled.
-#[derive(Debug, Default)]
-struct HealthReport {
-    polls: u64,
-    failures: u64,
-    worst: Duration,
-    /// The largest `memory_used` it reported.
-    max_memory_used: u64,
-}
-
-/// `memory_used` from a `/health` answer.
-fn memory_used_of(response: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(response);
-    let at = text.find("\"memory_used\":")? + "\"memory_used\":".len();
-    let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
-}
-
-/// GET /health on a fresh connection: (status, time, memory_used).
-fn health_once(addr: SocketAddr) -> (Option<u16>, Duration, Option<u64>) {
-    let t = Instant::now();
-    let got = raw_exchange(
-        addr,
-        b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(10),
-    );
-    (status_of(&got), t.elapsed(), memory_used_of(&got))
-}
-
-/// Polls `/health` every 50 ms on fresh connections until `stop`.
-fn watch_health(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<HealthReport> {
-    std::thread::spawn(move || {
-        let mut r = HealthReport::default();
-        while !stop.load(Ordering::Relaxed) {
-            let (status, took, used) = health_once(addr);
-            r.polls += 1;
-            if status != Some(200) {
-                r.failures += 1;
-            }
-            r.worst = r.worst.max(took);
-            r.max_memory_used = r.max_memory_used.max(used.unwrap_or(0));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    })
-}
-
 /// Reads and discards everything a connection is sent, until `stop` or EOF.
 fn drain(stream: &TcpStream, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let mut s = stream.try_clone().expect("clone");
@@ -361,7 +309,7 @@ fn chat_flood_with_history_keeps_fast_readers_open_and_memory_bounded() {
             .send_text(&format!("flood message {i:05} from one client"), &mut unit)
             .unwrap();
     }
-    let health = watch_health(addr, stop.clone());
+    let health = watch_health(addr, Duration::from_millis(50), stop.clone());
 
     let started = Instant::now();
     let (sent, cut) = write_flat_out(&mut sender.stream, &unit, started + Duration::from_secs(10));
@@ -492,7 +440,7 @@ fn post_flood_keeps_fast_readers_open_and_memory_bounded() {
         body.len()
     );
     let unit = request.repeat(PIPELINE).into_bytes();
-    let health = watch_health(addr, stop.clone());
+    let health = watch_health(addr, Duration::from_millis(50), stop.clone());
     let until = Instant::now() + Duration::from_secs(10);
     let posters: Vec<JoinHandle<(u64, u64, Answers)>> = (0..POSTERS)
         .map(|_| {
@@ -938,7 +886,7 @@ fn resync_storm_replays_everything_in_order_within_the_limits() {
     let path = format!("/chat?room=replay&since={}", mids[0]);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let health = watch_health(addr, stop.clone());
+    let health = watch_health(addr, Duration::from_millis(50), stop.clone());
     let storm_started = Instant::now();
     // Per client: its upgrade, the ids it was sent, how it ended, how long it took.
     type Replayed = (Result<(), String>, Vec<String>, Ending, Duration);

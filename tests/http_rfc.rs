@@ -10,19 +10,19 @@ mod common;
 #[path = "interop/harness.rs"]
 mod harness;
 
+use common::events::text;
+use common::lines::lines_of;
 use common::process::{wsloop_bin, ServerProcess, Spawn};
 use common::{read_response, Client, TIMEOUT};
 use harness::{prerequisites, probe, python};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use wsloop::handshake::Request;
 use wsloop::protocol::OwnedEvent;
-use wsloop::server::{
-    Accept, ConnId, Context, Handler, Message, PushError, RequestContext, Response, RunningServer, Server,
-};
+use wsloop::server::{Accept, ConnId, Context, Handler, Message, PushError, RequestContext, Response, RunningServer};
 use wsloop::CloseCode;
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
@@ -86,13 +86,7 @@ impl Handler for Statuses {
 
 fn start(handler: Statuses) -> (RunningServer, Arc<Statuses>) {
     let handler = Arc::new(handler);
-    let server = Server::new(ArcHandler(handler.clone()))
-        .configure(|c| {
-            c.bind = "127.0.0.1:0".parse().unwrap();
-            c.threads = 1;
-        })
-        .start()
-        .expect("server starts");
+    let server = common::start(ArcHandler(handler.clone()), |s| s);
     (server, handler)
 }
 
@@ -263,13 +257,6 @@ fn framing_headers_from_a_handler_are_never_sent_twice() {
     server.join().unwrap();
 }
 
-fn text(e: Option<OwnedEvent>) -> String {
-    match e {
-        Some(OwnedEvent::Text(t)) => t,
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
-
 #[test]
 fn closing_with_a_code_that_may_not_go_on_the_wire_is_an_error_the_handler_sees() {
     let (server, _) = start(Statuses::default());
@@ -372,16 +359,18 @@ fn serve(args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start wsloop");
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(child.stdout.take().expect("piped stdout"));
     (child, rx)
+}
+
+/// The address in the banner's `http://ADDR` (fails the test if there is none).
+fn banner_addr(banner: &str) -> SocketAddr {
+    banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
 }
 
 #[test]
@@ -390,12 +379,7 @@ fn the_banner_names_the_bound_address_after_the_bind() {
     let banner = lines.recv_timeout(TIMEOUT).expect("a banner on stdout");
     let _ = child.kill();
     let _ = child.wait();
-    let addr: SocketAddr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let addr = banner_addr(&banner);
     assert_ne!(addr.port(), 0, "{banner}");
 }
 
@@ -403,12 +387,7 @@ fn the_banner_names_the_bound_address_after_the_bind() {
 fn the_banner_is_live_and_a_bind_error_names_the_address() {
     let (mut child, lines) = serve(&["--bind", "127.0.0.1:0"]);
     let banner = lines.recv_timeout(TIMEOUT).expect("a banner on stdout");
-    let addr: SocketAddr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let addr = banner_addr(&banner);
     // Printed after the bind: the address answers at once.
     let health = common::http(
         addr,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 use wsloop::handshake::Request;
-use wsloop::server::{Accept, Context, DeflateMode, Handler, Message, RequestContext, Response, RunningServer, Server};
+use wsloop::server::{Accept, Context, DeflateMode, Handler, Message, RequestContext, Response, RunningServer};
 
 const REQUIRE: &str = "WSLOOP_REQUIRE_INTEROP";
 /// The scripts' own timeout, then ours on top, after which the child is killed.
@@ -256,13 +256,7 @@ impl Handler for Silent {
 }
 
 fn start(handler: impl Handler) -> RunningServer {
-    Server::new(handler)
-        .configure(|c| {
-            c.bind = "127.0.0.1:0".parse().unwrap();
-            c.threads = 1;
-        })
-        .start()
-        .expect("server starts")
+    common::start(handler, |s| s)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::events::{text, welcome_id};
 use common::{demo_server, http, read_response, Client, TIMEOUT};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -10,7 +11,6 @@ use std::time::{Duration, Instant};
 use wsloop::frame::{encode_frame, Opcode};
 use wsloop::handshake::client::ClientHandshake;
 use wsloop::protocol::OwnedEvent;
-use wsloop::server::ConnId;
 use wsloop::CloseCode;
 
 #[test]
@@ -83,15 +83,6 @@ fn echo_text_and_binary() {
 }
 
 /// The id in a `/chat` welcome.
-fn welcome_id(event: Option<OwnedEvent>) -> ConnId {
-    match event {
-        Some(OwnedEvent::Text(t)) if t.starts_with("{\"type\":\"welcome\"") => {
-            common::json_field(&t, "id").unwrap().parse().unwrap()
-        }
-        other => panic!("expected a welcome, got {other:?}"),
-    }
-}
-
 #[test]
 fn broadcast_reaches_three_clients_on_every_loop() {
     let server = demo_server(|s| s.configure(|c| c.threads = 2));
@@ -130,21 +121,21 @@ fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
     let server = demo_server(|s| s);
     let addr = server.local_addr();
     let mut a = Client::connect(addr, "/chat?room=blue&name=ada");
-    let welcome = text_of(a.next());
+    let welcome = text(a.next());
     assert!(welcome.contains("\"room\":\"blue\",\"name\":\"ada\""), "{welcome}");
     // Who is there (sent at once), then its own join notice (published to the room).
-    assert!(text_of(a.next()).contains("\"members\":[{\"id\""));
-    assert!(text_of(a.next()).starts_with("{\"type\":\"join\""));
+    assert!(text(a.next()).contains("\"members\":[{\"id\""));
+    assert!(text(a.next()).starts_with("{\"type\":\"join\""));
     let mut b = Client::connect(addr, "/chat?room=blue&name=Bo%20B");
     let mut other = Client::connect(addr, "/chat?room=green");
-    let joined = text_of(a.next());
+    let joined = text(a.next());
     assert!(
         joined.contains("\"name\":\"Bo B\"") && joined.contains("\"online\":2"),
         "{joined}"
     );
     // The newcomer gets the list of who is there; the others only the join notice.
-    assert!(text_of(b.next()).starts_with("{\"type\":\"welcome\""));
-    let presence = text_of(b.next());
+    assert!(text(b.next()).starts_with("{\"type\":\"welcome\""));
+    let presence = text(b.next());
     assert!(
         presence.starts_with("{\"type\":\"presence\"")
             && presence.contains("\"online\":2")
@@ -152,13 +143,13 @@ fn chat_rooms_send_welcome_join_presence_messages_and_leave() {
         "{presence}"
     );
     b.send_text("hi \"blue\"");
-    let msg = text_of(a.next());
+    let msg = text(a.next());
     assert_eq!(common::json_field(&msg, "text").as_deref(), Some("hi \"blue\""));
     assert_eq!(common::json_field(&msg, "from").as_deref(), Some("Bo B"));
     assert!(msg.contains("\"ts\":"), "{msg}");
     b.close(CloseCode::NORMAL, "bye");
     assert!(b.wait_eof());
-    let left = text_of(a.next());
+    let left = text(a.next());
     assert!(
         left.contains("\"type\":\"leave\"") && left.contains("\"code\":1000") && left.contains("\"online\":1"),
         "{left}"
@@ -253,13 +244,6 @@ Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-t
 }
 
 /// Text of a text event (panics on anything else).
-fn text_of(e: Option<OwnedEvent>) -> String {
-    match e {
-        Some(OwnedEvent::Text(t)) => t,
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_thousand_pipelined_messages_come_back_in_order() {
     let server = demo_server(|s| s);

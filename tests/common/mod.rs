@@ -6,9 +6,13 @@
 // run it in-process compile the same file (it uses only the public API).
 #[path = "../../src/demo/mod.rs"]
 pub mod demo;
+pub mod events;
+pub mod health;
+pub mod lines;
 pub mod process;
 pub mod redis;
 pub mod scripted;
+pub mod wait;
 
 use demo::DemoApp;
 use std::collections::VecDeque;
@@ -17,18 +21,23 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use wsloop::handshake::client::{ClientHandshake, ResponseStatus};
 use wsloop::protocol::{Config, OwnedEvent, WebSocket};
-use wsloop::server::{RunningServer, Server};
+use wsloop::server::{Handler, RunningServer, Server};
 use wsloop::CloseCode;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The demo server on a free port, one thread unless the test says otherwise.
-pub fn demo_server(configure: impl FnOnce(Server<DemoApp>) -> Server<DemoApp>) -> RunningServer {
-    let server = Server::new(DemoApp::new()).configure(|c| {
+/// `handler` served on a free loopback port, one thread unless `configure` says otherwise.
+pub fn start<H: Handler>(handler: H, configure: impl FnOnce(Server<H>) -> Server<H>) -> RunningServer {
+    let server = Server::new(handler).configure(|c| {
         c.bind = "127.0.0.1:0".parse().unwrap();
         c.threads = 1;
     });
     configure(server).start().expect("server starts")
+}
+
+/// The demo server on a free port, one thread unless the test says otherwise.
+pub fn demo_server(configure: impl FnOnce(Server<DemoApp>) -> Server<DemoApp>) -> RunningServer {
+    start(DemoApp::new(), configure)
 }
 
 pub struct Client {

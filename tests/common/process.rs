@@ -119,7 +119,7 @@ impl ServerProcess {
 
     /// Resident memory now (VmRSS) in bytes.
     pub fn rss(&self) -> u64 {
-        proc_status_kib(self.child.id(), "VmRSS:") * 1024
+        rss_of(self.child.id())
     }
 
     /// Whether it is still running.
@@ -137,6 +137,11 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory now (VmRSS) of any process, in bytes (0 if it cannot be read).
+pub fn rss_of(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:") * 1024
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
