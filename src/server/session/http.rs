@@ -1,0 +1,483 @@
+//! The HTTP/1.1 phase: request heads and bodies (RFC 9112), keep-alive, answers from
+//! [`Handler::on_request`], and the upgrade decision (RFC 6455 §4.2). An accepted upgrade ends
+//! the phase: [`HttpConn::receive`] hands back the WebSocket phase and the bytes that followed
+//! the request, and the session switches over.
+
+use super::super::context::{Capture, RequestContext};
+use super::super::host;
+use super::super::http::{self, OriginVerdict};
+use super::super::metrics::LoopStats;
+use super::super::timers::Millis;
+use super::super::{Accept, DeflateMode, Handler, Response};
+use super::transport::Transport;
+use super::ws::{Opening, WsConn};
+use super::{guarded, ms, Cx};
+use crate::handshake::deflate::negotiate_deflate;
+use crate::handshake::{self, ParseStatus, Request, RequestParser};
+use crate::protocol::WebSocket;
+use log::{debug, error};
+
+struct PendingBody {
+    request: Request,
+    remaining: usize,
+    keep_alive: bool,
+}
+
+/// One connection while it speaks HTTP. See the module docs.
+pub(crate) struct HttpConn {
+    /// A response went out and the connection waits for the next request (keep-alive).
+    between_requests: bool,
+    parser: RequestParser,
+    /// Bytes of a request head (or pipelined requests) that arrived in pieces.
+    buf: Vec<u8>,
+    pending: Option<PendingBody>,
+    /// When the request being read must be whole (the handshake timeout), or the next one
+    /// must start (the keep-alive timeout).
+    pub(super) request_deadline: Millis,
+}
+
+/// What feeding the HTTP phase came to.
+pub(super) enum HttpOutcome<S> {
+    /// This many bytes of the input were used; the rest (if any) waits, stashed by the caller.
+    Used(usize),
+    /// An accepted upgrade: the 101 is queued and the WebSocket phase takes over. `used`
+    /// bytes of the input were the HTTP phase's; `trailing` are bytes that arrived before
+    /// the rest of the input (frames sent right behind the request), to be fed first.
+    Upgraded {
+        ws: Box<WsConn<S>>,
+        used: usize,
+        trailing: Vec<u8>,
+    },
+}
+
+/// Where parsing HTTP input stopped.
+enum Step<S> {
+    /// Everything up to here was used; the rest is an incomplete head.
+    NeedMore(usize),
+    /// The head up to here was an accepted upgrade; the rest is WebSocket frames.
+    Upgraded(usize, Box<WsConn<S>>),
+    /// Everything up to here was answered, and reading pauses (published messages to
+    /// deliver, a full queue, a spent allowance): the rest waits.
+    Paused(usize),
+    /// The connection is closing; ignore the rest.
+    Closed,
+}
+
+impl HttpConn {
+    pub(super) fn new(limits: handshake::RequestLimits, deadline: Millis) -> HttpConn {
+        HttpConn {
+            between_requests: false,
+            parser: RequestParser::new(limits),
+            buf: Vec::new(),
+            pending: None,
+            request_deadline: deadline,
+        }
+    }
+
+    /// A request head or body in progress.
+    pub(super) fn holding(&self) -> usize {
+        self.buf.capacity() + self.pending.as_ref().map_or(0, |p| p.request.body().len())
+    }
+
+    /// Between requests, with nothing half-read.
+    pub(super) fn is_idle(&self) -> bool {
+        self.buf.is_empty() && self.pending.is_none()
+    }
+
+    /// The peer closed its side: a request it did not finish is dropped.
+    pub(super) fn on_eof(&mut self, t: &Transport) {
+        if let Some(p) = &self.pending {
+            debug!(
+                "{}: request dropped, the body ended {} bytes short of its Content-Length",
+                t.peer(),
+                p.remaining
+            );
+        } else if !self.buf.is_empty() {
+            debug!("{}: connection closed inside a request head", t.peer());
+        }
+        self.pending = None;
+        self.buf = Vec::new();
+    }
+
+    /// Feeds bytes read from the socket.
+    pub(super) fn receive<S: Send + 'static, H: Handler<State = S>>(
+        &mut self,
+        t: &mut Transport,
+        input: &mut [u8],
+        cx: &mut Cx<'_, H>,
+    ) -> HttpOutcome<S> {
+        if std::mem::take(&mut self.between_requests) {
+            // The next request on a kept-alive connection: it has the handshake timeout to
+            // arrive whole (from accept, the first request has it already).
+            self.request_deadline = cx.lp.now + ms(cx.lp.core.config.handshake_timeout);
+        }
+        let mut buffered = std::mem::take(&mut self.buf);
+        if buffered.is_empty() {
+            // Parse straight from the read buffer; copy only what is left incomplete.
+            match self.process(t, input, cx) {
+                Step::NeedMore(n) => {
+                    self.buf.extend_from_slice(input.get(n..).unwrap_or_default());
+                    HttpOutcome::Used(input.len())
+                }
+                Step::Upgraded(n, ws) => HttpOutcome::Upgraded {
+                    ws,
+                    used: n,
+                    trailing: Vec::new(),
+                },
+                // Responses are piling up for a client that does not read them: the rest
+                // waits (the caller stashes it) until the queue drains.
+                Step::Paused(n) => HttpOutcome::Used(n),
+                Step::Closed => HttpOutcome::Used(input.len()),
+            }
+        } else {
+            buffered.extend_from_slice(input);
+            match self.process(t, &mut buffered, cx) {
+                Step::NeedMore(n) => {
+                    buffered.drain(..n.min(buffered.len()));
+                    self.buf = buffered;
+                }
+                Step::Upgraded(n, ws) => {
+                    let trailing = buffered.split_off(n.min(buffered.len()));
+                    return HttpOutcome::Upgraded {
+                        ws,
+                        used: input.len(),
+                        trailing,
+                    };
+                }
+                Step::Paused(n) => t.stash_rest(buffered.get(n..).unwrap_or_default()),
+                Step::Closed => {}
+            }
+            HttpOutcome::Used(input.len())
+        }
+    }
+
+    /// Parses requests from `data` (which starts at a request head or inside a body) and
+    /// answers them.
+    fn process<S: Send + 'static, H: Handler<State = S>>(
+        &mut self,
+        t: &mut Transport,
+        data: &mut [u8],
+        cx: &mut Cx<'_, H>,
+    ) -> Step<S> {
+        let mut pos = 0;
+        loop {
+            if let Some(p) = &mut self.pending {
+                let take = p.remaining.min(data.len() - pos);
+                p.request
+                    .body_mut()
+                    .extend_from_slice(data.get(pos..pos + take).unwrap_or_default());
+                pos += take;
+                p.remaining -= take;
+                if p.remaining > 0 {
+                    return Step::NeedMore(pos);
+                }
+                if let Some(p) = self.pending.take() {
+                    self.respond(t, p.request, p.keep_alive, cx);
+                }
+                if !t.is_open() {
+                    return Step::Closed;
+                }
+                let spent = cx.lp.spend_allowance();
+                if t.read_paused() || cx.lp.has_publications() || spent {
+                    // What the request published is delivered (and this connection held if a
+                    // receiver is backed up) before the next request is read.
+                    return Step::Paused(pos);
+                }
+                continue;
+            }
+            if pos == data.len() {
+                return Step::NeedMore(pos);
+            }
+            let (request, head_len) = match self.parser.parse(data.get(pos..).unwrap_or_default()) {
+                Ok(ParseStatus::Partial) => return Step::NeedMore(pos),
+                Err(e) => {
+                    debug!("bad request from {}: {e}", t.peer());
+                    cx.lp.core.metrics().http_request(e.status());
+                    t.queue(&mut cx.lp.pool, &e.response());
+                    t.start_closing(cx.lp.now, ms(cx.lp.core.config.close_timeout));
+                    return Step::Closed;
+                }
+                Ok(ParseStatus::Complete { request, head_len }) => (request, head_len),
+            };
+            pos += head_len;
+            self.parser = RequestParser::new(cx.lp.core.config.request_limits);
+            // DNS rebinding (host.rs): before any route, Origin check or upgrade.
+            let config = &cx.lp.core.config;
+            if let Err(refused) = host::check_host(&request, config.bind.ip(), &config.allowed_hosts) {
+                if request.wants_upgrade() {
+                    cx.lp.core.metrics().handshake(refused.status);
+                }
+                refuse(t, cx, &request, refused.status, refused.reason);
+                return Step::Closed;
+            }
+            let length = http::body_length(&request);
+            if request.wants_upgrade() {
+                if length != Ok(0) {
+                    let reason = "an upgrade request may not carry a body";
+                    refuse(t, cx, &request, 400, reason);
+                    cx.lp.core.metrics().handshake(400);
+                    return Step::Closed;
+                }
+                return match upgrade(t, request, cx) {
+                    Some(ws) => Step::Upgraded(pos, ws),
+                    None => Step::Closed,
+                };
+            }
+            let keep_alive = http::wants_keep_alive(&request);
+            let max_body = cx.lp.core.config.max_body_size;
+            match length {
+                Err(e) => {
+                    refuse(t, cx, &request, e.status(), e.reason());
+                    return Step::Closed;
+                }
+                Ok(n) if n > max_body as u64 => {
+                    let reason = format!("request body over the limit of {max_body} bytes");
+                    refuse(t, cx, &request, 413, &reason);
+                    return Step::Closed;
+                }
+                Ok(n) if n as usize > cx.lp.core.info.message_room() => {
+                    // A declared length is checked, not charged (see `Session::holding`): a
+                    // body that could not fit in what is left of the budget is refused up
+                    // front, as a WebSocket message is from its frame header.
+                    refuse(t, cx, &request, 503, "server memory budget exhausted, try again later");
+                    return Step::Closed;
+                }
+                Ok(0) => {
+                    self.respond(t, request, keep_alive, cx);
+                    if !t.is_open() {
+                        return Step::Closed;
+                    }
+                    let spent = cx.lp.spend_allowance();
+                    if t.read_paused() || cx.lp.has_publications() || spent {
+                        return Step::Paused(pos);
+                    }
+                }
+                Ok(n) => {
+                    self.pending = Some(PendingBody {
+                        request,
+                        remaining: n as usize,
+                        keep_alive,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers one complete plain request: CORS preflight, the Origin rule for
+    /// state-changing methods, then the handler.
+    fn respond<H: Handler>(&mut self, t: &mut Transport, request: Request, keep_alive: bool, cx: &mut Cx<'_, H>) {
+        let mut keep_alive = keep_alive && !cx.lp.shutting_down;
+        let head_only = request.method() == "HEAD";
+        let verdict = http::check_origin(&request, &cx.lp.core.config.origin_policy);
+        let mut response = if http::is_preflight(&request) {
+            match verdict {
+                OriginVerdict::Allowed(origin) => {
+                    let mut r = Response::status(204);
+                    r.body.clear();
+                    r.content_type.clear();
+                    r.headers = http::preflight_headers(&request, origin);
+                    r
+                }
+                _ => Response::text(403, "403 Forbidden: origin not allowed\n"),
+            }
+        } else if let (OriginVerdict::Refused(why), true) = (verdict, http::is_unsafe_method(request.method())) {
+            Response::text(403, format!("403 Forbidden: {why}\n"))
+        } else {
+            let mut rcx = RequestContext {
+                id: t.id,
+                peer: t.peer(),
+                lp: &mut *cx.lp,
+            };
+            let handler = cx.handler;
+            match guarded(|| handler.on_request(&request, &mut rcx)) {
+                Ok(mut r) => {
+                    if let OriginVerdict::Allowed(origin) = verdict {
+                        r.headers
+                            .push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
+                        r.headers.push(("Vary".into(), "Origin".into()));
+                    }
+                    r
+                }
+                Err(panic) => {
+                    error!(
+                        "handler panicked in on_request for {} {}: {panic}",
+                        request.method(),
+                        request.path()
+                    );
+                    LoopStats::add(&cx.lp.stats().handler_panics, 1);
+                    keep_alive = false;
+                    Response::status(500)
+                }
+            }
+        };
+        if response.status == 403 {
+            keep_alive = false;
+        }
+        cx.lp.core.metrics().http_request(response.status);
+        debug!(
+            "{} {} {} -> {}",
+            t.peer(),
+            request.method(),
+            request.target(),
+            response.status
+        );
+        if head_only {
+            response.body.shrink_to_fit();
+        }
+        let bytes = response.to_bytes(keep_alive, head_only);
+        t.queue(&mut cx.lp.pool, &bytes);
+        // A client pipelining requests without reading the answers is paused like any other.
+        let config = &cx.lp.core.config;
+        t.check_backpressure(config.backpressure_high_water, cx.lp.stats());
+        if keep_alive {
+            self.request_deadline = cx.lp.now + ms(config.keepalive_timeout);
+            self.between_requests = true;
+        } else {
+            t.start_closing(cx.lp.now, ms(config.close_timeout));
+        }
+    }
+}
+
+/// Answers with a status and closes (framing errors, bodies over the limit).
+fn refuse<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, status: u16, reason: &str) {
+    debug!(
+        "{} {} {} -> {status}: {reason}",
+        t.peer(),
+        request.method(),
+        request.path()
+    );
+    cx.lp.core.metrics().http_request(status);
+    let mut response = Response::text(
+        status,
+        format!("{status} {}: {reason}\n", handshake::reason_phrase(status)),
+    );
+    if status == 503 {
+        // RFC 9110 §10.2.3: when to come back (the budget frees as queues drain).
+        response.headers.push(("Retry-After".into(), "1".into()));
+    }
+    let bytes = response.to_bytes(false, request.method() == "HEAD");
+    t.queue(&mut cx.lp.pool, &bytes);
+    t.start_closing(cx.lp.now, ms(cx.lp.core.config.close_timeout));
+}
+
+/// Checks an upgrade request and either returns the WebSocket phase, with the 101 queued, or
+/// queues the refusal and starts closing.
+fn upgrade<S: Send + 'static, H: Handler<State = S>>(
+    t: &mut Transport,
+    request: Request,
+    cx: &mut Cx<'_, H>,
+) -> Option<Box<WsConn<S>>> {
+    let core = cx.lp.core.clone();
+    let config = &core.config;
+    let mut refusal: Option<(Vec<u8>, u16, String)> = None;
+    let mut accepted = None;
+    match handshake::validate_upgrade(&request) {
+        Err(e) => refusal = Some((e.response(), e.status(), e.to_string())),
+        Ok(up) => match http::check_origin(&request, &config.origin_policy) {
+            OriginVerdict::Refused(why) => {
+                let body = format!("403 Forbidden: {why}\n");
+                refusal = Some((Response::text(403, body).to_bytes(false, false), 403, why.to_owned()));
+            }
+            OriginVerdict::Allowed(_) | OriginVerdict::Absent => {
+                let mut rcx = RequestContext {
+                    id: t.id,
+                    peer: t.peer(),
+                    lp: &mut *cx.lp,
+                };
+                let handler = cx.handler;
+                match guarded(|| handler.on_upgrade(&request, &mut rcx)) {
+                    Err(panic) => {
+                        error!("handler panicked in on_upgrade for {}: {panic}", request.path());
+                        LoopStats::add(&cx.lp.stats().handler_panics, 1);
+                        refusal = Some((Response::status(500).to_bytes(false, false), 500, panic));
+                    }
+                    Ok(Err(resp)) => {
+                        let why = format!("refused by the handler with {}", resp.status);
+                        refusal = Some((resp.to_bytes(false, false), resp.status, why));
+                    }
+                    Ok(Ok(accept)) => accepted = Some((up, accept)),
+                }
+            }
+        },
+    }
+    let Some((up, accept)) = accepted else {
+        let (bytes, status, why) =
+            refusal.unwrap_or_else(|| (Response::status(500).to_bytes(false, false), 500, String::new()));
+        debug!("handshake from {} refused: {why}", t.peer());
+        core.metrics().handshake(status);
+        if let Some(obs) = &core.observer {
+            obs.handshake(t.id, t.peer(), &request, &bytes);
+        }
+        t.queue(&mut cx.lp.pool, &bytes);
+        t.start_closing(cx.lp.now, ms(config.close_timeout));
+        return None;
+    };
+    let Accept {
+        state,
+        mut protocol,
+        capture_frames,
+        keep_request,
+        deflate,
+        headers,
+    } = accept;
+    if protocol.as_ref().is_some_and(|p| !up.protocols.contains(p)) {
+        log::warn!("handler chose subprotocol {protocol:?} that the client did not offer; answering without one");
+        protocol = None;
+    }
+    let extra: Vec<(&str, &str)> = headers
+        .iter()
+        // `Accept::try_with_header` refused these already; a second line of defence, so
+        // the handshake's own headers can never go out twice (RFC 6455 §4.2.2).
+        .filter(|(n, v)| super::super::handler::header_allowed(n, v))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    // permessage-deflate (RFC 7692 §5): the first acceptable offer, under the server's mode,
+    // unless the application turned it off for this connection.
+    // Fair admission: past half the memory budget, a new connection of the dedicated mode
+    // gets the shared mode's terms (no context takeover, pooled compressors, nothing held
+    // while idle), so compressors kept for life cannot take the budget that every
+    // connection's messages need.
+    let budget = core.budget();
+    let policy = match config.deflate {
+        DeflateMode::Dedicated { .. } if budget.used() > budget.limit() / 2 => DeflateMode::Shared.policy(),
+        mode => mode.policy(),
+    };
+    let negotiated = policy
+        .filter(|_| deflate)
+        .and_then(|policy| negotiate_deflate(&up.extensions, &policy));
+    let mut response = Vec::with_capacity(200);
+    handshake::write_accept_response_with_extensions(
+        &mut response,
+        up.key.as_bytes(),
+        protocol.as_deref(),
+        negotiated.as_ref().map(|(_, answer)| answer.as_str()),
+        &extra,
+    );
+    core.metrics().handshake(101);
+    if let Some(obs) = &core.observer {
+        obs.handshake(t.id, t.peer(), &request, &response);
+    }
+    t.queue(&mut cx.lp.pool, &response);
+    // Shedding drops queued messages but never the 101: a client must be able to read the
+    // 1013 that follows it.
+    t.out.protect_queued();
+    let observe = core.observer.is_some();
+    let capture = (capture_frames || observe).then(|| Capture {
+        request: request.clone(),
+        response: if capture_frames { response } else { Vec::new() },
+        frames_in: Vec::new(),
+    });
+    let mut ws = WebSocket::server(config.websocket);
+    if let Some((params, _)) = negotiated {
+        ws = ws.with_deflate(params);
+    }
+    let opening = Opening {
+        ws,
+        target: cx.lp.intern_target(request.target()),
+        request: keep_request.then_some(request),
+        state,
+        deflate_allowed: deflate && config.deflate.policy().is_some(),
+        capture,
+    };
+    Some(Box::new(WsConn::new(opening, cx.lp.now)))
+}
