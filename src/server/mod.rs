@@ -41,12 +41,10 @@
 //! it runs out.
 
 mod budget;
-pub mod bus;
 mod config;
 mod conn_id;
 mod context;
 mod event_loop;
-mod fanout;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
 /// API. Compiled for the crate's own unit tests too, which replay the harness.
 #[cfg(feature = "fuzzing")]
@@ -56,13 +54,11 @@ pub mod fuzzing;
 mod fuzzing;
 mod handle;
 mod handler;
-mod history;
-pub mod host;
 pub mod http;
 mod metrics;
 mod observer;
 mod outbound;
-mod replay;
+mod pubsub;
 mod session;
 mod slab;
 mod timers;
@@ -75,6 +71,8 @@ pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
 pub use observer::ServerObserver;
+pub use pubsub::bus;
+use pubsub::{fanout, history, replay};
 
 use budget::MemoryBudget;
 use event_loop::{EventLoop, WAKER};

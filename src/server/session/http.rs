@@ -4,7 +4,7 @@
 //! the request, and the session switches over.
 
 use super::super::context::{Capture, RequestContext};
-use super::super::host;
+use super::super::http::host;
 use super::super::http::{self, OriginVerdict};
 use super::super::metrics::LoopStats;
 use super::super::timers::Millis;

@@ -10,7 +10,7 @@
 //! bounded queue the event loops and handles fill — live messages, recorded messages, history
 //! reads — and sends them in batches (one round trip per batch). The *subscriber* receives
 //! what every process published, frames each message once, and hands it to the loops through
-//! their inboxes, exactly as a [`ServerHandle`](super::ServerHandle) push would.
+//! their inboxes, exactly as a [`ServerHandle`](crate::server::ServerHandle) push would.
 //!
 //! **What is guaranteed.** Local delivery never waits for the bus: a live message is delivered
 //! to this process's receivers at once and queued for the bus; its echo from the bus is skipped
@@ -37,10 +37,10 @@ pub(crate) use self::bridge::start;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
 
-use super::budget::{Charge, MemoryBudget};
 use super::fanout::{Outgoing, Target};
 use super::history::{HistoryId, Stamped};
-use super::ConnId;
+use crate::server::budget::{Charge, MemoryBudget};
+use crate::server::ConnId;
 use log::{info, warn};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -17,9 +17,9 @@
 //!   budget while they wait) are sent a pump at a time, then the notice if it was incomplete,
 //!   then the live messages held meanwhile, still paced.
 
-use super::budget::Frame;
 use super::history::{Entry, HistoryId, MemoryHistory, Page, Replay};
-use super::ConnId;
+use crate::server::budget::Frame;
+use crate::server::ConnId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -300,9 +300,9 @@ impl Recoveries {
 
 #[cfg(test)]
 mod tests {
-    use super::super::budget::MemoryBudget;
     use super::super::history::{now_ms, Stamped};
     use super::*;
+    use crate::server::budget::MemoryBudget;
     use std::time::Duration;
 
     fn bytes_of(frames: &[Arc<Frame>]) -> Vec<Vec<u8>> {

@@ -3,6 +3,8 @@
 //! routes (RFC 6455 §10.2, RFC 6454), and CORS for the HTTP routes (Fetch standard).
 //! Pure functions over a parsed [`Request`]; the session applies them.
 
+pub mod host;
+
 use crate::handshake::Request;
 
 /// Which pages may open WebSockets and read HTTP responses cross-origin.

@@ -51,7 +51,7 @@
 //! client that went away; any client that knows an id can catch up), and the "too old" answer
 //! is an application message the handler chooses rather than a protocol flag.
 
-use super::budget::{Charge, MemoryBudget};
+use crate::server::budget::{Charge, MemoryBudget};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;

@@ -6,9 +6,9 @@
 //! a handler's `subscribe` changes it immediately, and a connection's memberships are removed
 //! in one place when it goes (`Topics::remove_conn`).
 
-use super::budget::Frame;
 use super::history::HistoryId;
-use super::ConnId;
+use crate::server::budget::Frame;
+use crate::server::ConnId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn one_message_routes_to_the_right_loops() {
-        let budget = super::super::budget::MemoryBudget::new(1 << 20);
+        let budget = crate::server::budget::MemoryBudget::new(1 << 20);
         let frame = Frame::new(vec![0x81, 0], &budget);
         let one = Outgoing {
             target: Target::One(ConnId::new(7, 1, 3, 1)),

@@ -13,7 +13,7 @@
 
 use super::super::fanout::Target;
 use super::super::history::HistoryId;
-use super::super::ConnId;
+use crate::server::ConnId;
 
 const MAGIC: &str = "wsl1";
 /// Longest header accepted (the topic is most of it).
