@@ -25,6 +25,8 @@
 mod http;
 mod transport;
 mod ws;
+#[cfg(test)]
+mod tests;
 
 use super::budget::Frame;
 use super::context::LoopState;

@@ -1,0 +1,392 @@
+//! The two phases and their hand-off, driven on plain byte vectors: no socket, no `mio`, a
+//! loop state of its own and a clock the test sets.
+
+use super::http::{HttpConn, HttpOutcome};
+use super::transport::{Closing, Transport};
+use super::ws::{Opening, WsConn};
+use super::{Cx, Io, Session};
+use crate::frame::CloseCode;
+use crate::handshake::Request;
+use crate::protocol::{Config, OwnedEvent, WebSocket};
+use crate::server::context::LoopState;
+use crate::server::handle::Core;
+use crate::server::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, ServerConfig};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Answers `/hello`, accepts upgrades but to `/refuse`, echoes messages and remembers the
+/// close codes it was told about.
+#[derive(Default)]
+struct App {
+    closes: Mutex<Vec<u16>>,
+}
+
+impl Handler for App {
+    type State = u32;
+
+    fn on_request(&self, request: &Request, _: &mut RequestContext<'_>) -> Response {
+        match request.path() {
+            "/hello" => Response::text(200, "hi\n"),
+            _ => Response::status(404),
+        }
+    }
+
+    fn on_upgrade(&self, request: &Request, _: &mut RequestContext<'_>) -> Result<Accept<u32>, Response> {
+        match request.path() {
+            "/refuse" => Err(Response::status(403)),
+            _ => Ok(Accept::new(0)),
+        }
+    }
+
+    fn on_message(&self, ctx: &mut Context<'_, u32>, message: Message<'_>) {
+        *ctx.state_mut() += 1;
+        ctx.send(message);
+    }
+
+    fn on_close(&self, _: &mut Context<'_, u32>, code: CloseCode, _: &str) {
+        if let Ok(mut c) = self.closes.lock() {
+            c.push(code.0);
+        }
+    }
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        threads: 1,
+        ping_interval: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(30),
+        ..ServerConfig::default()
+    }
+}
+
+fn loop_state() -> LoopState {
+    let mut lp = LoopState::new(0, Core::detached(config()));
+    lp.message_allowance = u32::MAX;
+    lp
+}
+
+fn transport() -> Transport {
+    Transport::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 40000)))
+}
+
+/// Everything queued on the transport, as the socket would take it.
+fn written(t: &mut Transport, lp: &mut LoopState) -> Vec<u8> {
+    let mut wire = Vec::new();
+    if let Err(e) = t.out.write_to(&mut wire, &mut lp.pool) {
+        panic!("writing to a Vec failed: {e}");
+    }
+    wire
+}
+
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A masked client text frame.
+fn client_text(text: &str) -> Vec<u8> {
+    let mut client = WebSocket::client(Config::default());
+    let mut out = Vec::new();
+    if let Err(e) = client.send_text(text, &mut out) {
+        panic!("client frame: {e}");
+    }
+    out
+}
+
+/// Parses what the server sent after its handshake response as a client would.
+fn server_events(wire: &[u8]) -> Vec<OwnedEvent> {
+    let mut client = WebSocket::client(Config::default());
+    let mut bytes = wire.to_vec();
+    let mut answers = Vec::new();
+    match client.receive_all(&mut bytes, &mut answers) {
+        Ok(events) => events,
+        Err(e) => panic!("the server sent an invalid frame: {e}"),
+    }
+}
+
+fn head_and_rest(wire: &[u8]) -> (String, &[u8]) {
+    let end = wire
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(wire)));
+    let (head, rest) = wire.split_at(end + 4);
+    (String::from_utf8_lossy(head).into_owned(), rest)
+}
+
+// ----- the HTTP phase --------------------------------------------------------------------
+
+#[test]
+fn http_phase_answers_pipelined_requests_and_stays_open() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let mut input = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut input, &mut cx);
+    assert!(matches!(outcome, HttpOutcome::Used(n) if n == input.len()));
+    let wire = String::from_utf8_lossy(&written(&mut t, &mut lp)).into_owned();
+    assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+    assert!(wire.contains("\r\n\r\nhi\n"), "{wire}");
+    assert!(wire.contains("HTTP/1.1 404 Not Found\r\n"), "{wire}");
+    assert_eq!(t.closing, Closing::No, "keep-alive: the connection stays open");
+    assert!(h.is_idle());
+}
+
+#[test]
+fn http_phase_keeps_a_head_that_arrives_in_pieces() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let request = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let (first, second) = request.split_at(17);
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut first.to_vec(), &mut cx);
+    assert!(matches!(outcome, HttpOutcome::Used(17)));
+    assert!(t.out.is_empty(), "nothing answered before the head is whole");
+    assert!(h.holding() >= 17, "the partial head is held (and charged)");
+    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut second.to_vec(), &mut cx);
+    assert!(matches!(outcome, HttpOutcome::Used(_)));
+    let wire = String::from_utf8_lossy(&written(&mut t, &mut lp)).into_owned();
+    assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+}
+
+#[test]
+fn http_phase_refuses_a_malformed_head_and_closes() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut b"GET / HTTP/1.1\r\nHost localhost\r\n\r\n".to_vec(), &mut cx);
+    assert!(matches!(outcome, HttpOutcome::Used(_)));
+    let wire = String::from_utf8_lossy(&written(&mut t, &mut lp)).into_owned();
+    assert!(wire.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{wire}");
+    assert_eq!(t.closing, Closing::AfterFlush);
+}
+
+#[test]
+fn http_phase_hands_over_the_websocket_and_the_bytes_behind_the_request() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let frame = client_text("right behind");
+    let mut input = [UPGRADE, &frame].concat();
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let HttpOutcome::Upgraded { used, trailing, .. } = h.receive::<u32, _>(&mut t, &mut input, &mut cx) else {
+        panic!("the upgrade was not handed over");
+    };
+    assert_eq!(used, UPGRADE.len(), "the HTTP phase took the head and nothing more");
+    assert!(trailing.is_empty(), "read in one piece, the frame stays in the caller's input");
+    let wire = written(&mut t, &mut lp);
+    let (head, rest) = head_and_rest(&wire);
+    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    // RFC 6455 §1.3's example key and its accept value.
+    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
+    assert!(rest.is_empty());
+
+    // The same request in two pieces: the frame arrives buffered behind the head, and comes
+    // back as the trailing bytes to feed first.
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let (a, b) = input.split_at(20);
+    let first: HttpOutcome<u32> = h.receive(&mut t, &mut a.to_vec(), &mut cx);
+    assert!(matches!(first, HttpOutcome::Used(20)));
+    let HttpOutcome::Upgraded { used, trailing, .. } = h.receive::<u32, _>(&mut t, &mut b.to_vec(), &mut cx) else {
+        panic!("the upgrade was not handed over");
+    };
+    assert_eq!(used, b.len());
+    assert_eq!(trailing, frame, "the frame behind the head is handed over whole");
+}
+
+#[test]
+fn http_phase_refuses_an_upgrade_the_handler_refuses() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
+    let request = String::from_utf8_lossy(UPGRADE).replace("/chat", "/refuse");
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut request.into_bytes(), &mut cx);
+    assert!(matches!(outcome, HttpOutcome::Used(_)));
+    let wire = String::from_utf8_lossy(&written(&mut t, &mut lp)).into_owned();
+    assert!(wire.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{wire}");
+    assert_eq!(t.closing, Closing::AfterFlush);
+}
+
+// ----- the WebSocket phase ---------------------------------------------------------------
+
+fn ws_conn(lp: &mut LoopState) -> WsConn<u32> {
+    let opening = Opening {
+        ws: WebSocket::server(lp.core.config.websocket),
+        target: lp.intern_target("/chat"),
+        request: None,
+        state: 0,
+        deflate_allowed: false,
+        capture: None,
+    };
+    WsConn::new(opening, lp.now)
+}
+
+#[test]
+fn ws_phase_echoes_and_answers_a_ping_first() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut w = ws_conn(&mut lp);
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    let ok = client.send_ping(b"p", &mut input).and(client.send_text("one", &mut input));
+    assert!(ok.is_ok());
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut input, &mut cx);
+    assert_eq!(used, input.len());
+    let events = server_events(&written(&mut t, &mut lp));
+    assert_eq!(
+        events,
+        vec![OwnedEvent::Pong(b"p".to_vec()), OwnedEvent::Text("one".into())]
+    );
+}
+
+#[test]
+fn ws_phase_answers_a_close_and_tells_the_handler_once() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut w = ws_conn(&mut lp);
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    assert!(client.close(CloseCode(4001), "bye", &mut input).is_ok());
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    w.receive(&mut t, &mut input, &mut cx);
+    // RFC 6455 §5.5.1: the reply echoes the code; §7.1.1: the server then closes TCP first.
+    let events = server_events(&written(&mut t, &mut lp));
+    assert_eq!(events, vec![OwnedEvent::Close(Some((CloseCode(4001), "bye".into())))]);
+    assert_eq!(t.closing, Closing::AfterFlush);
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    w.finish(&mut t, &mut cx, CloseCode::ABNORMAL, "gone");
+    assert_eq!(app.closes.lock().map(|c| c.clone()).unwrap_or_default(), vec![4001]);
+}
+
+#[test]
+fn ws_phase_closes_1002_on_an_unmasked_frame() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut w = ws_conn(&mut lp);
+    // A server-style (unmasked) text frame from the client: RFC 6455 §5.1.
+    let mut input = vec![0x81, 0x02, b'h', b'i'];
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    w.receive(&mut t, &mut input, &mut cx);
+    let events = server_events(&written(&mut t, &mut lp));
+    assert!(
+        matches!(events.as_slice(), [OwnedEvent::Close(Some((CloseCode(1002), _)))]),
+        "{events:?}"
+    );
+    assert_eq!(t.closing, Closing::AfterFlush);
+    assert_eq!(app.closes.lock().map(|c| c.clone()).unwrap_or_default(), vec![1002]);
+}
+
+#[test]
+fn ws_phase_heartbeat_pings_then_gives_up_on_silence() {
+    let mut lp = loop_state();
+    let mut t = transport();
+    let mut w = ws_conn(&mut lp);
+    let ping_at = w.next_deadline(&lp);
+    assert_eq!(ping_at, 10_000, "the first ping is due a ping interval after the last bytes");
+    lp.now = ping_at;
+    let (why, _) = w.on_timeout(&mut t, &mut lp);
+    assert_eq!(why, None);
+    let events = server_events(&written(&mut t, &mut lp));
+    assert_eq!(events, vec![OwnedEvent::Ping(b"wsloop heartbeat".to_vec())]);
+    assert_eq!(w.next_deadline(&lp), 30_000, "with a ping out, the idle timeout is next");
+    lp.now = 30_000;
+    let (why, _) = w.on_timeout(&mut t, &mut lp);
+    assert_eq!(why, Some("heartbeat: peer silent"));
+}
+
+// ----- the session: phases and hand-off together ---------------------------------------
+
+#[test]
+fn session_upgrades_and_echoes_a_frame_sent_with_the_request() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut s: Session<u32> = Session::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 1)), &lp);
+    let mut input = [UPGRADE, &client_text("early")].concat();
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = s.receive(&mut input, &mut cx);
+    assert_eq!(used, input.len());
+    let wire = written(&mut s.t, &mut lp);
+    let (head, rest) = head_and_rest(&wire);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(server_events(rest), vec![OwnedEvent::Text("early".into())]);
+    assert_eq!(s.io(), Io::Open);
+    assert!(matches!(s.phase, super::Phase::Ws(_)));
+}
+
+#[test]
+fn session_flushes_then_closes_when_the_peer_half_closes() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut s: Session<u32> = Session::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 1)), &lp);
+    lp.now = 5_000;
+    let mut input = UPGRADE.to_vec();
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    s.receive(&mut input, &mut cx);
+    s.on_eof(&mut cx);
+    // The 101 is still queued: it goes out, within a close timeout counted from the EOF.
+    assert_eq!(s.io(), Io::Flushing);
+    let close_timeout = lp.core.config.close_timeout.as_millis() as u64;
+    assert_eq!(s.next_deadline(&lp), 5_000 + close_timeout);
+    assert_eq!(app.closes.lock().map(|c| c.clone()).unwrap_or_default(), vec![1006]);
+}
