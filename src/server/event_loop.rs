@@ -120,7 +120,6 @@ impl<H: Handler> EventLoop<H> {
     ) -> io::Result<Self> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let loops = core.inboxes.len();
-        let handle = super::ServerHandle { core: core.clone() };
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -128,25 +127,7 @@ impl<H: Handler> EventLoop<H> {
             read_buf: vec![0; READ_BUF_SIZE],
             timers: Timers::default(),
             handler,
-            lp: LoopState {
-                idx,
-                core,
-                handle,
-                pool: Default::default(),
-                topics: Default::default(),
-                recoveries: Default::default(),
-                outgoing: Vec::new(),
-                recorded_here: false,
-                recorded_from: None,
-                message_allowance: MAX_MESSAGES_PER_TURN,
-                now: 0,
-                shutting_down: false,
-                text_scratch: String::new(),
-                binary_scratch: Vec::new(),
-                broadcast: None,
-                targets: Default::default(),
-                direct_written: 0,
-            },
+            lp: LoopState::new(idx, core),
             resume: Vec::new(),
             dirty: Vec::new(),
             resume_flush: Vec::new(),

@@ -14,25 +14,17 @@
 //!   and once the queue is drained to half it reads again (unless closing or held);
 //! - the memory budget returns to zero once the session is gone.
 
-use super::budget::MemoryBudget;
 use super::context::LoopState;
 use super::fanout::Target;
-use super::handle::{Core, Inbox, ServerInfo};
-use super::history::MemoryHistory;
-use super::metrics::Metrics;
+use super::handle::Core;
 use super::session::{Cx, Delivery, Io, Session};
 use super::timers::Millis;
-use super::{
-    Accept, ConnId, Context, Handler, Message, RequestContext, Response, SendStatus, ServerConfig, ServerHandle,
-};
+use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, SendStatus, ServerConfig};
 use crate::frame::CloseCode;
 use crate::handshake::Request;
 use crate::protocol::{Config, WebSocket};
 use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// What the fuzzed application does; each message's first byte picks an action.
 struct FuzzApp;
@@ -146,6 +138,12 @@ fn config() -> ServerConfig {
     c
 }
 
+impl Default for SessionHarness {
+    fn default() -> Self {
+        SessionHarness::new()
+    }
+}
+
 /// One session, its loop state, and what the client side has received.
 pub struct SessionHarness {
     lp: LoopState,
@@ -157,70 +155,28 @@ pub struct SessionHarness {
     /// The client side: the server's frames, once the 101 has been seen.
     client: Option<WebSocket>,
     head_seen: usize,
-    // Keeps the waker's registry alive.
-    _poll: mio::Poll,
 }
 
 impl SessionHarness {
     /// A fresh session on a loop of its own.
-    pub fn new() -> io::Result<SessionHarness> {
-        let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
-        let config = config();
-        let budget = MemoryBudget::new(config.max_memory);
-        let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), 0);
-        let core = Arc::new(Core {
-            config,
-            node: 1,
-            info: ServerInfo {
-                metrics: Metrics::new(1),
-                budget,
-                bus: None,
-                history: history.shared_figures(),
-            },
-            inboxes: vec![Inbox::new(waker)],
-            observer: None,
-            shutdown: AtomicBool::new(false),
-            running: AtomicUsize::new(1),
-            local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            next_loop: AtomicUsize::new(0),
-            bus: None,
-            history,
-        });
-        let lp = LoopState {
-            idx: 0,
-            handle: ServerHandle { core: core.clone() },
-            core,
-            pool: Default::default(),
-            topics: Default::default(),
-            recoveries: Default::default(),
-            outgoing: Vec::new(),
-            recorded_here: false,
-            recorded_from: None,
-            message_allowance: u32::MAX,
-            now: 0,
-            shutting_down: false,
-            text_scratch: String::new(),
-            binary_scratch: Vec::new(),
-            broadcast: None,
-            targets: Default::default(),
-            direct_written: 0,
-        };
+    pub fn new() -> SessionHarness {
+        let mut lp = LoopState::new(0, Core::detached(config()));
+        // No turns here: a connection is never cut off for its share of one.
+        lp.message_allowance = u32::MAX;
         let id = ConnId::new(1, 0, 0, 1);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
         let session = Session::new(id, peer, &lp);
         if let Some(inbox) = lp.core.inboxes.first() {
             inbox.set_live(0, 1);
         }
-        Ok(SessionHarness {
+        SessionHarness {
             lp,
             session: Some(session),
             received: Vec::new(),
             kernel: Default::default(),
             client: None,
             head_seen: 0,
-            _poll: poll,
-        })
+        }
     }
 
     /// The bound on what the session may hold, from the limits.
@@ -529,7 +485,7 @@ pub fn run(data: &[u8]) {
     let Some((&flags, mut rest)) = data.split_first() else {
         return;
     };
-    let Ok(mut h) = SessionHarness::new() else { return };
+    let mut h = SessionHarness::new();
     if flags & 1 == 1 {
         h.send(UPGRADE);
     }
@@ -578,7 +534,7 @@ mod tests {
 
     #[test]
     fn echo_publish_flood_and_backpressure_through_the_harness() {
-        let mut h = SessionHarness::new().unwrap();
+        let mut h = SessionHarness::new();
         h.send(UPGRADE);
         h.send(&frame(b"echo"));
         h.send(&frame(b"publish"));
