@@ -13,12 +13,12 @@
 
 use super::budget::Charge;
 use super::context::LoopState;
-use super::fanout::{Outgoing, Target};
+use super::drive::{self, Host, Step};
+use super::fanout::Target;
 use super::handle::{Command, Core};
 use super::history;
 use super::metrics::LoopStats;
-use super::replay;
-use super::session::{Cx, Delivery, Io, Session};
+use super::session::{Cx, Io, Session};
 use super::slab::Slab;
 use super::timers::{Millis, Timers};
 use super::{ConnId, Handler, Response};
@@ -415,42 +415,14 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Feeds bytes to a session, delivering what its handler publishes between messages;
-    /// what it does not take (it paused) is stashed.
+    /// Feeds bytes to a session (see [`drive::feed`]); a stash it may go on with is read
+    /// next turn.
     fn feed(&mut self, slot: usize, bytes: &mut [u8]) {
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let Some(conn) = self.conns.get_mut(slot) else { return };
-            let Conn { stream, session, .. } = conn;
-            let mut cx = Cx {
-                lp: &mut self.lp,
-                handler: &*self.handler,
-                direct: Some(stream),
-            };
-            let used = session.receive(bytes.get_mut(pos..).unwrap_or_default(), &mut cx);
-            pos += used;
-            self.after_step(slot);
-            let Some(conn) = self.conns.get_mut(slot) else { return };
-            if pos < bytes.len() && (used == 0 || !conn.session.wants_read() || self.lp.message_allowance == 0) {
-                conn.session.stash_rest(bytes.get(pos..).unwrap_or_default());
-                conn.session.settle(&self.lp);
-                if conn.session.stash_ready() {
-                    self.resume.push((slot, conn.session.id.generation()));
-                }
-                return;
+        if drive::feed(self, slot, bytes) {
+            if let Some(conn) = self.conns.get_mut(slot) {
+                self.resume.push((slot, conn.session.id.generation()));
             }
         }
-    }
-
-    /// After a session did something: charge its memory, deliver what was published, flush
-    /// it at the end of the turn, and re-arm its timer.
-    fn after_step(&mut self, slot: usize) {
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.session.settle(&self.lp);
-        }
-        self.mark_dirty(slot);
-        self.deliver_outgoing();
-        self.arm_timer(slot);
     }
 
     // ----- fan-out -------------------------------------------------------------------------
@@ -491,77 +463,10 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 if og.goes_to_loop(self.lp.idx) {
-                    self.deliver_local(&og);
+                    drive::deliver_local(self, &og);
                 }
             }
         }
-    }
-
-    fn deliver_local(&mut self, og: &Outgoing) {
-        // The compressed form of this message, made at most once on this loop (encode-once
-        // with permessage-deflate too).
-        let mut compressed = None;
-        match &og.target {
-            Target::Topic(topic) => {
-                let Some((key, members)) = self.lp.topics.take_members(topic) else {
-                    return;
-                };
-                for &id in members.ids() {
-                    if Some(id) != og.exclude {
-                        self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
-                    }
-                }
-                self.lp.topics.put_back(key, members);
-            }
-            Target::Recorded(topic, msg) => {
-                let Some((key, members)) = self.lp.topics.take_members(topic) else {
-                    return;
-                };
-                for &id in members.ids() {
-                    if Some(id) != og.exclude
-                        && self.lp.recoveries.gate(id, topic, *msg, &og.frame) == replay::Gate::Deliver
-                    {
-                        self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed);
-                    }
-                }
-                self.lp.topics.put_back(key, members);
-            }
-            Target::All => {
-                for slot in self.conns.slots() {
-                    self.deliver_to(slot, None, og, &mut compressed);
-                }
-            }
-            Target::One(id) => self.deliver_to(id.slot(), Some(id.generation()), og, &mut compressed),
-        }
-    }
-
-    fn deliver_to(
-        &mut self,
-        slot: usize,
-        generation: Option<u32>,
-        og: &Outgoing,
-        compressed: &mut Option<Option<Arc<super::budget::Frame>>>,
-    ) {
-        let conn = match generation {
-            Some(g) => self.conns.get_gen_mut(slot, g),
-            None => self.conns.get_mut(slot),
-        };
-        let Some(conn) = conn else { return };
-        if og.exclude == Some(conn.session.id) {
-            return;
-        }
-        match conn.session.deliver(&og.frame, compressed, &mut self.lp) {
-            Delivery::Skipped => return,
-            Delivery::Queued | Delivery::SlowConsumerClosed => {}
-            Delivery::Congested => {
-                if let Some(publisher) = og.from {
-                    if conn.session.hold(publisher) {
-                        self.hold_publisher(publisher);
-                    }
-                }
-            }
-        }
-        self.mark_dirty(slot);
     }
 
     /// Holds a publisher of this loop while another loop's inbox is backed up (its commands
@@ -610,19 +515,6 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn hold_publisher(&mut self, publisher: ConnId) {
-        if publisher.node() != self.lp.core.node {
-            return;
-        }
-        if publisher.loop_index() == self.lp.idx {
-            if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
-                conn.session.add_hold(&self.lp);
-            }
-        } else if let Some(remote) = self.remote.get_mut(publisher.loop_index()) {
-            remote.push(Command::Hold(publisher));
-        }
-    }
-
     fn release_publishers(&mut self, publishers: Vec<ConnId>) {
         for publisher in publishers {
             if publisher.node() != self.lp.core.node {
@@ -666,7 +558,7 @@ impl<H: Handler> EventLoop<H> {
         let mut commands = commands;
         for command in commands.drain(..) {
             match command {
-                Command::Deliver(og) => self.deliver_local(&og),
+                Command::Deliver(og) => drive::deliver_local(self, &og),
                 Command::Close { id, code, reason } => {
                     if let Some(conn) = self.conns.get_gen_mut(id.slot(), id.generation()) {
                         conn.session.close_from_handle(&mut self.lp, code, &reason);
@@ -732,15 +624,6 @@ impl<H: Handler> EventLoop<H> {
     }
 
     // ----- writing -------------------------------------------------------------------------
-
-    fn mark_dirty(&mut self, slot: usize) {
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(slot);
-            }
-        }
-    }
 
     fn flush_dirty(&mut self) {
         // Flushing may run on_drain, which may publish and dirty more connections.
@@ -947,13 +830,7 @@ impl<H: Handler> EventLoop<H> {
             handler: &*self.handler,
             direct: None,
         };
-        conn.session.finish(&mut cx, code, why);
-        let id = conn.session.id;
-        self.lp.topics.remove_conn(id);
-        self.lp.recoveries.remove_conn(id);
-        let held = conn.session.take_held();
-        conn.session.out.clear(&mut self.lp.pool);
-        conn.session.release_charges(&self.lp);
+        let held = drive::retire(&mut conn.session, &mut cx, code, why);
         LoopStats::gauge(&self.lp.stats().connections, -1);
         if let Some(inbox) = self.lp.core.inboxes.get(self.lp.idx) {
             inbox.set_live(slot, 0);
@@ -965,5 +842,65 @@ impl<H: Handler> EventLoop<H> {
         drop(conn);
         self.release_publishers(held);
         self.deliver_outgoing();
+    }
+}
+
+impl<H: Handler> drive::Host for EventLoop<H> {
+    type App = H;
+
+    fn lp(&mut self) -> &mut LoopState {
+        &mut self.lp
+    }
+
+    fn session(&mut self, slot: usize, generation: Option<u32>) -> Option<Step<'_, H>> {
+        let conn = match generation {
+            Some(g) => self.conns.get_gen_mut(slot, g),
+            None => self.conns.get_mut(slot),
+        };
+        let Conn { stream, session, .. } = conn?;
+        let cx = Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            // A large message is written straight from the read buffer when nothing waits.
+            direct: Some(stream),
+        };
+        Some((session, cx))
+    }
+
+    fn slots(&self) -> Vec<usize> {
+        self.conns.slots()
+    }
+
+    /// After a session did something: charge its memory, deliver what was published, flush
+    /// it at the end of the turn, and re-arm its timer.
+    fn after_step(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.session.settle(&self.lp);
+        }
+        self.mark_dirty(slot);
+        self.deliver_outgoing();
+        self.arm_timer(slot);
+    }
+
+    fn hold_publisher(&mut self, publisher: ConnId) {
+        if publisher.node() != self.lp.core.node {
+            return;
+        }
+        if publisher.loop_index() == self.lp.idx {
+            if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+                conn.session.add_hold(&self.lp);
+            }
+        } else if let Some(remote) = self.remote.get_mut(publisher.loop_index()) {
+            remote.push(Command::Hold(publisher));
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
     }
 }

@@ -45,6 +45,7 @@ pub mod bus;
 mod config;
 mod conn_id;
 mod context;
+mod drive;
 mod event_loop;
 mod fanout;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
