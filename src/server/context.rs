@@ -66,6 +66,31 @@ pub(crate) struct LoopState {
 }
 
 impl LoopState {
+    /// Loop `idx`'s state, empty: what the event loop starts with, and what a harness or a
+    /// unit test drives sessions on (with [`Core::detached`] and index 0). `idx` must index
+    /// `core.inboxes`.
+    pub(crate) fn new(idx: usize, core: Arc<Core>) -> LoopState {
+        LoopState {
+            idx,
+            handle: ServerHandle { core: core.clone() },
+            core,
+            pool: BufferPool::default(),
+            topics: Topics::default(),
+            recoveries: Recoveries::default(),
+            outgoing: Vec::new(),
+            recorded_here: false,
+            recorded_from: None,
+            message_allowance: super::event_loop::MAX_MESSAGES_PER_TURN,
+            now: 0,
+            shutting_down: false,
+            text_scratch: String::new(),
+            binary_scratch: Vec::new(),
+            broadcast: None,
+            targets: Default::default(),
+            direct_written: 0,
+        }
+    }
+
     pub(crate) fn stats(&self) -> &LoopStats {
         // The loop's own counters; `idx` always indexes them (one per loop, built together).
         match self.core.metrics().loops.get(self.idx) {

@@ -14,28 +14,20 @@
 //!   and once the queue is drained to half it reads again (unless closing or held);
 //! - the memory budget returns to zero once the session is gone.
 
-use super::budget::MemoryBudget;
 use super::context::LoopState;
-use super::fanout::Target;
-use super::handle::{Core, Inbox, ServerInfo};
-use super::history::MemoryHistory;
-use super::metrics::Metrics;
-use super::session::{Cx, Delivery, Io, Session};
+use super::drive::{self, Step};
+use super::handle::Core;
+use super::session::{Cx, Io, Session};
 use super::timers::Millis;
-use super::{
-    Accept, ConnId, Context, Handler, Message, RequestContext, Response, SendStatus, ServerConfig, ServerHandle,
-};
+use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, SendStatus, ServerConfig};
 use crate::frame::CloseCode;
 use crate::handshake::Request;
 use crate::protocol::{Config, WebSocket};
 use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// What the fuzzed application does; each message's first byte picks an action.
-struct FuzzApp;
+pub(crate) struct FuzzApp;
 
 impl Handler for FuzzApp {
     type State = u32;
@@ -146,6 +138,12 @@ fn config() -> ServerConfig {
     c
 }
 
+impl Default for SessionHarness {
+    fn default() -> Self {
+        SessionHarness::new()
+    }
+}
+
 /// One session, its loop state, and what the client side has received.
 pub struct SessionHarness {
     lp: LoopState,
@@ -157,70 +155,28 @@ pub struct SessionHarness {
     /// The client side: the server's frames, once the 101 has been seen.
     client: Option<WebSocket>,
     head_seen: usize,
-    // Keeps the waker's registry alive.
-    _poll: mio::Poll,
 }
 
 impl SessionHarness {
     /// A fresh session on a loop of its own.
-    pub fn new() -> io::Result<SessionHarness> {
-        let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
-        let config = config();
-        let budget = MemoryBudget::new(config.max_memory);
-        let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), 0);
-        let core = Arc::new(Core {
-            config,
-            node: 1,
-            info: ServerInfo {
-                metrics: Metrics::new(1),
-                budget,
-                bus: None,
-                history: history.shared_figures(),
-            },
-            inboxes: vec![Inbox::new(waker)],
-            observer: None,
-            shutdown: AtomicBool::new(false),
-            running: AtomicUsize::new(1),
-            local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            next_loop: AtomicUsize::new(0),
-            bus: None,
-            history,
-        });
-        let lp = LoopState {
-            idx: 0,
-            handle: ServerHandle { core: core.clone() },
-            core,
-            pool: Default::default(),
-            topics: Default::default(),
-            recoveries: Default::default(),
-            outgoing: Vec::new(),
-            recorded_here: false,
-            recorded_from: None,
-            message_allowance: u32::MAX,
-            now: 0,
-            shutting_down: false,
-            text_scratch: String::new(),
-            binary_scratch: Vec::new(),
-            broadcast: None,
-            targets: Default::default(),
-            direct_written: 0,
-        };
-        let id = ConnId::new(1, 0, 0, 1);
+    pub fn new() -> SessionHarness {
+        let mut lp = LoopState::new(0, Core::detached(config()));
+        // No turns here: a connection is never cut off for its share of one.
+        lp.message_allowance = u32::MAX;
+        let id = ConnId::new(1, 0, SLOT, GENERATION);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
         let session = Session::new(id, peer, &lp);
         if let Some(inbox) = lp.core.inboxes.first() {
-            inbox.set_live(0, 1);
+            inbox.set_live(SLOT, GENERATION);
         }
-        Ok(SessionHarness {
+        SessionHarness {
             lp,
             session: Some(session),
             received: Vec::new(),
             kernel: Default::default(),
             client: None,
             head_seen: 0,
-            _poll: poll,
-        })
+        }
     }
 
     /// The bound on what the session may hold, from the limits.
@@ -257,36 +213,15 @@ impl SessionHarness {
                 return;
             }
             let n = self.kernel.len().min(MAX_FEED);
-            let read: Vec<u8> = self.kernel.drain(..n).collect();
-            self.feed(&read);
+            let mut read: Vec<u8> = self.kernel.drain(..n).collect();
+            self.feed(&mut read);
         }
     }
 
-    /// Feeds bytes as one read; delivers what the handler publishes, as the loop does.
-    fn feed(&mut self, bytes: &[u8]) {
-        let mut buf = bytes.to_vec();
-        let mut pos = 0;
-        while pos < buf.len() {
-            let Some(s) = self.session.as_mut() else { return };
-            if !s.wants_read() {
-                s.stash_rest(buf.get(pos..).unwrap_or_default());
-                break;
-            }
-            let mut cx = Cx {
-                lp: &mut self.lp,
-                handler: &FuzzApp,
-                direct: None,
-            };
-            let used = s.receive(buf.get_mut(pos..).unwrap_or_default(), &mut cx);
-            pos += used;
-            self.deliver();
-            if used == 0 {
-                if let Some(s) = self.session.as_mut() {
-                    s.stash_rest(buf.get(pos..).unwrap_or_default());
-                }
-                break;
-            }
-        }
+    /// Feeds bytes as one read, as the loop does (the same code: [`drive::feed`]).
+    fn feed(&mut self, bytes: &mut [u8]) {
+        // A stash left ready is fed by `pump`, as the loop's next turn would.
+        drive::feed(self, SLOT, bytes);
         self.check_after_input();
     }
 
@@ -297,34 +232,16 @@ impl SessionHarness {
             if !s.stash_ready() {
                 return;
             }
-            let stash = s.take_stash();
-            self.feed(&stash);
+            let mut stash = s.take_stash();
+            self.feed(&mut stash);
         }
     }
 
+    /// Delivers what was published (to this loop's one session) as the loop does.
     fn deliver(&mut self) {
         while !self.lp.outgoing.is_empty() {
-            let batch = std::mem::take(&mut self.lp.outgoing);
-            for og in batch {
-                let Some(s) = self.session.as_mut() else { return };
-                let id = s.id;
-                let addressed = match &og.target {
-                    Target::Topic(t) | Target::Recorded(t, _) => {
-                        self.lp.topics.topics_of(id).iter().any(|x| **x == **t)
-                    }
-                    Target::All => true,
-                    Target::One(to) => *to == id,
-                };
-                if !addressed || og.exclude == Some(id) {
-                    continue;
-                }
-                if s.deliver(&og.frame, &mut None, &mut self.lp) == Delivery::Congested {
-                    if let Some(from) = og.from.filter(|f| *f == id) {
-                        if s.hold(from) {
-                            s.add_hold(&self.lp);
-                        }
-                    }
-                }
+            for og in std::mem::take(&mut self.lp.outgoing) {
+                drive::deliver_local(self, &og);
             }
         }
         if let Some(s) = self.session.as_mut() {
@@ -491,11 +408,8 @@ impl SessionHarness {
             handler: &FuzzApp,
             direct: None,
         };
-        s.finish(&mut cx, CloseCode::ABNORMAL, "harness");
-        self.lp.topics.remove_conn(s.id);
-        s.take_held();
-        s.out.clear(&mut self.lp.pool);
-        s.release_charges(&self.lp);
+        // No one else to release here.
+        let _held = drive::retire(&mut s, &mut cx, CloseCode::ABNORMAL, "harness");
         drop(s);
         self.lp.outgoing.clear();
         assert_eq!(
@@ -509,6 +423,49 @@ impl SessionHarness {
     pub fn alive(&self) -> bool {
         self.session.is_some()
     }
+}
+
+/// The harness's session: slot 0 of loop 0, generation 1.
+const SLOT: usize = 0;
+const GENERATION: u32 = 1;
+
+/// One loop with one session and no socket.
+impl drive::Host for SessionHarness {
+    type App = FuzzApp;
+
+    fn lp(&mut self) -> &mut LoopState {
+        &mut self.lp
+    }
+
+    fn session(&mut self, slot: usize, generation: Option<u32>) -> Option<Step<'_, FuzzApp>> {
+        if slot != SLOT || generation.is_some_and(|g| g != GENERATION) {
+            return None;
+        }
+        let cx = Cx {
+            lp: &mut self.lp,
+            handler: &FuzzApp,
+            direct: None,
+        };
+        Some((self.session.as_mut()?, cx))
+    }
+
+    fn slots(&self) -> Vec<usize> {
+        self.session.iter().map(|_| SLOT).collect()
+    }
+
+    fn after_step(&mut self, _: usize) {
+        self.deliver();
+    }
+
+    /// Only the session itself publishes here: holding anyone else holds nobody.
+    fn hold_publisher(&mut self, publisher: ConnId) {
+        if let Some(s) = self.session.as_mut().filter(|s| s.id == publisher) {
+            s.add_hold(&self.lp);
+        }
+    }
+
+    /// Writing is the input's to decide (`drain`).
+    fn mark_dirty(&mut self, _: usize) {}
 }
 
 /// The most bytes one feed operation takes from the input.
@@ -529,7 +486,7 @@ pub fn run(data: &[u8]) {
     let Some((&flags, mut rest)) = data.split_first() else {
         return;
     };
-    let Ok(mut h) = SessionHarness::new() else { return };
+    let mut h = SessionHarness::new();
     if flags & 1 == 1 {
         h.send(UPGRADE);
     }
@@ -578,7 +535,7 @@ mod tests {
 
     #[test]
     fn echo_publish_flood_and_backpressure_through_the_harness() {
-        let mut h = SessionHarness::new().unwrap();
+        let mut h = SessionHarness::new();
         h.send(UPGRADE);
         h.send(&frame(b"echo"));
         h.send(&frame(b"publish"));

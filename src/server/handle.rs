@@ -6,9 +6,12 @@
 //! of every loop that has receivers and the loop is woken through its `mio::Waker` (at most
 //! one wake per batch: a flag says a wake is already pending). Each loop drains its inbox in
 //! order, so messages from one sender arrive in the order they were pushed.
+//!
+//! A loop without a poller — the fuzz harness, a unit test driving sessions on byte vectors
+//! ([`Core::detached`]) — has an inbox without a waker: whoever drives it drains it.
 
 use super::budget::{Frame, MemoryBudget};
-use super::bus::{BusInfo, BusLink, BusStats, Queued};
+use super::bus::{BusInfo, BusLink, BusStats, MessageBus, Queued};
 use super::fanout::{Outgoing, Target};
 use super::history::{HistoryFigures, MemoryHistory, Replay, Stamped};
 use super::metrics::Metrics;
@@ -50,7 +53,9 @@ pub(crate) enum Command {
 /// One loop's mailbox.
 pub(crate) struct Inbox {
     queue: Mutex<VecDeque<Command>>,
-    waker: mio::Waker,
+    /// `None` for a loop driven by a harness rather than a poller: nothing sleeps, so there
+    /// is nothing to wake.
+    waker: Option<mio::Waker>,
     /// A wake is on its way; further pushes need not wake again.
     notified: AtomicBool,
     /// Commands queued, readable without the lock (publishers are held while it is high).
@@ -65,7 +70,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inbox {
-    pub(crate) fn new(waker: mio::Waker) -> Inbox {
+    pub(crate) fn new(waker: Option<mio::Waker>) -> Inbox {
         Inbox {
             queue: Mutex::new(VecDeque::new()),
             waker,
@@ -92,8 +97,9 @@ impl Inbox {
     }
 
     pub(crate) fn wake(&self) {
+        let Some(waker) = &self.waker else { return };
         if !self.notified.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.waker.wake() {
+            if let Err(e) = waker.wake() {
                 log::warn!("waking an event loop failed: {e}");
             }
         }
@@ -147,6 +153,58 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The state shared by the loops whose inboxes are given (one per loop), with the memory
+    /// budget, history and metrics the configuration asks for.
+    pub(crate) fn new(
+        config: ServerConfig,
+        node: u32,
+        inboxes: Vec<Inbox>,
+        local_addr: SocketAddr,
+        observer: Option<Arc<dyn ServerObserver>>,
+        bus: Option<Arc<dyn MessageBus>>,
+    ) -> Core {
+        let loops = inboxes.len();
+        let budget = MemoryBudget::new(config.max_memory);
+        let bus = bus.map(|engine| BusLink::new(engine, budget.clone()));
+        // In-memory history may hold at most an eighth of the memory budget, charged to it.
+        let history = MemoryHistory::new(
+            config.history_size,
+            config.history_ttl,
+            config.max_memory / 8,
+            config.history_rooms,
+            budget.clone(),
+            super::history::now_ms(),
+        );
+        Core {
+            config,
+            node,
+            info: ServerInfo {
+                metrics: Metrics::new(loops),
+                budget,
+                bus: bus.as_ref().map(|b| b.stats.clone()),
+                history: history.shared_figures(),
+            },
+            inboxes,
+            observer,
+            shutdown: AtomicBool::new(false),
+            running: AtomicUsize::new(loops),
+            local_addr,
+            next_loop: AtomicUsize::new(0),
+            bus,
+            history,
+        }
+    }
+
+    /// One loop's worth of shared state with no poller, no bus and no observer (node 1, a
+    /// made-up local address): for code that drives sessions itself — the fuzz harness, unit
+    /// tests that feed byte vectors — through [`LoopState::new`](super::context::LoopState::new)
+    /// with index 0.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn detached(config: ServerConfig) -> Arc<Core> {
+        let local_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Arc::new(Core::new(config, 1, vec![Inbox::new(None)], local_addr, None, None))
+    }
+
     pub(crate) fn budget(&self) -> &Arc<MemoryBudget> {
         &self.info.budget
     }
@@ -625,5 +683,28 @@ impl Drop for RunningServer {
         if !self.threads.is_empty() {
             self.handle.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::context::LoopState;
+
+    #[test]
+    fn a_detached_loop_queues_commands_without_a_waker() {
+        let lp = LoopState::new(0, Core::detached(ServerConfig::default()));
+        let inbox = lp.core.inboxes.first().unwrap();
+        let id = ConnId::new(1, 0, 3, 1);
+        inbox.set_live(3, 1);
+        assert!(lp.core.is_live(id));
+        // Pushing (from a handle, say) wakes nobody and loses nothing: the driver drains it.
+        lp.handle.close(id, CloseCode::NORMAL, "bye").unwrap();
+        inbox.push([Command::Release(id)]);
+        assert_eq!(inbox.queued(), 2);
+        let mut taken = Vec::new();
+        assert!(!inbox.take(16, &mut taken), "nothing left behind");
+        assert!(matches!(taken.as_slice(), [Command::Close { .. }, Command::Release(r)] if *r == id));
+        assert_eq!(inbox.queued(), 0);
     }
 }

@@ -44,6 +44,7 @@ mod budget;
 mod config;
 mod conn_id;
 mod context;
+mod drive;
 mod event_loop;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
 /// API. Compiled for the crate's own unit tests too, which replay the harness.
@@ -74,15 +75,12 @@ pub use observer::ServerObserver;
 pub use pubsub::bus;
 use pubsub::{fanout, history, replay};
 
-use budget::MemoryBudget;
 use event_loop::{EventLoop, WAKER};
 use handle::{Core, Inbox};
 use log::info;
-use metrics::Metrics;
 use mio::{Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 /// A server under construction: a handler plus a [`ServerConfig`] ([`Server::configure`]
@@ -174,39 +172,18 @@ impl<H: Handler> Server<H> {
         let mut inboxes = Vec::with_capacity(threads);
         for _ in 0..threads {
             let poll = Poll::new()?;
-            inboxes.push(Inbox::new(Waker::new(poll.registry(), WAKER)?));
+            inboxes.push(Inbox::new(Some(Waker::new(poll.registry(), WAKER)?)));
             polls.push(poll);
         }
         let node = self.config.node_id.unwrap_or_else(random_node_id);
-        let budget = MemoryBudget::new(self.config.max_memory);
-        let bus_link = self.bus.map(|engine| bus::BusLink::new(engine, budget.clone()));
-        // In-memory history may hold at most an eighth of the memory budget, charged to it.
-        let history = history::MemoryHistory::new(
-            self.config.history_size,
-            self.config.history_ttl,
-            self.config.max_memory / 8,
-            self.config.history_rooms,
-            budget.clone(),
-            history::now_ms(),
-        );
-        let core = Arc::new(Core {
-            config: self.config,
+        let core = Arc::new(Core::new(
+            self.config,
             node,
-            info: ServerInfo {
-                metrics: Metrics::new(threads),
-                budget,
-                bus: bus_link.as_ref().map(|b| b.stats.clone()),
-                history: history.shared_figures(),
-            },
             inboxes,
-            observer: self.observer,
-            shutdown: AtomicBool::new(false),
-            running: AtomicUsize::new(threads),
             local_addr,
-            next_loop: AtomicUsize::new(0),
-            bus: bus_link,
-            history,
-        });
+            self.observer,
+            self.bus,
+        ));
         let mut handles = Vec::with_capacity(threads);
         for (idx, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
             let listener = mio::net::TcpListener::from_std(listener);

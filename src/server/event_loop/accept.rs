@@ -1,0 +1,141 @@
+//! Accepting connections: admitting or refusing them, spreading them over the loops, and
+//! retrying when the process is out of file descriptors.
+
+use super::{Conn, EventLoop};
+use crate::server::handle::Command;
+use crate::server::metrics::LoopStats;
+use crate::server::session::Session;
+use crate::server::timers::Millis;
+use crate::server::{ConnId, Handler, Response};
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// After `accept` fails for lack of file descriptors, try again this often (and whenever a
+/// connection of this loop closes).
+const ACCEPT_RETRY_MS: Millis = 100;
+/// At most one "accept failed" warning per this many milliseconds.
+const ACCEPT_WARN_EVERY_MS: Millis = 10_000;
+
+/// Accepting, and what to do when it fails.
+#[derive(Default)]
+pub(super) struct Accepting {
+    /// The last accept failed for lack of descriptors: retry at `retry_at`.
+    pub(super) blocked: bool,
+    pub(super) retry_at: Millis,
+    last_warning: Option<Millis>,
+    suppressed: u64,
+}
+
+/// Whether an accept error means "out of file descriptors (or memory) for now".
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(super) fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accepting.blocked = false;
+                    self.admit(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accepting.blocked = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Edge-triggered: nothing would wake us for the clients still waiting in
+                    // the backlog, so retry on a timer and whenever a connection closes.
+                    self.accepting.blocked = true;
+                    self.accepting.retry_at = self.lp.now + ACCEPT_RETRY_MS;
+                    self.core().metrics().accept_errors.fetch_add(1, Ordering::Relaxed);
+                    self.warn_accept(&e);
+                    return;
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends: that one client is gone; go on.
+                    debug!("accept failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn warn_accept(&mut self, e: &io::Error) {
+        let now = self.lp.now;
+        match self.accepting.last_warning {
+            Some(at) if now < at + ACCEPT_WARN_EVERY_MS => self.accepting.suppressed += 1,
+            _ => {
+                let more = std::mem::take(&mut self.accepting.suppressed);
+                if more > 0 {
+                    warn!("accept failed: {e} (and {more} more times since the last warning); retrying every {ACCEPT_RETRY_MS} ms");
+                } else {
+                    warn!("accept failed: {e}; retrying every {ACCEPT_RETRY_MS} ms and as connections close");
+                }
+                self.accepting.last_warning = Some(now);
+            }
+        }
+    }
+
+    /// A new connection: refused over `max_connections`, handed to the next loop in turn
+    /// (shared listener), or kept.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let core = self.lp.core.clone();
+        if core.metrics().connections() >= core.config.max_connections || self.lp.shutting_down {
+            let resp = Response::text(503, "503 Service Unavailable: too many connections\n").to_bytes(false, false);
+            let _ = stream.write(&resp);
+            let _ = stream.shutdown(Shutdown::Both);
+            debug!("refused {peer}: max connections reached");
+            return;
+        }
+        let loops = core.inboxes.len();
+        if !core.config.reuse_port && loops > 1 {
+            let target = core.next_loop.fetch_add(1, Ordering::Relaxed) % loops;
+            if target != self.lp.idx {
+                if let Some(inbox) = core.inboxes.get(target) {
+                    inbox.push([Command::Adopt(stream, peer)]);
+                    return;
+                }
+            }
+        }
+        self.add_conn(stream, peer);
+    }
+
+    pub(super) fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Linux copies TCP_NODELAY from the listener (set in `bind_listener`); elsewhere set
+        // it per connection.
+        #[cfg(not(target_os = "linux"))]
+        let _ = stream.set_nodelay(true);
+        let (node, idx) = (self.lp.core.node, self.lp.idx);
+        let lp = &self.lp;
+        let slot = self.conns.insert(|slot, generation| Conn {
+            stream,
+            session: Session::new(ConnId::new(node, idx, slot, generation), peer, lp),
+            registered: 1,
+            dirty: false,
+            write_shut: false,
+        });
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let generation = conn.session.id.generation();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(slot), Interest::READABLE)
+        {
+            warn!("register failed: {e}");
+            self.conns.remove(slot);
+            return;
+        }
+        LoopStats::gauge(&self.lp.stats().connections, 1);
+        if let Some(inbox) = self.lp.core.inboxes.get(self.lp.idx) {
+            inbox.set_live(slot, generation);
+        }
+        self.arm_timer(slot);
+    }
+}

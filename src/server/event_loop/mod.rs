@@ -1,0 +1,464 @@
+//! One mio event loop: its listener, its connections, its timers and its inbox. The server
+//! runs one per thread; they share the handler, the counters and each other's inboxes.
+//!
+//! The loop only moves bytes between sockets and [`Session`]s, routes what handlers publish
+//! ([`crate::server::fanout`]) and keeps time ([`Timers`]); everything a connection decides happens in
+//! its session. What does not need a socket is shared with the fuzz harness (`drive.rs`).
+//!
+//! Here: the turn, reading and writing. In `accept.rs`: accepting and spreading connections
+//! over the loops. In `deliver.rs`: fan-out across loops, inboxes, holds and replay pacing.
+//! In `lifecycle.rs`: timers, the memory budget, shutdown and dropping a connection.
+//!
+//! **Work per turn is bounded.** A connection is read at most [`MAX_READS_PER_TURN`] times
+//! per turn, then put on a resume list for the next one, so a fast sender cannot starve the
+//! others (or `/health`). What a message's handler publishes is delivered before the next
+//! message is read, and a publisher that lands on a backed-up subscriber stops being read
+//! until that subscriber drains (see `Session::deliver` and [`Command::Hold`]).
+
+use crate::frame::CloseCode;
+use crate::server::budget::Charge;
+use crate::server::context::LoopState;
+use crate::server::drive::{self, Host, Step};
+use crate::server::handle::{Command, Core};
+use crate::server::history;
+use crate::server::metrics::LoopStats;
+use crate::server::session::{Cx, Io, Session};
+use crate::server::slab::Slab;
+use crate::server::timers::{Millis, Timers};
+use crate::server::{ConnId, Handler};
+use log::{debug, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+mod accept;
+mod deliver;
+mod lifecycle;
+
+use accept::Accepting;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+/// One read buffer per loop, shared by all its connections. Large enough that a few 64 KiB
+/// frames arrive whole and take the protocol's zero-copy path instead of being reassembled.
+const READ_BUF_SIZE: usize = 256 * 1024;
+/// Reads of one connection per loop turn before it waits for the next turn.
+pub(crate) const MAX_READS_PER_TURN: usize = 4;
+/// Messages (or HTTP requests) of one connection handled per loop turn at most (see
+/// `LoopState::message_allowance`).
+pub(crate) const MAX_MESSAGES_PER_TURN: u32 = 64;
+/// Inbox commands handled per turn.
+const MAX_COMMANDS_PER_TURN: usize = 1024;
+/// A loop whose inbox holds more commands than this is backed up: publishers on the other
+/// loops are held (not read) until it is down to [`INBOX_LOW`]. A loop's inbox is a receiver
+/// like a socket's queue; without this a publisher could outrun another loop's turns and grow
+/// its inbox without bound.
+const INBOX_HIGH: usize = 4 * MAX_COMMANDS_PER_TURN;
+const INBOX_LOW: usize = MAX_COMMANDS_PER_TURN;
+/// Connections closed per turn at most to get back under the memory budget.
+const MAX_SHEDS_PER_TURN: usize = 16;
+
+struct Conn<S> {
+    stream: TcpStream,
+    session: Session<S>,
+    /// Interest registered with the poller: bit 0 readable, bit 1 writable.
+    registered: u8,
+    dirty: bool,
+    write_shut: bool,
+}
+
+pub(crate) struct EventLoop<H: Handler> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn<H::State>>,
+    read_buf: Vec<u8>,
+    timers: Timers,
+    handler: Arc<H>,
+    lp: LoopState,
+    /// Connections to read again next turn: their read budget ran out, or they were paused
+    /// and may go on.
+    resume: Vec<(usize, u32)>,
+    dirty: Vec<usize>,
+    /// Connections whose queue refilled during `on_drain` while their socket had room: flushed
+    /// again next turn.
+    resume_flush: Vec<(usize, u32)>,
+    /// Commands for the other loops, sent at the end of the turn.
+    remote: Vec<Vec<Command>>,
+    commands: Vec<Command>,
+    inbox_backlog: bool,
+    /// Publishers of this loop held because another loop's inbox is backed up.
+    inbox_held: Vec<ConnId>,
+    pool_charge: Charge,
+    accepting: Accepting,
+    start: Instant,
+    shutdown_deadline: Millis,
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(crate) fn new(
+        idx: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        core: Arc<Core>,
+        handler: Arc<H>,
+    ) -> io::Result<Self> {
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let loops = core.inboxes.len();
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            conns: Slab::default(),
+            read_buf: vec![0; READ_BUF_SIZE],
+            timers: Timers::default(),
+            handler,
+            lp: LoopState::new(idx, core),
+            resume: Vec::new(),
+            dirty: Vec::new(),
+            resume_flush: Vec::new(),
+            remote: (0..loops).map(|_| Vec::new()).collect(),
+            commands: Vec::new(),
+            inbox_backlog: false,
+            inbox_held: Vec::new(),
+            pool_charge: Charge::default(),
+            accepting: Accepting::default(),
+            start: Instant::now(),
+            shutdown_deadline: 0,
+        })
+    }
+
+    fn core(&self) -> &Core {
+        &self.lp.core
+    }
+
+    fn clock(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        crate::logging::buffer_this_thread();
+        loop {
+            // Lines logged during the last turn go out in one write (see crate::logging).
+            log::logger().flush();
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!("poll failed: {e}");
+                }
+                continue;
+            }
+            self.lp.now = self.clock();
+            let mut accept_ready = false;
+            let mut inbox_ready = self.inbox_backlog;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => accept_ready = true,
+                    WAKER => inbox_ready = true,
+                    Token(slot) => {
+                        if event.is_writable() {
+                            self.mark_dirty(slot);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            // A peer that closed its side may have sent data and FIN together:
+                            // read until the 0 that says so.
+                            let drain = event.is_read_closed() || event.is_error();
+                            self.read(slot, drain);
+                        }
+                    }
+                }
+            }
+            if accept_ready || (self.accepting.blocked && self.lp.now >= self.accepting.retry_at) {
+                self.accept();
+            }
+            if inbox_ready {
+                self.drain_inbox();
+            }
+            self.release_inbox_held();
+            let resume = std::mem::take(&mut self.resume);
+            for (slot, generation) in resume {
+                if self.conns.generation(slot) == Some(generation) {
+                    self.read(slot, true);
+                }
+            }
+            for (slot, generation) in std::mem::take(&mut self.resume_flush) {
+                if self.conns.generation(slot) == Some(generation) {
+                    self.mark_dirty(slot);
+                }
+            }
+            self.expire_timers();
+            // The in-memory history's timer: rooms idle past the TTL go (cheap when not due).
+            self.lp.core.history.tick(history::now_ms());
+            // This thread's pool of deflate (de)compressors counts against the budget too.
+            self.pool_charge
+                .settle(self.lp.core.budget(), crate::deflate::pooled_bytes());
+            self.shed_if_over_budget();
+            self.flush_dirty();
+            self.send_remote();
+            if self.core().shutdown.load(Ordering::Acquire) && !self.lp.shutting_down {
+                self.begin_shutdown();
+            }
+            if self.lp.shutting_down && (self.conns.len() == 0 || self.lp.now >= self.shutdown_deadline) {
+                for slot in self.conns.slots() {
+                    self.drop_conn(slot, CloseCode::ABNORMAL, "shutdown grace period over");
+                }
+                self.send_remote();
+                self.core().running.fetch_sub(1, Ordering::AcqRel);
+                log::logger().flush();
+                return;
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: not at all with work pending, else until the next deadline.
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        if !self.resume.is_empty() || !self.resume_flush.is_empty() || self.inbox_backlog {
+            return Some(std::time::Duration::ZERO);
+        }
+        if !self.inbox_held.is_empty() {
+            // Look again soon whether the other loops' inboxes have drained.
+            return Some(std::time::Duration::from_millis(1));
+        }
+        let now = self.clock();
+        let mut next = self.timers.next();
+        if self.accepting.blocked {
+            next = Some(next.map_or(self.accepting.retry_at, |n| n.min(self.accepting.retry_at)));
+        }
+        if self.lp.shutting_down {
+            next = Some(next.map_or(self.shutdown_deadline, |n| n.min(self.shutdown_deadline)));
+        }
+        // Wake at least once a second even when idle (cheap, and a safety net).
+        let wait = next.map_or(1000, |at| at.saturating_sub(now).min(1000));
+        Some(std::time::Duration::from_millis(wait))
+    }
+
+    // ----- reading -------------------------------------------------------------------------
+
+    /// Reads from one connection (up to the per-turn budget) and feeds its session.
+    fn read(&mut self, slot: usize, drain: bool) {
+        let mut reads = 0;
+        self.lp.message_allowance = MAX_MESSAGES_PER_TURN;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot) else { return };
+            if self.lp.message_allowance == 0 {
+                // Its share of this turn is used: the rest (stashed or still in the socket)
+                // next turn.
+                self.resume.push((slot, conn.session.id.generation()));
+                return;
+            }
+            if conn.session.stash_ready() {
+                let mut stash = conn.session.take_stash();
+                self.feed(slot, &mut stash);
+                continue;
+            }
+            if !conn.session.wants_read() {
+                return;
+            }
+            if reads == MAX_READS_PER_TURN || self.lp.core.budget().exceeded() {
+                // Enough for this turn (or the memory budget must be restored first).
+                self.resume.push((slot, conn.session.id.generation()));
+                return;
+            }
+            let n = match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    let mut cx = Cx {
+                        lp: &mut self.lp,
+                        handler: &*self.handler,
+                        direct: None,
+                    };
+                    conn.session.on_eof(&mut cx);
+                    self.after_step(slot);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("read from {} failed: {e}", conn.session.peer());
+                    self.drop_conn(slot, CloseCode::ABNORMAL, "read error");
+                    return;
+                }
+            };
+            reads += 1;
+            conn.session.bytes_in += n as u64;
+            LoopStats::add(&self.lp.stats().bytes_in, n as u64);
+            let mut buf = std::mem::take(&mut self.read_buf);
+            if let Some(input) = buf.get_mut(..n) {
+                self.feed(slot, input);
+            }
+            self.read_buf = buf;
+            // A short read means the socket was empty at that moment; with edge-triggered
+            // readiness, later bytes raise a new event.
+            if n < self.read_buf.len() && !drain {
+                return;
+            }
+        }
+    }
+
+    /// Feeds bytes to a session (see [`drive::feed`]); a stash it may go on with is read
+    /// next turn.
+    fn feed(&mut self, slot: usize, bytes: &mut [u8]) {
+        if drive::feed(self, slot, bytes) {
+            if let Some(conn) = self.conns.get_mut(slot) {
+                self.resume.push((slot, conn.session.id.generation()));
+            }
+        }
+    }
+
+    // ----- writing -------------------------------------------------------------------------
+
+    fn flush_dirty(&mut self) {
+        // Flushing may run on_drain, which may publish and dirty more connections.
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            for slot in dirty {
+                self.flush(slot);
+            }
+            self.send_remote();
+        }
+    }
+
+    /// Writes what the socket takes, then lets the session move on (closing, draining) and
+    /// updates the poller's interest.
+    fn flush(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        conn.dirty = false;
+        let mut rounds = 0;
+        let (resume, released) = loop {
+            if !conn.session.out.is_empty() && conn.session.may_write() {
+                match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
+                    Ok(n) => {
+                        conn.session.bytes_out += n as u64;
+                        LoopStats::add(&self.lp.stats().bytes_out, n as u64);
+                    }
+                    Err(e) => {
+                        debug!("write to {} failed: {e}", conn.session.peer());
+                        self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
+                        return;
+                    }
+                }
+            }
+            // Queue left over: the socket is full and will say when it has room.
+            let blocked = !conn.session.out.is_empty();
+            let mut cx = Cx {
+                lp: &mut self.lp,
+                handler: &*self.handler,
+                direct: None,
+            };
+            let outcome = conn.session.after_flush(&mut cx);
+            rounds += 1;
+            // on_drain may have queued more while the socket still has room: no readiness
+            // edge will come for that, so write it now (a few rounds, then next turn).
+            if blocked || conn.session.out.is_empty() || conn.session.io() == Io::Done {
+                break outcome;
+            }
+            if rounds == 8 {
+                self.resume_flush.push((slot, conn.session.id.generation()));
+                break outcome;
+            }
+        };
+        conn.session.settle(&self.lp);
+        let generation = conn.session.id.generation();
+        match conn.session.io() {
+            Io::Done => {
+                self.drop_conn(slot, CloseCode::NORMAL, "closed");
+                self.release_publishers(released);
+                return;
+            }
+            Io::Linger if !conn.write_shut => {
+                // Half-close, then drain the peer's bytes (see session's LINGER_MS).
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                conn.write_shut = true;
+            }
+            _ => {}
+        }
+        let readable = conn.session.wants_read() || conn.session.io() == Io::Linger;
+        let want = u8::from(readable) | (u8::from(!conn.session.out.is_empty()) << 1);
+        if want != conn.registered && want != 0 {
+            let interest = match want {
+                1 => Interest::READABLE,
+                2 => Interest::WRITABLE,
+                _ => Interest::READABLE | Interest::WRITABLE,
+            };
+            match self.poll.registry().reregister(&mut conn.stream, Token(slot), interest) {
+                Ok(()) => conn.registered = want,
+                Err(e) => {
+                    warn!("reregister failed: {e}");
+                    self.drop_conn(slot, CloseCode::ABNORMAL, "reregister failed");
+                    return;
+                }
+            }
+        }
+        if resume {
+            self.resume.push((slot, generation));
+        }
+        self.release_publishers(released);
+        self.arm_timer(slot);
+        self.pump_replay(slot);
+        self.deliver_outgoing();
+    }
+}
+
+impl<H: Handler> drive::Host for EventLoop<H> {
+    type App = H;
+
+    fn lp(&mut self) -> &mut LoopState {
+        &mut self.lp
+    }
+
+    fn session(&mut self, slot: usize, generation: Option<u32>) -> Option<Step<'_, H>> {
+        let conn = match generation {
+            Some(g) => self.conns.get_gen_mut(slot, g),
+            None => self.conns.get_mut(slot),
+        };
+        let Conn { stream, session, .. } = conn?;
+        let cx = Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            // A large message is written straight from the read buffer when nothing waits.
+            direct: Some(stream),
+        };
+        Some((session, cx))
+    }
+
+    fn slots(&self) -> Vec<usize> {
+        self.conns.slots()
+    }
+
+    /// After a session did something: charge its memory, deliver what was published, flush
+    /// it at the end of the turn, and re-arm its timer.
+    fn after_step(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.session.settle(&self.lp);
+        }
+        self.mark_dirty(slot);
+        self.deliver_outgoing();
+        self.arm_timer(slot);
+    }
+
+    fn hold_publisher(&mut self, publisher: ConnId) {
+        if publisher.node() != self.lp.core.node {
+            return;
+        }
+        if publisher.loop_index() == self.lp.idx {
+            if let Some(conn) = self.conns.get_gen_mut(publisher.slot(), publisher.generation()) {
+                conn.session.add_hold(&self.lp);
+            }
+        } else if let Some(remote) = self.remote.get_mut(publisher.loop_index()) {
+            remote.push(Command::Hold(publisher));
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+}
