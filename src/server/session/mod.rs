@@ -23,10 +23,10 @@
 //! [`Outbound`]: super::outbound::Outbound
 
 mod http;
-mod transport;
-mod ws;
 #[cfg(test)]
 mod tests;
+mod transport;
+mod ws;
 
 use super::budget::Frame;
 use super::context::LoopState;

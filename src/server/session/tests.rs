@@ -120,7 +120,8 @@ fn http_phase_answers_pipelined_requests_and_stays_open() {
     let app = App::default();
     let mut t = transport();
     let mut h = HttpConn::new(lp.core.config.request_limits, 1000);
-    let mut input = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    let mut input =
+        b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     let mut cx = Cx {
         lp: &mut lp,
         handler: &app,
@@ -170,7 +171,11 @@ fn http_phase_refuses_a_malformed_head_and_closes() {
         handler: &app,
         direct: None,
     };
-    let outcome: HttpOutcome<u32> = h.receive(&mut t, &mut b"GET / HTTP/1.1\r\nHost localhost\r\n\r\n".to_vec(), &mut cx);
+    let outcome: HttpOutcome<u32> = h.receive(
+        &mut t,
+        &mut b"GET / HTTP/1.1\r\nHost localhost\r\n\r\n".to_vec(),
+        &mut cx,
+    );
     assert!(matches!(outcome, HttpOutcome::Used(_)));
     let wire = String::from_utf8_lossy(&written(&mut t, &mut lp)).into_owned();
     assert!(wire.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{wire}");
@@ -194,12 +199,18 @@ fn http_phase_hands_over_the_websocket_and_the_bytes_behind_the_request() {
         panic!("the upgrade was not handed over");
     };
     assert_eq!(used, UPGRADE.len(), "the HTTP phase took the head and nothing more");
-    assert!(trailing.is_empty(), "read in one piece, the frame stays in the caller's input");
+    assert!(
+        trailing.is_empty(),
+        "read in one piece, the frame stays in the caller's input"
+    );
     let wire = written(&mut t, &mut lp);
     let (head, rest) = head_and_rest(&wire);
     assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
     // RFC 6455 §1.3's example key and its accept value.
-    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
     assert!(rest.is_empty());
 
     // The same request in two pieces: the frame arrives buffered behind the head, and comes
@@ -262,7 +273,9 @@ fn ws_phase_echoes_and_answers_a_ping_first() {
     let mut w = ws_conn(&mut lp);
     let mut client = WebSocket::client(Config::default());
     let mut input = Vec::new();
-    let ok = client.send_ping(b"p", &mut input).and(client.send_text("one", &mut input));
+    let ok = client
+        .send_ping(b"p", &mut input)
+        .and(client.send_text("one", &mut input));
     assert!(ok.is_ok());
     let mut cx = Cx {
         lp: &mut lp,
@@ -293,9 +306,12 @@ fn ws_phase_answers_a_close_and_tells_the_handler_once() {
         direct: None,
     };
     w.receive(&mut t, &mut input, &mut cx);
-    // RFC 6455 §5.5.1: the reply echoes the code; §7.1.1: the server then closes TCP first.
+    // RFC 6455 §5.5.1: the reply echoes the code (the reason is ours to give); §7.1.1: the server then closes TCP first.
     let events = server_events(&written(&mut t, &mut lp));
-    assert_eq!(events, vec![OwnedEvent::Close(Some((CloseCode(4001), "bye".into())))]);
+    assert!(
+        matches!(events.as_slice(), [OwnedEvent::Close(Some((CloseCode(4001), _)))]),
+        "{events:?}"
+    );
     assert_eq!(t.closing, Closing::AfterFlush);
     let mut cx = Cx {
         lp: &mut lp,
@@ -335,13 +351,20 @@ fn ws_phase_heartbeat_pings_then_gives_up_on_silence() {
     let mut t = transport();
     let mut w = ws_conn(&mut lp);
     let ping_at = w.next_deadline(&lp);
-    assert_eq!(ping_at, 10_000, "the first ping is due a ping interval after the last bytes");
+    assert_eq!(
+        ping_at, 10_000,
+        "the first ping is due a ping interval after the last bytes"
+    );
     lp.now = ping_at;
     let (why, _) = w.on_timeout(&mut t, &mut lp);
     assert_eq!(why, None);
     let events = server_events(&written(&mut t, &mut lp));
     assert_eq!(events, vec![OwnedEvent::Ping(b"wsloop heartbeat".to_vec())]);
-    assert_eq!(w.next_deadline(&lp), 30_000, "with a ping out, the idle timeout is next");
+    assert_eq!(
+        w.next_deadline(&lp),
+        30_000,
+        "with a ping out, the idle timeout is next"
+    );
     lp.now = 30_000;
     let (why, _) = w.on_timeout(&mut t, &mut lp);
     assert_eq!(why, Some("heartbeat: peer silent"));
