@@ -398,7 +398,9 @@ fn session_flushes_then_closes_when_the_peer_half_closes() {
     let mut lp = loop_state();
     let app = App::default();
     let mut s: Session<u32> = Session::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 1)), &lp);
-    lp.now = 5_000;
+    // Later than the handshake deadline the session was born with (10 s), which used to be
+    // the deadline an EOF left in place.
+    lp.now = 20_000;
     let mut input = UPGRADE.to_vec();
     let mut cx = Cx {
         lp: &mut lp,
@@ -410,6 +412,6 @@ fn session_flushes_then_closes_when_the_peer_half_closes() {
     // The 101 is still queued: it goes out, within a close timeout counted from the EOF.
     assert_eq!(s.io(), Io::Flushing);
     let close_timeout = lp.core.config.close_timeout.as_millis() as u64;
-    assert_eq!(s.next_deadline(&lp), 5_000 + close_timeout);
+    assert_eq!(s.next_deadline(&lp), 20_000 + close_timeout);
     assert_eq!(app.closes.lock().map(|c| c.clone()).unwrap_or_default(), vec![1006]);
 }
