@@ -1,4 +1,4 @@
-//! The server's per-connection session (src/server/session.rs) driven as the event loop drives
+//! The server's per-connection session (src/server/session/) driven as the event loop drives
 //! it, without sockets: the peer's bytes arrive in reads of any size, the socket takes some,
 //! all or none of what is queued (a reader that stalls), timers fire at random, the peer closes.
 //!

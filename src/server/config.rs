@@ -77,7 +77,7 @@ pub struct ServerConfig {
     /// (`--allowed-host`, repeatable): a request whose `Host` is not `localhost`,
     /// `*.localhost`, `127.0.0.0/8` or `[::1]` (with or without a port) nor one of these is
     /// refused `421 Misdirected Request` before any route or upgrade — the defence against
-    /// DNS rebinding (see `host.rs`). `.example.com` admits that name and every name under it;
+    /// DNS rebinding (see `http/host.rs`). `.example.com` admits that name and every name under it;
     /// `*` admits any `Host`. Not applied when bound to a non-loopback address. Default none.
     pub allowed_hosts: Vec<String>,
     /// permessage-deflate (RFC 7692): off, shared or dedicated; see [`DeflateMode`]. The

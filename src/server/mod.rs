@@ -37,15 +37,12 @@
 //! may join the port, which is how N processes serve one port.
 //!
 //! **Memory.** Every buffer a connection holds is charged to one server-wide budget
-//! ([`ServerConfig::max_memory`]); see `budget.rs` for what it covers and what happens when
+//! ([`ServerConfig::max_memory`]); see `runtime/budget.rs` for what it covers and what happens when
 //! it runs out.
 
-mod budget;
 mod config;
 mod conn_id;
 mod context;
-mod drive;
-mod event_loop;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
 /// API. Compiled for the crate's own unit tests too, which replay the harness.
 #[cfg(feature = "fuzzing")]
@@ -58,11 +55,9 @@ mod handler;
 pub mod http;
 mod metrics;
 mod observer;
-mod outbound;
 mod pubsub;
+mod runtime;
 mod session;
-mod slab;
-mod timers;
 
 pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
@@ -74,6 +69,7 @@ pub use http::OriginPolicy;
 pub use observer::ServerObserver;
 pub use pubsub::bus;
 use pubsub::{fanout, history, replay};
+use runtime::{budget, drive, event_loop, outbound, slab, timers};
 
 use event_loop::{EventLoop, WAKER};
 use handle::{Core, Inbox};

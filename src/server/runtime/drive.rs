@@ -6,12 +6,12 @@
 //! other).
 
 use super::budget::Frame;
-use super::context::LoopState;
-use super::fanout::{Outgoing, Target};
-use super::replay;
-use super::session::{Cx, Delivery, Session};
-use super::{ConnId, Handler};
 use crate::frame::CloseCode;
+use crate::server::context::LoopState;
+use crate::server::fanout::{Outgoing, Target};
+use crate::server::replay;
+use crate::server::session::{Cx, Delivery, Session};
+use crate::server::{ConnId, Handler};
 use std::sync::Arc;
 
 /// The compressed form of one publication, made at most once per loop even with
