@@ -5,11 +5,12 @@
 
 use super::budget::Frame;
 use super::fanout::{Outgoing, Target, Topics};
-use super::handle::{Core, PushError, ServerHandle, ServerInfo};
+use super::handle::{PushError, ServerHandle, ServerInfo};
 use super::history::{HistoryId, Replay, Stamped};
 use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
 use super::replay::Recoveries;
+use super::shared::Core;
 use super::timers::Millis;
 use super::{ConnId, Message, SendStatus};
 use crate::deflate::{BroadcastCompressor, DeflateParams};

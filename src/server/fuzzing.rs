@@ -16,8 +16,8 @@
 
 use super::context::LoopState;
 use super::drive::{self, Step};
-use super::handle::Core;
 use super::session::{Cx, Io, Session};
+use super::shared::Core;
 use super::timers::Millis;
 use super::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, SendStatus, ServerConfig};
 use crate::frame::CloseCode;

@@ -58,6 +58,7 @@ mod observer;
 mod pubsub;
 mod runtime;
 mod session;
+mod shared;
 
 pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
@@ -72,9 +73,10 @@ use pubsub::{fanout, history, replay};
 use runtime::{budget, drive, event_loop, outbound, slab, timers};
 
 use event_loop::{EventLoop, WAKER};
-use handle::{Core, Inbox};
 use log::info;
 use mio::{Poll, Waker};
+use runtime::inbox::Inbox;
+use shared::Core;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;

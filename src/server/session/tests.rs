@@ -9,7 +9,7 @@ use crate::frame::CloseCode;
 use crate::handshake::Request;
 use crate::protocol::{Config, OwnedEvent, WebSocket};
 use crate::server::context::LoopState;
-use crate::server::handle::Core;
+use crate::server::shared::Core;
 use crate::server::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Mutex;

@@ -8,8 +8,9 @@ use super::{
 };
 use crate::server::budget::Frame;
 use crate::server::fanout::{Outgoing, Target};
-use crate::server::handle::{Command, Core};
 use crate::server::history::{Entry, Replay};
+use crate::server::runtime::inbox::Command;
+use crate::server::shared::Core;
 use crate::server::{ConnId, Message};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

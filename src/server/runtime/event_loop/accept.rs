@@ -2,8 +2,8 @@
 //! retrying when the process is out of file descriptors.
 
 use super::{Conn, EventLoop};
-use crate::server::handle::Command;
 use crate::server::metrics::LoopStats;
+use crate::server::runtime::inbox::Command;
 use crate::server::session::Session;
 use crate::server::timers::Millis;
 use crate::server::{ConnId, Handler, Response};

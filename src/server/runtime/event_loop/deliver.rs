@@ -5,8 +5,8 @@
 use super::{EventLoop, INBOX_HIGH, INBOX_LOW, MAX_COMMANDS_PER_TURN};
 use crate::server::drive::{self, Host};
 use crate::server::fanout::Target;
-use crate::server::handle::Command;
 use crate::server::history;
+use crate::server::runtime::inbox::Command;
 use crate::server::{ConnId, Handler};
 
 impl<H: Handler> EventLoop<H> {
