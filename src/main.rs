@@ -64,6 +64,15 @@ struct ServeArgs {
     /// Most open connections; over it new connections get HTTP 503.
     #[arg(long, default_value_t = defaults().max_connections)]
     max_connections: usize,
+    /// Most open connections from one client address (IPv6: its /64); over it a new
+    /// connection's request gets HTTP 429 with Retry-After. 0 = no limit (NAT and proxies put
+    /// many users behind one address).
+    #[arg(long, default_value_t = defaults().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// New connections and upgrades per second from one client address, burst the same; over
+    /// it: HTTP 429 with Retry-After. 0 = off.
+    #[arg(long, default_value_t = defaults().upgrade_rate_per_ip)]
+    upgrade_rate_per_ip: u32,
     /// Largest request head in bytes (over it: 431).
     #[arg(long, default_value_t = defaults().request_limits.max_header_bytes)]
     max_header_bytes: usize,
@@ -207,6 +216,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     config.reuse_port = args.reuse_port;
     config.max_connections = args.max_connections;
+    config.max_connections_per_ip = args.max_connections_per_ip;
+    config.upgrade_rate_per_ip = args.upgrade_rate_per_ip;
     config.request_limits.max_header_bytes = args.max_header_bytes;
     config.max_body_size = args.max_body_size;
     config.websocket.max_message_size = args.max_message_size;

@@ -30,6 +30,18 @@ pub struct ServerConfig {
     /// Most open TCP connections (HTTP and WebSocket together); a connection over it gets
     /// `503 Service Unavailable` and is closed. Default 100,000.
     pub max_connections: usize,
+    /// Most open connections from one client address (an IPv6 address counts by its /64); a
+    /// connection over it has its request answered `429 Too Many Requests` with
+    /// `Retry-After` and is closed. 0 (the default) is no limit: behind NAT or a proxy many
+    /// users share one address.
+    pub max_connections_per_ip: usize,
+    /// New connections (and upgrades on connections that already made a request) per second
+    /// from one client address, burst the same; over it: `429` with `Retry-After` (seconds
+    /// until the limiter admits one again). 0 (the default) is off. With either per-address
+    /// limit on, the addresses tracked at once are bounded (`max_connections` + 65,536, charged
+    /// to the memory budget); when that table is full of addresses in use, a new address is
+    /// refused `503` with `Retry-After: 1`.
+    pub upgrade_rate_per_ip: u32,
     /// Request head limits: bytes (default 8 KiB) and header count (default 64); over them: 431.
     pub request_limits: RequestLimits,
     /// Largest HTTP request body (`Content-Length`); over it: 413 and the connection is
@@ -169,6 +181,8 @@ impl Default for ServerConfig {
             reuse_port: false,
             node_id: None,
             max_connections: 100_000,
+            max_connections_per_ip: 0,
+            upgrade_rate_per_ip: 0,
             request_limits: RequestLimits::default(),
             max_body_size: 1 << 20,
             websocket: protocol::Config::default(),

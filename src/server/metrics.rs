@@ -5,6 +5,7 @@
 //! contention) and summed or labelled by loop when read. Rarely changing tables (handshakes by
 //! status, WebSockets by path, close codes) sit behind a mutex touched once per connection.
 
+use super::limiter::Reason;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -71,6 +72,8 @@ pub(crate) struct Metrics {
     pub(crate) started: Instant,
     pub(crate) loops: Vec<LoopStats>,
     pub(crate) accept_errors: AtomicU64,
+    /// Connections refused by the per-address limits, by [`Reason::index`].
+    pub(crate) limit_refusals: [AtomicU64; 3],
     tables: Mutex<Tables>,
 }
 
@@ -87,12 +90,20 @@ impl Metrics {
             started: Instant::now(),
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             accept_errors: AtomicU64::new(0),
+            limit_refusals: Default::default(),
             tables: Mutex::new(Tables::default()),
         }
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request refused by a per-address limit.
+    pub(crate) fn limit_refused(&self, reason: Reason) {
+        if let Some(c) = self.limit_refusals.get(reason.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn handshake(&self, status: u16) {
@@ -251,6 +262,19 @@ impl Metrics {
             "wsloop_accept_errors_total {}",
             self.accept_errors.load(Ordering::Relaxed)
         );
+        header(
+            &mut out,
+            "wsloop_limit_refusals_total",
+            "Requests refused by the per-address limits (--max-connections-per-ip, --upgrade-rate-per-ip), by reason.",
+            "counter",
+        );
+        for reason in Reason::ALL {
+            let n = self
+                .limit_refusals
+                .get(reason.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", reason.label());
+        }
         header(
             &mut out,
             "wsloop_uptime_seconds",

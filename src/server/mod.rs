@@ -53,6 +53,7 @@ mod fuzzing;
 mod handle;
 mod handler;
 pub mod http;
+mod limiter;
 mod metrics;
 mod observer;
 mod pubsub;

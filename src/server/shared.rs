@@ -8,6 +8,7 @@ use super::bus::{BusLink, MessageBus, Queued};
 use super::fanout::{Outgoing, Target};
 use super::handle::{PushError, ServerInfo};
 use super::history::{MemoryHistory, Stamped};
+use super::limiter::{Limits, PerIp};
 use super::metrics::Metrics;
 use super::observer::ServerObserver;
 use super::runtime::inbox::{Command, Inbox};
@@ -16,6 +17,10 @@ use crate::frame;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
+
+/// Addresses the per-address table tracks beyond `max_connections`: those with no connection
+/// open but still inside their rate window (about a second).
+const PER_IP_SPARE_ENTRIES: usize = 65_536;
 
 /// The state every loop and every handle share.
 pub(crate) struct Core {
@@ -34,6 +39,9 @@ pub(crate) struct Core {
     pub(crate) bus: Option<BusLink>,
     /// Topic history when there is no bus.
     pub(crate) history: MemoryHistory,
+    /// Open connections and the connection rate per client address, when either limit is on
+    /// (see `limiter.rs`). Shared: the connections of one address land on different loops.
+    pub(crate) per_ip: Option<Arc<PerIp>>,
 }
 
 impl Core {
@@ -59,6 +67,16 @@ impl Core {
             budget.clone(),
             super::history::now_ms(),
         );
+        let per_ip = PerIp::new(
+            Limits {
+                connections: config.max_connections_per_ip,
+                rate: config.upgrade_rate_per_ip,
+            },
+            // Entries with open connections are at most `max_connections`; the rest is room
+            // for addresses inside their rate window.
+            config.max_connections.saturating_add(PER_IP_SPARE_ENTRIES),
+            budget.clone(),
+        );
         Core {
             config,
             node,
@@ -76,6 +94,7 @@ impl Core {
             next_loop: AtomicUsize::new(0),
             bus,
             history,
+            per_ip,
         }
     }
 

@@ -6,6 +6,7 @@
 use super::super::context::{Capture, RequestContext};
 use super::super::http::host;
 use super::super::http::{self, OriginVerdict};
+use super::super::limiter::Refusal;
 use super::super::metrics::LoopStats;
 use super::super::timers::Millis;
 use super::super::{Accept, DeflateMode, Handler, Response};
@@ -34,6 +35,10 @@ pub(crate) struct HttpConn {
     /// When the request being read must be whole (the handshake timeout), or the next one
     /// must start (the keep-alive timeout).
     pub(super) request_deadline: Millis,
+    /// Requests whose head was read on this connection.
+    requests: u32,
+    /// The per-address limits refused this connection at accept: the first request gets it.
+    refusal: Option<Refusal>,
 }
 
 /// What feeding the HTTP phase came to.
@@ -71,7 +76,15 @@ impl HttpConn {
             buf: Vec::new(),
             pending: None,
             request_deadline: deadline,
+            requests: 0,
+            refusal: None,
         }
+    }
+
+    /// See `Session::refuse_first_request`.
+    pub(super) fn refuse_first_request(&mut self, refusal: Refusal, deadline: Millis) {
+        self.refusal = Some(refusal);
+        self.request_deadline = self.request_deadline.min(deadline);
     }
 
     /// A request head or body in progress.
@@ -201,6 +214,25 @@ impl HttpConn {
             };
             pos += head_len;
             self.parser = RequestParser::new(cx.lp.core.config.request_limits);
+            self.requests = self.requests.saturating_add(1);
+            // Per-address limits (limiter.rs): before any route, check or upgrade. A
+            // connection's admission paid for its first request; an upgrade after earlier
+            // requests on the same connection pays the rate once more.
+            let refusal = self.refusal.take().or_else(|| {
+                let per_ip = cx.lp.core.per_ip.as_ref()?;
+                if !(request.wants_upgrade() && self.requests > 1 && t.ip_counted()) {
+                    return None;
+                }
+                per_ip.upgrade(t.peer().ip(), cx.lp.now).err()
+            });
+            if let Some(r) = refusal {
+                cx.lp.core.metrics().limit_refused(r.reason);
+                if request.wants_upgrade() {
+                    cx.lp.core.metrics().handshake(r.reason.status());
+                }
+                answer_and_close(t, cx, &request, r.reason.status(), r.reason.text(), Some(r.retry_after));
+                return Step::Closed;
+            }
             // DNS rebinding (host.rs): before any route, Origin check or upgrade.
             let config = &cx.lp.core.config;
             if let Err(refused) = host::check_host(&request, config.bind.ip(), &config.allowed_hosts) {
@@ -340,6 +372,20 @@ impl HttpConn {
 
 /// Answers with a status and closes (framing errors, bodies over the limit).
 fn refuse<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, status: u16, reason: &str) {
+    // RFC 9110 §10.2.3: when to come back (the budget frees as queues drain).
+    let retry_after = (status == 503).then_some(1);
+    answer_and_close(t, cx, request, status, reason, retry_after);
+}
+
+/// Answers with a status (and `Retry-After` in seconds, RFC 9110 §10.2.3, if given) and closes.
+fn answer_and_close<H>(
+    t: &mut Transport,
+    cx: &mut Cx<'_, H>,
+    request: &Request,
+    status: u16,
+    reason: &str,
+    retry_after: Option<u64>,
+) {
     debug!(
         "{} {} {} -> {status}: {reason}",
         t.peer(),
@@ -351,9 +397,8 @@ fn refuse<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, status: u
         status,
         format!("{status} {}: {reason}\n", handshake::reason_phrase(status)),
     );
-    if status == 503 {
-        // RFC 9110 §10.2.3: when to come back (the budget frees as queues drain).
-        response.headers.push(("Retry-After".into(), "1".into()));
+    if let Some(secs) = retry_after {
+        response.headers.push(("Retry-After".into(), secs.to_string()));
     }
     let bytes = response.to_bytes(false, request.method() == "HEAD");
     t.queue(&mut cx.lp.pool, &bytes);

@@ -30,6 +30,7 @@ mod ws;
 
 use super::budget::Frame;
 use super::context::LoopState;
+use super::limiter::Refusal;
 use super::timers::Millis;
 use super::{ConnId, Handler};
 use crate::frame::CloseCode;
@@ -44,6 +45,10 @@ use std::time::Duration;
 use transport::Closing;
 pub(crate) use transport::Transport;
 use ws::WsConn;
+
+/// How long a connection refused by the per-address limits at accept may take to send the
+/// request its refusal answers.
+const REFUSED_WAIT_MS: Millis = 1000;
 
 /// What the loop should do with the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +139,18 @@ impl<S: Send + 'static> Session<S> {
         Session {
             t: Transport::new(id, peer),
             phase: Phase::Http(Box::new(HttpConn::new(config.request_limits, deadline))),
+        }
+    }
+
+    /// The per-address limits refused this connection at accept: its first request is
+    /// answered with the refusal, and it has at most a second to send it (an address over its
+    /// limit must not hold sockets open by sending nothing).
+    pub(crate) fn refuse_first_request(&mut self, refusal: Refusal, lp: &LoopState) {
+        if let Phase::Http(h) = &mut self.phase {
+            h.refuse_first_request(
+                refusal,
+                lp.now + ms(lp.core.config.handshake_timeout).min(REFUSED_WAIT_MS),
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 //! follows the upgrade takes it over unchanged (the 101 is still in its queue).
 
 use super::super::budget::{Charge, MemoryBudget};
+use super::super::limiter::PerIp;
 use super::super::metrics::LoopStats;
 use super::super::outbound::{BufferPool, Outbound};
 use super::super::timers::Millis;
@@ -47,6 +48,8 @@ pub(crate) struct Transport {
     pub(crate) timer_at: Millis,
     charge: Charge,
     queued_reported: u32,
+    /// Counted in the per-address table (`limiter::PerIp`) until [`Transport::release_ip`].
+    ip_counted: bool,
 }
 
 impl Transport {
@@ -66,6 +69,26 @@ impl Transport {
             timer_at: super::super::timers::NOT_SCHEDULED,
             charge: Charge::default(),
             queued_reported: 0,
+            ip_counted: false,
+        }
+    }
+
+    /// The connection was admitted by the per-address table and counts there until it goes.
+    pub(crate) fn set_ip_counted(&mut self) {
+        self.ip_counted = true;
+    }
+
+    pub(super) fn ip_counted(&self) -> bool {
+        self.ip_counted
+    }
+
+    /// The connection is going: its count in the per-address table is given back, once
+    /// however often this is called.
+    pub(crate) fn release_ip(&mut self, per_ip: Option<&PerIp>) {
+        if std::mem::take(&mut self.ip_counted) {
+            if let Some(p) = per_ip {
+                p.release(self.peer().ip());
+            }
         }
     }
 

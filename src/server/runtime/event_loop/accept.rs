@@ -112,6 +112,9 @@ impl<H: Handler> EventLoop<H> {
         // it per connection.
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
+        // Per-address limits (limiter.rs), on the loop that keeps the connection: an admitted
+        // one counts until `drop_conn`; a refused one is answered at its first request.
+        let admission = self.lp.core.per_ip.as_ref().map(|p| p.admit(peer.ip(), self.lp.now));
         let (node, idx) = (self.lp.core.node, self.lp.idx);
         let lp = &self.lp;
         let slot = self.conns.insert(|slot, generation| Conn {
@@ -121,7 +124,20 @@ impl<H: Handler> EventLoop<H> {
             dirty: false,
             write_shut: false,
         });
-        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let Some(conn) = self.conns.get_mut(slot) else {
+            if let (Some(Ok(())), Some(p)) = (admission, self.lp.core.per_ip.as_ref()) {
+                p.release(peer.ip());
+            }
+            return;
+        };
+        match admission {
+            Some(Ok(())) => conn.session.set_ip_counted(),
+            Some(Err(refusal)) => {
+                debug!("{peer}: {} (answered at its first request)", refusal.reason.text());
+                conn.session.refuse_first_request(refusal, &self.lp);
+            }
+            None => {}
+        }
         let generation = conn.session.id.generation();
         if let Err(e) = self
             .poll
@@ -129,7 +145,9 @@ impl<H: Handler> EventLoop<H> {
             .register(&mut conn.stream, Token(slot), Interest::READABLE)
         {
             warn!("register failed: {e}");
-            self.conns.remove(slot);
+            if let Some(mut conn) = self.conns.remove(slot) {
+                conn.session.release_ip(self.lp.core.per_ip.as_deref());
+            }
             return;
         }
         LoopStats::gauge(&self.lp.stats().connections, 1);

@@ -120,6 +120,9 @@ impl<H: Handler> EventLoop<H> {
         let Some(mut conn) = self.conns.remove(slot) else {
             return;
         };
+        // Every connection leaves through here (or the failed registration in `add_conn`): its
+        // count per address is given back exactly once.
+        conn.session.release_ip(self.lp.core.per_ip.as_deref());
         let mut cx = Cx {
             lp: &mut self.lp,
             handler: &*self.handler,

@@ -109,6 +109,9 @@ impl<H: Handler> EventLoop<H> {
     ) -> io::Result<Self> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let loops = core.inboxes.len();
+        // Every loop counts time from the server's start, so the per-address limiter, shared
+        // by the loops, sees one clock.
+        let start = core.metrics().started;
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -126,7 +129,7 @@ impl<H: Handler> EventLoop<H> {
             inbox_held: Vec::new(),
             pool_charge: Charge::default(),
             accepting: Accepting::default(),
-            start: Instant::now(),
+            start,
             shutdown_deadline: 0,
         })
     }
