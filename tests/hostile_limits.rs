@@ -144,3 +144,32 @@ fn forty_quick_upgrades_at_ten_per_second() {
     let counted = refusals(addr, "upgrade_rate_per_ip").unwrap_or(0.0);
     assert_eq!(counted, refused as f64, "refusals counted by reason");
 }
+
+#[test]
+fn an_upgrade_after_a_request_on_a_kept_alive_connection_pays_the_rate_again() {
+    let _serial = serial();
+    let server = ServerProcess::start(Spawn {
+        args: vec!["--upgrade-rate-per-ip", "2", "--threads", "1"],
+        ..Default::default()
+    });
+    let addr = server.addr;
+    // Let the start-up probe's token come back: a burst of 2.
+    std::thread::sleep(Duration::from_millis(1100));
+    // One connection (one token): a plain request, then an upgrade on it (a second token).
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (status, _, _) = common::read_response(&mut s);
+    assert_eq!(status, 200);
+    s.write_all(UPGRADE.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut byte), Ok(1)) {
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&head), Some(101), "{}", String::from_utf8_lossy(&head));
+    // The burst is spent: a new connection now is refused.
+    let next = upgrade(addr);
+    assert_eq!(next.status, Some(429));
+    assert_eq!(next.retry_after, Some(1));
+}
