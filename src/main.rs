@@ -158,6 +158,13 @@ struct ServeArgs {
     /// than --history-ttl do not count.
     #[arg(long, default_value_t = defaults().history_rooms)]
     history_rooms: usize,
+    /// Serve https:// and wss:// with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. SIGHUP reads both files again (new connections get the new certificate).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// `serve`'s flags on their own, to get their defaults when no command is given.
@@ -244,6 +251,27 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.history_size = args.history_size;
     config.history_ttl = secs(args.history_ttl);
     config.history_rooms = args.history_rooms;
+    let tls = args.tls_cert.is_some();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        #[cfg(feature = "tls")]
+        match wsloop::server::tls::TlsConfig::from_pem_files(cert, key) {
+            Ok(t) => config.tls = Some(t),
+            Err(e) => {
+                eprintln!("wsloop: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        // As with --redis: the flags stay in every build, refused without the feature.
+        #[cfg(not(feature = "tls"))]
+        {
+            eprintln!(
+                "wsloop: --tls-cert {} --tls-key {}: this wsloop was built without the `tls` feature",
+                cert.display(),
+                key.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let mut server = Server::new(DemoApp::new()).config(config);
     if let Some(url) = &args.redis {
         #[cfg(feature = "redis")]
@@ -281,6 +309,17 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP reloads the certificate; watched before the start like the others (and so that
+    // its default action, ending the process, never applies to a TLS server).
+    #[cfg(feature = "tls")]
+    let reload = match tls.then(|| signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("wsloop: cannot watch SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match server.start() {
         Ok(running) => running,
         Err(e) => {
@@ -288,8 +327,25 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "tls")]
+    if let Some(mut signals) = reload {
+        let handle = running.handle();
+        let spawned = std::thread::Builder::new().name("wsloop-sighup".into()).spawn(move || {
+            for _ in signals.forever() {
+                match handle.reload_tls() {
+                    Ok(()) => log::info!("SIGHUP: TLS certificate and key read again; new connections get them"),
+                    Err(e) => log::error!("SIGHUP: TLS reload failed, keeping the current certificate: {e}"),
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("wsloop: cannot watch SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (http, ws) = if tls { ("https", "wss") } else { ("http", "ws") };
     println!(
-        "wsloop serving on http://{} (chat page at /, /health, /metrics, /learn; WebSockets at /echo, /chat, /learn)",
+        "wsloop serving on {http}://{} (chat page at /, /health, /metrics, /learn; WebSockets ({ws}://) at /echo, /chat, /learn)",
         running.local_addr()
     );
     match running.run_until(signals) {

@@ -51,6 +51,11 @@ enum TraceEvent {
         peer: SocketAddr,
         text: String,
     },
+    Tls {
+        id: ConnId,
+        peer: SocketAddr,
+        info: server::TlsInfo,
+    },
 }
 
 /// Bytes of one frames event copied into the queue at most; the rest is summarised.
@@ -110,6 +115,14 @@ impl server::ServerObserver for ServerTrace {
         });
     }
 
+    fn tls_handshake(&self, id: ConnId, peer: SocketAddr, info: &server::TlsInfo) {
+        self.send(TraceEvent::Tls {
+            id,
+            peer,
+            info: info.clone(),
+        });
+    }
+
     fn protocol_error(&self, id: ConnId, peer: SocketAddr, error: &ProtocolError) {
         self.send(TraceEvent::Error {
             id,
@@ -137,6 +150,7 @@ fn print_events(rx: Receiver<TraceEvent>, dropped: &AtomicU64) {
                 wire,
             } => (id, peer, super::trace_frames(direction, &wire, style)),
             TraceEvent::Error { id, peer, text } => (id, peer, text),
+            TraceEvent::Tls { id, peer, info } => (id, peer, trace_tls(&info)),
         };
         let mut out = std::io::stdout().lock();
         let now = dropped.load(Ordering::Relaxed);
@@ -153,6 +167,17 @@ fn print_events(rx: Receiver<TraceEvent>, dropped: &AtomicU64) {
         }
         let _ = out.flush();
     }
+}
+
+/// The outcome of a server's TLS handshake, shown before the HTTP request it carries.
+fn trace_tls(info: &server::TlsInfo) -> String {
+    format!(
+        "TLS handshake done: {} {}, ALPN {}, SNI {}\n",
+        info.version,
+        info.cipher_suite,
+        info.alpn.as_deref().unwrap_or("(none offered)"),
+        info.sni.as_deref().unwrap_or("(none sent)")
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

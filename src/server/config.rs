@@ -113,6 +113,13 @@ pub struct ServerConfig {
     /// Redis the refusal happens in Redis (the message is published live, not recorded) and
     /// is counted in `wsloop_bus_history_refused_total`. Default 10,000.
     pub history_rooms: usize,
+    /// Serve `https://` and `wss://` on the port instead of plain HTTP: every route as over
+    /// TCP, the TLS handshake counted against `handshake_timeout`. Build it from PEM files
+    /// ([`TlsConfig::from_pem_files`](super::tls::TlsConfig::from_pem_files); `wsloop serve
+    /// --tls-cert/--tls-key`) or bring a `rustls::ServerConfig` ([`TlsConfig::new`](super::tls::TlsConfig::new)).
+    /// Default `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 /// How the server answers permessage-deflate offers (RFC 7692), and what each connection costs.
@@ -202,6 +209,8 @@ impl Default for ServerConfig {
             history_size: 100,
             history_ttl: Duration::from_secs(300),
             history_rooms: 10_000,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -247,6 +247,26 @@ impl ServerHandle {
     pub fn is_running(&self) -> bool {
         self.core.running.load(Ordering::Acquire) > 0
     }
+
+    /// Reads the TLS certificate and key files again ([`TlsConfig::reload`](super::tls::TlsConfig::reload);
+    /// `wsloop serve` does this on `SIGHUP`): connections accepted from now on get the new
+    /// certificate, open ones keep theirs. On error (no TLS, a configuration not read from
+    /// files, a missing or bad file) the current certificate stays.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<(), super::tls::TlsError> {
+        match &self.core.config.tls {
+            Some(tls) => tls.reload(),
+            None => Err(super::tls::TlsError::new("this server does not serve TLS")),
+        }
+    }
+
+    /// Whether the server serves TLS (`https://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.core.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
 }
 
 /// Server-wide figures, readable from any callback ([`super::Context::info`]) or thread

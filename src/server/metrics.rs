@@ -74,6 +74,9 @@ pub(crate) struct Metrics {
     pub(crate) accept_errors: AtomicU64,
     /// Connections refused by the per-address limits, by [`Reason::index`].
     pub(crate) limit_refusals: [AtomicU64; 3],
+    /// TLS handshakes completed (0) and failed (1): a TLS connection that closed before its
+    /// handshake finished, for any reason (alert, timeout, plain HTTP, peer gone).
+    pub(crate) tls_handshakes: [AtomicU64; 2],
     tables: Mutex<Tables>,
 }
 
@@ -91,6 +94,7 @@ impl Metrics {
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             accept_errors: AtomicU64::new(0),
             limit_refusals: Default::default(),
+            tls_handshakes: Default::default(),
             tables: Mutex::new(Tables::default()),
         }
     }
@@ -274,6 +278,19 @@ impl Metrics {
                 .get(reason.index())
                 .map_or(0, |c| c.load(Ordering::Relaxed));
             let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", reason.label());
+        }
+        header(
+            &mut out,
+            "wsloop_tls_handshakes_total",
+            "TLS handshakes, by result (failed: the connection closed before its handshake completed).",
+            "counter",
+        );
+        for (result, c) in ["ok", "failed"].iter().zip(&self.tls_handshakes) {
+            let _ = writeln!(
+                out,
+                "wsloop_tls_handshakes_total{{result=\"{result}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         header(
             &mut out,

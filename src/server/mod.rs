@@ -60,6 +60,9 @@ mod pubsub;
 mod runtime;
 mod session;
 mod shared;
+/// TLS configuration (`https://`, `wss://`): see [`tls::TlsConfig`].
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
@@ -68,7 +71,7 @@ pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
-pub use observer::ServerObserver;
+pub use observer::{ServerObserver, TlsInfo};
 pub use pubsub::bus;
 use pubsub::{fanout, history, replay};
 use runtime::{budget, drive, event_loop, outbound, slab, timers};

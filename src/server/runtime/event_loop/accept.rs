@@ -89,7 +89,14 @@ impl<H: Handler> EventLoop<H> {
         let core = self.lp.core.clone();
         if core.metrics().connections() >= core.config.max_connections || self.lp.shutting_down {
             let resp = Response::text(503, "503 Service Unavailable: too many connections\n").to_bytes(false, false);
-            let _ = stream.write(&resp);
+            // A TLS client could not read a plain answer: it only sees the close.
+            #[cfg(feature = "tls")]
+            let plain = core.config.tls.is_none();
+            #[cfg(not(feature = "tls"))]
+            let plain = true;
+            if plain {
+                let _ = stream.write(&resp);
+            }
             let _ = stream.shutdown(Shutdown::Both);
             debug!("refused {peer}: max connections reached");
             return;
@@ -112,6 +119,24 @@ impl<H: Handler> EventLoop<H> {
         // it per connection.
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
+        // A TLS server: the configuration current now (a reload changes it for connections
+        // accepted later; this one keeps it).
+        #[cfg(feature = "tls")]
+        let tls = match self
+            .lp
+            .core
+            .config
+            .tls
+            .as_ref()
+            .map(|t| super::tls::TlsConn::new(t.current()))
+        {
+            None => None,
+            Some(Ok(tls)) => Some(tls),
+            Some(Err(e)) => {
+                warn!("TLS for {peer}: {e}");
+                return;
+            }
+        };
         // Per-address limits (limiter.rs), on the loop that keeps the connection: an admitted
         // one counts until `drop_conn`; a refused one is answered at its first request.
         let admission = self.lp.core.per_ip.as_ref().map(|p| p.admit(peer.ip(), self.lp.now));
@@ -120,6 +145,8 @@ impl<H: Handler> EventLoop<H> {
         let slot = self.conns.insert(|slot, generation| Conn {
             stream,
             session: Session::new(ConnId::new(node, idx, slot, generation), peer, lp),
+            #[cfg(feature = "tls")]
+            tls,
             registered: 1,
             dirty: false,
             write_shut: false,

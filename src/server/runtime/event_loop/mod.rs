@@ -39,6 +39,8 @@ use std::time::Instant;
 mod accept;
 mod deliver;
 mod lifecycle;
+#[cfg(feature = "tls")]
+mod tls;
 
 use accept::Accepting;
 
@@ -66,6 +68,10 @@ const MAX_SHEDS_PER_TURN: usize = 16;
 struct Conn<S> {
     stream: TcpStream,
     session: Session<S>,
+    /// TLS between the socket and the session, on a TLS server (boxed: one pointer on a plain
+    /// connection).
+    #[cfg(feature = "tls")]
+    tls: Option<Box<tls::TlsConn>>,
     /// Interest registered with the poller: bit 0 readable, bit 1 writable.
     registered: u8,
     dirty: bool,
@@ -97,6 +103,47 @@ pub(crate) struct EventLoop<H: Handler> {
     accepting: Accepting,
     start: Instant,
     shutdown_deadline: Millis,
+    /// TLS handshakes moved forward this turn (see `tls.rs`).
+    #[cfg(feature = "tls")]
+    tls_handshakes: usize,
+    /// The loop's plaintext buffer for TLS connections, allocated on first use.
+    #[cfg(feature = "tls")]
+    tls_plain: Vec<u8>,
+}
+
+impl<S: Send + 'static> Conn<S> {
+    /// Writes what the socket takes: the queue, or through TLS. Returns the bytes written to
+    /// the socket.
+    fn write_out(&mut self, pool: &mut crate::server::outbound::BufferPool) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let may_write = self.session.may_write();
+            return tls.flush(&mut self.session.out, &mut self.stream, pool, may_write);
+        }
+        if !self.session.out.is_empty() && self.session.may_write() {
+            return self.session.out.write_to(&mut self.stream, pool);
+        }
+        Ok(0)
+    }
+
+    /// Output waits for the socket: queued, or TLS records not sent yet.
+    fn output_waiting(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.as_ref().is_some_and(|t| t.pending()) {
+            return true;
+        }
+        !self.session.out.is_empty()
+    }
+
+    /// The session is done writing: a TLS connection sends `close_notify` first. Returns
+    /// whether records still wait for the socket (then the close or half-close waits too).
+    fn finish_output(&mut self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return tls.close(&mut self.stream);
+        }
+        false
+    }
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -131,6 +178,10 @@ impl<H: Handler> EventLoop<H> {
             accepting: Accepting::default(),
             start,
             shutdown_deadline: 0,
+            #[cfg(feature = "tls")]
+            tls_handshakes: 0,
+            #[cfg(feature = "tls")]
+            tls_plain: Vec::new(),
         })
     }
 
@@ -157,6 +208,10 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             }
             self.lp.now = self.clock();
+            #[cfg(feature = "tls")]
+            {
+                self.tls_handshakes = 0;
+            }
             let mut accept_ready = false;
             let mut inbox_ready = self.inbox_backlog;
             for event in events.iter() {
@@ -267,15 +322,20 @@ impl<H: Handler> EventLoop<H> {
                 self.resume.push((slot, conn.session.id.generation()));
                 return;
             }
+            #[cfg(feature = "tls")]
+            if reads == 0 && conn.tls_handshaking() {
+                if self.tls_handshakes == tls::MAX_TLS_HANDSHAKES_PER_TURN {
+                    // This turn's handshakes are used: the established connections go first.
+                    self.resume.push((slot, conn.session.id.generation()));
+                    return;
+                }
+                self.tls_handshakes += 1;
+            }
+            #[cfg(feature = "tls")]
+            let is_tls = conn.tls.is_some();
             let n = match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => {
-                    let mut cx = Cx {
-                        lp: &mut self.lp,
-                        handler: &*self.handler,
-                        direct: None,
-                    };
-                    conn.session.on_eof(&mut cx);
-                    self.after_step(slot);
+                    self.eof(slot);
                     return;
                 }
                 Ok(n) => n,
@@ -292,6 +352,13 @@ impl<H: Handler> EventLoop<H> {
             LoopStats::add(&self.lp.stats().bytes_in, n as u64);
             let mut buf = std::mem::take(&mut self.read_buf);
             if let Some(input) = buf.get_mut(..n) {
+                #[cfg(feature = "tls")]
+                if is_tls {
+                    self.feed_tls(slot, input);
+                } else {
+                    self.feed(slot, input);
+                }
+                #[cfg(not(feature = "tls"))]
                 self.feed(slot, input);
             }
             self.read_buf = buf;
@@ -301,6 +368,18 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
         }
+    }
+
+    /// The peer ended its stream (TCP FIN, or a TLS close_notify).
+    fn eof(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let mut cx = Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            direct: None,
+        };
+        conn.session.on_eof(&mut cx);
+        self.after_step(slot);
     }
 
     /// Feeds bytes to a session (see [`drive::feed`]); a stash it may go on with is read
@@ -333,21 +412,19 @@ impl<H: Handler> EventLoop<H> {
         conn.dirty = false;
         let mut rounds = 0;
         let (resume, released) = loop {
-            if !conn.session.out.is_empty() && conn.session.may_write() {
-                match conn.session.out.write_to(&mut conn.stream, &mut self.lp.pool) {
-                    Ok(n) => {
-                        conn.session.bytes_out += n as u64;
-                        LoopStats::add(&self.lp.stats().bytes_out, n as u64);
-                    }
-                    Err(e) => {
-                        debug!("write to {} failed: {e}", conn.session.peer());
-                        self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
-                        return;
-                    }
+            match conn.write_out(&mut self.lp.pool) {
+                Ok(n) => {
+                    conn.session.bytes_out += n as u64;
+                    LoopStats::add(&self.lp.stats().bytes_out, n as u64);
+                }
+                Err(e) => {
+                    debug!("write to {} failed: {e}", conn.session.peer());
+                    self.drop_conn(slot, CloseCode::ABNORMAL, "write error");
+                    return;
                 }
             }
-            // Queue left over: the socket is full and will say when it has room.
-            let blocked = !conn.session.out.is_empty();
+            // Output left over: the socket is full and will say when it has room.
+            let blocked = conn.output_waiting();
             let mut cx = Cx {
                 lp: &mut self.lp,
                 handler: &*self.handler,
@@ -368,12 +445,13 @@ impl<H: Handler> EventLoop<H> {
         conn.session.settle(&self.lp);
         let generation = conn.session.id.generation();
         match conn.session.io() {
-            Io::Done => {
+            // TLS: the close_notify goes first; the close waits while it cannot be sent.
+            Io::Done if !conn.finish_output() => {
                 self.drop_conn(slot, CloseCode::NORMAL, "closed");
                 self.release_publishers(released);
                 return;
             }
-            Io::Linger if !conn.write_shut => {
+            Io::Linger if !conn.write_shut && !conn.finish_output() => {
                 // Half-close, then drain the peer's bytes (see session's LINGER_MS).
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.write_shut = true;
@@ -381,7 +459,7 @@ impl<H: Handler> EventLoop<H> {
             _ => {}
         }
         let readable = conn.session.wants_read() || conn.session.io() == Io::Linger;
-        let want = u8::from(readable) | (u8::from(!conn.session.out.is_empty()) << 1);
+        let want = u8::from(readable) | (u8::from(conn.output_waiting()) << 1);
         if want != conn.registered && want != 0 {
             let interest = match want {
                 1 => Interest::READABLE,
@@ -419,12 +497,22 @@ impl<H: Handler> drive::Host for EventLoop<H> {
             Some(g) => self.conns.get_gen_mut(slot, g),
             None => self.conns.get_mut(slot),
         };
+        #[cfg(feature = "tls")]
+        let Conn {
+            stream, session, tls, ..
+        } = conn?;
+        #[cfg(not(feature = "tls"))]
         let Conn { stream, session, .. } = conn?;
+        // A large message is written straight from the read buffer when nothing waits (not
+        // through TLS: those bytes must go through rustls).
+        #[cfg(feature = "tls")]
+        let direct = tls.is_none().then_some(stream as &mut dyn std::io::Write);
+        #[cfg(not(feature = "tls"))]
+        let direct = Some(stream as &mut dyn std::io::Write);
         let cx = Cx {
             lp: &mut self.lp,
             handler: &*self.handler,
-            // A large message is written straight from the read buffer when nothing waits.
-            direct: Some(stream),
+            direct,
         };
         Some((session, cx))
     }
