@@ -591,3 +591,30 @@ fn a_library_user_brings_and_replaces_a_rustls_config() {
     server.shutdown();
     server.join().unwrap();
 }
+
+#[test]
+fn open_tls_connections_are_charged_to_the_memory_budget() {
+    let pki = Pki::new("budget");
+    pki.leaf("wsloop budget");
+    let server = serve(&pki, &[]);
+    let used = || {
+        let mut tls = connect(&pki, server.addr);
+        let (_, body) = request(&mut tls, "/health");
+        common::health::json_number(&body, "memory_used").expect("memory_used in /health")
+    };
+    let base = used();
+    let open: Vec<Tls> = (0..10)
+        .map(|_| {
+            let mut ws = connect(&pki, server.addr);
+            upgrade(&mut ws, "/echo");
+            ws
+        })
+        .collect();
+    let with = used();
+    assert!(
+        with >= base + 10 * 8000,
+        "10 idle wss connections: {base} -> {with} bytes charged"
+    );
+    drop(open);
+    common::wait::eventually("the charges are given back", TIMEOUT, || used() + 10 * 8000 <= with);
+}

@@ -124,9 +124,12 @@ impl<H: Handler> EventLoop<H> {
         // count per address is given back exactly once.
         conn.session.release_ip(self.lp.core.per_ip.as_deref());
         #[cfg(feature = "tls")]
-        if conn.tls.as_ref().is_some_and(|t| t.never_established()) {
-            let failed = &self.lp.core.metrics().tls_handshakes[1];
-            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            tls.release(self.lp.core.budget());
+            if tls.never_established() {
+                let failed = &self.lp.core.metrics().tls_handshakes[1];
+                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let mut cx = Cx {
             lp: &mut self.lp,

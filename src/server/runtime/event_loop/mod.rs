@@ -443,6 +443,10 @@ impl<H: Handler> EventLoop<H> {
             }
         };
         conn.session.settle(&self.lp);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            tls.settle(self.lp.core.budget());
+        }
         let generation = conn.session.id.generation();
         match conn.session.io() {
             // TLS: the close_notify goes first; the close waits while it cannot be sent.

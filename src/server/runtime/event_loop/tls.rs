@@ -24,6 +24,7 @@
 
 use super::{Conn, EventLoop};
 use crate::frame::CloseCode;
+use crate::server::budget::{Charge, MemoryBudget};
 use crate::server::drive::Host;
 use crate::server::outbound::{BufferPool, Outbound};
 use crate::server::{Handler, TlsInfo};
@@ -41,6 +42,9 @@ const TLS_SEND_LIMIT: usize = 32 * 1024;
 /// The loop's plaintext buffer. `reader()` never holds more than a few records (rustls keeps
 /// its received plaintext under 16 KiB plus one record), so this takes all of it at once.
 pub(super) const PLAIN_BUF_SIZE: usize = 64 * 1024;
+/// What rustls holds for an idle connection, charged to the memory budget: measured as the
+/// RSS growth per idle `wss://` connection (README, "TLS"), since rustls does not say.
+const TLS_IDLE_BYTES: usize = 8 * 1024;
 
 /// What a plain-HTTP request sent to the TLS port is answered (before closing), in clear: a
 /// TLS record never starts with an ASCII letter, a request line always does.
@@ -52,6 +56,9 @@ pub(super) struct TlsConn {
     /// The handshake completed (counted and traced once).
     established: bool,
     close_notify_sent: bool,
+    /// Its share of the memory budget: [`TLS_IDLE_BYTES`], plus [`TLS_SEND_LIMIT`] while
+    /// records wait for the socket (rustls does not say how much exactly; that is the bound).
+    charge: Charge,
 }
 
 impl TlsConn {
@@ -62,7 +69,19 @@ impl TlsConn {
             conn,
             established: false,
             close_notify_sent: false,
+            charge: Charge::default(),
         }))
+    }
+
+    /// Charges what rustls holds now to the budget (see `charge`).
+    pub(super) fn settle(&mut self, budget: &MemoryBudget) {
+        let pending = if self.pending() { TLS_SEND_LIMIT } else { 0 };
+        self.charge.settle(budget, TLS_IDLE_BYTES + pending);
+    }
+
+    /// Gives the charge back (the connection is going).
+    pub(super) fn release(&mut self, budget: &MemoryBudget) {
+        self.charge.settle(budget, 0);
     }
 
     pub(super) fn is_handshaking(&self) -> bool {
