@@ -4,6 +4,8 @@
 //! leaves that are good, for another name, expired, or from a CA the client does not trust.
 
 mod common;
+#[path = "interop/harness.rs"]
+mod harness;
 
 use common::process::wsloop_bin;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -501,6 +503,65 @@ fn the_reconnecting_client_works_over_wss() {
             .any(|s| matches!(s, ConnectionState::Closed { code, .. } if *code == CloseCode::ABNORMAL)),
         "{states:?}"
     );
+}
+
+/// Against Python `websockets` serving wss with the `ssl` module (OpenSSL): another TLS stack
+/// and another WebSocket implementation. Skipped (passing) without the package, unless
+/// `WSLOOP_REQUIRE_INTEROP=1`.
+#[test]
+fn echo_over_wss_with_python_websockets() {
+    let test = "echo_over_wss_with_python_websockets";
+    let py = harness::python();
+    let missing: Vec<String> = harness::probe(&py, &["-c", "import websockets.sync.server, ssl"])
+        .into_iter()
+        .collect();
+    if harness::prerequisites(
+        test,
+        "WSLOOP_REQUIRE_INTEROP",
+        &missing,
+        "pip install -r tests/interop/requirements.txt",
+    )
+    .is_err()
+    {
+        return;
+    }
+    let ca = ca("wsloop test CA");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (cert_file, key_file) = (temp_file("leaf.pem"), temp_file("leaf.key"));
+    std::fs::write(&cert_file, cert.pem() + &ca.cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut cmd = Command::new(py);
+    cmd.arg(harness::script("echo_server.py"))
+        .arg("0")
+        .arg(&cert_file)
+        .arg(&key_file);
+    let server =
+        harness::ServerChild::start(&mut cmd, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{test}: {e}"));
+    for deflate in [false, true] {
+        let mut client = builder(&format!("wss://localhost:{}/", server.port), &ca)
+            .deflate(deflate)
+            .close_timeout(Duration::from_secs(10))
+            .connect()
+            .unwrap();
+        assert_eq!(client.deflate().is_some(), deflate);
+        client.send_text("hello, OpenSSL").unwrap();
+        assert_eq!(client.recv().unwrap(), ClientEvent::Text("hello, OpenSSL".into()));
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 13) as u8).collect();
+        client.send_binary(&big).unwrap();
+        assert_eq!(client.recv().unwrap(), ClientEvent::Binary(big));
+        // The close handshake, TLS close included, ends well before the close timeout.
+        let started = Instant::now();
+        let status = client.close(CloseCode::NORMAL, "").unwrap().unwrap();
+        assert_eq!(status.code, CloseCode::NORMAL);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "close took {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

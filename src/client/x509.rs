@@ -263,7 +263,9 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(vec!["example.test".to_string(), "::1".into(), "10.0.0.1".into()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "example.test");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "example.test");
         params.distinguished_name.push(rcgen::DnType::CountryName, "NL");
         params.not_before = rcgen::date_time_ymd(2024, 2, 29);
         params.not_after = rcgen::date_time_ymd(2051, 1, 2);
