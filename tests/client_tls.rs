@@ -347,6 +347,24 @@ fn a_bad_ca_file_is_named() {
 }
 
 #[test]
+fn wss_to_a_plain_server_says_so() {
+    // Answers anything with a plain HTTP 400, as a ws:// server does to a ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut tcp, _)) = listener.accept() {
+            let mut chunk = [0u8; 1024];
+            let _ = tcp.read(&mut chunk);
+            let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let e = tls_error(Client::builder(format!("wss://{addr}/")).connect());
+    assert!(matches!(e, TlsError::Handshake { .. }), "{e:?}");
+    assert!(e.to_string().contains("use ws://"), "{e}");
+}
+
+#[test]
 fn the_tls_handshake_counts_against_the_handshake_timeout() {
     // Accepts TCP, never answers the ClientHello.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -304,7 +304,12 @@ mod imp {
                 // Tell the server why (rustls queued the alert); it is failing anyway.
                 let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
                 let _ = conn.write_tls(&mut io);
-                return Err(Error::Tls(map_error(&e, &host)));
+                let mut error = map_error(&e, &host);
+                if let (rustls::Error::InvalidMessage(_), TlsError::Handshake { detail, .. }) = (&e, &mut error) {
+                    // What a plain HTTP or ws:// server's answer looks like to TLS.
+                    detail.push_str(" (is this port speaking TLS? for a plain server use ws://)");
+                }
+                return Err(Error::Tls(error));
             }
         }
         if let Some(obs) = observer {
