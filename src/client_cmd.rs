@@ -26,8 +26,12 @@ const EXIT_CLOSE_CODE: u8 = 3;
 
 #[derive(Args)]
 pub struct ClientArgs {
-    /// The server's URL: ws://HOST[:PORT][/PATH][?QUERY] (wss:// is refused: no TLS yet).
+    /// The server's URL: ws://HOST[:PORT][/PATH][?QUERY] or wss://… (TLS, port 443 by default).
     url: String,
+    /// For wss://: trust the CA certificates in this PEM file instead of Mozilla's roots
+    /// (e.g. a private or test CA).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// Add a request header (repeatable), e.g. -H 'Authorization: Bearer t0ken'.
     #[arg(short = 'H', long = "header", value_name = "NAME:VALUE")]
     headers: Vec<String>,
@@ -61,7 +65,8 @@ pub struct ClientArgs {
     /// Do not read stdin: print what arrives until the server closes.
     #[arg(long)]
     listen: bool,
-    /// Print the handshake and every frame both ways, explained (masking keys included).
+    /// Print the handshake and every frame both ways, explained (masking keys included); for
+    /// wss://, the TLS handshake's outcome first (version, cipher suite, ALPN, SNI, certificate).
     #[arg(long)]
     trace: bool,
     /// Seconds allowed for connecting, then again for the opening handshake.
@@ -114,6 +119,9 @@ pub fn run(args: ClientArgs) -> ExitCode {
     }
     for p in &args.protocols {
         builder = builder.protocol(p.clone());
+    }
+    if let Some(ca) = &args.ca {
+        builder = builder.tls_ca_file(ca.clone());
     }
     if args.trace {
         builder = builder.observer(Arc::new(ClientTrace::stdout()));

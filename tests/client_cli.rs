@@ -163,7 +163,14 @@ fn exit_statuses_for_failures() {
     assert!(run.stderr.contains("404 Not Found"), "{}", run.stderr);
     let run = client(&["wss://127.0.0.1:1/"], b"");
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("TLS is not supported yet"), "{}", run.stderr);
+    #[cfg(not(feature = "tls"))]
+    assert!(
+        run.stderr.contains("TLS is not supported by this build"),
+        "{}",
+        run.stderr
+    );
+    #[cfg(feature = "tls")]
+    assert!(run.stderr.contains("cannot connect to 127.0.0.1:1"), "{}", run.stderr);
     let run = client(&["-H", "no-colon", "ws://127.0.0.1:1/"], b"");
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let masked = serve(|mut c| {

@@ -8,6 +8,7 @@ use crate::handshake::deflate::DeflateOffer;
 use crate::handshake::extensions::is_token;
 use crate::protocol::Config;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,40 @@ pub(crate) struct ClientConfig {
     pub websocket: Config,
     pub deflate: Option<DeflateOffer>,
     pub observer: Option<Arc<dyn ClientObserver>>,
+    pub tls: TlsSettings,
+}
+
+/// What a `wss://` connection trusts (RFC 6455 §4.1 item 5).
+#[derive(Clone, Default)]
+pub(crate) struct TlsSettings {
+    /// Trust the CA certificates in this PEM file instead of Mozilla's roots.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub ca_file: Option<PathBuf>,
+    /// The embedder's own rustls configuration, used as given.
+    #[cfg(feature = "tls")]
+    pub config: Option<Arc<rustls::ClientConfig>>,
+    /// The configuration built from the settings above, once per builder and shared by its
+    /// clones, so a reconnecting client reuses it (and rustls' session cache: resumed
+    /// handshakes, RFC 8446 §2.2). Replaced whenever a setting changes.
+    #[cfg(feature = "tls")]
+    pub built: Arc<std::sync::Mutex<Option<Arc<rustls::ClientConfig>>>>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsSettings {
+    /// The rustls configuration to connect with.
+    pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        if let Some(config) = &self.config {
+            return Ok(config.clone());
+        }
+        let mut built = self.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(config) = built.as_ref() {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(super::tls::client_config(self.ca_file.as_deref())?);
+        *built = Some(config.clone());
+        Ok(config)
+    }
 }
 
 impl Default for ClientConfig {
@@ -66,6 +101,7 @@ impl Default for ClientConfig {
             websocket: Config::default(),
             deflate: None,
             observer: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -120,12 +156,13 @@ fn check_value(name: &str, value: &str) -> Result<(), Error> {
 /// | setting | default |
 /// |---|---|
 /// | [`connect_timeout`](Self::connect_timeout): name resolution + TCP connect | 10 s ([`DEFAULT_CONNECT_TIMEOUT`]) |
-/// | [`handshake_timeout`](Self::handshake_timeout): request sent + whole response head read | 10 s ([`DEFAULT_HANDSHAKE_TIMEOUT`]) |
+/// | [`handshake_timeout`](Self::handshake_timeout): TLS handshake (`wss://`) + request sent + whole response head read | 10 s ([`DEFAULT_HANDSHAKE_TIMEOUT`]) |
 /// | [`read_timeout`](Self::read_timeout): longest silence in `recv` | 60 s ([`DEFAULT_READ_TIMEOUT`]) |
 /// | [`write_timeout`](Self::write_timeout): longest blocked write | 30 s ([`DEFAULT_WRITE_TIMEOUT`]) |
 /// | [`close_timeout`](Self::close_timeout): after our Close, for the server's Close and TCP close | 5 s ([`DEFAULT_CLOSE_TIMEOUT`]) |
 /// | [`limits`](Self::limits): frame and message size, auto-pong | [`Config::default()`]: 64 MiB, 64 MiB, on |
 /// | [`deflate`](Self::deflate) | off |
+/// | `wss://` trust: [`tls_ca_file`](Self::tls_ca_file), `tls_config` | Mozilla's roots (webpki-roots) |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -207,7 +244,7 @@ impl ClientBuilder {
     }
 
     /// Timeout for the opening handshake, from sending the request to the end of the
-    /// response head (default 10 s).
+    /// response head (default 10 s). For `wss://` the TLS handshake before it counts too.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -262,6 +299,34 @@ impl ClientBuilder {
     /// (what `wsloop client --trace` prints, annotated).
     pub fn observer(mut self, observer: Arc<dyn ClientObserver>) -> Self {
         self.config.observer = Some(observer);
+        self
+    }
+
+    /// For `wss://`: trust the CA certificates in this PEM file instead of Mozilla's roots
+    /// (webpki-roots), e.g. a private or test CA. The file is read at the first connect; a
+    /// file that cannot be used fails it with [`TlsError::CaFile`](super::TlsError::CaFile).
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        // A fresh value: clones of this builder keep their own settings and built config.
+        self.config.tls = TlsSettings {
+            ca_file: Some(path.into()),
+            #[cfg(feature = "tls")]
+            config: None,
+            #[cfg(feature = "tls")]
+            built: Arc::default(),
+        };
+        self
+    }
+
+    /// For `wss://`: connect with this rustls configuration, used as given — its roots or
+    /// verifier, client certificate, crypto provider, ALPN (set `alpn_protocols` to
+    /// `http/1.1` to offer what the WebSocket handshake speaks, RFC 7301). Replaces
+    /// [`tls_ca_file`](Self::tls_ca_file).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.config.tls = TlsSettings {
+            config: Some(config),
+            ..TlsSettings::default()
+        };
         self
     }
 

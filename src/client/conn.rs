@@ -16,12 +16,19 @@
 //! incoming bytes, or a peer that echoes what we send could deadlock us both. If the mutex is
 //! busy, its holder writes `pending` before and after releasing it (see
 //! [`Shared::flush_pending`]), so no reply is left behind.
+//!
+//! **Over TLS** (`wss://`) both halves also share the rustls session, behind its own mutex that
+//! is never held across a socket call (see `tls.rs`): the reader decrypts after its blocking
+//! read, the writer encrypts and then writes the records under the writer mutex. Records the
+//! session queues while reading (a KeyUpdate reply, RFC 8446 §4.6.3) are flushed exactly like
+//! `pending`.
 
 use super::error::{Error, Phase};
 use super::event::{ClientEvent, CloseStatus};
 use super::inbound::Inbound;
 use super::later;
 use super::observer::ClientObserver;
+use super::tls::{self, RawBuf, TlsSession};
 use crate::deflate::DeflateParams;
 use crate::error::SendError;
 use crate::frame::CloseCode;
@@ -46,6 +53,10 @@ pub(crate) struct Shared {
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
     peer: Option<SocketAddr>,
+    /// The TLS session of a `wss://` connection.
+    tls: Option<Arc<TlsSession>>,
+    /// The URL's host, for error messages.
+    host: String,
 }
 
 /// The protocol state, shared by reading and writing.
@@ -63,6 +74,8 @@ struct Proto {
 struct WriteHalf {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// TLS records between the session and the socket.
+    records: Vec<u8>,
 }
 
 /// A mutex's data even if a thread panicked while holding it: every critical section here
@@ -83,6 +96,9 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// The fields of an open connection, from the handshake.
 pub(crate) struct Parts {
     pub stream: TcpStream,
+    pub tls: Option<Arc<TlsSession>>,
+    /// Ciphertext read during the handshake and not yet decrypted.
+    pub raw: RawBuf,
     pub ws: WebSocket,
     pub first_frames: Vec<u8>,
     pub read_timeout: Option<Duration>,
@@ -90,6 +106,7 @@ pub(crate) struct Parts {
     pub observer: Option<Arc<dyn ClientObserver>>,
     pub protocol: Option<String>,
     pub deflate: Option<DeflateParams>,
+    pub host: String,
 }
 
 /// Splits an open socket into its two halves.
@@ -106,18 +123,22 @@ pub(crate) fn halves(parts: Parts) -> io::Result<(ClientReader, ClientWriter)> {
         writer: Mutex::new(WriteHalf {
             stream: parts.stream,
             buf: Vec::new(),
+            records: Vec::new(),
         }),
         observer: parts.observer,
         close_timeout: parts.close_timeout,
         protocol: parts.protocol,
         deflate: parts.deflate,
         peer,
+        tls: parts.tls,
+        host: parts.host,
     });
     let mut inbound = Inbound::new(shared.observer.is_some());
     inbound.push(&parts.first_frames);
     let reader = ClientReader {
         shared: shared.clone(),
         stream: read_stream,
+        raw: parts.raw,
         inbound,
         read_timeout: parts.read_timeout,
         socket_timeout: None,
@@ -134,7 +155,7 @@ impl Shared {
         encode: impl FnOnce(&mut WebSocket, &mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<(), Error> {
         let mut guard = lock(&self.writer);
-        let WriteHalf { stream, buf } = &mut *guard;
+        let WriteHalf { stream, buf, records } = &mut *guard;
         buf.clear();
         let encoded = {
             let mut p = lock(&self.proto);
@@ -150,36 +171,48 @@ impl Shared {
             encoded
         };
         let written = self
-            .write_locked(stream, buf)
-            .and_then(|()| self.drain_locked(stream, buf));
+            .write_locked(stream, buf, records)
+            .and_then(|()| self.drain_locked(stream, buf, records));
         drop(guard);
         written?;
         self.flush_pending()?;
         encoded.map_err(Error::from)
     }
 
-    /// Writes `buf` (under the writer mutex); on failure the connection is dead.
-    fn write_locked(&self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Error> {
-        if buf.is_empty() {
+    /// Whether the TLS session has records to write (always false over plain TCP).
+    fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes `buf` (under the writer mutex), over TLS with whatever records the session has
+    /// queued; on failure the connection is dead.
+    fn write_locked(&self, stream: &mut TcpStream, buf: &mut Vec<u8>, records: &mut Vec<u8>) -> Result<(), Error> {
+        if buf.is_empty() && !self.tls_wants_write() {
             return Ok(());
         }
-        if let Some(obs) = &self.observer {
+        if let Some(obs) = self.observer.as_ref().filter(|_| !buf.is_empty()) {
             obs.frames(Direction::Sent, buf);
         }
-        let result = stream.write_all(buf);
+        let result = match &self.tls {
+            Some(tls) => tls.write_all(stream, buf, records),
+            None => stream.write_all(buf),
+        };
         buf.clear();
         if buf.capacity() > KEEP_WRITE_BUFFER {
             *buf = Vec::new();
         }
+        if records.capacity() > KEEP_WRITE_BUFFER {
+            *records = Vec::new();
+        }
         result.map_err(|e| {
             self.kill(stream);
-            Error::io(e, Phase::Write)
+            tls::from_io(e, Phase::Write, &self.host)
         })
     }
 
     /// Writes whatever the reader left in `pending`, until none is left (under the writer
     /// mutex).
-    fn drain_locked(&self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Error> {
+    fn drain_locked(&self, stream: &mut TcpStream, buf: &mut Vec<u8>, records: &mut Vec<u8>) -> Result<(), Error> {
         loop {
             {
                 let mut p = lock(&self.proto);
@@ -188,10 +221,10 @@ impl Shared {
                 }
                 buf.append(&mut p.pending);
             }
-            if buf.is_empty() {
+            if buf.is_empty() && !self.tls_wants_write() {
                 return Ok(());
             }
-            self.write_locked(stream, buf)?;
+            self.write_locked(stream, buf, records)?;
         }
     }
 
@@ -199,17 +232,31 @@ impl Shared {
     /// its holder drains `pending` before releasing it and calls this again after, which sees
     /// anything appended in between: the reader appended before its `try_lock` failed, so
     /// before the holder released the mutex.
+    /// The same holds for records the TLS session queued while reading.
     fn flush_pending(&self) -> Result<(), Error> {
         loop {
-            if lock(&self.proto).pending.is_empty() {
+            if lock(&self.proto).pending.is_empty() && !self.tls_wants_write() {
                 return Ok(());
             }
             let Some(mut guard) = try_lock(&self.writer) else {
                 return Ok(());
             };
-            let WriteHalf { stream, buf } = &mut *guard;
+            let WriteHalf { stream, buf, records } = &mut *guard;
             buf.clear();
-            self.drain_locked(stream, buf)?;
+            self.drain_locked(stream, buf, records)?;
+        }
+    }
+
+    /// Over TLS, sends close_notify (RFC 8446 §6.1) once the WebSocket connection is over on
+    /// our side, so a server that waits for it before closing TCP (as TLS servers may) need
+    /// not time out. Only if the writer is free: a reader must never wait on a blocked writer.
+    fn close_notify(&self) {
+        if let Some(tls) = &self.tls {
+            if lock(&self.proto).dead {
+                return;
+            }
+            tls.send_close_notify();
+            let _ = self.flush_pending();
         }
     }
 
@@ -226,6 +273,8 @@ impl Shared {
 pub struct ClientReader {
     shared: Arc<Shared>,
     stream: TcpStream,
+    /// Over TLS: ciphertext read and not yet decrypted.
+    raw: RawBuf,
     inbound: Inbound,
     read_timeout: Option<Duration>,
     /// The read timeout currently set on the socket, to skip needless system calls.
@@ -308,7 +357,21 @@ impl ClientReader {
             None => self.read_timeout,
         };
         self.set_socket_timeout(timeout);
-        match self.inbound.read_from(&mut self.stream) {
+        let read = match &self.shared.tls {
+            Some(tls) => {
+                let read = self.inbound.read_from(&mut TlsRead {
+                    tls,
+                    stream: &self.stream,
+                    raw: &mut self.raw,
+                });
+                // Records the session must answer with (a KeyUpdate) go out now; a failed
+                // write kills the connection and the next call reports it.
+                let _ = self.shared.flush_pending();
+                read
+            }
+            None => self.inbound.read_from(&mut self.stream),
+        };
+        match read {
             Ok(0) => {
                 self.abort();
                 Err(Error::ClosedAbnormally)
@@ -325,7 +388,7 @@ impl ClientReader {
             }
             Err(e) => {
                 self.abort();
-                Err(Error::Io(e))
+                Err(tls::from_io(e, Phase::Read, &self.shared.host))
             }
         }
     }
@@ -343,6 +406,7 @@ impl ClientReader {
     /// for that, discarding anything else, at most the close timeout. Then close our side.
     fn wait_for_tcp_close(&mut self, close_deadline: Option<Instant>) {
         let deadline = close_deadline.unwrap_or_else(|| later(Instant::now(), self.shared.close_timeout));
+        self.shared.close_notify();
         let mut scratch = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -471,5 +535,18 @@ impl ClientWriter {
     /// The server's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.shared.peer
+    }
+}
+
+/// The reader's socket through the TLS session, for [`Inbound::read_from`].
+struct TlsRead<'a> {
+    tls: &'a TlsSession,
+    stream: &'a TcpStream,
+    raw: &'a mut RawBuf,
+}
+
+impl Read for TlsRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tls.read(self.stream, self.raw, buf)
     }
 }

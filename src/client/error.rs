@@ -8,6 +8,7 @@ use crate::handshake::client::ClientHandshakeError;
 use crate::handshake::reason_phrase;
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 /// The wait that ran out of time (see [`ClientBuilder`](super::ClientBuilder) for each
 /// timeout and its default).
@@ -45,8 +46,11 @@ impl fmt::Display for Phase {
 pub enum Error {
     /// The URL is not a WebSocket URI (RFC 6455 §3).
     Url(UrlError),
-    /// A `wss://` URL: TLS is not built into this client yet.
+    /// A `wss://` URL, and this build has no TLS (the `tls` cargo feature is off).
     TlsNotSupported,
+    /// The TLS handshake of a `wss://` connection failed (RFC 6455 §4.1 item 5), or the TLS
+    /// settings could not be used: see [`TlsError`] for each cause.
+    Tls(TlsError),
     /// A header given to the builder cannot be sent: not an HTTP token name, a value with CR,
     /// LF or NUL, or a header the handshake sets itself.
     InvalidHeader {
@@ -145,9 +149,10 @@ impl fmt::Display for Error {
         match self {
             Error::Url(e) => write!(f, "invalid URL: {e}"),
             Error::TlsNotSupported => f.write_str(
-                "TLS is not supported yet: wss:// needs a TLS handshake (RFC 6455 §4.1 item 5) that this client \
-                 does not do; use ws://, or a TLS tunnel such as stunnel or socat in front of the server",
+                "TLS is not supported by this build: wss:// needs a TLS handshake (RFC 6455 §4.1 item 5), and \
+                 wsloop was built without its `tls` feature; rebuild with it, or use ws://",
             ),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::InvalidHeader { name, why } => write!(f, "header {name:?} cannot be sent: {why}"),
             Error::InvalidProtocol(p) => write!(f, "subprotocol {p:?} is not an HTTP token (RFC 6455 §4.1 item 10)"),
             Error::Resolve { host, source } => write!(f, "cannot resolve {host}: {source}"),
@@ -217,9 +222,116 @@ impl std::error::Error for Error {
             Error::Url(e) => Some(e),
             Error::Resolve { source, .. } | Error::Connect { source, .. } | Error::Io(source) => Some(source),
             Error::Handshake(e) => Some(e),
+            Error::Tls(e) => Some(e),
             Error::Protocol(e) => Some(e),
             Error::Send(e) => Some(e),
             _ => None,
         }
     }
 }
+
+/// Why the TLS layer of a `wss://` connection failed. RFC 6455 §4.1 item 5: "If /secure/ is
+/// true, the client MUST perform a TLS handshake ... If the TLS handshake fails (e.g., the
+/// server certificate could not be verified), then the client MUST _Fail the WebSocket
+/// Connection_". The certificate checks are those of RFC 5280 §6 (path validation) and
+/// RFC 6125 §6 (the name), done by rustls' webpki.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate chains to a trusted root, but names other hosts than the URL's.
+    NameMismatch {
+        /// The host from the URL.
+        host: String,
+        /// The names the certificate is valid for (its subjectAltName entries), when known.
+        presented: Vec<String>,
+    },
+    /// The chain does not lead to a trusted root: a self-signed or private-CA certificate
+    /// (trust that CA with `--ca FILE` / [`ClientBuilder::tls_ca_file`](super::ClientBuilder::tls_ca_file)).
+    UnknownIssuer {
+        /// The host from the URL.
+        host: String,
+    },
+    /// The certificate's validity ended (RFC 5280 §4.1.2.5, notAfter).
+    Expired {
+        /// The host from the URL.
+        host: String,
+        /// When it expired and the time now, when known.
+        detail: String,
+    },
+    /// The certificate's validity has not begun yet (RFC 5280 §4.1.2.5, notBefore).
+    NotYetValid {
+        /// The host from the URL.
+        host: String,
+        /// When it starts, when known.
+        detail: String,
+    },
+    /// The certificate was refused for another reason (revoked, bad signature, bad encoding...).
+    BadCertificate {
+        /// The host from the URL.
+        host: String,
+        /// What rustls said.
+        detail: String,
+    },
+    /// The handshake itself failed: the server sent an alert, offered nothing in common, or
+    /// broke the TLS protocol.
+    Handshake {
+        /// The host from the URL.
+        host: String,
+        /// What rustls said.
+        detail: String,
+    },
+    /// The server closed TCP during the TLS handshake, before it was complete.
+    HandshakeClosed {
+        /// The host from the URL.
+        host: String,
+    },
+    /// The CA file given to trust could not be used.
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why: unreadable, no certificate in it, or a certificate that does not parse.
+        detail: String,
+    },
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::NameMismatch { host, presented } if presented.is_empty() => {
+                write!(f, "the server's certificate is not valid for {host} (RFC 6125 §6)")
+            }
+            TlsError::NameMismatch { host, presented } => write!(
+                f,
+                "the server's certificate for {} is not valid for {host} (RFC 6125 §6)",
+                presented.join(", ")
+            ),
+            TlsError::UnknownIssuer { host } => write!(
+                f,
+                "the certificate of {host} does not chain to a trusted root: unknown issuer (use --ca FILE to \
+                 trust a private CA)"
+            ),
+            TlsError::Expired { host, detail } => {
+                write!(f, "the certificate of {host} has expired")?;
+                if !detail.is_empty() {
+                    write!(f, " ({detail})")?;
+                }
+                Ok(())
+            }
+            TlsError::NotYetValid { host, detail } => {
+                write!(f, "the certificate of {host} is not valid yet")?;
+                if !detail.is_empty() {
+                    write!(f, " ({detail})")?;
+                }
+                Ok(())
+            }
+            TlsError::BadCertificate { host, detail } => write!(f, "the certificate of {host} was refused: {detail}"),
+            TlsError::Handshake { host, detail } => write!(f, "the handshake with {host} failed: {detail}"),
+            TlsError::HandshakeClosed { host } => {
+                write!(f, "{host} closed the connection during the TLS handshake")
+            }
+            TlsError::CaFile { path, detail } => write!(f, "cannot use CA file {}: {detail}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}

@@ -16,7 +16,11 @@
 //!
 //! - **Connecting**: [`Client::connect`], or [`Client::builder`] for headers, `Origin`,
 //!   subprotocols, permessage-deflate, limits and timeouts ([`ClientBuilder`] lists each
-//!   default). `wss://` fails with [`Error::TlsNotSupported`]: there is no TLS yet.
+//!   default).
+//! - **`wss://`** runs TLS with rustls before the opening handshake (RFC 6455 §4.1 item 5):
+//!   SNI from the host, Mozilla's roots (webpki-roots) or a CA file
+//!   ([`ClientBuilder::tls_ca_file`]), ALPN `http/1.1`; [`Error::Tls`] says why a certificate
+//!   was refused ([`TlsError`]). Without the `tls` feature, [`Error::TlsNotSupported`].
 //! - **Every wait has a timeout**: connect (name resolution included), handshake, each read,
 //!   each write, and the close handshake. A read timeout leaves the connection usable.
 //! - **A bad server gets a precise error**: [`Error::Handshake`] names the check of RFC 6455
@@ -46,7 +50,10 @@ mod net;
 mod observer;
 mod opening;
 mod reconnect;
+mod tls;
 mod url;
+#[cfg(feature = "tls")]
+mod x509;
 
 pub use crate::message::OwnedMessage;
 pub use config::{
@@ -54,10 +61,10 @@ pub use config::{
     DEFAULT_WRITE_TIMEOUT,
 };
 pub use conn::{ClientReader, ClientWriter};
-pub use error::{Error, Phase};
+pub use error::{Error, Phase, TlsError};
 pub use event::{ClientEvent, CloseStatus};
 pub use inbound::{Inbound, READ_CHUNK};
-pub use observer::ClientObserver;
+pub use observer::{CertificateSummary, ClientObserver, TlsInfo};
 pub use opening::{Opened, Opening, OpeningStatus, MAX_RESPONSE_HEAD};
 pub use reconnect::{Backoff, ConnectionState, ReconnectSender, ReconnectingClient};
 pub use url::{Host, UrlError, WsUrl, DEFAULT_WSS_PORT, DEFAULT_WS_PORT};
@@ -69,6 +76,7 @@ use crate::protocol::WebSocket;
 use config::ClientConfig;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An open WebSocket connection to a server, used from one thread; [`Client::split`] it to
@@ -93,9 +101,17 @@ impl Client {
         ClientBuilder::new(url)
     }
 
-    /// Opens TCP, sends the request and checks the response (RFC 6455 §4.1).
+    /// Opens TCP, runs TLS for `wss://` (RFC 6455 §4.1 item 5), sends the request and checks
+    /// the response (RFC 6455 §4.1).
     pub(crate) fn connect_with(url: &str, config: &ClientConfig) -> Result<Client, Error> {
         let url = WsUrl::parse(url)?;
+        #[cfg(feature = "tls")]
+        let tls_config = if url.is_secure() {
+            Some(config.tls.rustls_config()?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
         if url.is_secure() {
             return Err(Error::TlsNotSupported);
         }
@@ -109,7 +125,35 @@ impl Client {
         let stream = net::connect(&url, config.connect_timeout)?;
         // Small frames (a Pong, a typed line) go out at once rather than after Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let (stream, opened, response) = run_handshake(stream, opening, config)?;
+        // One deadline for the TLS handshake and the opening handshake after it.
+        let deadline = later(Instant::now(), config.handshake_timeout);
+        #[cfg(feature = "tls")]
+        let tls = match tls_config {
+            Some(tls_config) => Some(Arc::new(tls::handshake(
+                &stream,
+                &url,
+                tls_config,
+                deadline,
+                config.observer.as_ref(),
+            )?)),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<Arc<tls::TlsSession>> = None;
+        let mut raw = tls::RawBuf::default();
+        let host = url.host().to_string();
+        let (opened, response) = run_handshake(
+            HandshakeIo {
+                tcp: &stream,
+                tls: tls.as_deref(),
+                raw: &mut raw,
+                scratch: Vec::new(),
+                host: &host,
+            },
+            opening,
+            config,
+            deadline,
+        )?;
         let mut ws = WebSocket::client(config.websocket);
         if let Some(params) = opened.deflate {
             ws = ws.with_deflate(params);
@@ -119,6 +163,8 @@ impl Client {
             .map_err(Error::Io)?;
         let (reader, writer) = conn::halves(conn::Parts {
             stream,
+            tls,
+            raw,
             ws,
             first_frames: response.get(opened.head_len..).unwrap_or_default().to_vec(),
             read_timeout: config.read_timeout,
@@ -126,6 +172,7 @@ impl Client {
             observer: config.observer.clone(),
             protocol: opened.protocol,
             deflate: opened.deflate,
+            host,
         })
         .map_err(Error::Io)?;
         Ok(Client { reader, writer })
@@ -221,14 +268,46 @@ pub(crate) fn later(start: Instant, timeout: Duration) -> Instant {
         .unwrap_or(start)
 }
 
-/// Sends the request and reads the response head, all before the handshake deadline. Returns
-/// the socket, what was agreed and every response byte read (the head, then possibly frames).
+/// The socket during the opening handshake: plain, or through the TLS session.
+struct HandshakeIo<'a> {
+    tcp: &'a TcpStream,
+    tls: Option<&'a tls::TlsSession>,
+    raw: &'a mut tls::RawBuf,
+    scratch: Vec<u8>,
+    /// The URL's host, for error messages.
+    host: &'a str,
+}
+
+impl Read for HandshakeIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls {
+            Some(tls) => tls.read(self.tcp, self.raw, buf),
+            None => (&mut &*self.tcp).read(buf),
+        }
+    }
+}
+
+impl Write for HandshakeIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.tls {
+            Some(tls) => tls.write_all(self.tcp, buf, &mut self.scratch).map(|()| buf.len()),
+            None => (&mut &*self.tcp).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the request and reads the response head, all before `deadline`. Returns what was
+/// agreed and every response byte read (the head, then possibly frames).
 fn run_handshake(
-    mut stream: TcpStream,
+    mut io: HandshakeIo<'_>,
     mut opening: Opening,
     config: &ClientConfig,
-) -> Result<(TcpStream, Opened, Vec<u8>), Error> {
-    let deadline = later(Instant::now(), config.handshake_timeout);
+    deadline: Instant,
+) -> Result<(Opened, Vec<u8>), Error> {
     let left = |deadline: Instant| -> Result<Duration, Error> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -242,14 +321,14 @@ fn run_handshake(
             obs.handshake(opening.request(), response.get(..upto).unwrap_or(response));
         }
     };
-    stream.set_write_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
-    stream
-        .write_all(opening.request())
-        .map_err(|e| Error::io(e, Phase::Handshake))?;
+    let host = io.host;
+    let failed = |e: io::Error| tls::from_io(e, Phase::Handshake, host);
+    io.tcp.set_write_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
+    io.write_all(opening.request()).map_err(failed)?;
     let mut chunk = vec![0u8; 8 * 1024];
     let opened = loop {
-        stream.set_read_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
-        let n = match stream.read(&mut chunk) {
+        io.tcp.set_read_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
+        let n = match io.read(&mut chunk) {
             Ok(0) => {
                 observe(&opening, usize::MAX);
                 return Err(Error::HandshakeClosed {
@@ -264,7 +343,7 @@ fn run_handshake(
                     received: opening.response().len(),
                 });
             }
-            Err(e) => return Err(Error::io(e, Phase::Handshake)),
+            Err(e) => return Err(failed(e)),
         };
         match opening.feed(chunk.get(..n).unwrap_or_default()) {
             Ok(OpeningStatus::Partial) => continue,
@@ -279,7 +358,7 @@ fn run_handshake(
     if let Some(obs) = &config.observer {
         obs.open(opened.protocol.as_deref(), opened.deflate.as_ref());
     }
-    Ok((stream, opened, opening.into_response()))
+    Ok((opened, opening.into_response()))
 }
 
 #[cfg(test)]

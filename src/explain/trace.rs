@@ -215,6 +215,53 @@ impl ClientTrace {
 }
 
 impl client::ClientObserver for ClientTrace {
+    /// The TLS handshake's outcome, before the HTTP handshake it carries (RFC 6455 §4.1 item 5).
+    fn tls(&self, info: &client::TlsInfo) {
+        let style = self.style;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "== TLS: {} {}, cipher suite {}, ALPN {} (RFC 7301), SNI {}",
+            info.version,
+            style.ok("handshake done"),
+            info.cipher_suite,
+            info.alpn.as_deref().unwrap_or("none agreed"),
+            match &info.sni {
+                Some(name) => format!("{name:?} (RFC 6066 §3)"),
+                None => "not sent: the host is an IP address (RFC 6066 §3 allows names only)".into(),
+            },
+        );
+        let _ = write!(
+            s,
+            "   the server sent {} certificate{}",
+            info.chain_len,
+            if info.chain_len == 1 { "" } else { "s" }
+        );
+        match &info.certificate {
+            Some(c) => {
+                let _ = writeln!(s, "; its own:");
+                let _ = writeln!(s, "   subject    {}", c.subject);
+                let _ = writeln!(s, "   issuer     {}", c.issuer);
+                let _ = writeln!(s, "   valid      {} to {}", c.not_before, c.not_after);
+                if !c.alt_names.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "   names      {} (subjectAltName, RFC 5280 §4.2.1.6)",
+                        c.alt_names.join(", ")
+                    );
+                }
+            }
+            None => s.push('\n'),
+        }
+        let _ = writeln!(
+            s,
+            "   {} for {} (chain to a trusted root, name and dates checked)",
+            style.ok("✓ verified"),
+            info.verified_for
+        );
+        self.print(&s);
+    }
+
     fn handshake(&self, request: &[u8], response: &[u8]) {
         let style = self.style;
         let mut s = String::new();

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """An echo server with the third-party `websockets` library, for wsloop's client tests.
 
-Usage: python3 tests/interop/echo_server.py [PORT]      (PORT 0 or absent: a free port)
+Usage: python3 tests/interop/echo_server.py [PORT [CERT KEY]]   (PORT 0 or absent: a free port)
+
+With CERT and KEY (PEM files: the certificate chain and its private key) it serves wss://.
 
 Prints "LISTENING <port>" on stdout once it accepts connections, then serves on 127.0.0.1
 until killed. Per connection (permessage-deflate offered by the client is accepted, messages
@@ -12,6 +14,7 @@ up to 64 MiB):
   - every other message is sent back as it came: text as text, binary as binary.
 """
 
+import ssl
 import sys
 
 try:
@@ -37,7 +40,12 @@ def handler(ws):
 
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    with serve(handler, "127.0.0.1", port, max_size=64 * 2**20, compression="deflate") as server:
+    context = None
+    if len(sys.argv) > 3:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+    with serve(handler, "127.0.0.1", port, max_size=64 * 2**20, compression="deflate",
+               ssl=context) as server:
         print("LISTENING %d" % server.socket.getsockname()[1], flush=True)
         server.serve_forever()
 
