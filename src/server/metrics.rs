@@ -6,6 +6,7 @@
 //! status, WebSockets by path, close codes) sit behind a mutex touched once per connection.
 
 use super::limiter::Reason;
+use super::throttle::Limit;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -74,6 +75,10 @@ pub(crate) struct Metrics {
     pub(crate) accept_errors: AtomicU64,
     /// Connections refused by the per-address limits, by [`Reason::index`].
     pub(crate) limit_refusals: [AtomicU64; 3],
+    /// WebSockets closed (1008) by their message rate, by [`Limit::index`].
+    rate_closes: [AtomicU64; 2],
+    /// Milliseconds WebSockets were not read because of their message rate, by [`Limit::index`].
+    throttled_ms: [AtomicU64; 2],
     tables: Mutex<Tables>,
 }
 
@@ -91,6 +96,8 @@ impl Metrics {
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             accept_errors: AtomicU64::new(0),
             limit_refusals: Default::default(),
+            rate_closes: Default::default(),
+            throttled_ms: Default::default(),
             tables: Mutex::new(Tables::default()),
         }
     }
@@ -103,6 +110,20 @@ impl Metrics {
     pub(crate) fn limit_refused(&self, reason: Reason) {
         if let Some(c) = self.limit_refusals.get(reason.index()) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A WebSocket closed for going over its message rate.
+    pub(crate) fn rate_closed(&self, limit: Limit) {
+        if let Some(c) = self.rate_closes.get(limit.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A WebSocket paused for `ms` by its message rate.
+    pub(crate) fn throttled(&self, limit: Limit, ms: u64) {
+        if let Some(c) = self.throttled_ms.get(limit.index()) {
+            c.fetch_add(ms, Ordering::Relaxed);
         }
     }
 
@@ -265,7 +286,7 @@ impl Metrics {
         header(
             &mut out,
             "wsloop_limit_refusals_total",
-            "Requests refused by the per-address limits (--max-connections-per-ip, --upgrade-rate-per-ip), by reason.",
+            "Requests refused by the per-address limits (--max-connections-per-ip, --upgrade-rate-per-ip), and WebSockets closed (1008) by their message rate (--rate-limit-action close), by reason.",
             "counter",
         );
         for reason in Reason::ALL {
@@ -274,6 +295,31 @@ impl Metrics {
                 .get(reason.index())
                 .map_or(0, |c| c.load(Ordering::Relaxed));
             let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", reason.label());
+        }
+        for limit in Limit::ALL {
+            let n = self
+                .rate_closes
+                .get(limit.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", limit.label());
+        }
+        header(
+            &mut out,
+            "wsloop_throttled_seconds_total",
+            "Time WebSockets were not read because they sent faster than their message rate (--message-rate, --message-bytes-rate), by reason.",
+            "counter",
+        );
+        for limit in Limit::ALL {
+            let ms = self
+                .throttled_ms
+                .get(limit.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "wsloop_throttled_seconds_total{{reason=\"{}\"}} {:.3}",
+                limit.label(),
+                ms as f64 / 1000.0
+            );
         }
         header(
             &mut out,

@@ -56,10 +56,12 @@ pub mod http;
 mod limiter;
 mod metrics;
 mod observer;
+mod proxy;
 mod pubsub;
 mod runtime;
 mod session;
 mod shared;
+mod throttle;
 
 pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
@@ -69,9 +71,11 @@ pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
 pub use observer::ServerObserver;
+pub use proxy::{Cidr, CidrError};
 pub use pubsub::bus;
 use pubsub::{fanout, history, replay};
 use runtime::{budget, drive, event_loop, outbound, slab, timers};
+pub use throttle::{MessageRate, RateLimitAction};
 
 use event_loop::{EventLoop, WAKER};
 use log::info;
