@@ -522,6 +522,40 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_forwarded_clients_stay_within_the_limiters_bound() {
+        use crate::server::budget::MemoryBudget;
+        use crate::server::limiter::{Limits, PerIp, ENTRY_BYTES};
+        let t = [cidr("127.0.0.1/32")];
+        let budget = MemoryBudget::new(1 << 30);
+        let cap = 1024;
+        let limits = Limits {
+            connections: 20,
+            rate: 10,
+        };
+        let Some(per_ip) = PerIp::new(limits, cap, budget.clone()) else {
+            panic!("limits are on");
+        };
+        let mut admitted = 0;
+        // Distinct clients through one trusted proxy, one upgrade each, all within 1 s: the
+        // table fills with addresses inside their rate window, then refuses new ones (503)
+        // rather than grow.
+        for i in 0..100_000u32 {
+            let [a, b, c, d] = (0x0a00_0000 + i).to_be_bytes();
+            let r = request(&[("X-Forwarded-For", &format!("{a}.{b}.{c}.{d}"))]);
+            let Some(client) = forwarded_client(&r, &t).0 else {
+                panic!("no client in {i}");
+            };
+            if per_ip.admit(client.ip(), u64::from(i) / 100).is_ok() {
+                admitted += 1;
+                per_ip.release(client.ip());
+            }
+            assert!(per_ip.len() <= cap + 16, "{} entries after {i}", per_ip.len());
+            assert!(budget.used() <= (cap + 16) * ENTRY_BYTES);
+        }
+        assert!(admitted >= cap, "the table was used: {admitted}");
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let t = [cidr("0.0.0.0/0")];
         let samples = [
