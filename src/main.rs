@@ -89,7 +89,7 @@ struct ServeArgs {
     message_bytes_rate: u64,
     /// What happens to a WebSocket over --message-rate or --message-bytes-rate: throttle (not
     /// read until its allowance refills) or close (1008).
-    #[arg(long, value_name = "ACTION", default_value = "throttle", value_parser = ["throttle", "close"])]
+    #[arg(long, value_name = "ACTION", default_value = "throttle", value_parser = ["throttle", "close"], hide_possible_values = true)]
     rate_limit_action: String,
     /// Believe Forwarded / X-Forwarded-For from peers in this range (repeatable; e.g.
     /// 10.0.0.0/8, ::1/128): their client address (the rightmost not in a trusted range) is

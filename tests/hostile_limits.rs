@@ -10,13 +10,13 @@ mod common;
 
 use common::health::metric;
 use common::process::{health, status_of, ServerProcess, Spawn};
-use common::Client;
-use wsloop::frame::CloseCode;
-use wsloop::protocol::OwnedEvent;
 use common::wait::{eventually, serial};
+use common::Client;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use wsloop::frame::CloseCode;
+use wsloop::protocol::OwnedEvent;
 
 const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -236,9 +236,15 @@ fn a_thousand_messages_at_200_per_second_are_all_echoed_in_order_and_others_stay
         }
     }
     // 800 past the burst of 200, at 5 ms each: 4 s.
-    assert!(last >= Duration::from_secs(3), "1,000 messages at 200/s echoed in {last:?}");
+    assert!(
+        last >= Duration::from_secs(3),
+        "1,000 messages at 200/s echoed in {last:?}"
+    );
     let worst = probe.join().expect("probe thread");
-    assert!(worst < Duration::from_millis(500), "another connection's round trip took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "another connection's round trip took {worst:?}"
+    );
     let throttled = metric(addr, "wsloop_throttled_seconds_total{reason=\"message_rate\"}").unwrap_or(0.0);
     assert!(throttled >= 3.0, "throttled {throttled} s");
 }
@@ -317,7 +323,11 @@ fn thirty_upgrades_with_distinct_forwarded_clients_through_a_trusted_proxy() {
     let _serial = serial();
     let server = capped_server(&["--trust-proxy", "127.0.0.1/32"]);
     let (open, refused) = thirty_upgrades(server.addr, |i| format!("X-Forwarded-For: 198.51.100.{i}"));
-    assert_eq!((open.len(), refused), (30, 0), "each forwarded client has its own count");
+    assert_eq!(
+        (open.len(), refused),
+        (30, 0),
+        "each forwarded client has its own count"
+    );
     // The proxy's own address is not capped, but each client is: 30 upgrades naming one
     // client through the same proxy are capped at 20 (RFC 7239 Forwarded this time).
     let (same, refused) = thirty_upgrades(server.addr, |_| "Forwarded: for=\"[2001:db8::7]:4711\"".into());
@@ -328,10 +338,17 @@ fn thirty_upgrades_with_distinct_forwarded_clients_through_a_trusted_proxy() {
 fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     let _serial = serial();
     // No proxy trusted at all, then one trusted range that the peer (127.0.0.1) is not in.
-    for extra in [&[][..], &["--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1/128"][..]] {
+    for extra in [
+        &[][..],
+        &["--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1/128"][..],
+    ] {
         let server = capped_server(extra);
         let (open, refused) = thirty_upgrades(server.addr, |i| format!("X-Forwarded-For: 198.51.100.{i}"));
-        assert_eq!((open.len(), refused), (20, 10), "spoofed X-Forwarded-For with {extra:?}");
+        assert_eq!(
+            (open.len(), refused),
+            (20, 10),
+            "spoofed X-Forwarded-For with {extra:?}"
+        );
         drop(open);
     }
 }
