@@ -38,6 +38,7 @@ impl Handler for App {
     fn on_upgrade(&self, request: &Request, _: &mut RequestContext<'_>) -> Result<Accept<u32>, Response> {
         match request.path() {
             "/refuse" => Err(Response::status(403)),
+            "/premium" => Ok(Accept::new(0).message_rate(MessageRate::OFF)),
             _ => Ok(Accept::new(0)),
         }
     }
@@ -399,6 +400,67 @@ fn ws_phase_over_its_rate_with_the_close_action_closes_1008() {
         "{events:?}"
     );
     assert_eq!(t.closing, Closing::AfterFlush, "nothing more is read");
+}
+
+#[test]
+fn ws_phase_throttled_past_the_idle_timeout_is_not_taken_for_silent() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    // 100 bytes/s: a 5,000-byte message puts it 50 s in debt, past the 30 s idle timeout.
+    let mut w = ws_conn_limited(&mut lp, MessageRate::OFF.with_bytes_per_second(100));
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    let ok = client
+        .send_text(&"x".repeat(5000), &mut input)
+        .and(client.send_text("next", &mut input));
+    assert!(ok.is_ok());
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut input, &mut cx);
+    assert!(used < input.len() && t.read_paused());
+    let until = w.next_deadline(&lp);
+    assert_eq!(until, 49_000, "debt of 49 s past the one-second burst");
+    lp.now = until;
+    let (why, _) = w.on_timeout(&mut t, &mut lp);
+    assert_eq!(why, None, "not dropped for a silence we imposed");
+    assert!(!t.read_paused());
+    assert_eq!(
+        w.next_deadline(&lp),
+        until + 10_000,
+        "the heartbeat counts from the resume"
+    );
+}
+
+#[test]
+fn an_upgrade_may_give_its_connection_its_own_message_rate() {
+    let mut config = config();
+    config.message_rate = MessageRate::per_second(1);
+    let mut lp = LoopState::new(0, Core::detached(config));
+    lp.message_allowance = u32::MAX;
+    let app = App::default();
+    let echoes = |path: &str, lp: &mut LoopState| {
+        let mut s: Session<u32> = Session::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 1)), lp);
+        let head = String::from_utf8_lossy(UPGRADE).replace("/chat", path);
+        let mut input = head.into_bytes();
+        for i in 0..5 {
+            input.extend_from_slice(&client_text(&format!("m{i}")));
+        }
+        let mut cx = Cx {
+            lp,
+            handler: &app,
+            direct: None,
+        };
+        let used = s.receive(&mut input, &mut cx);
+        s.stash_rest(input.get(used..).unwrap_or_default());
+        let wire = written(&mut s.t, lp);
+        texts(&server_events(head_and_rest(&wire).1)).len()
+    };
+    assert_eq!(echoes("/chat", &mut lp), 1, "the server's rate: one, then throttled");
+    assert_eq!(echoes("/premium", &mut lp), 5, "its own rate: no limit");
 }
 
 // ----- behind a trusted proxy ------------------------------------------------------------

@@ -627,12 +627,14 @@ impl<S: Send + 'static> WsConn<S> {
         } else {
             ms(config.ping_interval).min(ms(config.idle_timeout))
         };
-        let mut at = self.last_recv + silence;
+        let mut at = match self.throttled_until() {
+            // Not read while throttled: the peer is not silent, we are not listening (its
+            // Pong may be waiting unread); the heartbeat counts again once reading resumes.
+            Some(until) => until,
+            None => self.last_recv + silence,
+        };
         if let Some(c) = self.congestion.as_ref().filter(|c| !c.stalled) {
             at = at.min(c.since + ms(config.fanout_stall_timeout));
-        }
-        if let Some(until) = self.throttled_until() {
-            at = at.min(until);
         }
         at
     }
@@ -650,6 +652,7 @@ impl<S: Send + 'static> WsConn<S> {
                 th.until = 0;
             }
             t.throttled = false;
+            self.last_recv = self.last_recv.max(now);
         }
         let stall = ms(config.fanout_stall_timeout);
         if let Some(c) = self
@@ -666,6 +669,9 @@ impl<S: Send + 'static> WsConn<S> {
         if self.ws.state() == State::CloseSent {
             let why = Some("no answer to our Close").filter(|_| now >= self.close_reply_deadline);
             return (why, released);
+        }
+        if t.throttled {
+            return (None, released);
         }
         let silent = now.saturating_sub(self.last_recv);
         if silent >= ms(config.idle_timeout) {
