@@ -15,7 +15,9 @@ use std::time::Duration;
 use wsloop::explain::{self, ServerTrace, Style};
 #[cfg(feature = "redis")]
 use wsloop::server::bus::RedisBus;
-use wsloop::server::{DeflateMode, OriginPolicy, Server, ServerConfig, ShutdownSignals};
+use wsloop::server::{
+    Cidr, DeflateMode, MessageRate, OriginPolicy, RateLimitAction, Server, ServerConfig, ShutdownSignals,
+};
 
 /// A WebSocket server written by hand from RFC 6455: HTTP and WebSocket on one port.
 ///
@@ -73,6 +75,28 @@ struct ServeArgs {
     /// it: HTTP 429 with Retry-After. 0 = off.
     #[arg(long, default_value_t = defaults().upgrade_rate_per_ip)]
     upgrade_rate_per_ip: u32,
+    /// Data messages per second one WebSocket may send (burst: --message-burst); past it the
+    /// connection is not read until its allowance refills (nothing lost), or closed with 1008
+    /// with --rate-limit-action close. 0 = off.
+    #[arg(long, default_value_t = defaults().message_rate.per_second)]
+    message_rate: u32,
+    /// Messages a WebSocket may send at once after a quiet spell (0: the --message-rate).
+    #[arg(long, default_value_t = defaults().message_rate.burst)]
+    message_burst: u32,
+    /// Payload bytes per second one WebSocket may send, burst a second's worth (a larger
+    /// message waits for a full allowance); past it: as --message-rate. 0 = off.
+    #[arg(long, default_value_t = defaults().message_rate.bytes_per_second)]
+    message_bytes_rate: u64,
+    /// What happens to a WebSocket over --message-rate or --message-bytes-rate: throttle (not
+    /// read until its allowance refills) or close (1008).
+    #[arg(long, value_name = "ACTION", default_value = "throttle", value_parser = ["throttle", "close"], hide_possible_values = true)]
+    rate_limit_action: String,
+    /// Believe Forwarded / X-Forwarded-For from peers in this range (repeatable; e.g.
+    /// 10.0.0.0/8, ::1/128): their client address (the rightmost not in a trusted range) is
+    /// what the per-address limits count and the logs show. Default: none, the headers are
+    /// ignored (anyone could write them).
+    #[arg(long = "trust-proxy", value_name = "CIDR")]
+    trust_proxy: Vec<Cidr>,
     /// Largest request head in bytes (over it: 431).
     #[arg(long, default_value_t = defaults().request_limits.max_header_bytes)]
     max_header_bytes: usize,
@@ -225,6 +249,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.max_connections = args.max_connections;
     config.max_connections_per_ip = args.max_connections_per_ip;
     config.upgrade_rate_per_ip = args.upgrade_rate_per_ip;
+    config.message_rate = MessageRate::per_second(args.message_rate)
+        .with_burst(args.message_burst)
+        .with_bytes_per_second(args.message_bytes_rate)
+        .with_action(match args.rate_limit_action.as_str() {
+            "close" => RateLimitAction::Close,
+            _ => RateLimitAction::Throttle,
+        });
+    config.trusted_proxies = args.trust_proxy;
     config.request_limits.max_header_bytes = args.max_header_bytes;
     config.max_body_size = args.max_body_size;
     config.websocket.max_message_size = args.max_message_size;

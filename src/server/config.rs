@@ -42,6 +42,20 @@ pub struct ServerConfig {
     /// to the memory budget); when that table is full of addresses in use, a new address is
     /// refused `503` with `Retry-After: 1`.
     pub upgrade_rate_per_ip: u32,
+    /// What one WebSocket may send: data messages per second (with a burst) and payload bytes
+    /// per second; past it the connection is not read until its allowance refills (nothing
+    /// lost) or, with [`RateLimitAction::Close`](super::RateLimitAction::Close), closed with
+    /// 1008. An upgrade may set a connection's own ([`Accept::message_rate`](super::Accept::message_rate)).
+    /// Default off: what rate is abusive depends on the application.
+    pub message_rate: super::MessageRate,
+    /// Peers whose forwarding headers are believed (`--trust-proxy`, repeatable): for a
+    /// connection from one of these ranges the client's address is read from `Forwarded`
+    /// (RFC 7239) or `X-Forwarded-For` — the rightmost address not in a trusted range — and
+    /// the per-address limits, the logs and [`Context::client_addr`](super::Context::client_addr)
+    /// use it; the proxy's own address is not limited. From any other peer these headers are
+    /// ignored. Default none: believing them from anyone would let every client pick its
+    /// address.
+    pub trusted_proxies: Vec<super::Cidr>,
     /// Request head limits: bytes (default 8 KiB) and header count (default 64); over them: 431.
     pub request_limits: RequestLimits,
     /// Largest HTTP request body (`Content-Length`); over it: 413 and the connection is
@@ -190,6 +204,8 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_connections_per_ip: 0,
             upgrade_rate_per_ip: 0,
+            message_rate: super::MessageRate::OFF,
+            trusted_proxies: Vec::new(),
             request_limits: RequestLimits::default(),
             max_body_size: 1 << 20,
             websocket: protocol::Config::default(),

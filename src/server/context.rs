@@ -195,6 +195,8 @@ pub(crate) enum WsRef<'a> {
 pub(crate) struct ConnParts<'a, S> {
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
+    /// The client behind a trusted proxy (`ServerConfig::trusted_proxies`), else `peer`.
+    pub(crate) client: SocketAddr,
     pub(crate) target: &'a str,
     pub(crate) request: Option<&'a Request>,
     pub(crate) state: &'a mut S,
@@ -278,9 +280,18 @@ impl<S> Context<'_, S> {
         self.conn.id
     }
 
-    /// The peer's address.
+    /// The peer's address: the other end of the TCP connection (a proxy, when there is
+    /// one). See [`Context::client_addr`].
     pub fn peer_addr(&self) -> SocketAddr {
         self.conn.peer
+    }
+
+    /// The client's address: when the peer is a trusted proxy
+    /// ([`ServerConfig::trusted_proxies`](super::ServerConfig::trusted_proxies)), the one its
+    /// `Forwarded` or `X-Forwarded-For` header named at the upgrade (port 0 when the header
+    /// gave none); otherwise [`Context::peer_addr`]. The per-address limits count this one.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.conn.client
     }
 
     /// The path of the upgrade request, without the query string.
@@ -626,13 +637,24 @@ pub struct RequestContext<'a> {
     /// The HTTP connection: the publisher of what the request publishes.
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
+    /// The client behind a trusted proxy, else `peer`.
+    pub(crate) client: SocketAddr,
     pub(crate) lp: &'a mut LoopState,
 }
 
 impl RequestContext<'_> {
-    /// The peer's address.
+    /// The peer's address: the other end of the TCP connection (a proxy, when there is
+    /// one). See [`RequestContext::client_addr`].
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The client's address: when the peer is a trusted proxy
+    /// ([`ServerConfig::trusted_proxies`](super::ServerConfig::trusted_proxies)), the one this
+    /// request's `Forwarded` or `X-Forwarded-For` header named (port 0 when it gave none);
+    /// otherwise [`RequestContext::peer_addr`].
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client
     }
 
     /// Server-wide figures.

@@ -283,6 +283,7 @@ pub struct Accept<S = ()> {
     pub(crate) keep_request: bool,
     pub(crate) deflate: bool,
     pub(crate) headers: Vec<(String, String)>,
+    pub(crate) message_rate: Option<super::MessageRate>,
 }
 
 impl Default for Accept<()> {
@@ -302,7 +303,16 @@ impl<S> Accept<S> {
             keep_request: true,
             deflate: true,
             headers: Vec::new(),
+            message_rate: None,
         }
+    }
+
+    /// This connection's own message rate instead of the server's
+    /// ([`ServerConfig::message_rate`](super::ServerConfig::message_rate)): more for a premium
+    /// user, [`MessageRate::OFF`](super::MessageRate::OFF) for none at all.
+    pub fn message_rate(mut self, rate: super::MessageRate) -> Self {
+        self.message_rate = Some(rate);
+        self
     }
 
     /// The subprotocol to answer with (one the client offered; see

@@ -199,17 +199,33 @@ impl Table {
 
 /// GCRA: admits when `tat` is at most `(rate - 1)·t` ahead of `now`, and moves it on by `t`.
 fn take(entry: &mut Entry, now: u64, t: u64, rate: u32) -> Result<(), Refusal> {
-    let tau = t.saturating_mul(u64::from(rate.saturating_sub(1)));
-    let tat = entry.tat.max(now);
-    if tat - now > tau {
-        let wait_us = tat - now - tau;
-        return Err(Refusal {
+    let window = t.saturating_mul(u64::from(rate.max(1)));
+    match gcra(entry.tat, now, t, window) {
+        Ok(tat) => {
+            entry.tat = tat;
+            Ok(())
+        }
+        Err(wait_us) => Err(Refusal {
             reason: Reason::Rate,
             retry_after: wait_us.div_ceil(1_000_000).max(1),
-        });
+        }),
     }
-    entry.tat = tat + t;
-    Ok(())
+}
+
+/// One GCRA step (the virtual-scheduling form), shared by the per-address rate here and the
+/// per-connection message rate (`throttle.rs`). A cell costing `cost` (its emission time, in
+/// the unit of `tat` and `now`) conforms when, after it, `tat` would be at most `window` ahead
+/// of `now` (`window = burst × interval`); `Ok` gives the new `tat`, `Err` how long until it
+/// would conform. A cell costing more than the whole window (a message larger than a byte
+/// burst) conforms once `tat` has caught up with `now` — the bucket is full — and leaves a
+/// debt, so it is delayed, never refused for ever.
+pub(crate) fn gcra(tat: u64, now: u64, cost: u64, window: u64) -> Result<u64, u64> {
+    let start = tat.max(now);
+    let end = start.saturating_add(cost);
+    if end - now > window && start > now {
+        return Err((end - now - window).min(start - now));
+    }
+    Ok(end)
 }
 
 /// The key of an address: an IPv4 address (also written IPv4-mapped) as itself, an IPv6
@@ -381,6 +397,21 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(off.upgrade(5, 0), Ok(()), "no rate, no limit on upgrades");
         }
+    }
+
+    #[test]
+    fn the_gcra_step_delays_a_cell_larger_than_the_window_until_the_bucket_is_full() {
+        // Window 100, cost 10: ten at once, then one per 10.
+        let mut tat = 0;
+        for _ in 0..10 {
+            tat = gcra(tat, 0, 10, 100).unwrap();
+        }
+        assert_eq!(gcra(tat, 0, 10, 100), Err(10));
+        assert_eq!(gcra(tat, 10, 10, 100), Ok(110));
+        // A cell of 250 waits for a full bucket, then passes and leaves a debt.
+        assert_eq!(gcra(110, 50, 250, 100), Err(60));
+        assert_eq!(gcra(110, 110, 250, 100), Ok(360));
+        assert_eq!(gcra(360, 110, 1, 100), Err(151));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! status, WebSockets by path, close codes) sit behind a mutex touched once per connection.
 
 use super::limiter::Reason;
+use super::throttle::Limit;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -77,6 +78,10 @@ pub(crate) struct Metrics {
     /// TLS handshakes completed (0) and failed (1): a TLS connection that closed before its
     /// handshake finished, for any reason (alert, timeout, plain HTTP, peer gone).
     pub(crate) tls_handshakes: [AtomicU64; 2],
+    /// WebSockets closed (1008) by their message rate, by [`Limit::index`].
+    rate_closes: [AtomicU64; 2],
+    /// Milliseconds WebSockets were not read because of their message rate, by [`Limit::index`].
+    throttled_ms: [AtomicU64; 2],
     tables: Mutex<Tables>,
 }
 
@@ -95,6 +100,8 @@ impl Metrics {
             accept_errors: AtomicU64::new(0),
             limit_refusals: Default::default(),
             tls_handshakes: Default::default(),
+            rate_closes: Default::default(),
+            throttled_ms: Default::default(),
             tables: Mutex::new(Tables::default()),
         }
     }
@@ -107,6 +114,20 @@ impl Metrics {
     pub(crate) fn limit_refused(&self, reason: Reason) {
         if let Some(c) = self.limit_refusals.get(reason.index()) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A WebSocket closed for going over its message rate.
+    pub(crate) fn rate_closed(&self, limit: Limit) {
+        if let Some(c) = self.rate_closes.get(limit.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A WebSocket paused for `ms` by its message rate.
+    pub(crate) fn throttled(&self, limit: Limit, ms: u64) {
+        if let Some(c) = self.throttled_ms.get(limit.index()) {
+            c.fetch_add(ms, Ordering::Relaxed);
         }
     }
 
@@ -269,7 +290,7 @@ impl Metrics {
         header(
             &mut out,
             "wsloop_limit_refusals_total",
-            "Requests refused by the per-address limits (--max-connections-per-ip, --upgrade-rate-per-ip), by reason.",
+            "Requests refused by the per-address limits (--max-connections-per-ip, --upgrade-rate-per-ip), and WebSockets closed (1008) by their message rate (--rate-limit-action close), by reason.",
             "counter",
         );
         for reason in Reason::ALL {
@@ -278,6 +299,31 @@ impl Metrics {
                 .get(reason.index())
                 .map_or(0, |c| c.load(Ordering::Relaxed));
             let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", reason.label());
+        }
+        for limit in Limit::ALL {
+            let n = self
+                .rate_closes
+                .get(limit.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(out, "wsloop_limit_refusals_total{{reason=\"{}\"}} {n}", limit.label());
+        }
+        header(
+            &mut out,
+            "wsloop_throttled_seconds_total",
+            "Time WebSockets were not read because they sent faster than their message rate (--message-rate, --message-bytes-rate), by reason.",
+            "counter",
+        );
+        for limit in Limit::ALL {
+            let ms = self
+                .throttled_ms
+                .get(limit.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "wsloop_throttled_seconds_total{{reason=\"{}\"}} {:.3}",
+                limit.label(),
+                ms as f64 / 1000.0
+            );
         }
         header(
             &mut out,

@@ -56,10 +56,12 @@ pub mod http;
 mod limiter;
 mod metrics;
 mod observer;
+mod proxy;
 mod pubsub;
 mod runtime;
 mod session;
 mod shared;
+mod throttle;
 /// TLS configuration (`https://`, `wss://`): see [`tls::TlsConfig`].
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -72,9 +74,11 @@ pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};
 pub use http::OriginPolicy;
 pub use observer::{ServerObserver, TlsInfo};
+pub use proxy::{Cidr, CidrError};
 pub use pubsub::bus;
 use pubsub::{fanout, history, replay};
 use runtime::{budget, drive, event_loop, outbound, slab, timers};
+pub use throttle::{MessageRate, RateLimitAction};
 
 use event_loop::{EventLoop, WAKER};
 use log::info;

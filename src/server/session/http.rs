@@ -8,6 +8,8 @@ use super::super::http::host;
 use super::super::http::{self, OriginVerdict};
 use super::super::limiter::Refusal;
 use super::super::metrics::LoopStats;
+use super::super::proxy;
+use super::super::throttle::Throttle;
 use super::super::timers::Millis;
 use super::super::{Accept, DeflateMode, Handler, Response};
 use super::transport::Transport;
@@ -215,11 +217,36 @@ impl HttpConn {
             pos += head_len;
             self.parser = RequestParser::new(cx.lp.core.config.request_limits);
             self.requests = self.requests.saturating_add(1);
+            // Behind a trusted proxy (proxy.rs) the client is the one its headers name.
+            let trusted = &cx.lp.core.config.trusted_proxies;
+            let via_proxy = !trusted.is_empty() && proxy::trusted(trusted, t.peer().ip());
+            if via_proxy && !t.ip_counted() {
+                let (named, malformed) = proxy::forwarded_client(&request, trusted);
+                if let Some(proxy::Malformed(header)) = malformed {
+                    debug!("{}: malformed {header} header ignored", t.peer());
+                }
+                t.set_client(named);
+            }
             // Per-address limits (limiter.rs): before any route, check or upgrade. A
             // connection's admission paid for its first request; an upgrade after earlier
-            // requests on the same connection pays the rate once more.
+            // requests on the same connection pays the rate once more. A trusted proxy's
+            // connection was not admitted at accept (the proxy's own address is not limited):
+            // an upgrade through it is a new connection of the client it names, counted until
+            // the connection closes.
             let refusal = self.refusal.take().or_else(|| {
                 let per_ip = cx.lp.core.per_ip.as_ref()?;
+                if via_proxy {
+                    if !request.wants_upgrade() || t.ip_counted() {
+                        return None;
+                    }
+                    return match per_ip.admit(t.client().ip(), cx.lp.now) {
+                        Ok(()) => {
+                            t.set_ip_counted();
+                            None
+                        }
+                        Err(r) => Some(r),
+                    };
+                }
                 if !(request.wants_upgrade() && self.requests > 1 && t.ip_counted()) {
                     return None;
                 }
@@ -318,6 +345,7 @@ impl HttpConn {
             let mut rcx = RequestContext {
                 id: t.id,
                 peer: t.peer(),
+                client: t.client(),
                 lp: &mut *cx.lp,
             };
             let handler = cx.handler;
@@ -348,7 +376,7 @@ impl HttpConn {
         cx.lp.core.metrics().http_request(response.status);
         debug!(
             "{} {} {} -> {}",
-            t.peer(),
+            t.client(),
             request.method(),
             request.target(),
             response.status
@@ -388,7 +416,7 @@ fn answer_and_close<H>(
 ) {
     debug!(
         "{} {} {} -> {status}: {reason}",
-        t.peer(),
+        t.client(),
         request.method(),
         request.path()
     );
@@ -427,6 +455,7 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
                 let mut rcx = RequestContext {
                     id: t.id,
                     peer: t.peer(),
+                    client: t.client(),
                     lp: &mut *cx.lp,
                 };
                 let handler = cx.handler;
@@ -464,6 +493,7 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
         keep_request,
         deflate,
         headers,
+        message_rate,
     } = accept;
     if protocol.as_ref().is_some_and(|p| !up.protocols.contains(p)) {
         log::warn!("handler chose subprotocol {protocol:?} that the client did not offer; answering without one");
@@ -523,6 +553,7 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
         state,
         deflate_allowed: deflate && config.deflate.policy().is_some(),
         capture,
+        throttle: Throttle::new(message_rate.unwrap_or(config.message_rate)),
     };
     Some(Box::new(WsConn::new(opening, cx.lp.now)))
 }

@@ -179,6 +179,11 @@ impl<S: Send + 'static> Session<S> {
         !(self.t.holds > 0 && matches!(self.phase, Phase::Http(_)) && self.t.is_open())
     }
 
+    /// Not read now: backed up, held by a receiver, or throttled by its message rate.
+    pub(crate) fn read_paused(&self) -> bool {
+        self.t.read_paused()
+    }
+
     /// Not read because its own queue is over the high-water mark (the fuzz harness checks it).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn is_backpressured(&self) -> bool {

@@ -10,7 +10,10 @@ use crate::handshake::Request;
 use crate::protocol::{Config, OwnedEvent, WebSocket};
 use crate::server::context::LoopState;
 use crate::server::shared::Core;
-use crate::server::{Accept, ConnId, Context, Handler, Message, RequestContext, Response, ServerConfig};
+use crate::server::throttle::Throttle;
+use crate::server::{
+    Accept, ConnId, Context, Handler, Message, MessageRate, RateLimitAction, RequestContext, Response, ServerConfig,
+};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,6 +38,7 @@ impl Handler for App {
     fn on_upgrade(&self, request: &Request, _: &mut RequestContext<'_>) -> Result<Accept<u32>, Response> {
         match request.path() {
             "/refuse" => Err(Response::status(403)),
+            "/premium" => Ok(Accept::new(0).message_rate(MessageRate::OFF)),
             _ => Ok(Accept::new(0)),
         }
     }
@@ -261,8 +265,260 @@ fn ws_conn(lp: &mut LoopState) -> WsConn<u32> {
         state: 0,
         deflate_allowed: false,
         capture: None,
+        throttle: None,
     };
     WsConn::new(opening, lp.now)
+}
+
+fn ws_conn_limited(lp: &mut LoopState, rate: MessageRate) -> WsConn<u32> {
+    let opening = Opening {
+        ws: WebSocket::server(lp.core.config.websocket),
+        target: lp.intern_target("/chat"),
+        request: None,
+        state: 0,
+        deflate_allowed: false,
+        capture: None,
+        throttle: Throttle::new(rate),
+    };
+    WsConn::new(opening, lp.now)
+}
+
+fn texts(events: &[OwnedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            OwnedEvent::Text(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ws_phase_throttled_stops_taking_input_and_resumes_on_its_timer() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    // 2 per second, burst 2: two at once, then one per 500 ms.
+    let mut w = ws_conn_limited(&mut lp, MessageRate::per_second(2));
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    for i in 0..5 {
+        assert!(client.send_text(&format!("m{i}"), &mut input).is_ok());
+    }
+    let one = input.len() / 5;
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut input, &mut cx);
+    assert_eq!(used, 2 * one, "the burst is taken, the rest left for the stash");
+    assert!(t.read_paused() && !t.wants_read(), "not read while throttled");
+    assert_eq!(w.next_deadline(&lp), 500, "woken when the allowance has room");
+    assert_eq!(texts(&server_events(&written(&mut t, &mut lp))), ["m0", "m1"]);
+    // Too early: still paused.
+    lp.now = 499;
+    let _ = w.on_timeout(&mut t, &mut lp);
+    assert!(t.read_paused());
+    lp.now = 500;
+    let _ = w.on_timeout(&mut t, &mut lp);
+    assert!(!t.read_paused(), "the timer lifts the pause");
+    let mut rest = input[used..].to_vec();
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut rest, &mut cx);
+    assert_eq!(used, one, "one message per interval");
+    assert!(t.read_paused());
+    assert_eq!(w.next_deadline(&lp), 1000);
+    assert_eq!(texts(&server_events(&written(&mut t, &mut lp))), ["m2"]);
+    assert!(lp
+        .core
+        .metrics()
+        .render(0, 1, &[])
+        .contains("wsloop_throttled_seconds_total{reason=\"message_rate\"} 1.000"));
+}
+
+#[test]
+fn ws_phase_does_not_count_control_frames() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut w = ws_conn_limited(&mut lp, MessageRate::per_second(1));
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    let ok = client
+        .send_ping(b"a", &mut input)
+        .and(client.send_ping(b"b", &mut input))
+        .and(client.send_text("one", &mut input))
+        .and(client.send_ping(b"c", &mut input));
+    assert!(ok.is_ok());
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut input, &mut cx);
+    assert!(used < input.len(), "paused after the one message its allowance holds");
+    let events = server_events(&written(&mut t, &mut lp));
+    assert_eq!(
+        events,
+        vec![
+            OwnedEvent::Pong(b"a".to_vec()),
+            OwnedEvent::Pong(b"b".to_vec()),
+            OwnedEvent::Text("one".into())
+        ]
+    );
+}
+
+#[test]
+fn ws_phase_over_its_rate_with_the_close_action_closes_1008() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let rate = MessageRate::per_second(2).with_action(RateLimitAction::Close);
+    let mut w = ws_conn_limited(&mut lp, rate);
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    for i in 0..4 {
+        assert!(client.send_text(&format!("m{i}"), &mut input).is_ok());
+    }
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    w.receive(&mut t, &mut input, &mut cx);
+    let events = server_events(&written(&mut t, &mut lp));
+    assert!(
+        matches!(
+            events.as_slice(),
+            [OwnedEvent::Text(a), OwnedEvent::Text(b), OwnedEvent::Close(Some((CloseCode(1008), _)))] if a == "m0" && b == "m1"
+        ),
+        "{events:?}"
+    );
+    assert_eq!(t.closing, Closing::AfterFlush, "nothing more is read");
+}
+
+#[test]
+fn ws_phase_throttled_past_the_idle_timeout_is_not_taken_for_silent() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    // 100 bytes/s: a 5,000-byte message puts it 50 s in debt, past the 30 s idle timeout.
+    let mut w = ws_conn_limited(&mut lp, MessageRate::OFF.with_bytes_per_second(100));
+    let mut client = WebSocket::client(Config::default());
+    let mut input = Vec::new();
+    let ok = client
+        .send_text(&"x".repeat(5000), &mut input)
+        .and(client.send_text("next", &mut input));
+    assert!(ok.is_ok());
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    let used = w.receive(&mut t, &mut input, &mut cx);
+    assert!(used < input.len() && t.read_paused());
+    let until = w.next_deadline(&lp);
+    assert_eq!(until, 49_000, "debt of 49 s past the one-second burst");
+    lp.now = until;
+    let (why, _) = w.on_timeout(&mut t, &mut lp);
+    assert_eq!(why, None, "not dropped for a silence we imposed");
+    assert!(!t.read_paused());
+    assert_eq!(
+        w.next_deadline(&lp),
+        until + 10_000,
+        "the heartbeat counts from the resume"
+    );
+}
+
+#[test]
+fn an_upgrade_may_give_its_connection_its_own_message_rate() {
+    let mut config = config();
+    config.message_rate = MessageRate::per_second(1);
+    let mut lp = LoopState::new(0, Core::detached(config));
+    lp.message_allowance = u32::MAX;
+    let app = App::default();
+    let echoes = |path: &str, lp: &mut LoopState| {
+        let mut s: Session<u32> = Session::new(ConnId::new(1, 0, 0, 1), SocketAddr::from(([127, 0, 0, 1], 1)), lp);
+        let head = String::from_utf8_lossy(UPGRADE).replace("/chat", path);
+        let mut input = head.into_bytes();
+        for i in 0..5 {
+            input.extend_from_slice(&client_text(&format!("m{i}")));
+        }
+        let mut cx = Cx {
+            lp,
+            handler: &app,
+            direct: None,
+        };
+        let used = s.receive(&mut input, &mut cx);
+        s.stash_rest(input.get(used..).unwrap_or_default());
+        let wire = written(&mut s.t, lp);
+        texts(&server_events(head_and_rest(&wire).1)).len()
+    };
+    assert_eq!(echoes("/chat", &mut lp), 1, "the server's rate: one, then throttled");
+    assert_eq!(echoes("/premium", &mut lp), 5, "its own rate: no limit");
+}
+
+// ----- behind a trusted proxy ------------------------------------------------------------
+
+/// Remembers the client address each upgrade saw.
+#[derive(Default)]
+struct Clients(Mutex<Vec<(SocketAddr, SocketAddr)>>);
+
+impl Handler for Clients {
+    type State = ();
+
+    fn on_upgrade(&self, _: &Request, cx: &mut RequestContext<'_>) -> Result<Accept, Response> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((cx.peer_addr(), cx.client_addr()));
+        }
+        Ok(Accept::default())
+    }
+}
+
+fn upgrade_through(trusted: &[&str], peer: [u8; 4], header: &str) -> (SocketAddr, SocketAddr) {
+    let mut config = config();
+    config.trusted_proxies = trusted.iter().map(|c| c.parse().unwrap()).collect();
+    let mut lp = LoopState::new(0, Core::detached(config));
+    let app = Clients::default();
+    let peer = SocketAddr::from((peer, 5555));
+    let mut s: Session<()> = Session::new(ConnId::new(1, 0, 0, 1), peer, &lp);
+    let head = String::from_utf8_lossy(UPGRADE).replace("\r\n\r\n", &format!("\r\n{header}\r\n\r\n"));
+    let mut cx = Cx {
+        lp: &mut lp,
+        handler: &app,
+        direct: None,
+    };
+    s.receive(&mut head.into_bytes(), &mut cx);
+    let seen = app.0.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1, "one upgrade");
+    assert_eq!(s.peer(), peer, "the peer stays the TCP peer");
+    seen[0]
+}
+
+#[test]
+fn a_trusted_proxy_names_the_client_and_others_cannot() {
+    let client: SocketAddr = "198.51.100.7:0".parse().unwrap();
+    let (peer, got) = upgrade_through(&["127.0.0.1/32"], [127, 0, 0, 1], "X-Forwarded-For: 198.51.100.7");
+    assert_eq!((peer.ip(), got), ("127.0.0.1".parse().unwrap(), client));
+    let (_, got) = upgrade_through(
+        &["127.0.0.0/8"],
+        [127, 0, 0, 1],
+        "Forwarded: for=\"[2001:db8::1]:4711\"",
+    );
+    assert_eq!(got, "[2001:db8::1]:4711".parse().unwrap());
+    // From a peer outside the trusted ranges (or with none trusted) the header is ignored.
+    let (peer, got) = upgrade_through(&["10.0.0.0/8"], [127, 0, 0, 1], "X-Forwarded-For: 198.51.100.7");
+    assert_eq!(got, peer);
+    let (peer, got) = upgrade_through(&[], [127, 0, 0, 1], "X-Forwarded-For: 198.51.100.7");
+    assert_eq!(got, peer);
+    // A malformed header is ignored: the client is the proxy itself.
+    let (peer, got) = upgrade_through(&["127.0.0.1/32"], [127, 0, 0, 1], "Forwarded: for=\"[oops");
+    assert_eq!(got, peer);
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub(crate) struct Transport {
     pub(super) backpressured: bool,
     /// Not read: this many backed-up subscribers hold this publisher.
     pub(super) holds: u16,
+    /// Not read: the WebSocket sent faster than its message rate (`throttle.rs`); its
+    /// timer lifts this.
+    pub(super) throttled: bool,
     /// When the loop's timers will call this connection back.
     pub(crate) timer_at: Millis,
     charge: Charge,
@@ -66,6 +69,7 @@ impl Transport {
             stash: Stash::default(),
             backpressured: false,
             holds: 0,
+            throttled: false,
             timer_at: super::super::timers::NOT_SCHEDULED,
             charge: Charge::default(),
             queued_reported: 0,
@@ -82,18 +86,40 @@ impl Transport {
         self.ip_counted
     }
 
-    /// The connection is going: its count in the per-address table is given back, once
-    /// however often this is called.
+    /// The connection is going: its count in the per-address table is given back (under the
+    /// address it was counted for, the client's behind a trusted proxy), once however often
+    /// this is called.
     pub(crate) fn release_ip(&mut self, per_ip: Option<&PerIp>) {
         if std::mem::take(&mut self.ip_counted) {
             if let Some(p) = per_ip {
-                p.release(self.peer().ip());
+                p.release(self.client().ip());
             }
         }
     }
 
+    /// The TCP peer: the socket's other end (a proxy, when there is one).
     pub(crate) fn peer(&self) -> SocketAddr {
         self.peer.get()
+    }
+
+    /// The client: the address a trusted proxy named for the current request (port 0 when
+    /// it gave none), else the TCP peer. What the per-address limits count, the logs show and
+    /// `Context::client_addr` returns.
+    pub(crate) fn client(&self) -> SocketAddr {
+        match &self.peer {
+            CompactAddr::Forwarded(both) => both[1],
+            _ => self.peer.get(),
+        }
+    }
+
+    /// The client a trusted proxy named for this request (`proxy.rs`), or none: the client
+    /// is the peer itself.
+    pub(super) fn set_client(&mut self, client: Option<SocketAddr>) {
+        let peer = self.peer.get();
+        self.peer = match client {
+            Some(client) => CompactAddr::Forwarded(Box::new([peer, client])),
+            None => CompactAddr::new(peer),
+        };
     }
 
     pub(super) fn is_open(&self) -> bool {
@@ -102,7 +128,7 @@ impl Transport {
 
     /// Not read now: its own queue is backed up, or a receiver holds it.
     pub(super) fn read_paused(&self) -> bool {
-        self.backpressured || self.holds > 0
+        self.backpressured || self.holds > 0 || self.throttled
     }
 
     pub(super) fn wants_read(&self) -> bool {
@@ -195,10 +221,12 @@ impl Transport {
 }
 
 /// The peer's address in 8 bytes for IPv4 (a `SocketAddr` takes 32 on every connection);
-/// IPv6 addresses are boxed.
+/// IPv6 addresses are boxed, and so are the two addresses of a connection through a trusted
+/// proxy (the peer, then the client it named).
 enum CompactAddr {
     V4([u8; 4], u16),
     V6(Box<SocketAddr>),
+    Forwarded(Box<[SocketAddr; 2]>),
 }
 
 impl CompactAddr {
@@ -213,6 +241,7 @@ impl CompactAddr {
         match self {
             CompactAddr::V4(ip, port) => SocketAddr::from((*ip, *port)),
             CompactAddr::V6(a) => **a,
+            CompactAddr::Forwarded(both) => both[0],
         }
     }
 }

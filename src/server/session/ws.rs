@@ -6,6 +6,7 @@
 use super::super::budget::Frame;
 use super::super::context::{Capture, ConnParts, Context, LoopState, WsFlags, WsRef};
 use super::super::metrics::{CloseSide, LoopStats};
+use super::super::throttle::{RateLimitAction, Throttle};
 use super::super::timers::Millis;
 use super::super::{ConnId, Handler, Message};
 use super::transport::Transport;
@@ -42,8 +43,9 @@ pub(crate) struct WsConn<S> {
     /// The request target: path and query string, as the client sent them; shared by every
     /// connection of the loop with the same target (see `LoopState::intern_target`).
     target: Arc<str>,
-    /// What few connections keep, in one box: the upgrade request (`Accept::keep_request`)
-    /// and the raw frames (`Accept::capture_frames`, or an observer).
+    /// What few connections keep, in one box: the upgrade request (`Accept::keep_request`),
+    /// the raw frames (`Accept::capture_frames`, or an observer) and the message rate's state
+    /// (`throttle.rs`). Not inline: every idle connection would pay for it.
     kept: Option<Box<Kept>>,
     state: S,
     pub(super) flags: WsFlags,
@@ -61,10 +63,12 @@ pub(crate) struct WsConn<S> {
     congestion: Option<Box<Congestion>>,
 }
 
-/// The upgrade request and the raw frames, for the connections that keep them.
+/// The upgrade request, the raw frames and the message rate, for the connections that have
+/// them.
 struct Kept {
     request: Option<Request>,
     capture: Option<Capture>,
+    throttle: Option<Box<Throttle>>,
 }
 
 /// What the HTTP phase decided at the upgrade, for [`WsConn::new`].
@@ -75,6 +79,7 @@ pub(super) struct Opening<S> {
     pub(super) state: S,
     pub(super) deflate_allowed: bool,
     pub(super) capture: Option<Capture>,
+    pub(super) throttle: Option<Throttle>,
 }
 
 impl<S: Send + 'static> WsConn<S> {
@@ -82,10 +87,11 @@ impl<S: Send + 'static> WsConn<S> {
         WsConn {
             ws: o.ws,
             target: o.target,
-            kept: (o.request.is_some() || o.capture.is_some()).then(|| {
+            kept: (o.request.is_some() || o.capture.is_some() || o.throttle.is_some()).then(|| {
                 Box::new(Kept {
                     request: o.request,
                     capture: o.capture,
+                    throttle: o.throttle.map(Box::new),
                 })
             }),
             state: o.state,
@@ -110,7 +116,7 @@ impl<S: Send + 'static> WsConn<S> {
 
     /// The connection is open: counted, logged, and `on_open` called.
     pub(super) fn open<H: Handler<State = S>>(&mut self, t: &mut Transport, cx: &mut Cx<'_, H>) {
-        info!("open {} {} #{}", t.peer(), self.path(), t.id);
+        info!("open {} {} #{}", t.client(), self.path(), t.id);
         debug!("open #{} target {}", t.id, self.target);
         LoopStats::gauge(&cx.lp.stats().websockets, 1);
         cx.lp.core.metrics().websocket_path(self.path(), 1);
@@ -147,9 +153,14 @@ impl<S: Send + 'static> WsConn<S> {
                 deflate_allowed,
                 ..
             } = self;
-            let (request, mut capture) = kept
-                .as_deref_mut()
-                .map_or((None, None), |k| (k.request.as_ref(), k.capture.as_mut()));
+            let (request, mut capture, throttle) = match kept.as_deref_mut() {
+                Some(Kept {
+                    request,
+                    capture,
+                    throttle,
+                }) => (request.as_ref(), capture.as_mut(), throttle.as_deref_mut()),
+                None => (None, None, None),
+            };
             // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
             // up to the level where shedding stops, so admitting it never forces a shed.
             let room = ws.buffered_message_len().saturating_add(core.info.message_room());
@@ -182,6 +193,26 @@ impl<S: Send + 'static> WsConn<S> {
                 break;
             };
             cx.lp.message_allowance = cx.lp.message_allowance.saturating_sub(1);
+            // The message rate counts whole data messages, not frames; control frames are free.
+            let data_len = match &event {
+                Event::Text(s) => Some(s.len()),
+                Event::Binary(b) => Some(b.len()),
+                _ => None,
+            };
+            let over_rate = match (data_len, throttle) {
+                (Some(len), Some(th)) => th.message(len, cx.lp.now).err(),
+                _ => None,
+            };
+            if let Some(limit) = over_rate {
+                // `--rate-limit-action close`: the message is not delivered (RFC 6455 §7.4.1,
+                // 1008 policy violation), and nothing more is read.
+                debug!("#{} {}: over its {}, closing", t.id, t.client(), limit.label());
+                core.metrics().rate_closed(limit);
+                t.queue(&mut cx.lp.pool, &auto);
+                self.request_close(t, cx.lp, CloseCode::POLICY_VIOLATION, "message rate exceeded");
+                t.start_closing(cx.lp.now, ms(core.config.close_timeout));
+                return input.len();
+            }
             if let (Some(c), Some(raw)) = (capture.as_mut(), raw.as_ref()) {
                 c.frames_in.extend_from_slice(raw.get(start..pos).unwrap_or_default());
                 if let Some(obs) = &core.observer {
@@ -240,6 +271,7 @@ impl<S: Send + 'static> WsConn<S> {
                     conn: ConnParts {
                         id: t.id,
                         peer: t.peer(),
+                        client: t.client(),
                         target,
                         request,
                         state,
@@ -292,6 +324,9 @@ impl<S: Send + 'static> WsConn<S> {
             if !t.is_open() {
                 return input.len();
             }
+            if data_len.is_some() {
+                self.throttle_if_over(t, cx.lp);
+            }
             if cx.lp.has_publications() || t.read_paused() || cx.lp.message_allowance == 0 {
                 // Let the loop deliver what was published (and pause us if a subscriber is
                 // backed up) before the next message; past this turn's allowance, the rest
@@ -301,6 +336,30 @@ impl<S: Send + 'static> WsConn<S> {
         }
         self.ws.release_event();
         pos
+    }
+
+    /// `--message-rate`, throttling: once a message used up the allowance, reading pauses
+    /// until it refills (the timer lifts it, `on_timeout`); what was read waits in the stash.
+    fn throttle_if_over(&mut self, t: &mut Transport, lp: &LoopState) {
+        let Some(th) = self.throttle_mut() else { return };
+        if th.action() != RateLimitAction::Throttle {
+            return;
+        }
+        if let Some((until, limit)) = th.pause(lp.now) {
+            th.until = until;
+            t.throttled = true;
+            lp.core.metrics().throttled(limit, until.saturating_sub(lp.now));
+        }
+    }
+
+    fn throttle_mut(&mut self) -> Option<&mut Throttle> {
+        self.kept.as_deref_mut().and_then(|k| k.throttle.as_deref_mut())
+    }
+
+    /// When a throttled connection may be read again.
+    fn throttled_until(&self) -> Option<Millis> {
+        let th = self.kept.as_deref()?.throttle.as_deref()?;
+        (th.until != 0).then_some(th.until)
     }
 
     /// Applies what a callback asked for: a close, a failed direct write, backpressure.
@@ -359,6 +418,7 @@ impl<S: Send + 'static> WsConn<S> {
             conn: ConnParts {
                 id: t.id,
                 peer: t.peer(),
+                client: t.client(),
                 target,
                 request,
                 can_send: can_send && ws.can_send(),
@@ -567,7 +627,12 @@ impl<S: Send + 'static> WsConn<S> {
         } else {
             ms(config.ping_interval).min(ms(config.idle_timeout))
         };
-        let mut at = self.last_recv + silence;
+        let mut at = match self.throttled_until() {
+            // Not read while throttled: the peer is not silent, we are not listening (its
+            // Pong may be waiting unread); the heartbeat counts again once reading resumes.
+            Some(until) => until,
+            None => self.last_recv + silence,
+        };
         if let Some(c) = self.congestion.as_ref().filter(|c| !c.stalled) {
             at = at.min(c.since + ms(config.fanout_stall_timeout));
         }
@@ -581,6 +646,14 @@ impl<S: Send + 'static> WsConn<S> {
         let now = lp.now;
         let config = &lp.core.config;
         let mut released = Vec::new();
+        if self.throttled_until().is_some_and(|until| now >= until) {
+            // The allowance has refilled: readable again (the loop resumes reading it).
+            if let Some(th) = self.throttle_mut() {
+                th.until = 0;
+            }
+            t.throttled = false;
+            self.last_recv = self.last_recv.max(now);
+        }
         let stall = ms(config.fanout_stall_timeout);
         if let Some(c) = self
             .congestion
@@ -596,6 +669,9 @@ impl<S: Send + 'static> WsConn<S> {
         if self.ws.state() == State::CloseSent {
             let why = Some("no answer to our Close").filter(|_| now >= self.close_reply_deadline);
             return (why, released);
+        }
+        if t.throttled {
+            return (None, released);
         }
         let silent = now.saturating_sub(self.last_recv);
         if silent >= ms(config.idle_timeout) {
@@ -632,7 +708,7 @@ impl<S: Send + 'static> WsConn<S> {
         cx.lp.core.metrics().websocket_path(self.path(), -1);
         info!(
             "close {} {} #{} code={} in={} out={} ({why})",
-            t.peer(),
+            t.client(),
             self.path(),
             t.id,
             code.0,

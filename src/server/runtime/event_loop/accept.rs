@@ -139,7 +139,14 @@ impl<H: Handler> EventLoop<H> {
         };
         // Per-address limits (limiter.rs), on the loop that keeps the connection: an admitted
         // one counts until `drop_conn`; a refused one is answered at its first request.
-        let admission = self.lp.core.per_ip.as_ref().map(|p| p.admit(peer.ip(), self.lp.now));
+        // A trusted proxy's connections are not counted here: the client it names is, at
+        // its upgrade (session/http.rs).
+        let core = &self.lp.core;
+        let admission = core
+            .per_ip
+            .as_ref()
+            .filter(|_| !crate::server::proxy::trusted(&core.config.trusted_proxies, peer.ip()))
+            .map(|p| p.admit(peer.ip(), self.lp.now));
         let (node, idx) = (self.lp.core.node, self.lp.idx);
         let lp = &self.lp;
         let slot = self.conns.insert(|slot, generation| Conn {

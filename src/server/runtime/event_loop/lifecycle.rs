@@ -35,16 +35,22 @@ impl<H: Handler> EventLoop<H> {
                 self.arm_timer(slot); // activity moved it later
                 continue;
             }
+            let paused = conn.session.read_paused();
             let mut cx = Cx {
                 lp: &mut self.lp,
                 handler: &*self.handler,
                 direct: None,
             };
             let (drop_now, released) = conn.session.on_timeout(&mut cx);
+            // A pause the timer lifted (the message rate): read again, its stash first.
+            let resume = paused && !conn.session.read_paused();
             self.release_publishers(released);
             match drop_now {
                 Some(why) => self.drop_conn(slot, CloseCode::ABNORMAL, why),
                 None => {
+                    if resume {
+                        self.resume.push((slot, generation));
+                    }
                     self.mark_dirty(slot);
                     self.arm_timer(slot);
                 }
