@@ -496,6 +496,54 @@ fn a_flood_of_half_open_handshakes_does_not_starve_health() {
     drop(flood);
 }
 
+/// A flood of complete ClientHellos (each sent, then the socket closed: the server pays the
+/// key exchange and signature, the flooder nothing) must not starve a new client's handshake.
+/// Handshakes wait their turn in arrival order: before, a handshake put off to the next turn
+/// was overtaken every turn by the flood's newer ones and cut at the handshake timeout.
+#[test]
+fn a_client_hello_flood_does_not_starve_new_handshakes() {
+    let pki = Pki::new("hello-flood");
+    pki.leaf("wsloop hello flood");
+    let server = serve(&pki, &["--handshake-timeout", "5"]);
+    let hello = Arc::new(client_hello(&pki));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let (hello, stop, addr) = (hello.clone(), stop.clone(), server.addr);
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut s) = TcpStream::connect(addr) {
+                        let _ = s.write_all(&hello);
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Each on a new connection, its handshake in the queue with the flood's.
+    let results: Vec<_> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tls_health(&pki, server.addr).0));
+            (
+                got.unwrap_or_else(|_| "no answer (the handshake was cut)".to_owned()),
+                t.elapsed(),
+            )
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: u64 = flooders.into_iter().map(|t| t.join().unwrap()).sum();
+    for (status, took) in &results {
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "a new TLS client during a flood of {sent} ClientHellos: {status} after {took:?}"
+        );
+    }
+}
+
 #[test]
 fn curl_gets_health_over_https() {
     if Command::new("curl").arg("--version").output().is_err() {
@@ -617,4 +665,59 @@ fn open_tls_connections_are_charged_to_the_memory_budget() {
     );
     drop(open);
     common::wait::eventually("the charges are given back", TIMEOUT, || used() + 10 * 8000 <= with);
+}
+
+/// What rustls holds is charged to the memory budget, so it must also count when the server
+/// chooses whom to close to get back under it. Before, a TLS connection weighed only what its
+/// session held: idle `wss://` connections (8 KiB each, nothing in their sessions) could take
+/// the server past its budget with no one to shed, and then it read no one, `/health`
+/// included.
+#[test]
+fn tls_connections_past_the_memory_budget_are_shed_and_the_server_reads_again() {
+    let pki = Pki::new("shed");
+    pki.leaf("wsloop shed");
+    // Room for about 60 idle TLS connections.
+    let server = serve(&pki, &["--max-memory", "500000"]);
+    let mut open = Vec::new();
+    for _ in 0..90 {
+        let ws = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut ws = connect_within(&pki, server.addr, Duration::from_secs(3));
+            upgrade(&mut ws, "/echo");
+            ws
+        }));
+        match ws {
+            Ok(ws) => open.push(ws),
+            Err(_) => break,
+        }
+    }
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut tls = connect_within(&pki, server.addr, Duration::from_secs(3));
+        request(&mut tls, "/metrics")
+    }));
+    let (head, body) = probe.unwrap_or_else(|_| {
+        panic!(
+            "after {} idle wss connections over a 500,000-byte budget the server reads no one",
+            open.len()
+        )
+    });
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let sheds: f64 = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("wsloop_memory_sheds_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    assert!(sheds >= 1.0, "no connection was shed:\n{body}");
+}
+
+/// [`connect`] with a shorter read timeout, for a server that may not answer.
+fn connect_within(pki: &Pki, addr: SocketAddr, within: Duration) -> Tls {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(within)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(pki.client_config(), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
 }

@@ -38,7 +38,21 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 impl<H: Handler> EventLoop<H> {
     pub(super) fn accept(&mut self) {
+        #[cfg(feature = "tls")]
+        let mut accepted = 0;
         loop {
+            #[cfg(feature = "tls")]
+            if self.lp.core.config.tls.is_some() && !self.may_accept_tls(accepted) {
+                // Handshakes wait already: the rest stay in the kernel's backlog (first in,
+                // first out too) until they have gone; looked at again every turn.
+                self.accepting.blocked = true;
+                self.accepting.retry_at = self.lp.now;
+                return;
+            }
+            #[cfg(feature = "tls")]
+            {
+                accepted += 1;
+            }
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((stream, peer)) => {

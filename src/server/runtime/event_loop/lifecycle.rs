@@ -75,7 +75,7 @@ impl<H: Handler> EventLoop<H> {
                 .conns
                 .iter_mut()
                 .filter(|(_, c)| c.session.io() != Io::Done)
-                .map(|(slot, c)| (slot, c.session.shed_weight()))
+                .map(|(slot, c)| (slot, c.session.shed_weight().saturating_add(c.tls_weight())))
                 .max_by_key(|&(_, h)| h)
             else {
                 return;

@@ -103,12 +103,22 @@ pub(crate) struct EventLoop<H: Handler> {
     accepting: Accepting,
     start: Instant,
     shutdown_deadline: Millis,
-    /// TLS handshakes moved forward this turn (see `tls.rs`).
+    /// TLS handshakes moved forward this turn, and those put off, oldest first (see `tls.rs`).
     #[cfg(feature = "tls")]
     tls_handshakes: usize,
+    #[cfg(feature = "tls")]
+    tls_queue: tls::HandshakeQueue,
     /// The loop's plaintext buffer for TLS connections, allocated on first use.
     #[cfg(feature = "tls")]
     tls_plain: Vec<u8>,
+}
+
+#[cfg(not(feature = "tls"))]
+impl<S> Conn<S> {
+    /// Nothing besides the session's buffers (see `tls.rs`).
+    fn tls_weight(&self) -> usize {
+        0
+    }
 }
 
 impl<S: Send + 'static> Conn<S> {
@@ -181,6 +191,8 @@ impl<H: Handler> EventLoop<H> {
             #[cfg(feature = "tls")]
             tls_handshakes: 0,
             #[cfg(feature = "tls")]
+            tls_queue: tls::HandshakeQueue::default(),
+            #[cfg(feature = "tls")]
             tls_plain: Vec::new(),
         })
     }
@@ -211,6 +223,8 @@ impl<H: Handler> EventLoop<H> {
             #[cfg(feature = "tls")]
             {
                 self.tls_handshakes = 0;
+                // The handshakes put off in earlier turns go before the ones that arrive now.
+                self.run_handshake_queue();
             }
             let mut accept_ready = false;
             let mut inbox_ready = self.inbox_backlog;
@@ -278,6 +292,10 @@ impl<H: Handler> EventLoop<H> {
         if !self.resume.is_empty() || !self.resume_flush.is_empty() || self.inbox_backlog {
             return Some(std::time::Duration::ZERO);
         }
+        #[cfg(feature = "tls")]
+        if !self.tls_queue.is_empty() {
+            return Some(std::time::Duration::ZERO);
+        }
         if !self.inbox_held.is_empty() {
             // Look again soon whether the other loops' inboxes have drained.
             return Some(std::time::Duration::from_millis(1));
@@ -323,14 +341,17 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
             #[cfg(feature = "tls")]
-            if reads == 0 && conn.tls_handshaking() {
-                if self.tls_handshakes == tls::MAX_TLS_HANDSHAKES_PER_TURN {
-                    // This turn's handshakes are used: the established connections go first.
-                    self.resume.push((slot, conn.session.id.generation()));
+            let conn = if reads == 0 && conn.tls_handshaking() {
+                if !self.admit_handshake(slot) {
+                    // Put off (this turn's handshakes are used, or older ones wait): the
+                    // established connections go first, the handshakes in arrival order.
                     return;
                 }
-                self.tls_handshakes += 1;
-            }
+                let Some(conn) = self.conns.get_mut(slot) else { return };
+                conn
+            } else {
+                conn
+            };
             #[cfg(feature = "tls")]
             let is_tls = conn.tls.is_some();
             let n = match conn.stream.read(&mut self.read_buf) {

@@ -19,8 +19,15 @@
 //!
 //! **Handshakes per turn are bounded** ([`MAX_TLS_HANDSHAKES_PER_TURN`]; uSockets does 5 per
 //! pass): a connection still in its handshake is read only while the turn has handshakes
-//! left, else it waits on the resume list for the next turn, so a flood of ClientHellos
-//! (each costing a key exchange and a signature) cannot starve established connections.
+//! left, else it waits in the loop's [`HandshakeQueue`], so a flood of ClientHellos (each
+//! costing a key exchange and a signature) cannot starve established connections. The queue
+//! is first in, first out, and goes first in the next turn: a handshake that was put off is
+//! not overtaken by the flood's newer ones turn after turn (it was, and a new client's
+//! handshake was cut at the handshake timeout while the flood lasted). A queued connection
+//! still has its handshake deadline. And a loop accepts at most [`MAX_TLS_ACCEPTS_PER_TURN`]
+//! connections per turn, none while [`MAX_QUEUED_HANDSHAKES`] wait: past that, clients wait in
+//! the kernel's backlog (first in, first out as well), so what the loop holds for a flood stays
+//! bounded and a new client waits behind at most that many handshakes in the loop.
 
 use super::{Conn, EventLoop};
 use crate::frame::CloseCode;
@@ -30,12 +37,19 @@ use crate::server::outbound::{BufferPool, Outbound};
 use crate::server::{Handler, TlsInfo};
 use log::debug;
 use mio::net::TcpStream;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// TLS handshakes a loop moves forward per turn at most.
 pub(super) const MAX_TLS_HANDSHAKES_PER_TURN: usize = 8;
+/// Connections a TLS loop accepts per turn at most, and handshakes it lets wait in its queue
+/// before it accepts more: past that, new clients wait in the kernel's backlog, so the
+/// handshakes the loop holds (and the time a new one waits behind them) stay bounded however
+/// fast ClientHellos come.
+const MAX_TLS_ACCEPTS_PER_TURN: usize = 64;
+const MAX_QUEUED_HANDSHAKES: usize = 128;
 /// Bytes rustls may hold unsent (records, or plaintext before the handshake ends): the rest
 /// waits in the session's queue.
 const TLS_SEND_LIMIT: usize = 32 * 1024;
@@ -50,9 +64,25 @@ const TLS_IDLE_BYTES: usize = 8 * 1024;
 /// TLS record never starts with an ASCII letter, a request line always does.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss:// here.\r\n";
 
+/// Connections whose handshake was put off, oldest first (see the module docs).
+#[derive(Default)]
+pub(super) struct HandshakeQueue {
+    waiting: VecDeque<(usize, u32)>,
+    /// The queue is being run: its connections are not queued again behind themselves.
+    running: bool,
+}
+
+impl HandshakeQueue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 /// One connection's TLS state.
 pub(super) struct TlsConn {
     conn: rustls::ServerConnection,
+    /// In the loop's [`HandshakeQueue`] (once: more readiness events do not add it again).
+    queued: bool,
     /// The handshake completed (counted and traced once).
     established: bool,
     close_notify_sent: bool,
@@ -67,6 +97,7 @@ impl TlsConn {
         conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
         Ok(Box::new(TlsConn {
             conn,
+            queued: false,
             established: false,
             close_notify_sent: false,
             charge: Charge::default(),
@@ -191,6 +222,13 @@ impl Write for PlainSink<'_> {
 }
 
 impl<S> Conn<S> {
+    /// What rustls holds for it as charged to the budget, for choosing whom to shed: without
+    /// it, idle `wss://` connections (nothing in their sessions) could take the server past
+    /// its budget with no one to close, and then it read no one.
+    pub(super) fn tls_weight(&self) -> usize {
+        self.tls.as_ref().map_or(0, |t| t.charge.charged())
+    }
+
     /// Whether this connection is in its TLS handshake.
     pub(super) fn tls_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.is_handshaking())
@@ -198,6 +236,48 @@ impl<S> Conn<S> {
 }
 
 impl<H: Handler> EventLoop<H> {
+    /// Whether `slot`'s handshake may be moved forward now (counted), or waits in the queue:
+    /// when this turn's handshakes are used, or older ones wait (they go first).
+    pub(super) fn admit_handshake(&mut self, slot: usize) -> bool {
+        let queue = &mut self.tls_queue;
+        if self.tls_handshakes < MAX_TLS_HANDSHAKES_PER_TURN && (queue.running || queue.waiting.is_empty()) {
+            self.tls_handshakes += 1;
+            return true;
+        }
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if let Some(tls) = conn.tls.as_deref_mut().filter(|t| !t.queued) {
+                tls.queued = true;
+                queue.waiting.push_back((slot, conn.session.id.generation()));
+            }
+        }
+        false
+    }
+
+    /// Whether a TLS loop accepts another connection this turn (`accepted` so far).
+    pub(super) fn may_accept_tls(&self, accepted: usize) -> bool {
+        accepted < MAX_TLS_ACCEPTS_PER_TURN && self.tls_queue.waiting.len() < MAX_QUEUED_HANDSHAKES
+    }
+
+    /// Moves the queued handshakes forward, oldest first, while the turn has handshakes left
+    /// (at the start of a turn, before the new readiness events).
+    pub(super) fn run_handshake_queue(&mut self) {
+        self.tls_queue.running = true;
+        while self.tls_handshakes < MAX_TLS_HANDSHAKES_PER_TURN {
+            let Some((slot, generation)) = self.tls_queue.waiting.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conns.get_gen_mut(slot, generation) else {
+                // Gone meanwhile (its handshake timed out, or the peer left).
+                continue;
+            };
+            if let Some(tls) = conn.tls.as_deref_mut() {
+                tls.queued = false;
+            }
+            self.read(slot, true);
+        }
+        self.tls_queue.running = false;
+    }
+
     /// The bytes of one socket read of a TLS connection: records, decrypted and fed to its
     /// session (see the module docs).
     pub(super) fn feed_tls(&mut self, slot: usize, mut records: &[u8]) {
