@@ -523,6 +523,53 @@ fn the_reconnecting_client_works_over_wss() {
     );
 }
 
+/// Against Node `ws` serving wss with Node's `https` (OpenSSL): the same as with Python below.
+/// Skipped (passing) without Node's `ws`, unless `WSLOOP_REQUIRE_INTEROP=1`.
+#[test]
+fn echo_over_wss_with_node_ws() {
+    let test = "echo_over_wss_with_node_ws";
+    if harness::prerequisites(
+        test,
+        "WSLOOP_REQUIRE_INTEROP",
+        &harness::node_missing(&["ws"]),
+        "npm ci --prefix tests/interop",
+    )
+    .is_err()
+    {
+        return;
+    }
+    let ca = ca("wsloop test CA");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (cert_file, key_file) = (temp_file("node-leaf.pem"), temp_file("node-leaf.key"));
+    std::fs::write(&cert_file, cert.pem() + &ca.cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(harness::script("echo_server.js"))
+        .arg("0")
+        .arg(&cert_file)
+        .arg(&key_file);
+    let server =
+        harness::ServerChild::start(&mut cmd, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{test}: {e}"));
+    for deflate in [false, true] {
+        let mut client = builder(&format!("wss://localhost:{}/", server.port), &ca)
+            .deflate(deflate)
+            .close_timeout(Duration::from_secs(10))
+            .connect()
+            .unwrap();
+        assert_eq!(client.deflate().is_some(), deflate);
+        client.send_text("hello, Node").unwrap();
+        assert_eq!(client.recv().unwrap(), ClientEvent::Text("hello, Node".into()));
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 13) as u8).collect();
+        client.send_binary(&big).unwrap();
+        assert_eq!(client.recv().unwrap(), ClientEvent::Binary(big));
+        let status = client.close(CloseCode::NORMAL, "").unwrap().unwrap();
+        assert_eq!(status.code, CloseCode::NORMAL);
+    }
+}
+
 /// Against Python `websockets` serving wss with the `ssl` module (OpenSSL): another TLS stack
 /// and another WebSocket implementation. Skipped (passing) without the package, unless
 /// `WSLOOP_REQUIRE_INTEROP=1`.

@@ -721,3 +721,68 @@ fn connect_within(pki: &Pki, addr: SocketAddr, within: Duration) -> Tls {
     }
     tls
 }
+
+/// Node's `ws` client over wss (Node's TLS is OpenSSL; the test CA via `NODE_EXTRA_CA_CERTS`),
+/// without and with permessage-deflate: tests/interop/client.js's checks. Skipped (passing)
+/// without Node's `ws`, unless `WSLOOP_REQUIRE_INTEROP=1`.
+#[test]
+fn node_ws_client_over_wss() {
+    if harness::prerequisites(
+        "node_ws_client_over_wss",
+        "WSLOOP_REQUIRE_INTEROP",
+        &harness::node_missing(&["ws"]),
+        "npm ci --prefix tests/interop",
+    )
+    .is_err()
+    {
+        return;
+    }
+    let pki = Pki::new("node");
+    pki.leaf("wsloop node");
+    let server = serve(&pki, &[]);
+    for deflate in [false, true] {
+        let mut cmd = Command::new("node");
+        cmd.arg(harness::script("client.js"))
+            .arg(format!("wss://localhost:{}/echo", server.addr.port()))
+            .args(["--timeout", "30"])
+            .env("NODE_EXTRA_CA_CERTS", pki.ca_file());
+        if deflate {
+            cmd.arg("--deflate");
+        }
+        harness::expect_ok("node client.js over wss", &mut cmd, Duration::from_secs(50));
+    }
+}
+
+/// Headless Chromium: /health over https and an echo over wss from a page of that origin
+/// (tests/interop/wss_browser.js; the certificate trusted by its key with
+/// `--ignore-certificate-errors-spki-list`). Skipped (passing) without Chromium and
+/// playwright-core, unless `WSLOOP_REQUIRE_BROWSER=1`.
+#[test]
+fn chromium_echoes_over_wss() {
+    let mut missing = harness::node_missing(&["playwright-core"]);
+    if !harness::chromium().is_file() {
+        missing.push(format!("no Chromium at {}", harness::chromium().display()));
+    }
+    if harness::prerequisites(
+        "chromium_echoes_over_wss",
+        "WSLOOP_REQUIRE_BROWSER",
+        &missing,
+        "apt-get install -y chromium && npm ci --prefix tests/interop",
+    )
+    .is_err()
+    {
+        return;
+    }
+    let pki = Pki::new("chromium");
+    pki.leaf("wsloop chromium");
+    let server = serve(&pki, &[]);
+    let mut cmd = Command::new("node");
+    cmd.arg(harness::script("wss_browser.js"))
+        .arg(format!("https://localhost:{}/", server.addr.port()))
+        .arg("--cert")
+        .arg(pki.cert())
+        .args(["--timeout", "40"])
+        .env("CHROMIUM", harness::chromium());
+    let out = harness::expect_ok("wss_browser.js", &mut cmd, Duration::from_secs(60));
+    assert!(out.stdout.contains("OK"), "{}", out.describe());
+}

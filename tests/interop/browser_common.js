@@ -49,7 +49,8 @@ function budget() {
 
 /// Runs `body(context, log)` in a fresh headless Chromium; exits 0 if it resolves, 1 if it
 /// throws or the deadline passes. `log(...)` lines go to stderr and are kept for the report.
-function run(timeoutSecs, body) {
+/// `extraArgs`: more Chromium flags (wss_browser.js trusts its test certificate with one).
+function run(timeoutSecs, body, extraArgs = []) {
   if (!fs.existsSync(CHROMIUM)) {
     console.error(`SETUP: no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
     process.exit(3);
@@ -82,7 +83,7 @@ function run(timeoutSecs, body) {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: CHROMIUM_ARGS.concat(extraArgs),
       timeout: timeoutSecs * 1000,
     });
     context.setDefaultTimeout(timeoutSecs * 1000);

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // An echo server with the third-party Node `ws` library, for wsloop's client tests.
 //
-// Usage: node tests/interop/echo_server.js [PORT]      (PORT 0 or absent: a free port)
+// Usage: node tests/interop/echo_server.js [PORT [CERT KEY]]   (PORT 0 or absent: a free port)
+//
+// With CERT and KEY (PEM files: the certificate chain and its private key) it serves wss://.
 //
 // Prints "LISTENING <port>" on stdout once it accepts connections, then serves on 127.0.0.1
 // until killed. Per connection (permessage-deflate accepted when offered, messages up to 64 MiB):
@@ -20,9 +22,14 @@ try {
 }
 
 const port = Number(process.argv[2] || 0);
+const [certFile, keyFile] = process.argv.slice(3, 5);
+let server = null;
+if (certFile && keyFile) {
+  const fs = require("fs");
+  server = require("https").createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) });
+}
 const wss = new WebSocketServer({
-  host: "127.0.0.1",
-  port,
+  ...(server ? { server } : { host: "127.0.0.1", port }),
   perMessageDeflate: true,
   maxPayload: 64 * 1024 * 1024,
 });
@@ -30,6 +37,9 @@ const wss = new WebSocketServer({
 wss.on("listening", () => {
   console.log(`LISTENING ${wss.address().port}`);
 });
+if (server) {
+  server.listen(port, "127.0.0.1", () => console.log(`LISTENING ${server.address().port}`));
+}
 
 wss.on("connection", (ws) => {
   ws.on("message", (data, isBinary) => {
