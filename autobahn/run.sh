@@ -17,6 +17,8 @@
 #   AUTOBAHN_PREFIX    where install-wstest.sh installs wstest, default ~/.cache/wsloop-wstest
 #   WSTEST             an existing wstest launcher to use instead of installing one
 #   WSLOOP_BIN         an existing wsloop binary to test instead of building target/release/wsloop
+#   AUTOBAHN_TLS=1     serve wss:// (a self-signed certificate made with openssl for this run;
+#                      wstest's Twisted client does not check it) and test over TLS
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # .../autobahn
@@ -73,7 +75,7 @@ mkdir -p "$REPORTS"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # spec.json stays in reports/ so summarize.py knows whether this was a full or a subset run.
 python3 - "$HERE/fuzzingclient.json" "$REPORTS/spec.json" "$PORT" "$CASES" "$EXCLUDE" <<'EOF'
-import json, sys
+import json, os, sys
 template, out, port, cases, exclude = sys.argv[1:]
 split = lambda s: [p.strip() for p in s.split(",") if p.strip()]
 with open(template) as f:
@@ -81,6 +83,8 @@ with open(template) as f:
 spec["outdir"] = "./reports"            # relative to autobahn/, where wstest runs
 for server in spec["servers"]:
     server["url"] = server["url"].replace("PORT", port)
+    if os.environ.get("AUTOBAHN_TLS") == "1":
+        server["url"] = server["url"].replace("ws://", "wss://", 1)
 spec["cases"] = split(cases) or ["*"]
 spec["exclude-cases"] = split(exclude)
 with open(out, "w") as f:
@@ -89,10 +93,17 @@ with open(out, "w") as f:
 EOF
 
 # --- 4. Start the server exactly as a user would, only the bind address changed. --------------
-log "starting: $BIN serve --bind 127.0.0.1:$PORT (log: $REPORTS/server.log)"
+TLS_ARGS=()
+if [ "${AUTOBAHN_TLS:-}" = "1" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$REPORTS/key.pem" -out "$REPORTS/cert.pem" 2>/dev/null
+  TLS_ARGS=(--tls-cert "$REPORTS/cert.pem" --tls-key "$REPORTS/key.pem")
+fi
+log "starting: $BIN serve --bind 127.0.0.1:$PORT ${TLS_ARGS[*]} (log: $REPORTS/server.log)"
 # From the repository root, like `target/release/wsloop serve` typed there; `exec` so that
 # SERVER_PID is the server itself.
-(cd "$REPO" && exec "$BIN" serve --bind "127.0.0.1:$PORT") > "$REPORTS/server.log" 2>&1 &
+(cd "$REPO" && exec "$BIN" serve --bind "127.0.0.1:$PORT" "${TLS_ARGS[@]}") > "$REPORTS/server.log" 2>&1 &
 SERVER_PID=$!
 
 # Wait (at most 30 s) until the port accepts a TCP connection; bail out if the server died.
