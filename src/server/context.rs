@@ -640,6 +640,9 @@ pub struct RequestContext<'a> {
     /// The client behind a trusted proxy, else `peer`.
     pub(crate) client: SocketAddr,
     pub(crate) lp: &'a mut LoopState,
+    /// What this callback may defer, and what it did (see `deferred.rs`).
+    pub(crate) deferrable: super::deferred::Deferrable,
+    pub(crate) deferral: super::deferred::Deferral,
 }
 
 impl RequestContext<'_> {

@@ -35,6 +35,16 @@ pub enum PushError {
     InvalidCloseCode(u16),
 }
 
+impl PushError {
+    /// Whether trying again later may succeed: true for [`PushError::OverBudget`] (the
+    /// budget frees as queues drain), false for the others (the connection or the server is
+    /// gone, or the close code is wrong). A ticker retries a temporary error and stops on
+    /// any other.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, PushError::OverBudget)
+    }
+}
+
 impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -88,9 +98,14 @@ impl std::error::Error for PushError {}
 /// let handle = server.handle();
 /// let ticker = std::thread::spawn(move || {
 ///     let mut n = 0;
-///     // An error means the server has shut down: the thread ends.
-///     while handle.publish("clock", Message::Text(&format!("tick {n}"))).is_ok() {
-///         n += 1;
+///     loop {
+///         match handle.publish("clock", Message::Text(&format!("tick {n}"))) {
+///             Ok(()) => n += 1,
+///             // Over the memory budget: skip this tick, try the next one.
+///             Err(e) if e.is_temporary() => {}
+///             // The server has shut down: the thread ends.
+///             Err(_) => break,
+///         }
 ///         std::thread::sleep(Duration::from_millis(10));
 ///     }
 /// });
@@ -412,6 +427,14 @@ mod tests {
     use super::*;
     use crate::server::context::LoopState;
     use crate::server::ServerConfig;
+
+    #[test]
+    fn only_over_budget_is_temporary() {
+        assert!(PushError::OverBudget.is_temporary());
+        for e in [PushError::Gone, PushError::ShutDown, PushError::InvalidCloseCode(1005)] {
+            assert!(!e.is_temporary(), "{e:?}");
+        }
+    }
 
     #[test]
     fn a_detached_loop_queues_commands_without_a_waker() {

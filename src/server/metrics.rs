@@ -31,6 +31,8 @@ pub(crate) struct LoopStats {
     pub(crate) queued_bytes: AtomicI64,
     pub(crate) memory_sheds: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
+    /// Upgrades and responses deferred by a handler and not decided yet.
+    pub(crate) pending_decisions: AtomicI64,
 }
 
 /// Each loop's counters have exactly one writer, the loop's own thread (they are reached only
@@ -255,6 +257,12 @@ impl Metrics {
             "wsloop_handler_panics_total",
             "Handler calls that panicked (the connection was closed, the loop kept running).",
             &|l| &l.handler_panics,
+        );
+        per_loop_i(
+            &mut out,
+            "wsloop_pending_decisions",
+            "Upgrades and HTTP responses a handler deferred and nobody has decided yet.",
+            &|l| &l.pending_decisions,
         );
         per_loop_i(
             &mut out,

@@ -38,6 +38,11 @@ pub(crate) enum Command {
         topic: Arc<str>,
         result: Replay,
     },
+    /// A pending upgrade or response decided on another thread (see `deferred.rs`).
+    Decide {
+        id: ConnId,
+        decision: crate::server::deferred::Decision,
+    },
 }
 
 /// One loop's mailbox.

@@ -56,7 +56,6 @@ impl<T> Slab<T> {
         slot
     }
 
-    #[cfg(test)]
     pub(crate) fn get(&self, slot: usize) -> Option<&T> {
         self.slots.get(slot).and_then(|s| s.value.as_ref())
     }

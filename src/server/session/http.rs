@@ -3,7 +3,8 @@
 //! the phase: [`HttpConn::receive`] hands back the WebSocket phase and the bytes that followed
 //! the request, and the session switches over.
 
-use super::super::context::{Capture, RequestContext};
+use super::super::context::{Capture, LoopState, RequestContext};
+use super::super::deferred::{Decision, DecisionSlot, Deferrable, Deferral, Deferred, PENDING_CHARGE};
 use super::super::http::host;
 use super::super::http::{self, OriginVerdict};
 use super::super::limiter::Refusal;
@@ -16,9 +17,11 @@ use super::transport::Transport;
 use super::ws::{Opening, WsConn};
 use super::{guarded, ms, Cx};
 use crate::handshake::deflate::negotiate_deflate;
-use crate::handshake::{self, ParseStatus, Request, RequestParser};
+use crate::handshake::{self, ParseStatus, Request, RequestParser, UpgradeRequest};
 use crate::protocol::WebSocket;
 use log::{debug, error};
+use std::any::TypeId;
+use std::sync::Arc;
 
 struct PendingBody {
     request: Request,
@@ -41,6 +44,27 @@ pub(crate) struct HttpConn {
     requests: u32,
     /// The per-address limits refused this connection at accept: the first request gets it.
     refusal: Option<Refusal>,
+    /// A decision the handler deferred on the current request (`deferred.rs`): nothing
+    /// more is read until it comes, or the handshake timeout.
+    waiting: Option<Box<Waiting>>,
+}
+
+/// A request whose answer a handler deferred.
+struct Waiting {
+    slot: Arc<DecisionSlot>,
+    request: Request,
+    kind: WaitKind,
+}
+
+enum WaitKind {
+    /// An upgrade that passed the RFC 6455 §4.2.1 checks and the Origin policy.
+    Upgrade(UpgradeRequest),
+    /// A plain request: whether the connection stays open after it, and the origin the CORS
+    /// headers name.
+    Response {
+        keep_alive: bool,
+        allowed_origin: Option<String>,
+    },
 }
 
 /// What feeding the HTTP phase came to.
@@ -80,6 +104,7 @@ impl HttpConn {
             request_deadline: deadline,
             requests: 0,
             refusal: None,
+            waiting: None,
         }
     }
 
@@ -91,16 +116,112 @@ impl HttpConn {
 
     /// A request head or body in progress.
     pub(super) fn holding(&self) -> usize {
-        self.buf.capacity() + self.pending.as_ref().map_or(0, |p| p.request.body().len())
+        let waiting = self
+            .waiting
+            .as_ref()
+            .map_or(0, |w| PENDING_CHARGE + w.request.body().len());
+        self.buf.capacity() + self.pending.as_ref().map_or(0, |p| p.request.body().len()) + waiting
     }
 
-    /// Between requests, with nothing half-read.
+    /// Between requests, with nothing half-read or waiting.
     pub(super) fn is_idle(&self) -> bool {
-        self.buf.is_empty() && self.pending.is_none()
+        self.buf.is_empty() && self.pending.is_none() && self.waiting.is_none()
+    }
+
+    /// A handler deferred the answer to the current request.
+    pub(super) fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Starts waiting for a deferred decision: the connection is not read, and the decision
+    /// has the handshake timeout to come.
+    fn wait(&mut self, t: &mut Transport, waiting: Waiting, lp: &LoopState) {
+        self.waiting = Some(Box::new(waiting));
+        t.waiting = true;
+        self.request_deadline = lp.now + ms(lp.core.config.handshake_timeout);
+        LoopStats::gauge(&lp.stats().pending_decisions, 1);
+    }
+
+    /// Stops waiting (decided, timed out, or the connection is going).
+    fn end_wait(&mut self, t: &mut Transport, lp: &LoopState) -> Option<Box<Waiting>> {
+        let w = self.waiting.take()?;
+        t.waiting = false;
+        LoopStats::gauge(&lp.stats().pending_decisions, -1);
+        Some(w)
+    }
+
+    /// The connection is going while a decision is pending: its token now says `Gone`.
+    pub(super) fn abandon(&mut self, t: &mut Transport, lp: &LoopState) {
+        if let Some(w) = self.end_wait(t, lp) {
+            w.slot.end();
+        }
+    }
+
+    /// The handshake timeout passed (`why`), or the server is shutting down, with a decision
+    /// still pending: the client gets `503` (RFC 9110 §15.6.4) and the connection closes. A
+    /// decision already on its way through the inbox is waited for a moment more instead.
+    pub(super) fn give_up(&mut self, t: &mut Transport, lp: &mut LoopState, why: &str) {
+        let Some(w) = &self.waiting else { return };
+        if !w.slot.end() {
+            self.request_deadline = lp.now + ms(lp.core.config.close_timeout);
+            return;
+        }
+        let Some(w) = self.end_wait(t, lp) else { return };
+        if matches!(w.kind, WaitKind::Upgrade(_)) {
+            lp.core.metrics().handshake(503);
+        }
+        answer_and_close(t, lp, &w.request, 503, why, Some(1));
+    }
+
+    /// A decision came from the handler's token; an accepted upgrade returns the WebSocket
+    /// phase (the 101 queued).
+    pub(super) fn decide<S: Send + 'static, H: Handler<State = S>>(
+        &mut self,
+        t: &mut Transport,
+        decision: Decision,
+        cx: &mut Cx<'_, H>,
+    ) -> Option<Box<WsConn<S>>> {
+        let w = self.end_wait(t, cx.lp)?;
+        let Waiting { request, kind, .. } = *w;
+        match (kind, decision) {
+            (WaitKind::Upgrade(up), Decision::Upgrade(Ok(accept))) => match accept.downcast::<Accept<S>>() {
+                Ok(accept) => Some(open_upgrade(t, request, up, *accept, cx)),
+                Err(_) => {
+                    error!("a pending upgrade was accepted with a state other than Handler::State: answering 500");
+                    let bytes = Response::status(500).to_bytes(false, false);
+                    refuse_upgrade(t, cx, &request, &bytes, 500, "state of the wrong type");
+                    None
+                }
+            },
+            (WaitKind::Upgrade(_), Decision::Upgrade(Err(response))) => {
+                let why = format!("refused by the handler with {}", response.status);
+                refuse_upgrade(t, cx, &request, &response.to_bytes(false, false), response.status, &why);
+                None
+            }
+            (
+                WaitKind::Response {
+                    keep_alive,
+                    allowed_origin,
+                },
+                Decision::Respond(response),
+            ) => {
+                let keep_alive = keep_alive && !cx.lp.shutting_down;
+                let response = with_cors(response, allowed_origin.as_deref());
+                self.send_response(t, &request, response, keep_alive, cx);
+                None
+            }
+            _ => {
+                // Tokens are typed by kind; this is a bug, answered rather than panicked on.
+                error!("a decision of the wrong kind reached a pending request: answering 500");
+                answer_and_close(t, cx.lp, &request, 500, "decision of the wrong kind", None);
+                None
+            }
+        }
     }
 
     /// The peer closed its side: a request it did not finish is dropped.
-    pub(super) fn on_eof(&mut self, t: &Transport) {
+    pub(super) fn on_eof(&mut self, t: &mut Transport, lp: &LoopState) {
+        self.abandon(t, lp);
         if let Some(p) = &self.pending {
             debug!(
                 "{}: request dropped, the body ended {} bytes short of its Content-Length",
@@ -121,6 +242,11 @@ impl HttpConn {
         input: &mut [u8],
         cx: &mut Cx<'_, H>,
     ) -> HttpOutcome<S> {
+        if self.waiting.is_some() {
+            // Not read while waiting; input that reaches here anyway keeps its order.
+            t.stash_rest(input);
+            return HttpOutcome::Used(input.len());
+        }
         if std::mem::take(&mut self.between_requests) {
             // The next request on a kept-alive connection: it has the handshake timeout to
             // arrive whole (from accept, the first request has it already).
@@ -257,7 +383,14 @@ impl HttpConn {
                 if request.wants_upgrade() {
                     cx.lp.core.metrics().handshake(r.reason.status());
                 }
-                answer_and_close(t, cx, &request, r.reason.status(), r.reason.text(), Some(r.retry_after));
+                answer_and_close(
+                    t,
+                    cx.lp,
+                    &request,
+                    r.reason.status(),
+                    r.reason.text(),
+                    Some(r.retry_after),
+                );
                 return Step::Closed;
             }
             // DNS rebinding (host.rs): before any route, Origin check or upgrade.
@@ -278,8 +411,13 @@ impl HttpConn {
                     return Step::Closed;
                 }
                 return match upgrade(t, request, cx) {
-                    Some(ws) => Step::Upgraded(pos, ws),
-                    None => Step::Closed,
+                    UpgradeStep::Open(ws) => Step::Upgraded(pos, ws),
+                    UpgradeStep::Wait(w) => {
+                        // What follows the request (frames, if accepted) waits in the stash.
+                        self.wait(t, w, cx.lp);
+                        Step::Paused(pos)
+                    }
+                    UpgradeStep::Closed => Step::Closed,
                 };
             }
             let keep_alive = http::wants_keep_alive(&request);
@@ -326,9 +464,9 @@ impl HttpConn {
     /// state-changing methods, then the handler.
     fn respond<H: Handler>(&mut self, t: &mut Transport, request: Request, keep_alive: bool, cx: &mut Cx<'_, H>) {
         let mut keep_alive = keep_alive && !cx.lp.shutting_down;
-        let head_only = request.method() == "HEAD";
         let verdict = http::check_origin(&request, &cx.lp.core.config.origin_policy);
-        let mut response = if http::is_preflight(&request) {
+        let mut allowed_origin = None;
+        let response = if http::is_preflight(&request) {
             match verdict {
                 OriginVerdict::Allowed(origin) => {
                     let mut r = Response::status(204);
@@ -347,18 +485,34 @@ impl HttpConn {
                 peer: t.peer(),
                 client: t.client(),
                 lp: &mut *cx.lp,
+                deferrable: Deferrable::Response,
+                deferral: Deferral::default(),
             };
             let handler = cx.handler;
-            match guarded(|| handler.on_request(&request, &mut rcx)) {
-                Ok(mut r) => {
-                    if let OriginVerdict::Allowed(origin) = verdict {
-                        r.headers
-                            .push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
-                        r.headers.push(("Vary".into(), "Origin".into()));
-                    }
-                    r
+            let result = guarded(|| handler.on_request(&request, &mut rcx));
+            let deferred = std::mem::take(&mut rcx.deferral).outcome();
+            if let OriginVerdict::Allowed(origin) = verdict {
+                allowed_origin = Some(origin.to_owned());
+            }
+            match (result, deferred) {
+                (Ok(_), Deferred::Pending(slot)) => {
+                    let kind = WaitKind::Response {
+                        keep_alive,
+                        allowed_origin,
+                    };
+                    self.wait(t, Waiting { slot, request, kind }, cx.lp);
+                    return;
                 }
-                Err(panic) => {
+                (Ok(_), Deferred::Invalid(why)) => {
+                    error!("on_request for {} {}: {why}", request.method(), request.path());
+                    keep_alive = false;
+                    Response::status(500)
+                }
+                (Ok(r), Deferred::No) => with_cors(r, allowed_origin.as_deref()),
+                (Err(panic), deferred) => {
+                    if let Deferred::Pending(slot) = deferred {
+                        slot.end();
+                    }
                     error!(
                         "handler panicked in on_request for {} {}: {panic}",
                         request.method(),
@@ -373,6 +527,20 @@ impl HttpConn {
         if response.status == 403 {
             keep_alive = false;
         }
+        self.send_response(t, &request, response, keep_alive, cx);
+    }
+
+    /// Sends the answer to a plain request (now, or once a deferred one is decided) and
+    /// waits for the next request or closes.
+    fn send_response<H>(
+        &mut self,
+        t: &mut Transport,
+        request: &Request,
+        mut response: Response,
+        keep_alive: bool,
+        cx: &mut Cx<'_, H>,
+    ) {
+        let head_only = request.method() == "HEAD";
         cx.lp.core.metrics().http_request(response.status);
         debug!(
             "{} {} {} -> {}",
@@ -402,13 +570,23 @@ impl HttpConn {
 fn refuse<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, status: u16, reason: &str) {
     // RFC 9110 §10.2.3: when to come back (the budget frees as queues drain).
     let retry_after = (status == 503).then_some(1);
-    answer_and_close(t, cx, request, status, reason, retry_after);
+    answer_and_close(t, cx.lp, request, status, reason, retry_after);
+}
+
+/// The CORS headers of an allowed cross-origin request (see `http::check_origin`).
+fn with_cors(mut r: Response, allowed_origin: Option<&str>) -> Response {
+    if let Some(origin) = allowed_origin {
+        r.headers
+            .push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
+        r.headers.push(("Vary".into(), "Origin".into()));
+    }
+    r
 }
 
 /// Answers with a status (and `Retry-After` in seconds, RFC 9110 §10.2.3, if given) and closes.
-fn answer_and_close<H>(
+fn answer_and_close(
     t: &mut Transport,
-    cx: &mut Cx<'_, H>,
+    lp: &mut LoopState,
     request: &Request,
     status: u16,
     reason: &str,
@@ -420,7 +598,7 @@ fn answer_and_close<H>(
         request.method(),
         request.path()
     );
-    cx.lp.core.metrics().http_request(status);
+    lp.core.metrics().http_request(status);
     let mut response = Response::text(
         status,
         format!("{status} {}: {reason}\n", handshake::reason_phrase(status)),
@@ -429,17 +607,27 @@ fn answer_and_close<H>(
         response.headers.push(("Retry-After".into(), secs.to_string()));
     }
     let bytes = response.to_bytes(false, request.method() == "HEAD");
-    t.queue(&mut cx.lp.pool, &bytes);
-    t.start_closing(cx.lp.now, ms(cx.lp.core.config.close_timeout));
+    t.queue(&mut lp.pool, &bytes);
+    t.start_closing(lp.now, ms(lp.core.config.close_timeout));
 }
 
-/// Checks an upgrade request and either returns the WebSocket phase, with the 101 queued, or
-/// queues the refusal and starts closing.
+/// What an upgrade request came to.
+enum UpgradeStep<S> {
+    /// Accepted: the WebSocket phase, with the 101 queued.
+    Open(Box<WsConn<S>>),
+    /// The handler deferred the decision (`deferred.rs`).
+    Wait(Waiting),
+    /// Refused: the answer is queued and the connection closing.
+    Closed,
+}
+
+/// Checks an upgrade request and asks the handler: the WebSocket phase with the 101 queued,
+/// a refusal queued, or a decision to wait for.
 fn upgrade<S: Send + 'static, H: Handler<State = S>>(
     t: &mut Transport,
     request: Request,
     cx: &mut Cx<'_, H>,
-) -> Option<Box<WsConn<S>>> {
+) -> UpgradeStep<S> {
     let core = cx.lp.core.clone();
     let config = &core.config;
     let mut refusal: Option<(Vec<u8>, u16, String)> = None;
@@ -457,19 +645,37 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
                     peer: t.peer(),
                     client: t.client(),
                     lp: &mut *cx.lp,
+                    deferrable: Deferrable::Upgrade(TypeId::of::<S>()),
+                    deferral: Deferral::default(),
                 };
                 let handler = cx.handler;
-                match guarded(|| handler.on_upgrade(&request, &mut rcx)) {
-                    Err(panic) => {
+                let result = guarded(|| handler.on_upgrade(&request, &mut rcx));
+                let deferred = std::mem::take(&mut rcx.deferral).outcome();
+                match (result, deferred) {
+                    (Err(panic), deferred) => {
+                        if let Deferred::Pending(slot) = deferred {
+                            slot.end();
+                        }
                         error!("handler panicked in on_upgrade for {}: {panic}", request.path());
                         LoopStats::add(&cx.lp.stats().handler_panics, 1);
                         refusal = Some((Response::status(500).to_bytes(false, false), 500, panic));
                     }
-                    Ok(Err(resp)) => {
+                    (Ok(_), Deferred::Pending(slot)) => {
+                        return UpgradeStep::Wait(Waiting {
+                            slot,
+                            request,
+                            kind: WaitKind::Upgrade(up),
+                        });
+                    }
+                    (Ok(_), Deferred::Invalid(why)) => {
+                        error!("on_upgrade for {}: {why}", request.path());
+                        refusal = Some((Response::status(500).to_bytes(false, false), 500, why.to_owned()));
+                    }
+                    (Ok(Err(resp)), Deferred::No) => {
                         let why = format!("refused by the handler with {}", resp.status);
                         refusal = Some((resp.to_bytes(false, false), resp.status, why));
                     }
-                    Ok(Ok(accept)) => accepted = Some((up, accept)),
+                    (Ok(Ok(accept)), Deferred::No) => accepted = Some((up, accept)),
                 }
             }
         },
@@ -477,15 +683,34 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
     let Some((up, accept)) = accepted else {
         let (bytes, status, why) =
             refusal.unwrap_or_else(|| (Response::status(500).to_bytes(false, false), 500, String::new()));
-        debug!("handshake from {} refused: {why}", t.peer());
-        core.metrics().handshake(status);
-        if let Some(obs) = &core.observer {
-            obs.handshake(t.id, t.peer(), &request, &bytes);
-        }
-        t.queue(&mut cx.lp.pool, &bytes);
-        t.start_closing(cx.lp.now, ms(config.close_timeout));
-        return None;
+        refuse_upgrade(t, cx, &request, &bytes, status, &why);
+        return UpgradeStep::Closed;
     };
+    UpgradeStep::Open(open_upgrade(t, request, up, accept, cx))
+}
+
+/// Queues the refusal of an upgrade and starts closing.
+fn refuse_upgrade<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, bytes: &[u8], status: u16, why: &str) {
+    let core = cx.lp.core.clone();
+    debug!("handshake from {} refused: {why}", t.peer());
+    core.metrics().handshake(status);
+    if let Some(obs) = &core.observer {
+        obs.handshake(t.id, t.peer(), request, bytes);
+    }
+    t.queue(&mut cx.lp.pool, bytes);
+    t.start_closing(cx.lp.now, ms(core.config.close_timeout));
+}
+
+/// Opens an accepted upgrade: the 101 (RFC 6455 §4.2.2) queued, the WebSocket phase made.
+fn open_upgrade<S: Send + 'static, H: Handler<State = S>>(
+    t: &mut Transport,
+    request: Request,
+    up: UpgradeRequest,
+    accept: Accept<S>,
+    cx: &mut Cx<'_, H>,
+) -> Box<WsConn<S>> {
+    let core = cx.lp.core.clone();
+    let config = &core.config;
     let Accept {
         state,
         mut protocol,
@@ -555,5 +780,5 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
         capture,
         throttle: Throttle::new(message_rate.unwrap_or(config.message_rate)),
     };
-    Some(Box::new(WsConn::new(opening, cx.lp.now)))
+    Box::new(WsConn::new(opening, cx.lp.now))
 }

@@ -294,7 +294,7 @@ impl<S: Send + 'static> Session<S> {
             Closing::No => {}
         }
         match &mut self.phase {
-            Phase::Http(h) => h.on_eof(t),
+            Phase::Http(h) => h.on_eof(t, cx.lp),
             Phase::Ws(w) => {
                 let code = w.ws.close_code().unwrap_or(CloseCode::ABNORMAL);
                 w.notify_close(t, cx, code, "peer closed the connection");
@@ -430,6 +430,12 @@ impl<S: Send + 'static> Session<S> {
             return (Some(why).filter(|_| now >= t.closing_deadline), Vec::new());
         }
         match &mut self.phase {
+            Phase::Http(h) if h.is_waiting() => {
+                if now >= h.request_deadline {
+                    h.give_up(t, cx.lp, "no decision within the handshake timeout");
+                }
+                (None, Vec::new())
+            }
             Phase::Http(h) => (
                 Some("handshake or keep-alive timeout").filter(|_| now >= h.request_deadline),
                 Vec::new(),
@@ -446,6 +452,10 @@ impl<S: Send + 'static> Session<S> {
             return false;
         }
         match &mut self.phase {
+            Phase::Http(h) if h.is_waiting() => {
+                h.give_up(t, lp, "the server is shutting down");
+                false
+            }
             Phase::Http(h) if h.is_idle() && t.out.is_empty() => true,
             Phase::Http(_) => {
                 t.start_closing(lp.now, ms(lp.core.config.close_timeout));
@@ -489,8 +499,39 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn finish<H: Handler<State = S>>(&mut self, cx: &mut Cx<'_, H>, code: CloseCode, why: &str) {
         match &mut self.phase {
             Phase::Ws(w) => w.finish(&mut self.t, cx, code, why),
-            Phase::Http(_) => debug!("http connection {} closed ({why})", self.t.peer()),
+            Phase::Http(h) => {
+                h.abandon(&mut self.t, cx.lp);
+                debug!("http connection {} closed ({why})", self.t.peer());
+            }
         }
+    }
+
+    /// A handler deferred the answer to this connection's request (`deferred.rs`).
+    pub(crate) fn awaiting_decision(&self) -> bool {
+        matches!(&self.phase, Phase::Http(h) if h.is_waiting())
+    }
+
+    /// A deferred decision came through the inbox: applied as the callback returning it
+    /// would have been. Returns whether reading may resume (the stash first: what the
+    /// client sent behind the request).
+    pub(crate) fn decide<H: Handler<State = S>>(
+        &mut self,
+        decision: super::deferred::Decision,
+        cx: &mut Cx<'_, H>,
+    ) -> bool {
+        let t = &mut self.t;
+        let Phase::Http(h) = &mut self.phase else { return false };
+        if !t.is_open() {
+            return false;
+        }
+        if let Some(ws) = h.decide(t, decision, cx) {
+            // The hand-off, as in `receive` (RFC 6455 §4.2.2).
+            self.phase = Phase::Ws(*ws);
+            if let Phase::Ws(w) = &mut self.phase {
+                w.open(t, cx);
+            }
+        }
+        t.is_open() && !t.read_paused()
     }
 }
 

@@ -47,6 +47,9 @@ pub(crate) struct Transport {
     /// Not read: the WebSocket sent faster than its message rate (`throttle.rs`); its
     /// timer lifts this.
     pub(super) throttled: bool,
+    /// Not read: a handler deferred a decision on the current request (`deferred.rs`); what
+    /// follows the request waits in the stash until it is decided.
+    pub(super) waiting: bool,
     /// When the loop's timers will call this connection back.
     pub(crate) timer_at: Millis,
     charge: Charge,
@@ -70,6 +73,7 @@ impl Transport {
             backpressured: false,
             holds: 0,
             throttled: false,
+            waiting: false,
             timer_at: super::super::timers::NOT_SCHEDULED,
             charge: Charge::default(),
             queued_reported: 0,
@@ -126,9 +130,10 @@ impl Transport {
         self.closing == Closing::No
     }
 
-    /// Not read now: its own queue is backed up, or a receiver holds it.
+    /// Not read now: its own queue is backed up, a receiver holds it, its message rate
+    /// throttles it, or a decision on its request is pending.
     pub(super) fn read_paused(&self) -> bool {
-        self.backpressured || self.holds > 0 || self.throttled
+        self.backpressured || self.holds > 0 || self.throttled || self.waiting
     }
 
     pub(super) fn wants_read(&self) -> bool {

@@ -155,6 +155,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Command::Release(publisher) => self.release_local(publisher),
                 Command::Replay { conn, topic, result } => self.finish_replay(conn, &topic, result),
+                Command::Decide { id, decision } => self.decide(id, decision),
                 Command::Adopt(stream, peer) => {
                     if self.lp.shutting_down {
                         drop(stream);
@@ -165,6 +166,23 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.commands = commands;
+    }
+
+    /// A deferred upgrade or response was decided on another thread: applied to its
+    /// connection, if that is still the one (the generation) and still waiting.
+    fn decide(&mut self, id: ConnId, decision: crate::server::deferred::Decision) {
+        let Some(conn) = self.conns.get_gen_mut(id.slot(), id.generation()) else {
+            return;
+        };
+        let mut cx = crate::server::session::Cx {
+            lp: &mut self.lp,
+            handler: &*self.handler,
+            direct: None,
+        };
+        if conn.session.decide(decision, &mut cx) {
+            self.resume.push((id.slot(), id.generation()));
+        }
+        self.after_step(id.slot());
     }
 
     /// A connection's replay came back from the bus: framed, it waits in the connection's

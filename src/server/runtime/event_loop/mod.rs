@@ -240,6 +240,12 @@ impl<H: Handler> EventLoop<H> {
                             // A peer that closed its side may have sent data and FIN together:
                             // read until the 0 that says so.
                             let drain = event.is_read_closed() || event.is_error();
+                            if drain && self.conns.get(slot).is_some_and(|c| c.session.awaiting_decision()) {
+                                // Not read while a decision is pending, but its leaving is
+                                // seen: the connection goes and the token says Gone.
+                                self.drop_conn(slot, CloseCode::ABNORMAL, "client left while a decision was pending");
+                                continue;
+                            }
                             self.read(slot, drain);
                         }
                     }
@@ -483,7 +489,11 @@ impl<H: Handler> EventLoop<H> {
             }
             _ => {}
         }
-        let readable = conn.session.wants_read() || conn.session.io() == Io::Linger;
+        // A connection waiting for a decision stays registered for reading, to see the
+        // client leave (it is not read).
+        let readable = conn.session.wants_read()
+            || conn.session.io() == Io::Linger
+            || (conn.session.awaiting_decision() && conn.session.io() == Io::Open);
         let want = u8::from(readable) | (u8::from(conn.output_waiting()) << 1);
         if want != conn.registered && want != 0 {
             let interest = match want {
