@@ -43,6 +43,7 @@
 mod config;
 mod conn_id;
 mod context;
+mod event_stream;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
 /// API. Compiled for the crate's own unit tests too, which replay the harness.
 #[cfg(feature = "fuzzing")]
@@ -69,6 +70,7 @@ pub mod tls;
 pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
 pub use context::{Context, RequestContext};
+pub use event_stream::EventStream;
 pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};

@@ -41,6 +41,9 @@ pub(crate) struct HttpConn {
     requests: u32,
     /// The per-address limits refused this connection at accept: the first request gets it.
     refusal: Option<Refusal>,
+    /// The last request's handler turned it into an event stream (`sse.rs`): the session
+    /// takes it and the HTTP phase ends.
+    stream: Option<Box<super::sse::SseConn>>,
 }
 
 /// What feeding the HTTP phase came to.
@@ -80,6 +83,7 @@ impl HttpConn {
             request_deadline: deadline,
             requests: 0,
             refusal: None,
+            stream: None,
         }
     }
 
@@ -87,6 +91,11 @@ impl HttpConn {
     pub(super) fn refuse_first_request(&mut self, refusal: Refusal, deadline: Millis) {
         self.refusal = Some(refusal);
         self.request_deadline = self.request_deadline.min(deadline);
+    }
+
+    /// The event stream the last request opened, if it did.
+    pub(super) fn take_stream(&mut self) -> Option<Box<super::sse::SseConn>> {
+        self.stream.take()
     }
 
     /// A request head or body in progress.
@@ -189,7 +198,7 @@ impl HttpConn {
                 if let Some(p) = self.pending.take() {
                     self.respond(t, p.request, p.keep_alive, cx);
                 }
-                if !t.is_open() {
+                if !t.is_open() || self.stream.is_some() {
                     return Step::Closed;
                 }
                 let spent = cx.lp.spend_allowance();
@@ -303,7 +312,7 @@ impl HttpConn {
                 }
                 Ok(0) => {
                     self.respond(t, request, keep_alive, cx);
-                    if !t.is_open() {
+                    if !t.is_open() || self.stream.is_some() {
                         return Step::Closed;
                     }
                     let spent = cx.lp.spend_allowance();
@@ -381,6 +390,12 @@ impl HttpConn {
             request.target(),
             response.status
         );
+        if let Some(opening) = cx.lp.stream_opening.take() {
+            self.stream = super::sse::begin(t, cx.lp, &request, &response, &opening);
+            if self.stream.is_some() {
+                return;
+            }
+        }
         if head_only {
             response.body.shrink_to_fit();
         }
