@@ -26,7 +26,7 @@
 //!   its list current — a room of N members costs N small notices per join, not N full lists;
 //! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS,"mid":MID}` for
 //!   each message (`ts`: the server's clock, Unix milliseconds; HTTP posts come
-//!   `"from":"http"`; `mid`: the message's place in the room's history, a
+//!   `"from":"http"`, or their `?name=`; `mid`: the message's place in the room's history, a
 //!   [`HistoryId`](wsloop::server::HistoryId) such as `"1718000000000-0"`, or `""` when it could not be
 //!   recorded — the message bus was unreachable);
 //! - `{"type":"resync","room":R}` when a client came back with `since` and the server cannot
@@ -490,8 +490,9 @@ impl Handler for DemoApp {
     }
 }
 
-/// `POST /rooms/{room}/messages`: an HTTP route that triggers a broadcast — the body (UTF-8
-/// text) goes to the room's WebSockets as a chat message from "http".
+/// `POST /rooms/{room}/messages[?name=N]`: an HTTP route that triggers a broadcast — the body
+/// (UTF-8 text) goes to the room's WebSockets and event streams as a chat message from `N`, or
+/// "http".
 fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> Response {
     if request.method() != "POST" {
         return Response::status(405).with_header("Allow", "POST");
@@ -503,7 +504,19 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
         return Response::text(400, "the body must be UTF-8 text\n");
     };
     let limit = ctx.max_message_size();
-    match checked_message_prefix(room, None, "http", text, limit, Some(ctx.info())) {
+    // `?name=N` (the chat page's fallback sends its name): shown as the sender, cleaned like
+    // a `/chat` name; "http" without one.
+    let from = query_value(request.query(), "name")
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(32)
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "http".to_owned());
+    match checked_message_prefix(room, None, &from, text, limit, Some(ctx.info())) {
         Ok(prefix) => {
             match ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX)) {
                 Ok(()) => Response::json(202, "{\"status\":\"published\"}"),
