@@ -10,6 +10,7 @@
 //! | `/echo`                    | —                               | echoes every message, text and binary        |
 //! | `/chat?room=R&name=N`      | —                               | chat rooms with presence (below)             |
 //! | `/rooms/{room}/messages`   | `POST`: the body goes to the room | —                                          |
+//! | `/rooms/{room}/events`     | `GET`: the room as Server-Sent Events | —                                      |
 //! | `/learn`                   | `GET`: the handshake/frame lesson | explains the handshake, then each frame    |
 //!
 //! **Chat protocol.** A client joins room `R` (default `lobby`) as `N` (default `guest-…`)
@@ -25,7 +26,7 @@
 //!   its list current — a room of N members costs N small notices per join, not N full lists;
 //! - `{"type":"message","room":R,"id":SENDER,"from":N,"text":T,"ts":MILLIS,"mid":MID}` for
 //!   each message (`ts`: the server's clock, Unix milliseconds; HTTP posts come
-//!   `"from":"http"`; `mid`: the message's place in the room's history, a
+//!   `"from":"http"`, or their `?name=`; `mid`: the message's place in the room's history, a
 //!   [`HistoryId`](wsloop::server::HistoryId) such as `"1718000000000-0"`, or `""` when it could not be
 //!   recorded — the message bus was unreachable);
 //! - `{"type":"resync","room":R}` when a client came back with `since` and the server cannot
@@ -328,6 +329,9 @@ impl Handler for DemoApp {
         if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/messages")) {
             return post_to_room(request, ctx, room);
         }
+        if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/events")) {
+            return room_events(request, ctx, room);
+        }
         if !PAGES.contains(&path) {
             return Response::status(404);
         }
@@ -339,9 +343,10 @@ impl Handler for DemoApp {
             "/health" => Response::json(
                 200,
                 format!(
-                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"uptime_seconds\":{},\"memory_used\":{},\"bus\":{}}}",
+                    "{{\"status\":\"ok\",\"connections\":{},\"websockets\":{},\"event_streams\":{},\"uptime_seconds\":{},\"memory_used\":{},\"bus\":{}}}",
                     info.open_connections(),
                     info.open_websockets(),
+                    info.open_event_streams(),
                     info.uptime().as_secs(),
                     info.memory_used(),
                     bus_json(info)
@@ -485,8 +490,9 @@ impl Handler for DemoApp {
     }
 }
 
-/// `POST /rooms/{room}/messages`: an HTTP route that triggers a broadcast — the body (UTF-8
-/// text) goes to the room's WebSockets as a chat message from "http".
+/// `POST /rooms/{room}/messages[?name=N]`: an HTTP route that triggers a broadcast — the body
+/// (UTF-8 text) goes to the room's WebSockets and event streams as a chat message from `N`, or
+/// "http".
 fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> Response {
     if request.method() != "POST" {
         return Response::status(405).with_header("Allow", "POST");
@@ -498,7 +504,19 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
         return Response::text(400, "the body must be UTF-8 text\n");
     };
     let limit = ctx.max_message_size();
-    match checked_message_prefix(room, None, "http", text, limit, Some(ctx.info())) {
+    // `?name=N` (the chat page's fallback sends its name): shown as the sender, cleaned like
+    // a `/chat` name; "http" without one.
+    let from = query_value(request.query(), "name")
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(32)
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "http".to_owned());
+    match checked_message_prefix(room, None, &from, text, limit, Some(ctx.info())) {
         Ok(prefix) => {
             match ctx.publish_recorded(&room_topic(room), Stamped::text(&prefix, MESSAGE_SUFFIX)) {
                 Ok(()) => Response::json(202, "{\"status\":\"published\"}"),
@@ -513,6 +531,54 @@ fn post_to_room(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> 
         // RFC 9110 §15.6.4: a temporary overload; the budget frees as queues drain.
         Err(refused) => Response::text(503, format!("{}\n", refused.reason())).with_header("Retry-After", "1"),
     }
+}
+
+/// The longest `Last-Event-ID` (or `since`) taken as one: a history id is at most
+/// `MAX_MID_LEN` bytes; past this it is refused with 400 rather than parsed.
+const MAX_LAST_EVENT_ID: usize = 64;
+
+/// `GET /rooms/{room}/events`: the room as Server-Sent Events, for clients whose WebSocket
+/// cannot get through. Each chat message is an event with `id:` its history id and `data:`
+/// the JSON a `/chat` member gets (join and leave notices too, without an id). A reconnecting
+/// `EventSource` sends `Last-Event-ID` (a first connect may give `?since=MID`): what followed
+/// that message comes first, then live messages — or, when the history cannot cover it (a
+/// garbage, trimmed or future id), an event named `resync`. `Accept` must name
+/// `text/event-stream` (406 otherwise: this route has no other representation); an id longer
+/// than any history id gets 400.
+fn room_events(request: &Request, ctx: &mut RequestContext<'_>, room: &str) -> Response {
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return Response::status(405).with_header("Allow", "GET, HEAD");
+    }
+    if !valid_room(room) {
+        return Response::text(400, "room: 1-32 letters, digits, '-' or '_'\n");
+    }
+    let wants_events = request
+        .header_values("accept")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|range| std::str::from_utf8(range).ok())
+        .any(|range| {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            media.eq_ignore_ascii_case("text/event-stream")
+        });
+    if !wants_events {
+        // RFC 9110 §15.5.7: the only representation is an event stream.
+        return Response::text(406, "this route answers Accept: text/event-stream only\n");
+    }
+    let last = request
+        .header_str("last-event-id")
+        .map(str::to_owned)
+        .or_else(|| query_value(request.query(), "since"))
+        .filter(|s| !s.trim().is_empty());
+    if last.as_ref().is_some_and(|s| s.len() > MAX_LAST_EVENT_ID) {
+        return Response::text(400, "Last-Event-ID: not a message id (too long)\n");
+    }
+    let topic = room_topic(room);
+    let mut stream = ctx.event_stream();
+    match last {
+        Some(since) => stream.subscribe_since(&topic, &since, &resync_json(room)),
+        None => stream.subscribe(&topic),
+    };
+    stream.retry(2000).open()
 }
 
 /// `/health`'s `bus` field: `null` without one, else its state and counters.

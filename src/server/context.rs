@@ -64,6 +64,8 @@ pub(crate) struct LoopState {
     pub(crate) direct_written: u64,
     /// Request targets seen on this loop, shared by the connections that use them.
     pub(crate) targets: std::collections::HashSet<Arc<str>>,
+    /// An event stream the current request's handler is setting up (`event_stream.rs`).
+    pub(crate) stream_opening: Option<Box<super::event_stream::StreamOpening>>,
 }
 
 impl LoopState {
@@ -89,6 +91,7 @@ impl LoopState {
             broadcast: None,
             targets: Default::default(),
             direct_written: 0,
+            stream_opening: None,
         }
     }
 

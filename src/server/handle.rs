@@ -306,6 +306,12 @@ impl ServerInfo {
         self.metrics.websockets()
     }
 
+    /// Open Server-Sent Events streams (see [`RequestContext::event_stream`](super::RequestContext::event_stream)).
+    /// Each is also one of [`ServerInfo::open_connections`].
+    pub fn open_event_streams(&self) -> usize {
+        self.metrics.event_streams()
+    }
+
     /// Time since the server started.
     pub fn uptime(&self) -> Duration {
         self.metrics.started.elapsed()

@@ -22,6 +22,8 @@ const MAX_LABELS: usize = 64;
 pub(crate) struct LoopStats {
     pub(crate) connections: AtomicI64,
     pub(crate) websockets: AtomicI64,
+    /// Open `text/event-stream` responses (`session/sse.rs`).
+    pub(crate) event_streams: AtomicI64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -178,6 +180,10 @@ impl Metrics {
         self.sum_i(|l| &l.websockets).max(0) as usize
     }
 
+    pub(crate) fn event_streams(&self) -> usize {
+        self.sum_i(|l| &l.event_streams).max(0) as usize
+    }
+
     /// (messages in, messages out, bytes in, bytes out) over all loops.
     pub(crate) fn traffic(&self) -> (u64, u64, u64, u64) {
         (
@@ -213,6 +219,12 @@ impl Metrics {
         per_loop_i(&mut out, "wsloop_websockets", "Open WebSocket sessions.", &|l| {
             &l.websockets
         });
+        per_loop_i(
+            &mut out,
+            "wsloop_event_streams",
+            "Open Server-Sent Events streams (text/event-stream responses).",
+            &|l| &l.event_streams,
+        );
         per_loop_u(
             &mut out,
             "wsloop_messages_received_total",

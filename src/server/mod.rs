@@ -44,6 +44,7 @@ mod config;
 mod conn_id;
 mod context;
 mod deferred;
+mod event_stream;
 /// Hooks for the fuzz targets (fuzz/), public with the `fuzzing` feature only: not a stable
 /// API. Compiled for the crate's own unit tests too, which replay the harness.
 #[cfg(feature = "fuzzing")]
@@ -71,6 +72,7 @@ pub use config::{DeflateMode, ServerConfig};
 pub use conn_id::{ConnId, ParseConnIdError};
 pub use context::{Context, RequestContext};
 pub use deferred::{DecideError, PendingResponse, PendingUpgrade};
+pub use event_stream::EventStream;
 pub use handle::{PushError, RunningServer, ServerHandle, ServerInfo};
 pub use handler::{Accept, Handler, HeaderError, Message, Response, SendStatus};
 pub use history::{HistoryId, ParseHistoryIdError, Stamped};

@@ -3,7 +3,7 @@
 //! operations on them that every publication path uses (framing once, recording, pushing to
 //! every loop).
 
-use super::budget::{Frame, MemoryBudget};
+use super::budget::{Frame, MemoryBudget, Tag};
 use super::bus::{BusLink, MessageBus, Queued};
 use super::fanout::{Outgoing, Target};
 use super::handle::{PushError, ServerInfo};
@@ -132,6 +132,16 @@ impl Core {
         Frame::message(opcode, bytes, self.budget())
     }
 
+    /// [`Core::frame_parts`] for a recorded message or a replay's notice (see `Tag`).
+    pub(crate) fn frame_tagged(&self, tag: Tag, binary: bool, bytes: &[u8]) -> Arc<Frame> {
+        let opcode = if binary {
+            frame::Opcode::Binary
+        } else {
+            frame::Opcode::Text
+        };
+        Frame::tagged(opcode, bytes, tag, self.budget())
+    }
+
     /// Queues a publication in the inbox of every loop it has receivers on: the one way a
     /// message reaches the loops from outside one (the handle, history, the bus).
     pub(crate) fn push_to_loops(&self, og: &Outgoing) {
@@ -194,7 +204,7 @@ impl Core {
                 let appended = self.history.append_then(topic, stamp, now, |entry| {
                     self.push_to_loops(&Outgoing {
                         target: Target::Recorded(topic.into(), entry.id),
-                        frame: self.frame_parts(entry.binary, &entry.bytes),
+                        frame: self.frame_tagged(Tag::Recorded(entry.id), entry.binary, &entry.bytes),
                         exclude,
                         from,
                     });

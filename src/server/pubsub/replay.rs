@@ -18,7 +18,7 @@
 //!   then the live messages held meanwhile, still paced.
 
 use super::history::{Entry, HistoryId, MemoryHistory, Page, Replay};
-use crate::server::budget::Frame;
+use crate::server::budget::{Frame, Tag};
 use crate::server::ConnId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -197,7 +197,7 @@ impl Recoveries {
         id: ConnId,
         mut room: usize,
         history: &MemoryHistory,
-        mut frame: impl FnMut(bool, &[u8]) -> Arc<Frame>,
+        mut frame: impl FnMut(Tag, bool, &[u8]) -> Arc<Frame>,
     ) -> Vec<Arc<Frame>> {
         let mut out = Vec::new();
         let Some(slots) = self.by_conn.get_mut(&id) else {
@@ -217,7 +217,7 @@ impl Recoveries {
                         Page::Entries { entries, more, last } => {
                             let cursor = entries.last().map_or(cursor, |e| e.id);
                             for e in &entries {
-                                take(frame(e.binary, &e.bytes), &mut room, &mut out);
+                                take(frame(Tag::Recorded(e.id), e.binary, &e.bytes), &mut room, &mut out);
                             }
                             if more {
                                 slot.pending = Some(Pending::History { cursor });
@@ -235,7 +235,7 @@ impl Recoveries {
                             // stepped back) must not make every live message a duplicate.
                             slot.floor = last;
                             if let Some((binary, bytes)) = slot.notice.take() {
-                                take(frame(binary, &bytes), &mut room, &mut out);
+                                take(frame(Tag::Notice, binary, &bytes), &mut room, &mut out);
                             }
                         }
                     }
@@ -261,7 +261,7 @@ impl Recoveries {
             }
             if std::mem::take(&mut slot.notice_due) {
                 if let Some((binary, bytes)) = slot.notice.take() {
-                    take(frame(binary, &bytes), &mut room, &mut out);
+                    take(frame(Tag::Notice, binary, &bytes), &mut room, &mut out);
                 }
             }
             let floor = slot.floor;
@@ -313,7 +313,7 @@ mod tests {
     fn the_seam_holds_live_messages_and_skips_what_the_replay_had() {
         let budget = MemoryBudget::new(1 << 20);
         let frame = |n: u8| Frame::new(vec![n], &budget);
-        let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let framer = |_: Tag, _: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
         let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), now_ms());
         let id = ConnId::new(1, 0, 0, 1);
         let other = ConnId::new(1, 0, 1, 1);
@@ -331,7 +331,7 @@ mod tests {
             bytes: vec![s as u8],
         };
         let replay = Replay::Complete(vec![entry(2), entry(3)]);
-        assert!(r.finish(id, "t", replay, |e| framer(e.binary, &e.bytes)));
+        assert!(r.finish(id, "t", replay, |e| framer(Tag::Plain, e.binary, &e.bytes)));
         assert!(r.pacing(id));
         // Paced: one byte of room, one frame a pump.
         assert_eq!(bytes_of(&r.pump(id, 1, &history, framer)), [vec![2]]);
@@ -342,12 +342,12 @@ mod tests {
         assert_eq!(r.gate(id, "t", m(3), &frame(3)), Gate::Duplicate, "late copy");
         assert_eq!(r.gate(id, "t", m(6), &frame(6)), Gate::Deliver);
         assert!(
-            !r.finish(id, "t", Replay::TooOld, |e| framer(e.binary, &e.bytes)),
+            !r.finish(id, "t", Replay::TooOld, |e| framer(Tag::Plain, e.binary, &e.bytes)),
             "once"
         );
 
         r.begin(id, "u", m(1), (false, b"resync".to_vec()));
-        assert!(r.finish(id, "u", Replay::TooOld, |e| framer(e.binary, &e.bytes)));
+        assert!(r.finish(id, "u", Replay::TooOld, |e| framer(Tag::Plain, e.binary, &e.bytes)));
         assert_eq!(bytes_of(&r.pump(id, 100, &history, framer)), [b"resync".to_vec()]);
 
         // A `since` from the future (a clock stepped back, another history): the notice, then
@@ -356,7 +356,7 @@ mod tests {
         r.begin(id, "v", future, (false, b"resync".to_vec()));
         // (While the bus is asked, ids below it look replayed; the client resyncs anyway.)
         assert_eq!(r.gate(id, "v", m(7), &frame(7)), Gate::Duplicate);
-        assert!(r.finish(id, "v", Replay::TooOld, |e| framer(e.binary, &e.bytes)));
+        assert!(r.finish(id, "v", Replay::TooOld, |e| framer(Tag::Plain, e.binary, &e.bytes)));
         assert_eq!(bytes_of(&r.pump(id, 100, &history, framer)), [b"resync".to_vec()]);
         assert_eq!(r.gate(id, "v", m(8), &frame(8)), Gate::Deliver);
         r.remove_conn(id);
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn a_replay_from_memory_is_read_a_page_at_a_time_then_goes_live() {
         let budget = MemoryBudget::new(1 << 30);
-        let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let framer = |_: Tag, _: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
         let history = MemoryHistory::new(10_000, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
         let first = history.append("t", &Stamped::text("m0:", ""), now_ms()).id;
         let ids: Vec<HistoryId> = (1..1000)
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn a_since_from_the_future_gets_the_notice_then_live_messages() {
         let budget = MemoryBudget::new(1 << 30);
-        let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let framer = |_: Tag, _: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
         let history = MemoryHistory::new(50, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
         history.append("t", &Stamped::text("m", ""), now_ms());
         let id = ConnId::new(1, 0, 0, 1);
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn a_replay_cut_short_by_trimming_sends_the_notice_and_goes_live() {
         let budget = MemoryBudget::new(1 << 30);
-        let framer = |_: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let framer = |_: Tag, _: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
         let history = MemoryHistory::new(50, Duration::from_secs(600), 1 << 30, 100, budget.clone(), now_ms());
         let first = history.append("t", &Stamped::text("m", ""), now_ms()).id;
         for _ in 0..20 {

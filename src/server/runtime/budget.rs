@@ -93,32 +93,68 @@ pub(crate) struct Frame {
     budget: Arc<MemoryBudget>,
     /// For a plain message frame: its opcode and where its payload starts.
     message: Option<(crate::frame::Opcode, u8)>,
+    /// What the message is to a topic's history: an event stream (`session/sse.rs`) names a
+    /// recorded message's id in its `id:` field and sends a replay's notice as its own event.
+    tag: Tag,
+}
+
+/// What a published message is to a topic's history (see [`Frame::tag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Tag {
+    /// A plain publication.
+    #[default]
+    Plain,
+    /// A recorded message, with its place in the topic's history.
+    Recorded(crate::server::history::HistoryId),
+    /// The notice of a replay that could not be complete (the client must resync).
+    Notice,
 }
 
 impl Frame {
     /// Bytes already framed (a compressed variant, or a test's bytes): not readable as a
     /// message.
     pub(crate) fn new(bytes: Vec<u8>, budget: &Arc<MemoryBudget>) -> Arc<Frame> {
-        Self::charged(bytes, budget, None)
+        Self::charged(bytes, budget, None, Tag::Plain)
     }
 
     /// One unmasked, final frame carrying `payload` (a server's frame, RFC 6455 §5.1–§5.2).
     pub(crate) fn message(opcode: crate::frame::Opcode, payload: &[u8], budget: &Arc<MemoryBudget>) -> Arc<Frame> {
+        Self::tagged(opcode, payload, Tag::Plain, budget)
+    }
+
+    /// [`Frame::message`] for a recorded message or a replay's notice.
+    pub(crate) fn tagged(
+        opcode: crate::frame::Opcode,
+        payload: &[u8],
+        tag: Tag,
+        budget: &Arc<MemoryBudget>,
+    ) -> Arc<Frame> {
         let mut v = Vec::with_capacity(payload.len() + 10);
         crate::frame::encode_frame(&mut v, true, opcode, None, payload);
         // The header is at most 10 bytes (RFC 6455 §5.2): it fits.
         let header = u8::try_from(v.len() - payload.len()).unwrap_or(u8::MAX);
-        Self::charged(v, budget, Some((opcode, header)))
+        Self::charged(v, budget, Some((opcode, header)), tag)
     }
 
-    fn charged(bytes: Vec<u8>, budget: &Arc<MemoryBudget>, message: Option<(crate::frame::Opcode, u8)>) -> Arc<Frame> {
+    fn charged(
+        bytes: Vec<u8>,
+        budget: &Arc<MemoryBudget>,
+        message: Option<(crate::frame::Opcode, u8)>,
+        tag: Tag,
+    ) -> Arc<Frame> {
         let bytes = bytes.into_boxed_slice();
         budget.add(bytes.len());
         Arc::new(Frame {
             bytes,
             budget: budget.clone(),
             message,
+            tag,
         })
+    }
+
+    /// What the message is to a topic's history.
+    pub(crate) fn tag(&self) -> Tag {
+        self.tag
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {

@@ -19,7 +19,7 @@ use super::{guarded, ms, Cx};
 use crate::handshake::deflate::negotiate_deflate;
 use crate::handshake::{self, ParseStatus, Request, RequestParser, UpgradeRequest};
 use crate::protocol::WebSocket;
-use log::{debug, error};
+use log::{debug, error, warn};
 use std::any::TypeId;
 use std::sync::Arc;
 
@@ -47,6 +47,9 @@ pub(crate) struct HttpConn {
     /// A decision the handler deferred on the current request (`deferred.rs`): nothing
     /// more is read until it comes, or the handshake timeout.
     waiting: Option<Box<Waiting>>,
+    /// The last request's handler turned it into an event stream (`sse.rs`): the session
+    /// takes it and the HTTP phase ends.
+    stream: Option<Box<super::sse::SseConn>>,
 }
 
 /// A request whose answer a handler deferred.
@@ -105,6 +108,7 @@ impl HttpConn {
             requests: 0,
             refusal: None,
             waiting: None,
+            stream: None,
         }
     }
 
@@ -112,6 +116,11 @@ impl HttpConn {
     pub(super) fn refuse_first_request(&mut self, refusal: Refusal, deadline: Millis) {
         self.refusal = Some(refusal);
         self.request_deadline = self.request_deadline.min(deadline);
+    }
+
+    /// The event stream the last request opened, if it did.
+    pub(super) fn take_stream(&mut self) -> Option<Box<super::sse::SseConn>> {
+        self.stream.take()
     }
 
     /// A request head or body in progress.
@@ -315,7 +324,7 @@ impl HttpConn {
                 if let Some(p) = self.pending.take() {
                     self.respond(t, p.request, p.keep_alive, cx);
                 }
-                if !t.is_open() {
+                if !t.is_open() || self.stream.is_some() {
                     return Step::Closed;
                 }
                 let spent = cx.lp.spend_allowance();
@@ -441,7 +450,7 @@ impl HttpConn {
                 }
                 Ok(0) => {
                     self.respond(t, request, keep_alive, cx);
-                    if !t.is_open() {
+                    if !t.is_open() || self.stream.is_some() {
                         return Step::Closed;
                     }
                     let spent = cx.lp.spend_allowance();
@@ -496,6 +505,19 @@ impl HttpConn {
             }
             match (result, deferred) {
                 (Ok(_), Deferred::Pending(slot)) => {
+                    // An event stream is opened by the answer `on_request` returns; a
+                    // deferred answer cannot open one, so what it subscribed is undone now
+                    // rather than left to a later request's answer.
+                    if let Some(opening) = cx.lp.stream_opening.take() {
+                        if opening.id == t.id {
+                            cx.lp.topics.remove_conn(t.id);
+                            cx.lp.recoveries.remove_conn(t.id);
+                            warn!(
+                                "on_request for {}: a deferred answer cannot open an event stream",
+                                request.path()
+                            );
+                        }
+                    }
                     let kind = WaitKind::Response {
                         keep_alive,
                         allowed_origin,
@@ -549,6 +571,12 @@ impl HttpConn {
             request.target(),
             response.status
         );
+        if let Some(opening) = cx.lp.stream_opening.take() {
+            self.stream = super::sse::begin(t, cx.lp, request, &response, &opening);
+            if self.stream.is_some() {
+                return;
+            }
+        }
         if head_only {
             response.body.shrink_to_fit();
         }

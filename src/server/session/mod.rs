@@ -23,6 +23,7 @@
 //! [`Outbound`]: super::outbound::Outbound
 
 mod http;
+mod sse;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -36,6 +37,7 @@ use super::{ConnId, Handler};
 use crate::frame::CloseCode;
 use http::{HttpConn, HttpOutcome};
 use log::debug;
+use sse::SseConn;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -83,6 +85,9 @@ enum Phase<S> {
     /// Inline, not boxed: an idle WebSocket is most of what a server holds, and a box costs an
     /// allocation header and a pointer per connection.
     Ws(WsConn<S>),
+    /// A Server-Sent Events stream (`sse.rs`): boxed, so the session stays the size of an
+    /// idle WebSocket's.
+    Sse(Box<SseConn>),
 }
 
 /// What a session needs from the loop for one step: the loop's state, the handler, and
@@ -216,6 +221,7 @@ impl<S: Send + 'static> Session<S> {
         let phase = match &self.phase {
             Phase::Http(h) => h.holding(),
             Phase::Ws(w) => w.holding(),
+            Phase::Sse(_) => 0,
         };
         self.t.holding() + phase
     }
@@ -255,10 +261,23 @@ impl<S: Send + 'static> Session<S> {
         let t = &mut self.t;
         let outcome = match &mut self.phase {
             Phase::Ws(w) => return w.receive(t, input, cx),
+            // Nothing comes upstream on an event stream: read and dropped.
+            Phase::Sse(_) => return input.len(),
             Phase::Http(h) => h.receive(t, input, cx),
         };
         match outcome {
-            HttpOutcome::Used(n) => n,
+            HttpOutcome::Used(n) => {
+                if let Some(stream) = match &mut self.phase {
+                    Phase::Http(h) => h.take_stream(),
+                    _ => None,
+                } {
+                    // The handler turned the request into an event stream: the head is
+                    // queued, and from here the connection carries events.
+                    t.clear_stash();
+                    self.phase = Phase::Sse(stream);
+                }
+                n
+            }
             HttpOutcome::Upgraded { ws, used, mut trailing } => {
                 // The hand-off (RFC 6455 §4.2.2): from the byte after the request on, the
                 // connection speaks WebSocket; the transport, with the 101 queued, carries on.
@@ -295,6 +314,8 @@ impl<S: Send + 'static> Session<S> {
         }
         match &mut self.phase {
             Phase::Http(h) => h.on_eof(t, cx.lp),
+            // The client went away: nobody will read the events still queued.
+            Phase::Sse(_) => t.out.drop_unstarted(&mut cx.lp.pool),
             Phase::Ws(w) => {
                 let code = w.ws.close_code().unwrap_or(CloseCode::ABNORMAL);
                 w.notify_close(t, cx, code, "peer closed the connection");
@@ -321,6 +342,7 @@ impl<S: Send + 'static> Session<S> {
     ) -> Delivery {
         match &mut self.phase {
             Phase::Ws(w) => w.deliver(&mut self.t, frame, compressed, lp),
+            Phase::Sse(s) => s.deliver(&mut self.t, frame, lp),
             Phase::Http(_) => Delivery::Skipped,
         }
     }
@@ -329,6 +351,7 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn hold(&mut self, publisher: ConnId) -> bool {
         match &mut self.phase {
             Phase::Ws(w) => w.hold(publisher),
+            Phase::Sse(s) => s.hold(publisher),
             Phase::Http(_) => false,
         }
     }
@@ -359,6 +382,7 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn take_held(&mut self) -> Vec<ConnId> {
         match &mut self.phase {
             Phase::Ws(w) => w.take_held(),
+            Phase::Sse(s) => s.take_held(),
             Phase::Http(_) => Vec::new(),
         }
     }
@@ -373,8 +397,10 @@ impl<S: Send + 'static> Session<S> {
         let mut resume = false;
         let mut released = Vec::new();
         if t.out.len() <= low_water {
-            if let Phase::Ws(w) = &mut self.phase {
-                released = w.decongest();
+            match &mut self.phase {
+                Phase::Ws(w) => released = w.decongest(),
+                Phase::Sse(s) => released = s.decongest(),
+                Phase::Http(_) => {}
             }
             if t.backpressured {
                 t.backpressured = false;
@@ -384,7 +410,7 @@ impl<S: Send + 'static> Session<S> {
         if t.out.is_empty() {
             let handshake_done = match &self.phase {
                 Phase::Ws(w) => w.ws.state() == crate::protocol::State::Closed,
-                Phase::Http(_) => false,
+                Phase::Http(_) | Phase::Sse(_) => false,
             };
             t.flushed(cx.lp.now, handshake_done);
             if let Phase::Ws(w) = &mut self.phase {
@@ -410,6 +436,7 @@ impl<S: Send + 'static> Session<S> {
             }
             Phase::Http(h) => h.request_deadline,
             Phase::Ws(w) => w.next_deadline(lp),
+            Phase::Sse(s) => s.next_deadline(&self.t, lp),
         }
     }
 
@@ -441,6 +468,7 @@ impl<S: Send + 'static> Session<S> {
                 Vec::new(),
             ),
             Phase::Ws(w) => w.on_timeout(t, cx.lp),
+            Phase::Sse(s) => s.on_timeout(t, cx.lp),
         }
     }
 
@@ -465,13 +493,20 @@ impl<S: Send + 'static> Session<S> {
                 w.shutdown(t, lp);
                 false
             }
+            Phase::Sse(s) => {
+                s.shutdown(t, lp);
+                false
+            }
         }
     }
 
     /// A close asked for through the server handle.
     pub(crate) fn close_from_handle(&mut self, lp: &mut LoopState, code: CloseCode, reason: &str) {
-        if let (Phase::Ws(w), true) = (&mut self.phase, self.t.is_open()) {
-            w.request_close(&mut self.t, lp, code, reason);
+        match (&mut self.phase, self.t.is_open()) {
+            (Phase::Ws(w), true) => w.request_close(&mut self.t, lp, code, reason),
+            // An event stream has no close code to carry: it ends after what is queued.
+            (Phase::Sse(_), true) => self.t.start_closing(lp.now, ms(lp.core.config.close_timeout)),
+            _ => {}
         }
     }
 
@@ -499,6 +534,7 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn finish<H: Handler<State = S>>(&mut self, cx: &mut Cx<'_, H>, code: CloseCode, why: &str) {
         match &mut self.phase {
             Phase::Ws(w) => w.finish(&mut self.t, cx, code, why),
+            Phase::Sse(s) => s.finish(&self.t, cx.lp, why),
             Phase::Http(h) => {
                 h.abandon(&mut self.t, cx.lp);
                 debug!("http connection {} closed ({why})", self.t.peer());

@@ -6,7 +6,7 @@ use super::{
     wire, BusError, BusPublisher, BusStats, Channel, HistoryBounds, Job, Record, SubscriberSink, BACKOFF_MAX,
     BACKOFF_MIN, BATCH, BATCH_BYTES, IDLE_PING,
 };
-use crate::server::budget::Frame;
+use crate::server::budget::{Frame, Tag};
 use crate::server::fanout::{Outgoing, Target};
 use crate::server::history::{Entry, Replay};
 use crate::server::runtime::inbox::Command;
@@ -358,7 +358,11 @@ pub(crate) fn deliver_inbound(core: &Core, stats: &BusStats, bytes: &[u8]) {
         }
         wire::WireTarget::Recorded(id, topic) => Target::Recorded(topic.into(), id),
     };
-    let frame: Arc<Frame> = core.frame(message);
+    let frame: Arc<Frame> = match &target {
+        // Its id travels with the frame, for receivers that name it (an event stream's `id:`).
+        Target::Recorded(_, id) => Frame::tagged(message.opcode(), message.bytes(), Tag::Recorded(*id), core.budget()),
+        _ => core.frame(message),
+    };
     // A recorded message of this process's own comes back with its publisher: held, like a
     // local publication's, when it lands on a backed-up receiver.
     let from = m.from.filter(|id| id.node() == core.node && recorded);

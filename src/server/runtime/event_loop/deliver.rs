@@ -3,6 +3,7 @@
 //! the same way; and a connection's history replay is paced by its drain.
 
 use super::{EventLoop, INBOX_HIGH, INBOX_LOW, MAX_COMMANDS_PER_TURN};
+use crate::server::budget::Tag;
 use crate::server::drive::{self, Host};
 use crate::server::fanout::Target;
 use crate::server::history;
@@ -189,11 +190,9 @@ impl<H: Handler> EventLoop<H> {
     /// recovery to be pumped out as the connection drains (see `replay.rs`).
     fn finish_replay(&mut self, conn: ConnId, topic: &str, result: history::Replay) {
         let core = self.lp.core.clone();
-        if self
-            .lp
-            .recoveries
-            .finish(conn, topic, result, |e| core.frame_parts(e.binary, &e.bytes))
-        {
+        if self.lp.recoveries.finish(conn, topic, result, |e| {
+            core.frame_tagged(Tag::Recorded(e.id), e.binary, &e.bytes)
+        }) {
             self.mark_dirty(conn.slot());
         }
     }
@@ -210,10 +209,9 @@ impl<H: Handler> EventLoop<H> {
         }
         let room = high.saturating_sub(conn.session.out.len()).max(1);
         let core = self.lp.core.clone();
-        let frames = self
-            .lp
-            .recoveries
-            .pump(id, room, &core.history, |binary, bytes| core.frame_parts(binary, bytes));
+        let frames = self.lp.recoveries.pump(id, room, &core.history, |tag, binary, bytes| {
+            core.frame_tagged(tag, binary, bytes)
+        });
         for frame in frames {
             let mut compressed = None;
             conn.session.deliver(&frame, &mut compressed, &mut self.lp);
