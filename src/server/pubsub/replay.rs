@@ -56,6 +56,10 @@ struct Slot {
     notice_due: bool,
     /// What remains of the replay, sent as the receiver drains.
     pending: Option<Pending>,
+    /// With a bus: the replay was asked for and has not come back. Nothing of this slot goes
+    /// out meanwhile — a held message sent now would end the hold ahead of the replay, and
+    /// the replay, come back, would have no place left (its messages lost, no notice).
+    asked: bool,
 }
 
 impl Slot {
@@ -68,12 +72,14 @@ impl Slot {
             notice: Some(notice),
             notice_due: false,
             pending: None,
+            asked: false,
         }
     }
 
-    /// Whether anything of the replay, its notice or the held messages is still to go out.
+    /// Whether anything of the replay, its notice or the held messages is to go out now
+    /// (not while the replay is still asked of the bus: the held messages wait behind it).
     fn pacing(&self) -> bool {
-        self.pending.is_some() || self.notice_due || self.held.as_ref().is_some_and(|h| !h.is_empty())
+        !self.asked && (self.pending.is_some() || self.notice_due || self.held.as_ref().is_some_and(|h| !h.is_empty()))
     }
 }
 
@@ -112,6 +118,7 @@ impl Recoveries {
     pub(crate) fn begin(&mut self, id: ConnId, topic: &str, since: HistoryId, notice: (bool, Vec<u8>)) {
         let mut slot = Slot::new(topic, since, notice);
         slot.held = Some(VecDeque::new());
+        slot.asked = true;
         self.insert(id, slot);
     }
 
@@ -158,7 +165,7 @@ impl Recoveries {
         mut frame: impl FnMut(&Entry) -> Arc<Frame>,
     ) -> bool {
         let Some(slot) = self.slot(id, topic) else { return false };
-        if slot.held.is_none() || slot.pending.is_some() || slot.notice.is_none() {
+        if !std::mem::take(&mut slot.asked) {
             return false;
         }
         let since = slot.floor;
@@ -361,6 +368,38 @@ mod tests {
         assert_eq!(r.gate(id, "v", m(8), &frame(8)), Gate::Deliver);
         r.remove_conn(id);
         assert_eq!(r.gate(id, "t", m(0), &frame(0)), Gate::Deliver);
+    }
+
+    /// A pump while the bus read is still out (the connection drained, e.g. an event
+    /// stream's head was written) must not send the held live messages ahead of the replay:
+    /// that ended the hold, the replay's answer was then refused, and the client silently
+    /// missed everything between `since` and the first held message.
+    #[test]
+    fn nothing_is_pumped_while_the_replay_is_still_asked_of_the_bus() {
+        let budget = MemoryBudget::new(1 << 20);
+        let frame = |n: u8| Frame::new(vec![n], &budget);
+        let framer = |_: Tag, _: bool, b: &[u8]| Frame::new(b.to_vec(), &budget);
+        let history = MemoryHistory::new(0, Duration::ZERO, 0, 0, budget.clone(), now_ms());
+        let id = ConnId::new(1, 0, 0, 1);
+        let m = |s| HistoryId::new(10, s);
+        let entry = |s| Entry {
+            id: m(s),
+            binary: false,
+            bytes: vec![s as u8],
+        };
+        let mut r = Recoveries::default();
+        r.begin(id, "t", m(1), (false, b"resync".to_vec()));
+        assert_eq!(r.gate(id, "t", m(5), &frame(5)), Gate::Held);
+        assert!(!r.pacing(id), "nothing to send until the replay is back");
+        assert!(r.pump(id, 100, &history, framer).is_empty(), "held behind the replay");
+        assert_eq!(r.gate(id, "t", m(6), &frame(6)), Gate::Held, "still waiting");
+        let replay = Replay::Complete(vec![entry(2), entry(3), entry(4), entry(5)]);
+        assert!(r.finish(id, "t", replay, |e| framer(Tag::Plain, e.binary, &e.bytes)));
+        assert!(r.pacing(id));
+        let got = bytes_of(&r.pump(id, 100, &history, framer));
+        assert_eq!(got, [vec![2], vec![3], vec![4], vec![5], vec![6]]);
+        assert!(!r.pacing(id));
+        assert_eq!(r.gate(id, "t", m(7), &frame(7)), Gate::Deliver);
     }
 
     #[test]
