@@ -19,6 +19,7 @@
 #                   handshake idle-10k bcast-100 bcast-1000
 #                   echo-json echo-deflate bcast-json bcast-deflate
 #                   idle-json idle-deflate
+#                   tls-echo-100x16 tls-echo-64k tls-handshake tls-idle
 #   SERVERS="..."   subset of: wsloop wsloop-dedicated tokio-tungstenite
 #                   fastwebsockets node-ws node-ws-fast uws
 #   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
@@ -46,6 +47,15 @@
 # idle-json); tokio-tungstenite 0.30 and fastwebsockets 0.10 have no
 # permessage-deflate, so they are listed as unsupported there.
 #
+# TLS (issue 20): the tls-* scenarios are echo-100x16, echo-64k, handshake
+# and an idle run over wss://. The script makes a throwaway CA and a P-256
+# server certificate for IP 127.0.0.1 with openssl in OUT/tls/, starts
+# `wsloop serve --tls-cert OUT/tls/cert.pem --tls-key OUT/tls/key.pem`, and the
+# load generator verifies the server with `--ca OUT/tls/ca.pem` (rustls, ring
+# provider, no session resumption: every handshake is a full one). Only wsloop
+# runs them for now; the peers have no TLS listener here and are listed as
+# unsupported.
+#
 # Traffic is loopback only (127.0.0.1) and every run is bounded in time.
 
 set -uo pipefail
@@ -56,7 +66,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 BCAST_WINDOW=${BCAST_WINDOW:-8}
 QUIET_WAIT=${QUIET_WAIT:-20}
-ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000 echo-json echo-deflate bcast-json bcast-deflate idle-json idle-deflate"
+ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000 echo-json echo-deflate bcast-json bcast-deflate idle-json idle-deflate tls-echo-100x16 tls-echo-64k tls-handshake tls-idle"
 ALL_SERVERS="wsloop wsloop-dedicated tokio-tungstenite fastwebsockets node-ws node-ws-fast uws"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-$ALL_SERVERS}
@@ -203,12 +213,41 @@ for s in $SERVERS; do
     [ -n "${UNAVAILABLE[$s]:-}" ] && log "server $s unavailable: ${UNAVAILABLE[$s]}"
 done
 
+# -------------------------------------------------------------------- tls --
+# A throwaway CA and a server certificate it signed (P-256, SAN IP:127.0.0.1),
+# made once per invocation when a tls-* scenario is selected.
+TLS_DIR=$OUT/tls
+TLS_ERR=""
+case " $SCENARIOS " in
+    *" tls-"*)
+        mkdir -p "$TLS_DIR"
+        if ! command -v openssl >/dev/null; then
+            TLS_ERR="openssl not installed (needed to make the test certificate)"
+        elif ! {
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+                -subj "/CN=wsloop bench CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" &&
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                    -subj "/CN=127.0.0.1" -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/server.csr" &&
+                printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+                    >"$TLS_DIR/server.ext" &&
+                openssl x509 -req -days 2 -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" \
+                    -CAkey "$TLS_DIR/ca.key" -CAcreateserial -extfile "$TLS_DIR/server.ext" \
+                    -out "$TLS_DIR/cert.pem"
+        } >"$TLS_DIR/openssl.log" 2>&1; then
+            TLS_ERR="openssl could not make the test certificate (see $TLS_DIR/openssl.log)"
+        fi
+        [ -n "$TLS_ERR" ] && log "tls scenarios unavailable: $TLS_ERR" ;;
+esac
+
 # ---------------------------------------------------------------- servers --
 # Why `server` does not run `scenario`, or nothing. "na:" marks a variant that
 # only exists for compression (not listed in the table), "unsupported:" a
 # server that cannot do what the scenario asks (listed).
 not_applicable() { # scenario, server
     case "$1:$2" in
+        tls-*:wsloop) ;;
+        tls-*:wsloop-dedicated | tls-*:node-ws-fast) echo "na: a compression variant" ;;
+        tls-*:*) echo "unsupported: benches/peers/$2 has no TLS listener here (wsloop only, for now)" ;;
         *-deflate:tokio-tungstenite) echo "unsupported: tokio-tungstenite 0.30 has no permessage-deflate" ;;
         *-deflate:fastwebsockets) echo "unsupported: fastwebsockets 0.10 has no permessage-deflate" ;;
         *-deflate:uws) echo "unsupported: benches/peers/uws runs uWS with compression DISABLED (its default)" ;;
@@ -226,6 +265,7 @@ start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
     # over the default 1 GiB memory budget (which would refuse their messages
     # with 1009): the idle scenarios measure with a 4 GiB budget.
     case $scenario in idle-json | idle-deflate) wsloop_args+=(--max-memory 4294967296) ;; esac
+    case $scenario in tls-*) wsloop_args+=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem") ;; esac
     case $name in
         wsloop | wsloop-dedicated)
             [ "$name" = wsloop-dedicated ] && wsloop_args+=(--deflate dedicated)
@@ -289,7 +329,7 @@ background_cpu() {
 
 # -------------------------------------------------------------- scenarios --
 scenario_args() { # scenario, port
-    local url="ws://127.0.0.1:$2"
+    local url="ws://127.0.0.1:$2" wss="wss://127.0.0.1:$2"
     local timed="-t $DURATION --warmup $WARMUP"
     case $1 in
         echo-100x16) echo "echo --url $url/echo -c 100 -d 16 -s 32 $timed" ;;
@@ -311,6 +351,11 @@ scenario_args() { # scenario, port
         # quiet costs (the dedicated mode holds its (de)compressors from then on).
         idle-json) echo "idle --url $url/echo -c 5000 --hold 3 --messages 1 -s 1024 --json" ;;
         idle-deflate) echo "idle --url $url/echo -c 5000 --hold 3 --messages 1 -s 1024 --json --deflate" ;;
+        # The same over wss://, the server verified against the script's CA.
+        tls-echo-100x16) echo "echo --url $wss/echo --ca $TLS_DIR/ca.pem -c 100 -d 16 -s 32 $timed" ;;
+        tls-echo-64k) echo "echo --url $wss/echo --ca $TLS_DIR/ca.pem -c 10 -d 4 -s 65536 --binary $timed" ;;
+        tls-handshake) echo "handshake --url $wss/echo --ca $TLS_DIR/ca.pem -w 32 $timed" ;;
+        tls-idle) echo "idle --url $wss/echo --ca $TLS_DIR/ca.pem -c 10000 --hold 3" ;;
     esac
 }
 
@@ -322,6 +367,11 @@ for scenario in $SCENARIOS; do
             if [ -n "$why" ]; then
                 [ "$run" = 1 ] && printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" 0 "${why%%:*}" \
                     "${why#*: }" >>"$RESULTS"
+                continue
+            fi
+            if [ -n "$TLS_ERR" ] && case $scenario in tls-*) true ;; *) false ;; esac; then
+                [ "$run" = 1 ] && printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" 0 unavailable \
+                    "$TLS_ERR" >>"$RESULTS"
                 continue
             fi
             if [ -n "${UNAVAILABLE[$server]:-}" ]; then
@@ -409,6 +459,10 @@ LABEL = {
     "bcast-deflate": "broadcast 1 KiB JSON to 100 receivers, permessage-deflate",
     "idle-json": "5,000 idle connections after a 1 KiB message, no compression",
     "idle-deflate": "5,000 idle connections after a 1 KiB message, permessage-deflate",
+    "tls-echo-100x16": "TLS: echo 100 conns x 32 B x 16 in flight",
+    "tls-echo-64k": "TLS: echo 10 conns x 64 KiB binary x 4",
+    "tls-handshake": "TLS: handshakes (full TLS + upgrade + close), 32 workers",
+    "tls-idle": "TLS: 10,000 idle connections",
 }
 
 def med(values):
@@ -497,6 +551,12 @@ plain, deflated = wsloop_eff("bcast-json"), wsloop_eff("bcast-deflate")
 if plain and deflated:
     print(f"\nwsloop broadcast with permessage-deflate (shared mode) costs {plain / deflated:.2f}x the server CPU "
           "per delivery of the same broadcast uncompressed (issue 11's target: at most 1.2x).")
+# Issue 20's aim: TLS echo at least 0.7x the plain echo's messages per server CPU-second.
+for plain_sc, tls_sc in (("echo-100x16", "tls-echo-100x16"), ("echo-64k", "tls-echo-64k")):
+    plain, tls = wsloop_eff(plain_sc), wsloop_eff(tls_sc)
+    if plain and tls:
+        print(f"\nwsloop {tls_sc} does {tls / plain:.2f}x the messages per server CPU-second of {plain_sc} "
+              "(issue 20's aim: at least 0.7x).")
 if int(max_bg) > 10:
     print(f"\nWarning: up to {max_bg}% of the machine's CPU was busy with other processes just before some runs; "
           "rates and latencies may be off (the per-CPU-second figures are less affected).")

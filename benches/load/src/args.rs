@@ -9,7 +9,7 @@ use crate::bail;
 use crate::error::{Error, Result};
 
 /// Options that take no value.
-const SWITCHES: &[&str] = &["--binary", "--json", "--deflate", "-h", "--help"];
+const SWITCHES: &[&str] = &["--binary", "--json", "--deflate", "--tls", "--insecure", "-h", "--help"];
 
 pub struct Args {
     pub mode: String,

@@ -14,6 +14,7 @@ use mio::net::TcpStream;
 use crate::bail;
 use crate::deflate::DeflateConn;
 use crate::error::{Error, Result};
+use crate::tls::TlsStream;
 use crate::ws::{self, Rng};
 
 /// Free space we want before each `read`: big enough that a 64 KiB echo is
@@ -32,6 +33,9 @@ pub enum Phase {
 
 pub struct WsConn {
     pub stream: TcpStream,
+    /// With `wss://`: the TLS session between the socket and the WebSocket
+    /// bytes (boxed: rustls' state is large, plain connections skip it).
+    pub tls: Option<Box<TlsStream>>,
     pub phase: Phase,
     /// When `connect` was called (for connect timeouts and handshake timing).
     pub started: Instant,
@@ -77,6 +81,7 @@ impl WsConn {
         let key = ws::new_key(&mut rng);
         Ok(WsConn {
             stream,
+            tls: None,
             phase: Phase::Connecting,
             started: Instant::now(),
             request: Some(ws::handshake_request(host, path, &key, deflate)),
@@ -147,7 +152,12 @@ impl WsConn {
         self.flush()?;
         while !self.eof {
             self.reserve_read_space();
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
+            let buf = &mut self.rbuf[self.rend..];
+            let got = match self.tls.as_mut() {
+                Some(t) => t.read(&mut self.stream, buf),
+                None => self.stream.read(buf),
+            };
+            match got {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.rend += n;
@@ -303,8 +313,22 @@ impl WsConn {
         if self.phase == Phase::Connecting {
             return Ok(());
         }
+        if let Some(t) = self.tls.as_mut() {
+            // TLS records left over when the socket was full last time (or
+            // the ClientHello): they go first, whether or not wbuf is empty.
+            match t.flush(&mut self.stream) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => bail!("write: {e}"),
+            }
+        }
         while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+            let data = &self.wbuf[self.wpos..];
+            let sent = match self.tls.as_mut() {
+                Some(t) => t.write(&mut self.stream, data),
+                None => self.stream.write(data),
+            };
+            match sent {
                 Ok(0) => bail!("write returned 0 bytes"),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

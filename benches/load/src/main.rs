@@ -17,6 +17,7 @@ mod net;
 mod payload;
 mod report;
 mod stats;
+mod tls;
 mod ws;
 
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ const USAGE: &str = "\
 wsloop-load: WebSocket load generator (loopback targets only)
 
 USAGE:
-  wsloop-load echo --url ws://127.0.0.1:PORT/echo -c N -d D -s S -t SECS
+  wsloop-load echo --url ws[s]://127.0.0.1:PORT/echo -c N -d D -s S -t SECS
                    [--binary] [--json] [--deflate] [--warmup SECS] [--server-pid PID]
       N connections, D messages of S bytes in flight on each, for SECS
       seconds; every echo is verified byte for byte. Reports msgs/s, MB/s,
@@ -50,6 +51,14 @@ USAGE:
       Messages without the #WSLB marker (join/leave notices) are ignored.
 
 COMMON OPTIONS:
+  --tls                   TLS (as a wss:// URL does): rustls with the ring
+                          provider, driven from the same mio loop; full
+                          handshakes (no session resumption), ALPN http/1.1
+  --ca FILE               with TLS: verify the server against the CA
+                          certificate(s) in FILE (PEM)
+  --insecure              with TLS: accept ANY certificate for any name (it
+                          still checks handshake signatures). For benchmarks
+                          against a throwaway certificate only
   --connect-timeout SECS  connect + upgrade limit per connection (default 10)
   --stall SECS            fail when nothing progresses this long (default 10)
   --json                  JSON-like chat text as payload filler (default:
@@ -83,12 +92,29 @@ fn run() -> Result<Option<Report>> {
         return Ok(None);
     }
     let url: String = a.required(&["--url", "-u"])?;
-    let target = Target::parse(&url)?;
+    let mut target = Target::parse(&url)?;
+    // TLS: a wss:// URL or --tls (same thing for a ws:// URL), verified with
+    // --ca FILE, or --insecure (accept any certificate; benchmarks only).
+    let tls = a.switch(&["--tls"]) || target.wss;
+    let ca: Option<std::path::PathBuf> = a.opt(&["--ca"])?;
+    let insecure = a.switch(&["--insecure"]);
+    if tls {
+        let trust = match (ca, insecure) {
+            (Some(path), false) => tls::Trust::Ca(path),
+            (None, true) => tls::Trust::Insecure,
+            (Some(_), true) => bail!("give either --ca FILE or --insecure, not both"),
+            (None, false) => bail!("TLS needs --ca FILE (the CA that signed the server's certificate) or --insecure"),
+        };
+        target.tls = Some(tls::TlsClient::new(&target.host, &trust)?);
+    } else if ca.is_some() || insecure {
+        bail!("--ca and --insecure need --tls or a wss:// URL");
+    }
     let connect_timeout = a.secs(&["--connect-timeout"], 10.0)?;
     let stall = a.secs(&["--stall"], 10.0)?;
     let server_pid: Option<u32> = a.opt(&["--server-pid", "-p"])?;
     let mut report = Report::default();
     report.str("url", &url);
+    report.bool("tls", tls);
     report.opt_int("server_pid", server_pid.map(u64::from));
 
     match a.mode.clone().as_str() {

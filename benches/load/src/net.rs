@@ -9,22 +9,31 @@ use mio::{Events, Interest, Poll, Token};
 use crate::bail;
 use crate::conn::WsConn;
 use crate::error::{Error, Result};
+use crate::tls::TlsClient;
 
-/// A parsed `ws://host:port/path` URL.
+/// A parsed `ws://host:port/path` or `wss://host:port/path` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     /// Value of the `Host` header.
     pub host: String,
     pub path: String,
+    /// The URL said `wss://`.
+    pub wss: bool,
+    /// Set (by `main`, from `--ca` / `--insecure`) for TLS connections.
+    pub tls: Option<TlsClient>,
 }
 
 impl Target {
     /// Parses and resolves the URL. Only loopback addresses are accepted: this
     /// tool generates heavy traffic and must never aim it at another machine.
     pub fn parse(url: &str) -> Result<Target> {
-        let Some(rest) = url.strip_prefix("ws://") else {
-            bail!("URL must start with ws:// (got {url:?}; wss is not supported)");
+        let (rest, wss) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
+        } else {
+            bail!("URL must start with ws:// or wss:// (got {url:?})");
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -33,9 +42,9 @@ impl Target {
         if authority.is_empty() {
             bail!("URL {url:?} has no host");
         }
-        // Default port 80 when none is given ("[::1]" has colons of its own).
+        // Default port 80 (443) when none is given ("[::1]" has colons of its own).
         let with_port = if authority.ends_with(']') || !authority.contains(':') {
-            format!("{authority}:80")
+            format!("{authority}:{}", if wss { 443 } else { 80 })
         } else {
             authority.to_owned()
         };
@@ -50,6 +59,8 @@ impl Target {
             addr,
             host: authority.to_owned(),
             path: path.to_owned(),
+            wss,
+            tls: None,
         })
     }
 }
@@ -100,6 +111,9 @@ impl Net {
             self.seed,
             self.deflate,
         )?;
+        if let Some(t) = &self.target.tls {
+            c.tls = Some(Box::new(t.start()?));
+        }
         self.poll
             .registry()
             .register(&mut c.stream, Token(token), Interest::READABLE | Interest::WRITABLE)?;
@@ -158,6 +172,9 @@ impl Net {
                     }
                 }
             }
+        }
+        if let Some(t) = self.conns.get(first).and_then(|c| c.tls.as_ref()) {
+            println!("  TLS: {}", t.describe());
         }
         Ok(t0.elapsed())
     }
@@ -239,12 +256,16 @@ mod tests {
         let t = Target::parse("ws://[::1]:9001/chat?x=1").unwrap();
         assert_eq!(t.path, "/chat?x=1");
         assert!(Target::parse("ws://127.0.0.1/x").unwrap().addr.port() == 80);
+        let t = Target::parse("wss://127.0.0.1/x").unwrap();
+        assert!(t.wss && t.tls.is_none());
+        assert_eq!(t.addr.port(), 443);
+        assert!(!Target::parse("ws://127.0.0.1:1/").unwrap().wss);
     }
 
     #[test]
     fn refuses_bad_or_remote_urls() {
         assert!(Target::parse("http://127.0.0.1:1/").is_err());
-        assert!(Target::parse("wss://127.0.0.1:1/").is_err());
+        assert!(Target::parse("wss://10.1.2.3:1/").is_err());
         assert!(Target::parse("ws:///x").is_err());
         assert!(Target::parse("ws://10.1.2.3:80/").is_err());
         assert!(Target::parse("ws://192.168.0.1:80/").is_err());
