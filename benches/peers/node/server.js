@@ -1,7 +1,10 @@
 'use strict';
 // Peer server for the wsloop benchmarks, built on the `ws` package.
 //
-// Usage: node server.js PORT [off|deflate|deflate-fast]   (listens on 127.0.0.1:PORT)
+// Usage: node server.js PORT [off|deflate|deflate-fast] [--tls-cert FILE --tls-key FILE]
+//   (listens on 127.0.0.1:PORT; with the two PEM files it serves wss:// through
+//   Node's `https` module, i.e. Node's bundled OpenSSL, ALPN http/1.1 as wsloop
+//   announces; everything else in TLS is Node's default)
 //
 //   /echo  every text/binary message is sent back unchanged.
 //   /chat  every text/binary message is sent to every client connected on
@@ -18,11 +21,33 @@
 //   deflate-fast  no context takeover either way, zlib level 1, messages of
 //                 128 bytes and more: wsloop's shared mode, configured in ws
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const { WebSocketServer, WebSocket } = require('ws');
 
-const port = Number(process.argv[2] || 9003);
-const compression = process.argv[3] || 'off';
+// Positional: PORT, compression; options: --tls-cert FILE, --tls-key FILE.
+const positional = [];
+const tlsFiles = {};
+for (let i = 2; i < process.argv.length; i++) {
+  const arg = process.argv[i];
+  if (arg === '--tls-cert' || arg === '--tls-key') {
+    if (i + 1 >= process.argv.length) {
+      console.error(`${arg} needs a FILE`);
+      process.exit(2);
+    }
+    tlsFiles[arg.slice(6)] = process.argv[++i];
+  } else {
+    positional.push(arg);
+  }
+}
+if (Boolean(tlsFiles.cert) !== Boolean(tlsFiles.key)) {
+  console.error('--tls-cert and --tls-key go together');
+  process.exit(2);
+}
+const tls = Boolean(tlsFiles.cert);
+const port = Number(positional[0] || 9003);
+const compression = positional[1] || 'off';
 const DEFLATE = {
   off: false,
   deflate: true,
@@ -62,10 +87,20 @@ chat.on('connection', (ws) => {
   ws.on('error', () => {});
 });
 
-const server = http.createServer((req, res) => {
+const notFound = (req, res) => {
   res.writeHead(404);
   res.end();
-});
+};
+const server = tls
+  ? https.createServer(
+      {
+        cert: fs.readFileSync(tlsFiles.cert),
+        key: fs.readFileSync(tlsFiles.key),
+        ALPNProtocols: ['http/1.1'],
+      },
+      notFound,
+    )
+  : http.createServer(notFound);
 
 server.on('upgrade', (req, socket, head) => {
   const path = new URL(req.url, 'http://localhost').pathname;
@@ -80,7 +115,8 @@ server.on('upgrade', (req, socket, head) => {
 
 // A large backlog: the idle scenario opens 10,000 connections quickly.
 server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
-  console.error(`peer-node-ws listening on 127.0.0.1:${port} (compression: ${compression})`);
+  const scheme = tls ? 'wss' : 'ws';
+  console.error(`peer-node-ws listening on ${scheme}://127.0.0.1:${port} (compression: ${compression})`);
 });
 
 const stop = () => process.exit(0);

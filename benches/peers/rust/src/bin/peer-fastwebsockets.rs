@@ -1,7 +1,10 @@
 //! Peer server for the wsloop benchmarks, built on fastwebsockets + hyper
 //! (the `upgrade` feature, as in fastwebsockets' own examples).
 //!
-//! Usage: `peer-fastwebsockets PORT` (listens on 127.0.0.1:PORT).
+//! Usage: `peer-fastwebsockets PORT [--tls-cert FILE --tls-key FILE]`
+//! (listens on 127.0.0.1:PORT; with the two files it serves `wss://`:
+//! hyper and fastwebsockets over a tokio-rustls stream, rustls with the ring
+//! provider set up as wsloop sets it up, see `wsloop_peers::tls_acceptor`).
 //!
 //! * `/echo`: every text/binary message is sent back unchanged
 //!   (`FragmentCollector`, auto pong and auto close as the library defaults).
@@ -9,7 +12,8 @@
 //!   `/chat` (the sender included). fastwebsockets has no public API to write
 //!   pre-framed bytes, so each connection frames the shared payload itself.
 //!
-//! Single-threaded (tokio `current_thread` runtime + `LocalSet`), no
+//! Single-threaded (tokio `current_thread` runtime + `LocalSet`; the TLS
+//! handshake runs in the connection's task on that thread too), no
 //! compression (fastwebsockets has none).
 
 use std::cell::RefCell;
@@ -38,15 +42,18 @@ enum Out {
 type Clients = Rc<RefCell<HashMap<u64, mpsc::UnboundedSender<Out>>>>;
 
 fn main() -> anyhow::Result<()> {
-    let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse()?,
-        None => 9002,
+    let args = wsloop_peers::Args::parse(9002)?;
+    let port = args.port;
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(wsloop_peers::tls_acceptor(cert, key)?),
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        eprintln!("peer-fastwebsockets listening on 127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        eprintln!("peer-fastwebsockets listening on {scheme}://127.0.0.1:{port}");
         let clients: Clients = Rc::default();
         let next_id = Rc::new(RefCell::new(0u64));
         loop {
@@ -61,15 +68,33 @@ fn main() -> anyhow::Result<()> {
             let _ = stream.set_nodelay(true);
             let clients = clients.clone();
             let next_id = next_id.clone();
+            let tls = tls.clone();
             tokio::task::spawn_local(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
                 let service = service_fn(move |req| {
                     let clients = clients.clone();
                     let next_id = next_id.clone();
                     async move { route(req, clients, next_id) }
                 });
-                let conn = http1::Builder::new().serve_connection(io, service).with_upgrades();
-                if let Err(e) = conn.await {
+                let http = http1::Builder::new();
+                // hyper hands the upgraded connection over type-erased, so
+                // only the serving differs between TCP and TLS.
+                let result = match tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            http.serve_connection(io, service).with_upgrades().await
+                        }
+                        Err(e) => {
+                            eprintln!("tls: {e}");
+                            return;
+                        }
+                    },
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        http.serve_connection(io, service).with_upgrades().await
+                    }
+                };
+                if let Err(e) = result {
                     eprintln!("http: {e}");
                 }
             });

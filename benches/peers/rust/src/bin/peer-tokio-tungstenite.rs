@@ -1,6 +1,9 @@
 //! Peer server for the wsloop benchmarks, built on tokio-tungstenite.
 //!
-//! Usage: `peer-tokio-tungstenite PORT` (listens on 127.0.0.1:PORT).
+//! Usage: `peer-tokio-tungstenite PORT [--tls-cert FILE --tls-key FILE]`
+//! (listens on 127.0.0.1:PORT; with the two files it serves `wss://` through
+//! tokio-rustls, rustls with the ring provider set up as wsloop sets it up:
+//! see `wsloop_peers::tls_acceptor`).
 //!
 //! * `/echo`: every text/binary message is sent back unchanged.
 //! * `/chat`: every text/binary message is sent to every client connected on
@@ -8,7 +11,8 @@
 //!   once and write the same bytes to many sockets, so each connection frames
 //!   it itself; the payload (`Bytes`/`Utf8Bytes`) is shared, not copied.
 //!
-//! Single-threaded (tokio `current_thread` runtime + `LocalSet`), no
+//! Single-threaded (tokio `current_thread` runtime + `LocalSet`; the TLS
+//! handshake runs in the connection's task on that thread too), no
 //! compression (tokio-tungstenite is built without its deflate feature).
 
 use std::cell::{Cell, RefCell};
@@ -16,7 +20,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -26,15 +31,18 @@ use tokio_tungstenite::tungstenite::Message;
 type Clients = Rc<RefCell<HashMap<u64, mpsc::UnboundedSender<Message>>>>;
 
 fn main() -> anyhow::Result<()> {
-    let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse()?,
-        None => 9001,
+    let args = wsloop_peers::Args::parse(9001)?;
+    let port = args.port;
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(wsloop_peers::tls_acceptor(cert, key)?),
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        eprintln!("peer-tokio-tungstenite listening on 127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        eprintln!("peer-tokio-tungstenite listening on {scheme}://127.0.0.1:{port}");
         let clients: Clients = Rc::default();
         let mut next_id = 0u64;
         loop {
@@ -50,8 +58,17 @@ fn main() -> anyhow::Result<()> {
             next_id += 1;
             let id = next_id;
             let clients = clients.clone();
+            let tls = tls.clone();
             tokio::task::spawn_local(async move {
-                if let Err(e) = handle(stream, id, clients).await {
+                let result = async {
+                    stream.set_nodelay(true)?;
+                    match tls {
+                        Some(acceptor) => handle(acceptor.accept(stream).await?, id, clients).await,
+                        None => handle(stream, id, clients).await,
+                    }
+                }
+                .await;
+                if let Err(e) = result {
                     eprintln!("connection {id}: {e}");
                 }
             });
@@ -59,8 +76,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn handle(stream: TcpStream, id: u64, clients: Clients) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
+/// One connection, over TCP or over TLS on TCP.
+async fn handle<S>(stream: S, id: u64, clients: Clients) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     // The handshake callback is the only place tungstenite shows the request
     // path; remember it for routing and refuse unknown paths with a 404.
     let is_chat = Rc::new(Cell::new(false));
