@@ -25,7 +25,9 @@
 #   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
 #                   (dir/src/App.h, dir/uSockets/src/libusockets.h), kept
 #                   outside this repository; the uws peer is built against it
-#                   by benches/peers/uws/build.sh. Unset: uws is skipped.
+#                   by benches/peers/uws/build.sh (peer-uws, and
+#                   peer-uws-tls with OpenSSL for the tls-* scenarios where
+#                   it builds). Unset: uws is skipped.
 #   BCAST_WINDOW=8  broadcast: messages outstanding at most
 #   QUIET_WAIT=20   before each run, wait up to this many seconds for the
 #                   CPU use of other processes to drop below 10%
@@ -52,9 +54,16 @@
 # server certificate for IP 127.0.0.1 with openssl in OUT/tls/, starts
 # `wsloop serve --tls-cert OUT/tls/cert.pem --tls-key OUT/tls/key.pem`, and the
 # load generator verifies the server with `--ca OUT/tls/ca.pem` (rustls, ring
-# provider, no session resumption: every handshake is a full one). Only wsloop
-# runs them for now; the peers have no TLS listener here and are listed as
-# unsupported.
+# provider, no session resumption: every handshake is a full one). The peers
+# get the same two files as `--tls-cert FILE --tls-key FILE`:
+#   tokio-tungstenite, fastwebsockets  tokio-rustls, rustls 0.23 with the ring
+#                     provider configured as wsloop configures it (same library,
+#                     same settings: benches/peers/rust/src/lib.rs)
+#   node-ws           Node's `https` module (its bundled OpenSSL), ALPN http/1.1
+#   uws               peer-uws-tls: uWS::SSLApp on uSockets built with OpenSSL
+#                     (WITH_OPENSSL=1: the system's libssl), a second binary
+#                     next to the plain peer-uws; build.sh says why when it
+#                     cannot build it, and that reason is listed here.
 #
 # Traffic is loopback only (127.0.0.1) and every run is bounded in time.
 
@@ -79,6 +88,7 @@ RESULTS=$OUT/results.tsv # scenario server run status json-or-message
 LOAD=$ROOT/benches/load/target/release/wsloop-load
 PEERS_RUST=$ROOT/benches/peers/rust/target/release
 PEER_UWS=$ROOT/benches/peers/uws/target/peer-uws
+PEER_UWS_TLS=$ROOT/benches/peers/uws/target/peer-uws-tls
 WSLOOP=$ROOT/target/release/wsloop
 
 log() { echo "[compare] $*" >&2; }
@@ -245,9 +255,16 @@ esac
 # server that cannot do what the scenario asks (listed).
 not_applicable() { # scenario, server
     case "$1:$2" in
-        tls-*:wsloop) ;;
         tls-*:wsloop-dedicated | tls-*:node-ws-fast) echo "na: a compression variant" ;;
-        tls-*:*) echo "unsupported: benches/peers/$2 has no TLS listener here (wsloop only, for now)" ;;
+        tls-*:uws)
+            # A second binary (uSockets with OpenSSL), built only where it can be.
+            # (If uws is unavailable altogether, that reason is listed instead.)
+            if [ -z "${UNAVAILABLE[uws]:-}" ] && [ ! -x "$PEER_UWS_TLS" ]; then
+                local why="peer-uws-tls not built"
+                [ -f "$PEER_UWS_TLS.failed" ] && why="peer-uws-tls not built: $(head -1 "$PEER_UWS_TLS.failed")"
+                echo "unsupported: $why"
+            fi ;;
+        tls-*:*) ;;
         *-deflate:tokio-tungstenite) echo "unsupported: tokio-tungstenite 0.30 has no permessage-deflate" ;;
         *-deflate:fastwebsockets) echo "unsupported: fastwebsockets 0.10 has no permessage-deflate" ;;
         *-deflate:uws) echo "unsupported: benches/peers/uws runs uWS with compression DISABLED (its default)" ;;
@@ -265,7 +282,10 @@ start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
     # over the default 1 GiB memory budget (which would refuse their messages
     # with 1009): the idle scenarios measure with a 4 GiB budget.
     case $scenario in idle-json | idle-deflate) wsloop_args+=(--max-memory 4294967296) ;; esac
-    case $scenario in tls-*) wsloop_args+=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem") ;; esac
+    # The same certificate and key for every server in the tls-* scenarios.
+    local tls_args=()
+    case $scenario in tls-*) tls_args=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem") ;; esac
+    wsloop_args+=("${tls_args[@]}")
     case $name in
         wsloop | wsloop-dedicated)
             [ "$name" = wsloop-dedicated ] && wsloop_args+=(--deflate dedicated)
@@ -276,12 +296,17 @@ start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
             else
                 $PIN_SERVER "$WSLOOP" "${wsloop_args[@]}" >"$logf" 2>&1 &
             fi ;;
-        tokio-tungstenite | fastwebsockets) $PIN_SERVER "$PEERS_RUST/peer-$name" "$port" >"$logf" 2>&1 & ;;
-        node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" >"$logf" 2>&1 & ;;
+        tokio-tungstenite | fastwebsockets) $PIN_SERVER "$PEERS_RUST/peer-$name" "$port" "${tls_args[@]}" >"$logf" 2>&1 & ;;
+        node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" "${tls_args[@]}" >"$logf" 2>&1 & ;;
         node-ws-fast)
             [ "$node_deflate" = deflate ] && node_deflate=deflate-fast
             $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" >"$logf" 2>&1 & ;;
-        uws) $PIN_SERVER "$PEER_UWS" "$port" >"$logf" 2>&1 & ;;
+        uws)
+            if [ ${#tls_args[@]} -gt 0 ]; then
+                $PIN_SERVER "$PEER_UWS_TLS" "$port" "${tls_args[@]}" >"$logf" 2>&1 &
+            else
+                $PIN_SERVER "$PEER_UWS" "$port" >"$logf" 2>&1 &
+            fi ;;
     esac
     # taskset execs the server, so $! is the server's own pid (what the load
     # generator reads /proc/PID/stat of).
