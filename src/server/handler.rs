@@ -507,9 +507,10 @@ pub trait Handler: Send + Sync + 'static {
     ///     ada.send_text(expected.rsplit(": ").next().unwrap_or_default())?;
     ///     assert_eq!(ada.recv()?, wsloop::client::ClientEvent::Text(expected.into()));
     /// }
+    /// ada.close(wsloop::CloseCode::NORMAL, "")?;
     /// // No nickname: refused with the handler's 400, never upgraded.
     /// let refused = wsloop::client::Client::connect(&url).unwrap_err();
-    /// assert!(refused.to_string().contains("400"), "{refused}");
+    /// assert!(matches!(&refused, wsloop::client::Error::Refused(r) if r.status == 400), "{refused}");
     ///
     /// server.shutdown();
     /// server.join()?;
