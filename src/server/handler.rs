@@ -449,6 +449,9 @@ pub enum SendStatus {
 /// let mut answer = String::new();
 /// http.read_to_string(&mut answer)?;
 /// assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"));
+/// // The server closed first and waits (up to 2 s) for our side to close too, so that its
+/// // response is not cut by a reset; closing it now lets the shutdown below end at once.
+/// drop(http);
 ///
 /// server.shutdown();
 /// server.join()?;
