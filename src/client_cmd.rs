@@ -299,6 +299,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
+/// A refused upgrade, as the server sent it: the status line and headers, then the body, so a
+/// 401's `WWW-Authenticate` or a 429's `Retry-After` is in front of the user (all on stderr;
+/// stdout carries only messages).
+fn print_refusal(r: &wsloop::client::Refusal) {
+    let reason = if r.reason.is_empty() {
+        wsloop::handshake::reason_phrase(r.status)
+    } else {
+        r.reason.as_str()
+    };
+    eprintln!("wsloop client: the server refused the upgrade: {} {reason}", r.status);
+    for (name, value) in &r.headers {
+        eprintln!("< {name}: {value}");
+    }
+    let body = r.body_text();
+    if !body.is_empty() {
+        eprintln!("<");
+        for line in body.lines() {
+            eprintln!("< {line}");
+        }
+    }
+    if !r.complete {
+        eprintln!(
+            "[body cut: the server stopped, or it was over {} bytes]",
+            wsloop::client::MAX_REFUSAL_BODY
+        );
+    }
+}
+
 /// The exit status for a finished close handshake.
 fn closed(status: Option<&CloseStatus>) -> ExitCode {
     match status {
@@ -318,7 +346,10 @@ fn closed(status: Option<&CloseStatus>) -> ExitCode {
 }
 
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("wsloop client: {e}");
+    match e {
+        Error::Refused(r) => print_refusal(r),
+        e => eprintln!("wsloop client: {e}"),
+    }
     match e {
         Error::Protocol(_) | Error::ClosedAbnormally => ExitCode::from(EXIT_CLOSE_CODE),
         _ => ExitCode::from(EXIT_ERROR),

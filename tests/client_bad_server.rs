@@ -37,13 +37,72 @@ fn response_without(c: &Conn, line: &str) -> Vec<u8> {
 }
 
 #[test]
-fn a_status_other_than_101_is_reported_with_the_status() {
-    let e = handshake_error(|c| c.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"));
-    assert!(matches!(e, Error::Handshake(H::NotSwitchingProtocols(403))), "{e:?}");
+fn a_status_other_than_101_is_reported_with_the_status_headers_and_body() {
+    let e = handshake_error(|c| c.write(b"HTTP/1.1 403 Forbidden\r\nX-Why: origin\r\nContent-Length: 2\r\n\r\nno"));
+    let Error::Refused(r) = &e else {
+        panic!("expected a refusal, got {e:?}")
+    };
+    assert_eq!((r.status, r.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(r.header("x-why"), Some("origin"));
+    assert_eq!(r.body, b"no");
+    assert!(r.complete);
     let text = e.to_string();
     assert!(
-        text.contains("403 Forbidden") && text.contains("RFC 6455 §4.1, check 1"),
+        text.contains("403 Forbidden") && text.contains("RFC 6455 §4.1") && text.contains("\"no\""),
         "{text}"
+    );
+}
+
+#[test]
+fn a_chunked_refusal_is_read_to_its_last_chunk() {
+    let e = handshake_error(|c| {
+        c.write(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nTransfer-Encoding: chunked\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(50));
+        c.write(b"4\r\nslow\r\n5\r\n down\r\n0\r\n\r\n");
+    });
+    let Error::Refused(r) = &e else {
+        panic!("expected a refusal, got {e:?}")
+    };
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("Retry-After"), Some("7"));
+    assert_eq!(r.body_text(), "slow down");
+    assert!(r.complete);
+}
+
+#[test]
+fn a_refusal_without_a_length_ends_at_the_close() {
+    let server = serve(|mut c| {
+        c.write(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later");
+        // Dropping the connection ends the body (RFC 9112 §6.3 rule 8).
+    });
+    let e = client(&server.url("/")).expect_err("refused");
+    server.join();
+    let Error::Refused(r) = &e else {
+        panic!("expected a refusal, got {e:?}")
+    };
+    assert_eq!((r.status, r.body_text().as_ref(), r.complete), (503, "try later", true));
+}
+
+#[test]
+fn a_refusal_whose_body_never_ends_is_returned_at_the_handshake_timeout() {
+    let server = serve(|mut c| {
+        c.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 1000\r\n\r\npartial");
+        c.wait_eof();
+    });
+    let started = Instant::now();
+    let e = Client::builder(server.url("/"))
+        .handshake_timeout(Duration::from_millis(500))
+        .connect()
+        .expect_err("refused");
+    let waited = started.elapsed();
+    server.join();
+    let Error::Refused(r) = &e else {
+        panic!("expected a refusal, got {e:?}")
+    };
+    assert_eq!((r.status, r.body.as_slice(), r.complete), (401, &b"partial"[..], false));
+    assert!(
+        waited < Duration::from_secs(5),
+        "bounded by the handshake timeout: {waited:?}"
     );
 }
 
@@ -365,6 +424,38 @@ fn a_read_timeout_leaves_the_connection_usable() {
         }
     };
     assert_eq!(event.unwrap(), ClientEvent::Text("late".into()));
+    drop(client);
+    server.join();
+}
+
+#[test]
+fn recv_timeout_bounds_the_whole_wait_and_keeps_a_cut_message() {
+    let server = serve(|mut c| {
+        c.accept();
+        // Half a frame, then the rest after the caller's timeout: the wait is bounded by the
+        // call's timeout, not the (long) read timeout, and the half is kept.
+        c.write(&[0x81, 0x04, b'l', b'a']);
+        std::thread::sleep(Duration::from_millis(600));
+        c.write(b"te");
+        c.wait_eof();
+    });
+    let mut client = Client::builder(server.url("/"))
+        .read_timeout(Some(Duration::from_secs(30)))
+        .connect()
+        .unwrap();
+    let started = Instant::now();
+    let e = client.recv_timeout(Duration::from_millis(150)).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(e, Error::Timeout(Phase::Read)) && e.is_recoverable(), "{e:?}");
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "bounded by the call, not the read timeout: {waited:?}"
+    );
+    let e = client.recv_timeout(Duration::ZERO).unwrap_err();
+    assert!(matches!(e, Error::Timeout(Phase::Read)), "{e:?}");
+    let event = client.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(event, ClientEvent::Text("late".into()));
     drop(client);
     server.join();
 }

@@ -161,6 +161,21 @@ fn exit_statuses_for_failures() {
     let run = client(&[&format!("ws://{}/nowhere", server.local_addr())], b"");
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("404 Not Found"), "{}", run.stderr);
+    // A refusal is printed as the server sent it: status, headers, body.
+    let refusing = serve(|mut c| {
+        c.write(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"chat\"\r\nContent-Length: 14\r\n\r\ntoken required");
+        c.wait_eof();
+    });
+    let run = client(&[&refusing.url("/")], b"");
+    refusing.join();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for line in [
+        "401 Unauthorized",
+        "< WWW-Authenticate: Bearer realm=\"chat\"",
+        "< token required",
+    ] {
+        assert!(run.stderr.contains(line), "{line:?} missing from:\n{}", run.stderr);
+    }
     let run = client(&["wss://127.0.0.1:1/"], b"");
     assert_eq!(run.code, Some(1));
     #[cfg(not(feature = "tls"))]

@@ -7,9 +7,9 @@ mod common;
 #[path = "interop/harness.rs"]
 mod harness;
 
+use common::pki::TestCa;
 use common::process::wsloop_bin;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,10 +26,9 @@ use wsloop::CloseCode;
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
-/// A CA and its key, to sign leaves with; its PEM written to a file for `--ca`.
+/// A CA, its PEM written to a file for `--ca`.
 struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    ca: TestCa,
     pem_file: PathBuf,
 }
 
@@ -46,32 +45,26 @@ fn temp_file(name: &str) -> PathBuf {
 }
 
 fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).unwrap();
+    let ca = TestCa::new(name);
     let pem_file = temp_file("ca.pem");
-    std::fs::write(&pem_file, cert.pem()).unwrap();
-    Ca { cert, key, pem_file }
+    std::fs::write(&pem_file, ca.cert.pem()).unwrap();
+    Ca { ca, pem_file }
 }
 
 /// A leaf for `names` (DNS names or IP addresses) signed by `ca`; `expired` puts its validity
 /// in the past.
 fn leaf(ca: &Ca, names: &[&str], expired: bool) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.distinguished_name.push(DnType::OrganizationName, "wsloop tests");
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    (
-        vec![cert.der().clone(), ca.cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
+    let leaf = ca.ca.leaf(names, names[0], expired);
+    (leaf.chain_der(&ca.ca), leaf.key_der())
+}
+
+/// A leaf for localhost and 127.0.0.1 written as PEM files (chain, key) for another program.
+fn leaf_files(ca: &Ca, tag: &str) -> (PathBuf, PathBuf) {
+    let leaf = ca.ca.leaf(&["localhost", "127.0.0.1"], "localhost", false);
+    let (cert_file, key_file) = (temp_file(&format!("{tag}.pem")), temp_file(&format!("{tag}.key")));
+    std::fs::write(&cert_file, leaf.chain_pem(&ca.ca)).unwrap();
+    std::fs::write(&key_file, leaf.key.serialize_pem()).unwrap();
+    (cert_file, key_file)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,13 +532,7 @@ fn echo_over_wss_with_node_ws() {
         return;
     }
     let ca = ca("wsloop test CA");
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cert_file, key_file) = (temp_file("node-leaf.pem"), temp_file("node-leaf.key"));
-    std::fs::write(&cert_file, cert.pem() + &ca.cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let (cert_file, key_file) = leaf_files(&ca, "node-leaf");
     let mut cmd = Command::new("node");
     cmd.arg(harness::script("echo_server.js"))
         .arg("0")
@@ -591,13 +578,7 @@ fn echo_over_wss_with_python_websockets() {
         return;
     }
     let ca = ca("wsloop test CA");
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cert_file, key_file) = (temp_file("leaf.pem"), temp_file("leaf.key"));
-    std::fs::write(&cert_file, cert.pem() + &ca.cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let (cert_file, key_file) = leaf_files(&ca, "leaf");
     let mut cmd = Command::new(py);
     cmd.arg(harness::script("echo_server.py"))
         .arg("0")

@@ -9,8 +9,8 @@ mod common;
 #[path = "interop/harness.rs"]
 mod harness;
 
+use common::pki::TestCa;
 use common::process::{ServerProcess, Spawn};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,8 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// A CA and the files of one leaf it signed, in a temporary directory removed on drop.
 struct Pki {
     dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    ca: TestCa,
 }
 
 impl Pki {
@@ -35,25 +34,18 @@ impl Pki {
         let dir = std::env::temp_dir().join(format!("wsloop-tls-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "wsloop test CA");
-        let ca = params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca, ca_key }
+        let ca = TestCa::new("wsloop test CA");
+        std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+        Pki { dir, ca }
     }
 
     /// Writes a new leaf for localhost and 127.0.0.1 (chain: leaf then CA) to cert.pem and
     /// key.pem; returns its DER, to recognise it on the wire.
     fn leaf(&self, name: &str) -> CertificateDer<'static> {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.cert(), format!("{}{}", cert.pem(), self.ca.pem())).unwrap();
-        std::fs::write(self.key(), key.serialize_pem()).unwrap();
-        cert.der().clone()
+        let leaf = self.ca.leaf(&["localhost", "127.0.0.1"], name, false);
+        std::fs::write(self.cert(), leaf.chain_pem(&self.ca)).unwrap();
+        std::fs::write(self.key(), leaf.key.serialize_pem()).unwrap();
+        leaf.cert.der().clone()
     }
 
     fn cert(&self) -> PathBuf {
@@ -69,16 +61,7 @@ impl Pki {
     }
 
     fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
+        self.ca.client_config()
     }
 }
 

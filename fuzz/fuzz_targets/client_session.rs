@@ -14,14 +14,18 @@
 //! - Memory stays bounded: the response buffer holds at most 16 KiB plus one read; after every
 //!   step the bytes waiting in `Inbound` are at most one read, the reassembly buffer at most
 //!   `max_message_size`, and `memory_held()` at most twice the limit plus one inflater.
-//! - Split and whole runs agree: the handshake's verdict, the events, the error, every byte
+//! - A refusal (status other than 101) keeps at most `MAX_REFUSAL_BODY` body bytes.
+//! - Split and whole runs agree: the handshake's verdict (a refusal's status, headers and
+//!   body included), the events, the error, every byte
 //!   the client writes (masking keys come from a fixed seed), the final state.
 //! - What the client writes is well-formed masked control frames (a Pong, a Close), RSV bits
 //!   clear, the failing Close last with the error's code.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsloop::client::{ClientEvent, Inbound, Opened, Opening, OpeningStatus, WsUrl, MAX_RESPONSE_HEAD};
+use wsloop::client::{
+    ClientEvent, Inbound, Opened, Opening, OpeningStatus, Refusal, WsUrl, MAX_REFUSAL_BODY, MAX_RESPONSE_HEAD,
+};
 use wsloop::deflate::inflater_bytes;
 use wsloop::frame::{apply_mask, parse_header, HeaderStatus, Opcode};
 use wsloop::handshake::accept_key;
@@ -37,6 +41,8 @@ const NONCE: [u8; 16] = *b"the sample nonce";
 struct Run {
     /// `Ok(None)`: the head never completed.
     handshake: Result<Option<Opened>, ClientHandshakeError>,
+    /// A status other than 101: what the server said, as far as the reads went.
+    refused: Option<Refusal>,
     events: Vec<ClientEvent>,
     error: Option<ProtocolError>,
     out: Vec<u8>,
@@ -54,6 +60,7 @@ fn run(config: Config, deflate: bool, reads: &[&[u8]]) -> Run {
     let bound = 2 * config.max_message_size + 2 + 128 + inflater_bytes() + 1024;
     let mut run = Run {
         handshake: Ok(None),
+        refused: None,
         events: Vec::new(),
         error: None,
         out: Vec::new(),
@@ -63,12 +70,19 @@ fn run(config: Config, deflate: bool, reads: &[&[u8]]) -> Run {
     // The handshake, read by read; the rest of the read that completes it holds frames.
     let (opened, first_frames) = loop {
         let Some(read) = reads.next() else {
+            // The server closed: a refusal's body ends here (RFC 9112 §6.3).
+            run.refused = opening.end();
             return run;
         };
         let status = opening.feed(read);
         assert!(opening.response().len() <= MAX_RESPONSE_HEAD + longest);
         match status {
             Ok(OpeningStatus::Partial) => continue,
+            Ok(OpeningStatus::Refused(refusal)) => {
+                assert!(refusal.body.len() <= MAX_REFUSAL_BODY);
+                run.refused = Some(refusal);
+                return run;
+            }
             Ok(OpeningStatus::Open(opened)) => {
                 let frames = opening.response()[opened.head_len..].to_vec();
                 break (opened, frames);

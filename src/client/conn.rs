@@ -306,6 +306,19 @@ impl ClientReader {
     /// connection was failed with its close code, RFC 6455 §7.1.7), [`Error::ClosedAbnormally`]
     /// when TCP ended without a Close frame.
     pub fn recv(&mut self) -> Result<ClientEvent, Error> {
+        self.recv_until(None)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout` in all (however many reads a message
+    /// takes), whatever the read timeout: `Err(`[`Error::Timeout`]`(Phase::Read))` when
+    /// nothing complete arrived in time. The connection stays usable, and bytes of a message
+    /// cut by the timeout are kept for the next call. A zero timeout returns only an event
+    /// already received, without reading.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ClientEvent, Error> {
+        self.recv_until(Some(later(Instant::now(), timeout)))
+    }
+
+    fn recv_until(&mut self, until: Option<Instant>) -> Result<ClientEvent, Error> {
         if self.done {
             return Err(Error::Closed);
         }
@@ -338,14 +351,15 @@ impl ClientReader {
                     return Err(Error::Protocol(e));
                 }
             }
-            self.read_more(close_deadline)?;
+            self.read_more(close_deadline, until)?;
         }
     }
 
     /// One read from the socket, bounded by the read timeout and, once our Close went out, by
     /// the close deadline.
-    fn read_more(&mut self, close_deadline: Option<Instant>) -> Result<(), Error> {
-        let timeout = match close_deadline {
+    /// `until`: the caller's own deadline ([`recv_timeout`](Self::recv_timeout)).
+    fn read_more(&mut self, close_deadline: Option<Instant>, until: Option<Instant>) -> Result<(), Error> {
+        let mut timeout = match close_deadline {
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -356,6 +370,13 @@ impl ClientReader {
             }
             None => self.read_timeout,
         };
+        if let Some(until) = until {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(Phase::Read));
+            }
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         self.set_socket_timeout(timeout);
         let read = match &self.shared.tls {
             Some(tls) => {

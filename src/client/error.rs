@@ -1,6 +1,7 @@
 //! Everything that can go wrong on the client's side, one variant per cause, each naming the
 //! rule of RFC 6455 it comes from where there is one.
 
+use super::refusal::Refusal;
 use super::url::UrlError;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::CloseCode;
@@ -83,6 +84,9 @@ pub enum Error {
         /// Bytes of response received before the close.
         received: usize,
     },
+    /// The server answered the upgrade with a status other than 101 (RFC 6455 §4.1: "the
+    /// client handles the response per HTTP procedures"): its status, headers and body.
+    Refused(Box<Refusal>),
     /// The server's response breaks a rule of RFC 6455 §4.1 (or RFC 7692 §7).
     Handshake(ClientHandshakeError),
     /// The server broke a framing rule; the connection was failed with the error's close code
@@ -166,6 +170,26 @@ impl fmt::Display for Error {
                 "the server closed the connection in the middle of its handshake response, after {received} bytes \
                  (RFC 6455 §4.1)"
             ),
+            Error::Refused(r) => {
+                let reason = if r.reason.is_empty() {
+                    reason_phrase(r.status)
+                } else {
+                    r.reason.as_str()
+                };
+                write!(
+                    f,
+                    "the server refused the upgrade: {} {reason}, not 101 Switching Protocols (RFC 6455 §4.1)",
+                    r.status
+                )?;
+                let body = r.body_text();
+                let body = body.trim();
+                if !body.is_empty() {
+                    let short: String = body.chars().take(200).collect();
+                    let more = if short.len() < body.len() { "..." } else { "" };
+                    write!(f, ": {short:?}{more}")?;
+                }
+                Ok(())
+            }
             Error::Handshake(e) => write_handshake_error(f, e),
             Error::Protocol(e) => write!(f, "the server broke the protocol: {e}"),
             Error::ClosedAbnormally => f.write_str(

@@ -23,8 +23,11 @@
 //!   was refused ([`TlsError`]). Without the `tls` feature, [`Error::TlsNotSupported`].
 //! - **Every wait has a timeout**: connect (name resolution included), handshake, each read,
 //!   each write, and the close handshake. A read timeout leaves the connection usable.
+//! - **A refused upgrade says what the server said**: a status other than 101 is
+//!   [`Error::Refused`] with the status, headers and body ([`Refusal`]), read to the body's end
+//!   (at most [`MAX_REFUSAL_BODY`]); a 401's `WWW-Authenticate` or a 429's `Retry-After` is there.
 //! - **A bad server gets a precise error**: [`Error::Handshake`] names the check of RFC 6455
-//!   §4.1 the response failed (status other than 101, no `Upgrade`, wrong accept, an extension
+//!   §4.1 the response failed (no `Upgrade`, wrong accept, an extension
 //!   or subprotocol not offered, a head over 16 KiB), [`Error::HandshakeClosed`] a server that
 //!   hung up mid-handshake, [`Error::Protocol`] a framing rule broken after it (a masked frame
 //!   fails the connection with 1002).
@@ -50,11 +53,13 @@ mod net;
 mod observer;
 mod opening;
 mod reconnect;
+mod refusal;
 mod tls;
 mod url;
 #[cfg(feature = "tls")]
 mod x509;
 
+pub use crate::handshake::client::ClientHandshakeError;
 pub use crate::message::OwnedMessage;
 pub use config::{
     ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_READ_TIMEOUT,
@@ -67,6 +72,7 @@ pub use inbound::{Inbound, READ_CHUNK};
 pub use observer::{CertificateSummary, ClientObserver, TlsInfo};
 pub use opening::{Opened, Opening, OpeningStatus, MAX_RESPONSE_HEAD};
 pub use reconnect::{Backoff, ConnectionState, ReconnectSender, ReconnectingClient};
+pub use refusal::{Refusal, MAX_REFUSAL_BODY};
 pub use url::{Host, UrlError, WsUrl, DEFAULT_WSS_PORT, DEFAULT_WS_PORT};
 
 use crate::deflate::DeflateParams;
@@ -203,6 +209,24 @@ impl Client {
         self.reader.recv()
     }
 
+    /// Receives the next event, waiting at most `timeout`; see [`ClientReader::recv_timeout`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use wsloop::client::{Client, Error, Phase};
+    ///
+    /// let mut client = Client::connect("ws://127.0.0.1:3000/echo")?;
+    /// match client.recv_timeout(Duration::from_millis(100)) {
+    ///     Ok(event) => println!("{event:?}"),
+    ///     Err(Error::Timeout(Phase::Read)) => println!("nothing yet; the connection is still open"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: std::time::Duration) -> Result<ClientEvent, Error> {
+        self.reader.recv_timeout(timeout)
+    }
+
     /// The full closing handshake (RFC 6455 §7.1.2, §7.1.1): sends Close with `code` and
     /// `reason`, reads until the server's Close (data messages still arriving are dropped,
     /// §7.1.2 allows them), waits for the server to close TCP, and returns the server's status.
@@ -326,28 +350,45 @@ fn run_handshake(
     io.tcp.set_write_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
     io.write_all(opening.request()).map_err(failed)?;
     let mut chunk = vec![0u8; 8 * 1024];
+    // A refusal whose body is still coming ends with what came when the server closes or the
+    // time runs out (RFC 9112 §6.3): the caller gets the status and headers either way.
+    let refused = |opening: &mut Opening| opening.end().map(|r| Error::Refused(Box::new(r)));
     let opened = loop {
-        io.tcp.set_read_timeout(Some(left(deadline)?)).map_err(Error::Io)?;
+        let wait = match left(deadline) {
+            Ok(wait) => wait,
+            Err(timeout) => return Err(refused(&mut opening).unwrap_or(timeout)),
+        };
+        io.tcp.set_read_timeout(Some(wait)).map_err(Error::Io)?;
         let n = match io.read(&mut chunk) {
             Ok(0) => {
                 observe(&opening, usize::MAX);
-                return Err(Error::HandshakeClosed {
+                return Err(refused(&mut opening).unwrap_or(Error::HandshakeClosed {
                     received: opening.response().len(),
-                });
+                }));
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 observe(&opening, usize::MAX);
-                return Err(Error::HandshakeClosed {
+                return Err(refused(&mut opening).unwrap_or(Error::HandshakeClosed {
                     received: opening.response().len(),
+                }));
+            }
+            Err(e) => {
+                let e = failed(e);
+                return Err(match e {
+                    Error::Timeout(_) => refused(&mut opening).unwrap_or(e),
+                    e => e,
                 });
             }
-            Err(e) => return Err(failed(e)),
         };
         match opening.feed(chunk.get(..n).unwrap_or_default()) {
             Ok(OpeningStatus::Partial) => continue,
             Ok(OpeningStatus::Open(opened)) => break opened,
+            Ok(OpeningStatus::Refused(refusal)) => {
+                observe(&opening, usize::MAX);
+                return Err(Error::Refused(Box::new(refusal)));
+            }
             Err(e) => {
                 observe(&opening, usize::MAX);
                 return Err(Error::Handshake(e));

@@ -6,6 +6,7 @@
 //! refused at once), the whole head only once a blank line has arrived. The verdict therefore
 //! does not depend on how the bytes were split into reads.
 
+use super::refusal::{Collecting, Refusal};
 use super::url::WsUrl;
 use crate::deflate::DeflateParams;
 use crate::handshake::client::{ClientHandshake, ClientHandshakeError, ResponseStatus};
@@ -32,6 +33,9 @@ pub enum OpeningStatus {
     Partial,
     /// The server accepted; the connection is open.
     Open(Opened),
+    /// The server answered with another status than 101 and its response is complete: the
+    /// upgrade was refused (RFC 6455 §4.1), and this is what the server said.
+    Refused(Refusal),
 }
 
 /// The client's opening handshake in progress: the request to send, and the response as it
@@ -42,6 +46,8 @@ pub struct Opening {
     request: Vec<u8>,
     response: Vec<u8>,
     status_line_ok: bool,
+    /// Set once the head said the upgrade is refused: its body is being read.
+    refusing: Option<Box<Collecting>>,
 }
 
 impl Opening {
@@ -54,6 +60,7 @@ impl Opening {
             request,
             response: Vec::new(),
             status_line_ok: false,
+            refusing: None,
         }
     }
 
@@ -75,7 +82,18 @@ impl Opening {
 
     /// Adds bytes received from the server and checks the response as far as it goes
     /// (RFC 6455 §4.1, "The client MUST validate the server's response as follows").
+    ///
+    /// A status other than 101 is not an error of the server's: the response is read on to
+    /// the end of its body (bounded, RFC 9112 §6.3) and returned as [`OpeningStatus::Refused`].
+    /// A body that ends only when the server closes needs [`end`](Self::end).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<OpeningStatus, ClientHandshakeError> {
+        if let Some(c) = &mut self.refusing {
+            return Ok(if c.push(bytes) {
+                OpeningStatus::Refused(c.refusal())
+            } else {
+                OpeningStatus::Partial
+            });
+        }
         let from = self.response.len().saturating_sub(3);
         self.response.extend_from_slice(bytes);
         let too_large = Err(ClientHandshakeError::Malformed("response head over 16 KiB"));
@@ -96,7 +114,15 @@ impl Opening {
                 Ok(OpeningStatus::Partial)
             };
         }
-        match self.handshake.parse_response(&self.response)? {
+        let verdict = match self.handshake.parse_response(&self.response) {
+            Err(ClientHandshakeError::NotSwitchingProtocols(status)) => {
+                return self
+                    .start_refusal()
+                    .ok_or(ClientHandshakeError::NotSwitchingProtocols(status))
+            }
+            other => other?,
+        };
+        match verdict {
             ResponseStatus::Accepted { head_len, .. } if head_len > MAX_RESPONSE_HEAD => too_large,
             ResponseStatus::Accepted {
                 protocol,
@@ -111,6 +137,29 @@ impl Opening {
             ResponseStatus::Partial if self.response.len() > MAX_RESPONSE_HEAD => too_large,
             ResponseStatus::Partial => Ok(OpeningStatus::Partial),
         }
+    }
+
+    /// The server closed the connection, or the caller stopped waiting: if the response was a
+    /// refusal whose body was still coming, the refusal as far as it got (complete only when
+    /// the body was meant to end at the close, RFC 9112 §6.3 rule 8).
+    pub fn end(&mut self) -> Option<Refusal> {
+        self.refusing.as_mut().map(|c| c.end())
+    }
+
+    /// The head is complete and its status is not 101: collect the body that follows it.
+    /// `None` if the head cannot be read as a refusal after all (the status check's parser
+    /// allows the same headers, so this is not expected): the plain error then.
+    fn start_refusal(&mut self) -> Option<OpeningStatus> {
+        let (mut c, head_len) = Collecting::from_head(&self.response)?;
+        let done = c.push(self.response.get(head_len..).unwrap_or_default());
+        self.response.truncate(head_len);
+        let status = if done {
+            OpeningStatus::Refused(c.refusal())
+        } else {
+            OpeningStatus::Partial
+        };
+        self.refusing = Some(Box::new(c));
+        Some(status)
     }
 }
 
@@ -175,7 +224,16 @@ mod tests {
                     head_len: head,
                 })),
             ),
-            (&bad_status, Err(ClientHandshakeError::NotSwitchingProtocols(404))),
+            (
+                &bad_status,
+                Ok(OpeningStatus::Refused(Refusal {
+                    status: 404,
+                    reason: "Not Found".into(),
+                    headers: vec![("Content-Length".into(), "0".into())],
+                    body: Vec::new(),
+                    complete: true,
+                })),
+            ),
             (
                 b"SSH-2.0-OpenSSH_9.2\r\n",
                 Err(ClientHandshakeError::Malformed("not an HTTP/1.1 status line")),

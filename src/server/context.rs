@@ -267,6 +267,9 @@ pub(crate) struct ConnParts<'a, S> {
 /// bob.send_text("hi ada")?;
 /// assert_eq!(ada.recv()?, ClientEvent::Text("hi ada".into()));
 ///
+/// // Closing the clients first lets shutdown finish at once instead of waiting out its grace.
+/// ada.close(wsloop::CloseCode::NORMAL, "")?;
+/// bob.close(wsloop::CloseCode::NORMAL, "")?;
 /// server.shutdown();
 /// server.join()?;
 /// # Ok(())

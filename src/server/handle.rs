@@ -113,6 +113,7 @@ impl std::error::Error for PushError {}
 /// assert_eq!(client.recv()?, ClientEvent::Text("tick 0".into()));
 /// assert_eq!(client.recv()?, ClientEvent::Text("tick 1".into()));
 ///
+/// client.close(wsloop::CloseCode::NORMAL, "")?;
 /// server.shutdown();
 /// server.join()?;
 /// ticker.join().expect("the ticker thread ends once the server is down");

@@ -9,6 +9,8 @@ pub mod demo;
 pub mod events;
 pub mod health;
 pub mod lines;
+#[cfg(feature = "tls")]
+pub mod pki;
 pub mod process;
 pub mod redis;
 pub mod scripted;
