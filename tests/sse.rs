@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::chat::{next_text, post_message, spawn_publishers};
 use common::health::{get, json_number};
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
-use wsloop::protocol::OwnedEvent;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -50,7 +50,11 @@ impl Stream {
 
     /// Any request with an event-stream `Accept`; (status, head, the stream if 200).
     fn request(addr: SocketAddr, target: &str, extra: &str) -> (u16, String, Option<Stream>) {
-        let mut socket = TcpStream::connect(addr).expect("connect");
+        Self::request_on(TcpStream::connect(addr).expect("connect"), target, extra)
+    }
+
+    /// [`Stream::request`] on a connection that may have carried requests before.
+    fn request_on(mut socket: TcpStream, target: &str, extra: &str) -> (u16, String, Option<Stream>) {
         socket.set_read_timeout(Some(DEADLINE)).unwrap();
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n{extra}\r\n");
         socket.write_all(req.as_bytes()).unwrap();
@@ -160,26 +164,6 @@ impl Drop for Stream {
     }
 }
 
-fn post(addr: SocketAddr, room: &str, text: &str) {
-    let req = format!(
-        "POST /rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    let (status, _, body) = http(addr, &req);
-    assert_eq!(status, 202, "{body}");
-}
-
-/// The next text message of a WebSocket client, skipping pings.
-fn next_text(c: &mut Client) -> String {
-    loop {
-        match c.next() {
-            Some(OwnedEvent::Text(t)) => return t,
-            Some(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
 /// The next chat message's whole JSON for a `/chat` member, skipping notices.
 fn next_chat_json(c: &mut Client) -> String {
     loop {
@@ -220,7 +204,7 @@ fn a_stream_gets_a_posted_message_and_a_chat_members_message_with_their_ids() {
     assert_eq!(m, 1.0, "/metrics counts it");
 
     let mut member = Client::connect(addr, "/chat?room=r&name=ada");
-    post(addr, "r", "from http");
+    post_message(addr, "r", "from http");
     let posted = next_chat_json(&mut member);
     member.send_text("from ada");
     let said = next_chat_json(&mut member);
@@ -262,21 +246,7 @@ fn sse_replay_under_live_traffic(pubs: &[SocketAddr], obs: SocketAddr, first: So
     let _ = next_text(&mut o); // welcome
     let mut s1 = Stream::open(first, "r", "");
     let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = pubs
-        .iter()
-        .enumerate()
-        .map(|(p, &addr)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    post(addr, "r", &format!("p{p}-{i}"));
-                    i += 1;
-                }
-                post(addr, "r", &format!("p{p}-end"));
-            })
-        })
-        .collect();
+    let publishers = spawn_publishers(pubs, &stop);
     // Only the numbered posts below are compared: a message posted before (a caller's, such
     // as a first check's "across") may still be in flight to a loop when the observer or a
     // stream joins it, and is then rightly delivered to one and not the other.
@@ -348,17 +318,17 @@ fn a_bad_last_event_id_gets_resync_or_400_never_a_crash() {
     let server = serve(&["--history-size", "5"]);
     let addr = server.addr;
     let mut live = Stream::open(addr, "r", "");
-    post(addr, "r", "first");
+    post_message(addr, "r", "first");
     let (_, first_id, _) = live.next_chat();
     for _ in 0..10 {
-        post(addr, "r", "filler");
+        post_message(addr, "r", "filler");
     }
     let future = "99999999999999-0".to_owned();
     for last in ["garbage", "1-2-3", "-1", "18446744073709551616-0", &future, &first_id] {
         let mut s = Stream::open(addr, "r", &format!("Last-Event-ID: {last}\r\n"));
         assert_eq!(s.next_chat().0, "RESYNC", "Last-Event-ID {last:?}");
         // Then live, with nothing swallowed (a future id must not hide what follows).
-        post(addr, "r", &format!("after {last}"));
+        post_message(addr, "r", &format!("after {last}"));
         assert_eq!(s.next_chat().0, format!("after {last}"));
     }
     // Longer than any id: refused up front.
@@ -422,7 +392,7 @@ fn a_stream_that_never_reads_is_closed_while_the_others_are_served() {
     let count = 600; // ~19 MiB: more than loopback buffers hold plus max-outbound
     let poster = std::thread::spawn(move || {
         for i in 0..count {
-            post(addr, "r", &format!("{i} {body}"));
+            post_message(addr, "r", &format!("{i} {body}"));
         }
     });
     for i in 0..count {
@@ -454,7 +424,7 @@ fn streams_opened_and_dropped_leave_nothing_behind() {
         }
         eventually("all counted", DEADLINE, || event_streams(addr) == 100);
         if round % 2 == 0 {
-            post(addr, "r", "to all");
+            post_message(addr, "r", "to all");
             for s in &mut streams {
                 assert_eq!(s.next_chat().0, "to all");
             }
@@ -472,7 +442,7 @@ fn shutdown_ends_a_stream_cleanly() {
     let mut server = serve(&[]);
     let addr = server.addr;
     let mut s = Stream::open(addr, "r", "");
-    post(addr, "r", "before");
+    post_message(addr, "r", "before");
     assert_eq!(s.next_chat().0, "before");
     let pid = server.child.id().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status();
@@ -500,7 +470,7 @@ fn with_redis_a_stream_on_b_gets_what_is_posted_on_a_and_replays_across_processe
         });
     }
     let mut s = Stream::open(b.addr, "r", "");
-    post(a.addr, "r", "across");
+    post_message(a.addr, "r", "across");
     let (text, mid, id) = s.next_chat();
     assert_eq!(text, "across");
     assert_eq!(mid, id);

@@ -15,6 +15,7 @@ use super::super::handler::header_allowed;
 use super::super::metrics::LoopStats;
 use super::super::timers::Millis;
 use super::super::{ConnId, Response};
+use super::congestion::Backlog;
 use super::transport::Transport;
 use super::{ms, Delivery};
 use crate::frame::Opcode;
@@ -26,14 +27,6 @@ use std::sync::Arc;
 /// colon), enough for a proxy to see the response is alive.
 pub(super) const PING: &[u8] = b": ping\n\n";
 
-/// A stream that is backed up and the publishers it holds back (as `ws.rs`'s).
-#[derive(Debug)]
-struct Congestion {
-    since: Millis,
-    stalled: bool,
-    holding: Vec<ConnId>,
-}
-
 /// One event stream. See the module docs.
 #[derive(Debug)]
 pub(crate) struct SseConn {
@@ -43,7 +36,8 @@ pub(crate) struct SseConn {
     /// timeout belongs to a client that does not read.
     progress_bytes: u64,
     progress_at: Millis,
-    congestion: Option<Congestion>,
+    /// Fan-out backpressure: the session reaches it for `hold`, `take_held`, `decongest`.
+    pub(super) congestion: Backlog,
     /// The request's path, for the log.
     path: Box<str>,
 }
@@ -103,7 +97,7 @@ pub(super) fn begin(
         last_beat: lp.now,
         progress_bytes: t.bytes_out,
         progress_at: lp.now,
-        congestion: None,
+        congestion: Backlog::default(),
         path: request.path().into(),
     }))
 }
@@ -157,46 +151,8 @@ impl SseConn {
         t.out.append(&mut lp.pool, |v| encode(frame.tag(), text, v));
         self.last_beat = lp.now;
         LoopStats::add(&lp.stats().messages_out, 1);
-        if t.out.len() <= config.backpressure_high_water {
-            return Delivery::Queued;
-        }
-        let now = lp.now;
-        let c = self.congestion.get_or_insert_with(|| Congestion {
-            since: now,
-            stalled: false,
-            holding: Vec::new(),
-        });
-        if c.stalled {
-            Delivery::Queued
-        } else {
-            Delivery::Congested
-        }
-    }
-
-    /// Records that this backed-up stream holds `publisher`; true if it did not already.
-    pub(super) fn hold(&mut self, publisher: ConnId) -> bool {
-        match &mut self.congestion {
-            Some(c) if !c.stalled && !c.holding.contains(&publisher) => {
-                c.holding.push(publisher);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The publishers this stream holds, taken.
-    pub(super) fn take_held(&mut self) -> Vec<ConnId> {
         self.congestion
-            .as_mut()
-            .map(|c| std::mem::take(&mut c.holding))
-            .unwrap_or_default()
-    }
-
-    /// The queue drained to the low-water mark.
-    pub(super) fn decongest(&mut self) -> Vec<ConnId> {
-        let held = self.take_held();
-        self.congestion = None;
-        held
+            .after_queue(t.out.len(), config.backpressure_high_water, lp.now)
     }
 
     /// The heartbeat, the stuck-queue check or a congestion's stall timeout.
@@ -206,8 +162,8 @@ impl SseConn {
         if !t.out.is_empty() {
             at = at.min(self.progress_at + ms(config.idle_timeout));
         }
-        if let Some(c) = self.congestion.as_ref().filter(|c| !c.stalled) {
-            at = at.min(c.since + ms(config.fanout_stall_timeout));
+        if let Some(stall) = self.congestion.stall_deadline(ms(config.fanout_stall_timeout)) {
+            at = at.min(stall);
         }
         at
     }
@@ -222,13 +178,8 @@ impl SseConn {
             self.progress_bytes = t.bytes_out;
             self.progress_at = now;
         }
-        if let Some(c) = self
-            .congestion
-            .as_mut()
-            .filter(|c| !c.stalled && now >= c.since + ms(config.fanout_stall_timeout))
-        {
-            c.stalled = true;
-            released = std::mem::take(&mut c.holding);
+        if let Some(held) = self.congestion.stall_if_due(now, ms(config.fanout_stall_timeout)) {
+            released = held;
             debug!("#{} {}: event stream stalled, releasing its publishers", t.id, t.peer());
         }
         if !t.out.is_empty() && now >= self.progress_at + ms(config.idle_timeout) {
