@@ -11,7 +11,7 @@ use common::chat::{next_text, post_message, spawn_publishers};
 use common::health::{get, json_number};
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
-use common::wait::eventually;
+use common::wait::{eventually, serial};
 use common::{chat_notice, http, json_field, Client};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -477,4 +477,82 @@ fn with_redis_a_stream_on_b_gets_what_is_posted_on_a_and_replays_across_processe
     drop(s);
     // Dropped on B, reopened on A with Last-Event-ID, under posts to both.
     sse_replay_under_live_traffic(&[a.addr, b.addr], a.addr, b.addr, a.addr);
+}
+
+// ----- per-address limits ---------------------------------------------------------------------
+
+/// A new stream's status and head (`extra`: header lines, each ending in CRLF).
+fn try_stream(addr: SocketAddr, extra: &str) -> (u16, String, Option<Stream>) {
+    Stream::request(addr, "/rooms/r/events", extra)
+}
+
+/// An event stream is a long-lived connection like a WebSocket: one address opening more than
+/// `--max-connections-per-ip` of them is refused `429` with `Retry-After`, as an upgrade is.
+#[test]
+fn more_streams_from_one_address_than_its_cap_are_refused_429() {
+    let _serial = serial();
+    let server = serve(&["--max-connections-per-ip", "3"]);
+    let addr = server.addr;
+    // The start-up probe's connection must be gone before counting.
+    eventually("a quiet start", DEADLINE, || event_streams(addr) == 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let open: Vec<Stream> = (0..3).map(|_| Stream::open(addr, "r", "")).collect();
+    let (status, head, _) = try_stream(addr, "");
+    assert_eq!(status, 429, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+    drop(open);
+    eventually("a stream opens again once the others closed", DEADLINE, || {
+        try_stream(addr, "").0 == 200
+    });
+}
+
+/// Behind a trusted proxy the proxy's connections are not counted at accept, the client it
+/// names is: at a WebSocket upgrade, and at an event stream too. Before event streams were
+/// charged, one forwarded client could hold any number of them.
+#[test]
+fn through_a_trusted_proxy_one_clients_streams_are_capped() {
+    let _serial = serial();
+    let server = serve(&["--max-connections-per-ip", "3", "--trust-proxy", "127.0.0.1/32"]);
+    let addr = server.addr;
+    let client = |n: u8| format!("X-Forwarded-For: 198.51.100.{n}\r\n");
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let (status, head, s) = try_stream(addr, &client(7));
+        assert_eq!(status, 200, "stream {i}: {head}");
+        open.extend(s);
+    }
+    let (status, head, _) = try_stream(addr, &client(7));
+    assert_eq!(status, 429, "a fourth stream of the same client: {head}");
+    // Another client behind the same proxy has its own count.
+    let (status, head, other) = try_stream(addr, &client(8));
+    assert_eq!(status, 200, "{head}");
+    drop(other);
+    // The refused request opened nothing and subscribed nothing: 3 streams of client 7.
+    eventually("the other client's stream is gone", DEADLINE, || {
+        event_streams(addr) == 3
+    });
+}
+
+/// A stream opened on a kept-alive connection after an earlier request pays the upgrade rate
+/// once more, as an upgrade there does (tests/hostile_limits.rs).
+#[test]
+fn a_stream_after_a_request_on_a_kept_alive_connection_pays_the_rate_again() {
+    let _serial = serial();
+    let server = serve(&["--upgrade-rate-per-ip", "2", "--threads", "1"]);
+    let addr = server.addr;
+    // Let the start-up probe's token come back: a burst of 2.
+    std::thread::sleep(Duration::from_millis(1100));
+    // One connection (one token): a plain request, then a stream on it (a second token).
+    let mut socket = TcpStream::connect(addr).expect("connect");
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (status, _, _) = common::read_response(&mut socket);
+    assert_eq!(status, 200);
+    let (status, head, _kept) = Stream::request_on(socket, "/rooms/r/events", "");
+    assert_eq!(status, 200, "{head}");
+    // The burst is spent: a new connection now is refused.
+    let (status, head, _) = try_stream(addr, "");
+    assert_eq!(status, 429, "{head}");
 }
