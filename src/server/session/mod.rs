@@ -81,6 +81,16 @@ pub(crate) enum Delivery {
     SlowConsumerClosed,
 }
 
+/// One publication's encodings, each made at most once per loop for all the receivers that
+/// take it (`drive::deliver_local`): with permessage-deflate, the compressed frame the
+/// receivers without context takeover share (`ws.rs`, `None` inside when it did not pay);
+/// the event the streams share (`sse.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Encodings {
+    pub(crate) deflated: Option<Option<Arc<Frame>>>,
+    pub(crate) event: Option<Arc<Frame>>,
+}
+
 #[allow(clippy::large_enum_variant)] // on purpose: see `Ws`
 enum Phase<S> {
     Http(Box<HttpConn>),
@@ -336,15 +346,10 @@ impl<S: Send + 'static> Session<S> {
 
     /// Queues a message published by someone (see [`WsConn::deliver`]); an HTTP connection
     /// takes none.
-    pub(crate) fn deliver(
-        &mut self,
-        frame: &Arc<Frame>,
-        compressed: &mut Option<Option<Arc<Frame>>>,
-        lp: &mut LoopState,
-    ) -> Delivery {
+    pub(crate) fn deliver(&mut self, frame: &Arc<Frame>, encodings: &mut Encodings, lp: &mut LoopState) -> Delivery {
         match &mut self.phase {
-            Phase::Ws(w) => w.deliver(&mut self.t, frame, compressed, lp),
-            Phase::Sse(s) => s.deliver(&mut self.t, frame, lp),
+            Phase::Ws(w) => w.deliver(&mut self.t, frame, &mut encodings.deflated, lp),
+            Phase::Sse(s) => s.deliver(&mut self.t, frame, &mut encodings.event, lp),
             Phase::Http(_) => Delivery::Skipped,
         }
     }
@@ -403,11 +408,9 @@ impl<S: Send + 'static> Session<S> {
         };
         let t = &mut self.t;
         let mut resume = false;
-        if drained {
-            if t.backpressured {
-                t.backpressured = false;
-                resume = !t.read_paused();
-            }
+        if drained && t.backpressured {
+            t.backpressured = false;
+            resume = !t.read_paused();
         }
         if t.out.is_empty() {
             let handshake_done = match &self.phase {

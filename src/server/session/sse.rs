@@ -17,6 +17,7 @@ use super::super::timers::Millis;
 use super::super::{ConnId, Response};
 use super::congestion::Backlog;
 use super::transport::Transport;
+use super::ws::SHARE_ABOVE;
 use super::{ms, Delivery};
 use crate::frame::Opcode;
 use crate::handshake::Request;
@@ -127,7 +128,15 @@ pub(crate) fn encode(tag: Tag, text: &[u8], out: &mut Vec<u8>) {
 impl SseConn {
     /// Queues a publication as an event: the same rules as `WsConn::deliver` (closed past
     /// `max_outbound`, congested past the high-water mark), without its frame.
-    pub(super) fn deliver(&mut self, t: &mut Transport, frame: &Arc<Frame>, lp: &mut LoopState) -> Delivery {
+    /// The event is encoded once per publication (`event`, shared by the streams it goes
+    /// to): copied into the queue when small, else the queue holds the shared bytes.
+    pub(super) fn deliver(
+        &mut self,
+        t: &mut Transport,
+        frame: &Arc<Frame>,
+        event: &mut Option<Arc<Frame>>,
+        lp: &mut LoopState,
+    ) -> Delivery {
         if !t.is_open() {
             return Delivery::Skipped;
         }
@@ -148,7 +157,16 @@ impl SseConn {
             self.progress_bytes = t.bytes_out;
             self.progress_at = lp.now;
         }
-        t.out.append(&mut lp.pool, |v| encode(frame.tag(), text, v));
+        let event = event.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(text.len() + 32);
+            encode(frame.tag(), text, &mut v);
+            Frame::new(v, lp.core.budget())
+        });
+        if event.len() <= SHARE_ABOVE {
+            t.queue(&mut lp.pool, event.bytes());
+        } else {
+            t.out.push_shared(event.clone(), &mut lp.pool);
+        }
         self.last_beat = lp.now;
         LoopStats::add(&lp.stats().messages_out, 1);
         self.congestion

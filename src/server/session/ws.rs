@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// Broadcast frames up to this size are copied into each receiver's queue (they coalesce with
 /// other small frames into one write); larger ones are shared.
-const SHARE_ABOVE: usize = 512;
+pub(super) const SHARE_ABOVE: usize = 512;
 /// The most a loop's scratch copy of a deflated message keeps between messages.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
