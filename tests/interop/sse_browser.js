@@ -15,21 +15,11 @@
 // Prints OK and exits 0; prints FAIL: ... and exits 1 otherwise (including the deadline).
 "use strict";
 
-const { parseArgs, run, openPage, budget } = require("./browser_common");
+const { parseArgs, run, openPage, until } = require("./browser_common");
 
 const { base, timeoutSecs } = parseArgs("node sse_browser.js http://HOST:PORT/ [--timeout SECONDS]", 40);
 const page = (query) => new URL(`/?room=fallback&${query}`, base).toString();
 const stamp = `${process.pid}-${Date.now()}`;
-
-async function until(p, name, what, fn, arg) {
-  try {
-    await p.waitForFunction(fn, arg, { polling: 50, timeout: budget() });
-  } catch (e) {
-    const status = await p.textContent("#status").catch(() => "?");
-    const lines = await p.$$eval("#log li", (lis) => lis.map((li) => li.textContent)).catch(() => []);
-    throw new Error(`${name}: ${what} never happened; status ${JSON.stringify(status)}; log ${JSON.stringify(lines)}`);
-  }
-}
 
 const connected = () => document.body.dataset.connected === "1";
 const shows = (t) => Array.from(document.querySelectorAll("#log li")).some((li) => li.textContent === t);
