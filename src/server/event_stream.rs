@@ -5,9 +5,9 @@
 //!
 //! What a stream receives is what a WebSocket subscriber of its topics receives (`publish`,
 //! `publish_recorded`, the [`ServerHandle`](super::ServerHandle), the Redis bus), each text
-//! message as one event: `id:` the message's [`HistoryId`](super::HistoryId) when it was recorded, `data:` its
-//! text (one `data:` line per line of it). Binary messages have no place in an event stream
-//! and are left out. A stream is under the same rules as a WebSocket subscriber: a queue over
+//! message as one event: `id:` the message's [`HistoryId`](super::HistoryId) when it was
+//! recorded, `data:` its text (one `data:` line per line of it). Binary messages have no place
+//! in an event stream and are left out. A stream is under the same rules as a WebSocket subscriber: a queue over
 //! the high-water mark holds its publishers back, one over `max_outbound` is closed, it counts
 //! against the memory budget and may be shed; a comment line (`: ping`) goes out every
 //! `ping_interval` so proxies keep it open, and one whose queue has not moved for
