@@ -141,12 +141,25 @@ fn rooms_survive_a_server_restart() {
     );
 }
 
-/// The demo, except that `/chat` sends each message back to its sender only.
-struct NoBroadcast(DemoApp);
+/// What a [`Broken`] demo gets wrong, for checks that must fail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Break {
+    /// `/chat` sends each message back to its sender only.
+    Broadcast,
+    /// `/rooms/{room}/events` opens a stream subscribed to nothing.
+    EventStreams,
+}
 
-impl Handler for NoBroadcast {
+/// The demo with one thing broken.
+struct Broken(DemoApp, Break);
+
+impl Handler for Broken {
     type State = DemoState;
     fn on_request(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Response {
+        let events = request.path().starts_with("/rooms/") && request.path().ends_with("/events");
+        if self.1 == Break::EventStreams && events {
+            return ctx.event_stream().open();
+        }
         self.0.on_request(request, ctx)
     }
     fn on_upgrade(&self, request: &Request, ctx: &mut RequestContext<'_>) -> Result<Accept<DemoState>, Response> {
@@ -156,6 +169,9 @@ impl Handler for NoBroadcast {
         self.0.on_open(ctx)
     }
     fn on_message(&self, ctx: &mut Context<'_, DemoState>, message: Message<'_>) {
+        if self.1 != Break::Broadcast {
+            return self.0.on_message(ctx, message);
+        }
         // The demo publishes to the whole room; this answers the sender only.
         if let (Some(m), Message::Text(t)) = (ctx.state().clone(), message) {
             let json = message_json(&m.room, Some(ctx.id()), &m.name, t);
@@ -167,6 +183,16 @@ impl Handler for NoBroadcast {
     }
 }
 
+fn start_broken(what: Break) -> wsloop::server::RunningServer {
+    Server::new(Broken(DemoApp::new(), what))
+        .configure(|c| {
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.threads = 1;
+        })
+        .start()
+        .expect("server starts")
+}
+
 /// The check can fail: with no broadcast, tab 2 never sees tab 1's message.
 #[test]
 fn chat_check_fails_without_broadcast() {
@@ -174,18 +200,46 @@ fn chat_check_fails_without_broadcast() {
         return;
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::new(NoBroadcast(DemoApp::new()))
-        .configure(|c| {
-            c.bind = "127.0.0.1:0".parse().unwrap();
-            c.threads = 1;
-        })
-        .start()
-        .expect("server starts");
+    let server = start_broken(Break::Broadcast);
     expect_check_failure(
         "chat_browser.js vs a chat without broadcast",
         &mut browser_script("chat_browser.js", server.local_addr(), 10),
         DEADLINE,
         "tab 2's #log never showed",
+    );
+}
+
+/// Issue 23: the chat page's Server-Sent Events fallback (`?transport=sse`) chats with a
+/// WebSocket page in the same room, and a plain `EventSource` gets the room's messages with
+/// their history ids.
+#[test]
+fn the_sse_fallback_page_chats_with_a_websocket_page_and_eventsource_gets_ids() {
+    if !browser_ready("the_sse_fallback_page_chats_with_a_websocket_page_and_eventsource_gets_ids") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = demo_server(|s| s);
+    expect_ok(
+        "sse_browser.js",
+        &mut browser_script("sse_browser.js", server.local_addr(), SCRIPT_TIMEOUT_SECS),
+        DEADLINE,
+    );
+}
+
+/// The check can fail: with event streams that follow no room, the fallback page never gets
+/// the WebSocket page's message.
+#[test]
+fn sse_check_fails_when_streams_carry_nothing() {
+    if !browser_ready("sse_check_fails_when_streams_carry_nothing") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start_broken(Break::EventStreams);
+    expect_check_failure(
+        "sse_browser.js vs event streams subscribed to nothing",
+        &mut browser_script("sse_browser.js", server.local_addr(), 10),
+        DEADLINE,
+        "sam: wes's message through EventSource never happened",
     );
 }
 

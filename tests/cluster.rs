@@ -8,12 +8,13 @@
 
 mod common;
 
+use common::chat::{next_text, post_message, spawn_publishers};
 use common::demo::DemoApp;
 use common::health::get;
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
 use common::wait::eventually;
-use common::{chat_notice, http, json_field, Client};
+use common::{chat_notice, json_field, Client};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,26 +52,6 @@ fn health(addr: SocketAddr) -> String {
 
 fn metrics(addr: SocketAddr) -> String {
     get(addr, "/metrics")
-}
-
-fn post(addr: SocketAddr, room: &str, text: &str) {
-    let req = format!(
-        "POST /rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    let (status, _, body) = http(addr, &req);
-    assert_eq!(status, 202, "{body}");
-}
-
-/// The next text event, skipping pings and pongs.
-fn next_text(c: &mut Client) -> String {
-    loop {
-        match c.next() {
-            Some(OwnedEvent::Text(t)) => return t,
-            Some(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
 }
 
 /// The next chat message's (text, mid), skipping notices; a resync notice is returned as
@@ -132,7 +113,7 @@ fn serve_with_redis_shares_a_room_between_two_processes() {
         assert!(got.iter().position(|t| t == "one") < got.iter().position(|t| t == "two"));
     }
     // No copy left over: the next message anyone sees is the next one sent.
-    post(b.addr, "r", "four");
+    post_message(b.addr, "r", "four");
     for c in [&mut a1, &mut a2, &mut b1] {
         assert_eq!(next_chat(c).0, "four");
     }
@@ -361,21 +342,7 @@ fn replay_under_live_traffic(pubs: &[SocketAddr], obs: SocketAddr, first: Socket
     let mut s1 = Client::connect(first, "/chat?room=r&name=s");
     let _ = welcome_id(&mut s1);
     let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = pubs
-        .iter()
-        .enumerate()
-        .map(|(p, &addr)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    post(addr, "r", &format!("p{p}-{i}"));
-                    i += 1;
-                }
-                post(addr, "r", &format!("p{p}-end"));
-            })
-        })
-        .collect();
+    let publishers = spawn_publishers(pubs, &stop);
     let mut observed: Vec<(String, String)> = Vec::new();
     let mut s_got: Vec<(String, String)> = Vec::new();
     while s_got.len() < 30 {
@@ -458,7 +425,7 @@ fn too_old(addr: SocketAddr, count: usize) {
     let _ = welcome_id(&mut c);
     let mut mids = Vec::new();
     for i in 0..count {
-        post(addr, "r", &format!("m{i}"));
+        post_message(addr, "r", &format!("m{i}"));
         mids.push(next_chat(&mut c).1);
     }
     let mut old = Client::connect(addr, &format!("/chat?room=r&since={}", mids[0]));
@@ -474,7 +441,7 @@ fn too_old(addr: SocketAddr, count: usize) {
     assert_eq!(next_chat(&mut recent).0, format!("m{}", count - 1));
     let mut newest = Client::connect(addr, &format!("/chat?room=r&since={}", mids[count - 1]));
     let _ = welcome_id(&mut newest);
-    post(addr, "r", "live");
+    post_message(addr, "r", "live");
     for c in [&mut newest, &mut recent, &mut old, &mut bad] {
         assert_eq!(next_chat(c).0, "live");
     }
@@ -527,7 +494,7 @@ fn an_id_from_before_a_restart_gets_the_resync_notice_in_memory() {
     let addr = server.local_addr();
     let mut c = Client::connect(addr, "/chat?room=r");
     let _ = welcome_id(&mut c);
-    post(addr, "r", "x");
+    post_message(addr, "r", "x");
     let (_, mid) = next_chat(&mut c);
     drop(c);
     server.shutdown();

@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::chat::{next_text, post_message, spawn_publishers};
 use common::health::{get, json_number};
 use common::process::{ServerProcess, Spawn};
 use common::redis::{available, RedisServer};
-use common::wait::eventually;
+use common::wait::{eventually, serial};
 use common::{chat_notice, http, json_field, Client};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
-use wsloop::protocol::OwnedEvent;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -50,7 +50,11 @@ impl Stream {
 
     /// Any request with an event-stream `Accept`; (status, head, the stream if 200).
     fn request(addr: SocketAddr, target: &str, extra: &str) -> (u16, String, Option<Stream>) {
-        let mut socket = TcpStream::connect(addr).expect("connect");
+        Self::request_on(TcpStream::connect(addr).expect("connect"), target, extra)
+    }
+
+    /// [`Stream::request`] on a connection that may have carried requests before.
+    fn request_on(mut socket: TcpStream, target: &str, extra: &str) -> (u16, String, Option<Stream>) {
         socket.set_read_timeout(Some(DEADLINE)).unwrap();
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n{extra}\r\n");
         socket.write_all(req.as_bytes()).unwrap();
@@ -160,26 +164,6 @@ impl Drop for Stream {
     }
 }
 
-fn post(addr: SocketAddr, room: &str, text: &str) {
-    let req = format!(
-        "POST /rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    let (status, _, body) = http(addr, &req);
-    assert_eq!(status, 202, "{body}");
-}
-
-/// The next text message of a WebSocket client, skipping pings.
-fn next_text(c: &mut Client) -> String {
-    loop {
-        match c.next() {
-            Some(OwnedEvent::Text(t)) => return t,
-            Some(OwnedEvent::Ping(_) | OwnedEvent::Pong(_)) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
 /// The next chat message's whole JSON for a `/chat` member, skipping notices.
 fn next_chat_json(c: &mut Client) -> String {
     loop {
@@ -220,7 +204,7 @@ fn a_stream_gets_a_posted_message_and_a_chat_members_message_with_their_ids() {
     assert_eq!(m, 1.0, "/metrics counts it");
 
     let mut member = Client::connect(addr, "/chat?room=r&name=ada");
-    post(addr, "r", "from http");
+    post_message(addr, "r", "from http");
     let posted = next_chat_json(&mut member);
     member.send_text("from ada");
     let said = next_chat_json(&mut member);
@@ -262,21 +246,7 @@ fn sse_replay_under_live_traffic(pubs: &[SocketAddr], obs: SocketAddr, first: So
     let _ = next_text(&mut o); // welcome
     let mut s1 = Stream::open(first, "r", "");
     let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = pubs
-        .iter()
-        .enumerate()
-        .map(|(p, &addr)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    post(addr, "r", &format!("p{p}-{i}"));
-                    i += 1;
-                }
-                post(addr, "r", &format!("p{p}-end"));
-            })
-        })
-        .collect();
+    let publishers = spawn_publishers(pubs, &stop);
     // Only the numbered posts below are compared: a message posted before (a caller's, such
     // as a first check's "across") may still be in flight to a loop when the observer or a
     // stream joins it, and is then rightly delivered to one and not the other.
@@ -348,17 +318,17 @@ fn a_bad_last_event_id_gets_resync_or_400_never_a_crash() {
     let server = serve(&["--history-size", "5"]);
     let addr = server.addr;
     let mut live = Stream::open(addr, "r", "");
-    post(addr, "r", "first");
+    post_message(addr, "r", "first");
     let (_, first_id, _) = live.next_chat();
     for _ in 0..10 {
-        post(addr, "r", "filler");
+        post_message(addr, "r", "filler");
     }
     let future = "99999999999999-0".to_owned();
     for last in ["garbage", "1-2-3", "-1", "18446744073709551616-0", &future, &first_id] {
         let mut s = Stream::open(addr, "r", &format!("Last-Event-ID: {last}\r\n"));
         assert_eq!(s.next_chat().0, "RESYNC", "Last-Event-ID {last:?}");
         // Then live, with nothing swallowed (a future id must not hide what follows).
-        post(addr, "r", &format!("after {last}"));
+        post_message(addr, "r", &format!("after {last}"));
         assert_eq!(s.next_chat().0, format!("after {last}"));
     }
     // Longer than any id: refused up front.
@@ -422,7 +392,7 @@ fn a_stream_that_never_reads_is_closed_while_the_others_are_served() {
     let count = 600; // ~19 MiB: more than loopback buffers hold plus max-outbound
     let poster = std::thread::spawn(move || {
         for i in 0..count {
-            post(addr, "r", &format!("{i} {body}"));
+            post_message(addr, "r", &format!("{i} {body}"));
         }
     });
     for i in 0..count {
@@ -454,7 +424,7 @@ fn streams_opened_and_dropped_leave_nothing_behind() {
         }
         eventually("all counted", DEADLINE, || event_streams(addr) == 100);
         if round % 2 == 0 {
-            post(addr, "r", "to all");
+            post_message(addr, "r", "to all");
             for s in &mut streams {
                 assert_eq!(s.next_chat().0, "to all");
             }
@@ -472,7 +442,7 @@ fn shutdown_ends_a_stream_cleanly() {
     let mut server = serve(&[]);
     let addr = server.addr;
     let mut s = Stream::open(addr, "r", "");
-    post(addr, "r", "before");
+    post_message(addr, "r", "before");
     assert_eq!(s.next_chat().0, "before");
     let pid = server.child.id().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status();
@@ -500,11 +470,89 @@ fn with_redis_a_stream_on_b_gets_what_is_posted_on_a_and_replays_across_processe
         });
     }
     let mut s = Stream::open(b.addr, "r", "");
-    post(a.addr, "r", "across");
+    post_message(a.addr, "r", "across");
     let (text, mid, id) = s.next_chat();
     assert_eq!(text, "across");
     assert_eq!(mid, id);
     drop(s);
     // Dropped on B, reopened on A with Last-Event-ID, under posts to both.
     sse_replay_under_live_traffic(&[a.addr, b.addr], a.addr, b.addr, a.addr);
+}
+
+// ----- per-address limits ---------------------------------------------------------------------
+
+/// A new stream's status and head (`extra`: header lines, each ending in CRLF).
+fn try_stream(addr: SocketAddr, extra: &str) -> (u16, String, Option<Stream>) {
+    Stream::request(addr, "/rooms/r/events", extra)
+}
+
+/// An event stream is a long-lived connection like a WebSocket: one address opening more than
+/// `--max-connections-per-ip` of them is refused `429` with `Retry-After`, as an upgrade is.
+#[test]
+fn more_streams_from_one_address_than_its_cap_are_refused_429() {
+    let _serial = serial();
+    let server = serve(&["--max-connections-per-ip", "3"]);
+    let addr = server.addr;
+    // The start-up probe's connection must be gone before counting.
+    eventually("a quiet start", DEADLINE, || event_streams(addr) == 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let open: Vec<Stream> = (0..3).map(|_| Stream::open(addr, "r", "")).collect();
+    let (status, head, _) = try_stream(addr, "");
+    assert_eq!(status, 429, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+    drop(open);
+    eventually("a stream opens again once the others closed", DEADLINE, || {
+        try_stream(addr, "").0 == 200
+    });
+}
+
+/// Behind a trusted proxy the proxy's connections are not counted at accept, the client it
+/// names is: at a WebSocket upgrade, and at an event stream too. Before event streams were
+/// charged, one forwarded client could hold any number of them.
+#[test]
+fn through_a_trusted_proxy_one_clients_streams_are_capped() {
+    let _serial = serial();
+    let server = serve(&["--max-connections-per-ip", "3", "--trust-proxy", "127.0.0.1/32"]);
+    let addr = server.addr;
+    let client = |n: u8| format!("X-Forwarded-For: 198.51.100.{n}\r\n");
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let (status, head, s) = try_stream(addr, &client(7));
+        assert_eq!(status, 200, "stream {i}: {head}");
+        open.extend(s);
+    }
+    let (status, head, _) = try_stream(addr, &client(7));
+    assert_eq!(status, 429, "a fourth stream of the same client: {head}");
+    // Another client behind the same proxy has its own count.
+    let (status, head, other) = try_stream(addr, &client(8));
+    assert_eq!(status, 200, "{head}");
+    drop(other);
+    // The refused request opened nothing and subscribed nothing: 3 streams of client 7.
+    eventually("the other client's stream is gone", DEADLINE, || {
+        event_streams(addr) == 3
+    });
+}
+
+/// A stream opened on a kept-alive connection after an earlier request pays the upgrade rate
+/// once more, as an upgrade there does (tests/hostile_limits.rs).
+#[test]
+fn a_stream_after_a_request_on_a_kept_alive_connection_pays_the_rate_again() {
+    let _serial = serial();
+    let server = serve(&["--upgrade-rate-per-ip", "2", "--threads", "1"]);
+    let addr = server.addr;
+    // Let the start-up probe's token come back: a burst of 2.
+    std::thread::sleep(Duration::from_millis(1100));
+    // One connection (one token): a plain request, then a stream on it (a second token).
+    let mut socket = TcpStream::connect(addr).expect("connect");
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (status, _, _) = common::read_response(&mut socket);
+    assert_eq!(status, 200);
+    let (status, head, _kept) = Stream::request_on(socket, "/rooms/r/events", "");
+    assert_eq!(status, 200, "{head}");
+    // The burst is spent: a new connection now is refused.
+    let (status, head, _) = try_stream(addr, "");
+    assert_eq!(status, 429, "{head}");
 }

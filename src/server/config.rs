@@ -35,9 +35,9 @@ pub struct ServerConfig {
     /// `Retry-After` and is closed. 0 (the default) is no limit: behind NAT or a proxy many
     /// users share one address.
     pub max_connections_per_ip: usize,
-    /// New connections (and upgrades on connections that already made a request) per second
-    /// from one client address, burst the same; over it: `429` with `Retry-After` (seconds
-    /// until the limiter admits one again). 0 (the default) is off. With either per-address
+    /// New connections (and upgrades or event streams on connections that already made a
+    /// request) per second from one client address, burst the same; over it: `429` with
+    /// `Retry-After` (seconds until the limiter admits one again). 0 (the default) is off. With either per-address
     /// limit on, the addresses tracked at once are bounded (`max_connections` + 65,536, charged
     /// to the memory budget); when that table is full of addresses in use, a new address is
     /// refused `503` with `Retry-After: 1`.

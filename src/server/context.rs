@@ -6,7 +6,7 @@
 use super::budget::Frame;
 use super::fanout::{Outgoing, Target, Topics};
 use super::handle::{PushError, ServerHandle, ServerInfo};
-use super::history::{HistoryId, Replay, Stamped};
+use super::history::Stamped;
 use super::metrics::LoopStats;
 use super::outbound::{BufferPool, Outbound};
 use super::replay::Recoveries;
@@ -480,30 +480,9 @@ impl<S> Context<'_, S> {
     /// get it closed for a full queue); live messages of the topic wait behind it. With a
     /// message bus it follows a round trip to Redis.
     pub fn subscribe_since(&mut self, topic: &str, since: &str, notice: Message<'_>) {
-        let id = self.conn.id;
-        self.lp.topics.subscribe(id, topic);
         let notice_parts = (matches!(notice, Message::Binary(_)), notice.bytes().to_vec());
-        let Ok(since) = since.parse::<HistoryId>() else {
+        if !self.lp.subscribe_since(self.conn.id, topic, since, notice_parts) {
             self.send(notice);
-            return;
-        };
-        let core = self.lp.core.clone();
-        match &core.bus {
-            Some(bus) => {
-                // Held first, then asked: see the seam in history.rs.
-                self.lp.recoveries.begin(id, topic, since, notice_parts);
-                if !bus.replay(id, topic, since) {
-                    // The notice goes out through the same pacing (the loop pumps it).
-                    self.lp
-                        .recoveries
-                        .finish(id, topic, Replay::Unavailable, |e| core.frame_parts(e.binary, &e.bytes));
-                }
-            }
-            None => {
-                // Subscribed above; the loop reads the history a page at a time as this
-                // connection drains (replay.rs), under the history's lock.
-                self.lp.recoveries.begin_from_history(id, topic, since, notice_parts);
-            }
         }
     }
 

@@ -5,9 +5,9 @@
 //!
 //! What a stream receives is what a WebSocket subscriber of its topics receives (`publish`,
 //! `publish_recorded`, the [`ServerHandle`](super::ServerHandle), the Redis bus), each text
-//! message as one event: `id:` the message's [`HistoryId`] when it was recorded, `data:` its
-//! text (one `data:` line per line of it). Binary messages have no place in an event stream
-//! and are left out. A stream is under the same rules as a WebSocket subscriber: a queue over
+//! message as one event: `id:` the message's [`HistoryId`](super::HistoryId) when it was
+//! recorded, `data:` its text (one `data:` line per line of it). Binary messages have no place
+//! in an event stream and are left out. A stream is under the same rules as a WebSocket subscriber: a queue over
 //! the high-water mark holds its publishers back, one over `max_outbound` is closed, it counts
 //! against the memory budget and may be shed; a comment line (`: ping`) goes out every
 //! `ping_interval` so proxies keep it open, and one whose queue has not moved for
@@ -16,7 +16,6 @@
 //! The wire side lives in `session/sse.rs`; this file is the handler's side.
 
 use super::context::{LoopState, RequestContext};
-use super::history::{HistoryId, Replay};
 use super::{ConnId, Response};
 
 /// What a handler asked for while answering a request with [`RequestContext::event_stream`]:
@@ -102,27 +101,14 @@ impl EventStream<'_> {
     /// history or the future, or the message bus is unreachable) the stream gets `notice` as
     /// an event named `resync` instead, and goes on live.
     pub fn subscribe_since(&mut self, topic: &str, last_event_id: &str, notice: &str) -> &mut Self {
-        let id = self.id;
-        self.lp.topics.subscribe(id, topic);
         let notice_parts = (false, notice.as_bytes().to_vec());
-        let Ok(since) = last_event_id.trim().parse::<HistoryId>() else {
+        if !self
+            .lp
+            .subscribe_since(self.id, topic, last_event_id.trim(), notice_parts)
+        {
             if let Some(o) = self.lp.stream_opening.as_mut() {
                 o.notices.push(notice.to_owned());
             }
-            return self;
-        };
-        let core = self.lp.core.clone();
-        match &core.bus {
-            Some(bus) => {
-                // Held first, then asked: the seam of history.rs.
-                self.lp.recoveries.begin(id, topic, since, notice_parts);
-                if !bus.replay(id, topic, since) {
-                    self.lp
-                        .recoveries
-                        .finish(id, topic, Replay::Unavailable, |e| core.frame_parts(e.binary, &e.bytes));
-                }
-            }
-            None => self.lp.recoveries.begin_from_history(id, topic, since, notice_parts),
         }
         self
     }

@@ -4,6 +4,7 @@
 
 // The demo app `wsloop serve` runs is the binary's module, not the library's; the tests that
 // run it in-process compile the same file (it uses only the public API).
+pub mod chat;
 #[path = "../../src/demo/mod.rs"]
 pub mod demo;
 pub mod events;

@@ -1,4 +1,4 @@
-// Shared by chat_browser.js and learn_browser.js: argument parsing, a hard deadline, and a
+// Shared by the *_browser.js scripts: argument parsing, a hard deadline, and a
 // headless Debian Chromium driven by playwright-core (no browser download: the system binary).
 "use strict";
 
@@ -119,4 +119,16 @@ async function openPage(context, url, name, log, existing) {
   return page;
 }
 
-module.exports = { parseArgs, run, openPage, budget };
+/// Waits until `fn(arg)` is true in the chat page `p` (named `name` in the report); fails with
+/// `what`, the page's status and its log when it is not by the deadline.
+async function until(p, name, what, fn, arg) {
+  try {
+    await p.waitForFunction(fn, arg, { polling: 50, timeout: budget() });
+  } catch (e) {
+    const status = await p.textContent("#status").catch(() => "?");
+    const lines = await p.$$eval("#log li", (lis) => lis.map((li) => li.textContent)).catch(() => []);
+    throw new Error(`${name}: ${what} never happened; status ${JSON.stringify(status)}; log ${JSON.stringify(lines)}`);
+  }
+}
+
+module.exports = { parseArgs, run, openPage, budget, until };

@@ -12,7 +12,7 @@
 "use strict";
 
 const readline = require("readline");
-const { parseArgs, run, openPage, budget } = require("./browser_common");
+const { parseArgs, run, openPage, until } = require("./browser_common");
 
 const { base, timeoutSecs } = parseArgs("node cluster_browser.js http://A/ http://B/ [--timeout SECONDS]", 60);
 const baseB = new URL(process.argv.slice(2).filter((a) => /^https?:/.test(a))[1] || "missing B URL");
@@ -22,16 +22,6 @@ const nextStdinLine = () => new Promise((resolve) => stdinLines.once("line", res
 
 async function chatLines(p) {
   return p.$$eval("#log li", (lis) => lis.filter((li) => li.className !== "notice").map((li) => li.textContent));
-}
-
-async function until(p, name, what, fn, arg) {
-  try {
-    await p.waitForFunction(fn, arg, { polling: 50, timeout: budget() });
-  } catch (e) {
-    const status = await p.textContent("#status").catch(() => "?");
-    const lines = await p.$$eval("#log li", (lis) => lis.map((li) => li.textContent)).catch(() => []);
-    throw new Error(`${name}: ${what} never happened; status ${JSON.stringify(status)}; log ${JSON.stringify(lines)}`);
-  }
 }
 
 const connected = (n) => document.body.dataset.connected === "1" && document.body.dataset.opens === String(n);

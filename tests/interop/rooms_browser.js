@@ -12,22 +12,12 @@
 "use strict";
 
 const readline = require("readline");
-const { parseArgs, run, openPage, budget } = require("./browser_common");
+const { parseArgs, run, openPage, until } = require("./browser_common");
 
 const { base, timeoutSecs } = parseArgs("node rooms_browser.js http://HOST:PORT/ [--timeout SECONDS]", 60);
 const page = (room, name) => new URL(`/?room=${room}&name=${name}`, base).toString();
 const stdinLines = readline.createInterface({ input: process.stdin });
 const nextStdinLine = () => new Promise((resolve) => stdinLines.once("line", resolve));
-
-async function until(p, name, what, fn, arg) {
-  try {
-    await p.waitForFunction(fn, arg, { polling: 50, timeout: budget() });
-  } catch (e) {
-    const status = await p.textContent("#status").catch(() => "?");
-    const lines = await p.$$eval("#log li", (lis) => lis.map((li) => li.textContent)).catch(() => []);
-    throw new Error(`${name}: ${what} never happened; status ${JSON.stringify(status)}; log ${JSON.stringify(lines)}`);
-  }
-}
 
 const connected = (n) => document.body.dataset.connected === "1" && document.body.dataset.opens === String(n);
 const online = (n) => document.body.dataset.online === String(n);

@@ -16,6 +16,7 @@ mod idle;
 mod net;
 mod payload;
 mod report;
+mod sse;
 mod stats;
 mod tls;
 mod ws;
@@ -49,6 +50,16 @@ USAGE:
                    [--warmup SECS] [--server-pid PID]
       RECEIVERS connections plus one sender; at most K messages outstanding.
       Messages without the #WSLB marker (join/leave notices) are ignored.
+  wsloop-load room --url ws://127.0.0.1:PORT/chat?room=R -m RECEIVERS -s S
+                   -t SECS [--events /rooms/R/events] [--window K]
+                   [--warmup SECS] [--server-pid PID]
+      A demo chat room: one WebSocket sender and RECEIVERS that listen as
+      Server-Sent Events on --events (GET, Accept: text/event-stream) or,
+      without it, as /chat WebSockets of the same room. Each receiver must
+      get every message (m<seq> in the chat JSON) in order.
+  wsloop-load sse-idle --url ws://127.0.0.1:PORT/ --events /rooms/R/events
+                   -c N --server-pid PID [--hold SECS]
+      Server RSS per open idle event stream (after - before) / N.
 
 COMMON OPTIONS:
   --tls                   TLS (as a wss:// URL does): rustls with the ring
@@ -184,6 +195,37 @@ fn run() -> Result<Option<Report>> {
             };
             a.finish()?;
             broadcast::run(&o, &mut report)?;
+        }
+        "room" => {
+            let o = sse::RoomOpts {
+                target,
+                events_path: a.opt(&["--events"])?,
+                receivers: a.get(&["-m", "--receivers"], 100)?,
+                size: a.get(&["-s", "--size"], 32)?,
+                secs: a.secs(&["-t", "--time"], 5.0)?,
+                warmup: a.secs(&["--warmup"], 1.0)?,
+                window: a.get(&["--window", "-k"], 8)?,
+                server_pid,
+                connect_timeout,
+                stall,
+            };
+            a.finish()?;
+            sse::run_room(&o, &mut report)?;
+        }
+        "sse-idle" => {
+            let Some(pid) = server_pid else {
+                bail!("sse-idle needs --server-pid: the server's RSS is what it measures");
+            };
+            let o = sse::SseIdleOpts {
+                target,
+                events_path: a.required(&["--events"])?,
+                conns: a.get(&["-c", "--connections"], 1000)?,
+                server_pid: pid,
+                hold: a.secs(&["--hold"], 3.0)?,
+                connect_timeout,
+            };
+            a.finish()?;
+            sse::run_idle(&o, &mut report)?;
         }
         other => bail!("unknown mode {other:?} (see `wsloop-load help`)"),
     }

@@ -19,6 +19,7 @@
 
 use super::history::{Entry, HistoryId, MemoryHistory, Page, Replay};
 use crate::server::budget::{Frame, Tag};
+use crate::server::context::LoopState;
 use crate::server::ConnId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,6 +30,38 @@ pub(crate) const HELD_MAX: usize = 4096;
 
 /// Entries read from the in-memory history per pump at most.
 const PAGE_ENTRIES: usize = 256;
+
+impl LoopState {
+    /// Subscribes `id` to `topic`, first with what was recorded there after `since` (a
+    /// [`HistoryId`] as text), then live: the start of a replay, for a WebSocket
+    /// (`Context::subscribe_since`) and an event stream (`EventStream::subscribe_since`) alike.
+    /// `notice` (binary?, bytes) goes out instead of an incomplete replay. False when `since`
+    /// is not an id: subscribed, no replay begun, and the caller sends the notice its own way.
+    pub(crate) fn subscribe_since(&mut self, id: ConnId, topic: &str, since: &str, notice: (bool, Vec<u8>)) -> bool {
+        self.topics.subscribe(id, topic);
+        let Ok(since) = since.parse::<HistoryId>() else {
+            return false;
+        };
+        let core = self.core.clone();
+        match &core.bus {
+            Some(bus) => {
+                // Held first, then asked: see the seam in history.rs.
+                self.recoveries.begin(id, topic, since, notice);
+                if !bus.replay(id, topic, since) {
+                    // The notice goes out through the same pacing (the loop pumps it).
+                    self.recoveries
+                        .finish(id, topic, Replay::Unavailable, |e| core.frame_parts(e.binary, &e.bytes));
+                }
+            }
+            None => {
+                // The loop reads the history a page at a time as this connection drains
+                // (`Recoveries::pump`), under the history's lock.
+                self.recoveries.begin_from_history(id, topic, since, notice);
+            }
+        }
+        true
+    }
+}
 
 /// What is left of one replay to send.
 #[derive(Debug)]

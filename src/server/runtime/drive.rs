@@ -5,18 +5,16 @@
 //! really differs (a socket, a poller and turns on one side; a byte queue and checks on the
 //! other).
 
-use super::budget::Frame;
 use crate::frame::CloseCode;
 use crate::server::context::LoopState;
 use crate::server::fanout::{Outgoing, Target};
 use crate::server::replay;
 use crate::server::session::{Cx, Delivery, Session};
 use crate::server::{ConnId, Handler};
-use std::sync::Arc;
 
-/// The compressed form of one publication, made at most once per loop even with
-/// permessage-deflate (see `Session::deliver`).
-pub(crate) type Compressed = Option<Option<Arc<Frame>>>;
+/// The encodings of one publication, each made at most once per loop however many receivers
+/// take it (see `Session::deliver`).
+pub(crate) type Compressed = crate::server::session::Encodings;
 
 /// A session and a context for its callbacks, lent for one step.
 pub(crate) type Step<'a, H> = (&'a mut Session<<H as Handler>::State>, Cx<'a, H>);
@@ -75,7 +73,7 @@ pub(crate) fn feed<D: Host>(host: &mut D, slot: usize, bytes: &mut [u8]) -> bool
 /// (a recorded message only to those not still catching up on the topic's history, see
 /// `replay.rs`), everyone, or one connection.
 pub(crate) fn deliver_local<D: Host>(host: &mut D, og: &Outgoing) {
-    let mut compressed = None;
+    let mut compressed = Compressed::default();
     match &og.target {
         Target::Topic(topic) => {
             let Some((key, members)) = host.lp().topics.take_members(topic) else {

@@ -112,6 +112,32 @@ impl HttpConn {
         }
     }
 
+    /// Charges a new long-lived stream on this connection — a WebSocket upgrade, or an event
+    /// stream a handler opened — to its client's address (limiter.rs): a connection's
+    /// admission at accept paid for its first request; a stream after earlier requests on it
+    /// pays the rate once more. Through a trusted proxy (`via_proxy`: not admitted at accept)
+    /// the stream is a new connection of the client the proxy names, counted until the
+    /// connection closes. The refusal, if over a limit.
+    fn charge_stream(&self, t: &mut Transport, lp: &LoopState, via_proxy: bool) -> Option<Refusal> {
+        let per_ip = lp.core.per_ip.as_ref()?;
+        if via_proxy {
+            if t.ip_counted() {
+                return None;
+            }
+            return match per_ip.admit(t.client().ip(), lp.now) {
+                Ok(()) => {
+                    t.set_ip_counted();
+                    None
+                }
+                Err(r) => Some(r),
+            };
+        }
+        if !(self.requests > 1 && t.ip_counted()) {
+            return None;
+        }
+        per_ip.upgrade(t.peer().ip(), lp.now).err()
+    }
+
     /// See `Session::refuse_first_request`.
     pub(super) fn refuse_first_request(&mut self, refusal: Refusal, deadline: Millis) {
         self.refusal = Some(refusal);
@@ -369,23 +395,10 @@ impl HttpConn {
             // an upgrade through it is a new connection of the client it names, counted until
             // the connection closes.
             let refusal = self.refusal.take().or_else(|| {
-                let per_ip = cx.lp.core.per_ip.as_ref()?;
-                if via_proxy {
-                    if !request.wants_upgrade() || t.ip_counted() {
-                        return None;
-                    }
-                    return match per_ip.admit(t.client().ip(), cx.lp.now) {
-                        Ok(()) => {
-                            t.set_ip_counted();
-                            None
-                        }
-                        Err(r) => Some(r),
-                    };
-                }
-                if !(request.wants_upgrade() && self.requests > 1 && t.ip_counted()) {
+                if !request.wants_upgrade() {
                     return None;
                 }
-                per_ip.upgrade(t.peer().ip(), cx.lp.now).err()
+                self.charge_stream(t, cx.lp, via_proxy)
             });
             if let Some(r) = refusal {
                 cx.lp.core.metrics().limit_refused(r.reason);
@@ -563,6 +576,26 @@ impl HttpConn {
         cx: &mut Cx<'_, H>,
     ) {
         let head_only = request.method() == "HEAD";
+        // An event stream is about to open (sse::begin's conditions): it is charged to the
+        // per-address limits like an upgrade, and refused as one would be — the handler's
+        // subscriptions undone, nothing of the stream sent.
+        let opens_stream = response.status == 200
+            && request.method() == "GET"
+            && !cx.lp.shutting_down
+            && cx.lp.stream_opening.as_ref().is_some_and(|o| o.id == t.id);
+        if opens_stream {
+            let trusted = &cx.lp.core.config.trusted_proxies;
+            let via_proxy = !trusted.is_empty() && proxy::trusted(trusted, t.peer().ip());
+            if let Some(r) = self.charge_stream(t, cx.lp, via_proxy) {
+                cx.lp.stream_opening = None;
+                cx.lp.topics.remove_conn(t.id);
+                cx.lp.recoveries.remove_conn(t.id);
+                cx.lp.core.metrics().limit_refused(r.reason);
+                let (status, reason) = (r.reason.status(), r.reason.text());
+                answer_and_close(t, cx.lp, request, status, reason, Some(r.retry_after));
+                return;
+            }
+        }
         cx.lp.core.metrics().http_request(response.status);
         debug!(
             "{} {} {} -> {}",

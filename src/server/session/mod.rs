@@ -22,6 +22,7 @@
 //!
 //! [`Outbound`]: super::outbound::Outbound
 
+mod congestion;
 mod http;
 mod sse;
 #[cfg(test)]
@@ -35,6 +36,7 @@ use super::limiter::Refusal;
 use super::timers::Millis;
 use super::{ConnId, Handler};
 use crate::frame::CloseCode;
+use congestion::Backlog;
 use http::{HttpConn, HttpOutcome};
 use log::debug;
 use sse::SseConn;
@@ -77,6 +79,16 @@ pub(crate) enum Delivery {
     Congested,
     /// Not queued: the receiver was too far behind and is being closed (1008).
     SlowConsumerClosed,
+}
+
+/// One publication's encodings, each made at most once per loop for all the receivers that
+/// take it (`drive::deliver_local`): with permessage-deflate, the compressed frame the
+/// receivers without context takeover share (`ws.rs`, `None` inside when it did not pay);
+/// the event the streams share (`sse.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Encodings {
+    pub(crate) deflated: Option<Option<Arc<Frame>>>,
+    pub(crate) event: Option<Arc<Frame>>,
 }
 
 #[allow(clippy::large_enum_variant)] // on purpose: see `Ws`
@@ -334,26 +346,26 @@ impl<S: Send + 'static> Session<S> {
 
     /// Queues a message published by someone (see [`WsConn::deliver`]); an HTTP connection
     /// takes none.
-    pub(crate) fn deliver(
-        &mut self,
-        frame: &Arc<Frame>,
-        compressed: &mut Option<Option<Arc<Frame>>>,
-        lp: &mut LoopState,
-    ) -> Delivery {
+    pub(crate) fn deliver(&mut self, frame: &Arc<Frame>, encodings: &mut Encodings, lp: &mut LoopState) -> Delivery {
         match &mut self.phase {
-            Phase::Ws(w) => w.deliver(&mut self.t, frame, compressed, lp),
-            Phase::Sse(s) => s.deliver(&mut self.t, frame, lp),
+            Phase::Ws(w) => w.deliver(&mut self.t, frame, &mut encodings.deflated, lp),
+            Phase::Sse(s) => s.deliver(&mut self.t, frame, &mut encodings.event, lp),
             Phase::Http(_) => Delivery::Skipped,
+        }
+    }
+
+    /// The fan-out congestion of a receiver (a WebSocket or an event stream).
+    fn backlog(&mut self) -> Option<&mut Backlog> {
+        match &mut self.phase {
+            Phase::Ws(w) => Some(&mut w.congestion),
+            Phase::Sse(s) => Some(&mut s.congestion),
+            Phase::Http(_) => None,
         }
     }
 
     /// Records that this backed-up receiver holds `publisher`; true if it did not already.
     pub(crate) fn hold(&mut self, publisher: ConnId) -> bool {
-        match &mut self.phase {
-            Phase::Ws(w) => w.hold(publisher),
-            Phase::Sse(s) => s.hold(publisher),
-            Phase::Http(_) => false,
-        }
+        self.backlog().is_some_and(|b| b.hold(publisher))
     }
 
     /// This publisher is held by one more backed-up receiver.
@@ -380,11 +392,7 @@ impl<S: Send + 'static> Session<S> {
 
     /// The publishers this receiver holds, taken (it no longer holds them).
     pub(crate) fn take_held(&mut self) -> Vec<ConnId> {
-        match &mut self.phase {
-            Phase::Ws(w) => w.take_held(),
-            Phase::Sse(s) => s.take_held(),
-            Phase::Http(_) => Vec::new(),
-        }
+        self.backlog().map(Backlog::take_held).unwrap_or_default()
     }
 
     // ----- writing and time ----------------------------------------------------------------
@@ -392,20 +400,17 @@ impl<S: Send + 'static> Session<S> {
     /// Called after the loop wrote from the queue: moves closing states along, lifts
     /// backpressure, fires `on_drain`. Returns (reading may resume, publishers to release).
     pub(crate) fn after_flush<H: Handler<State = S>>(&mut self, cx: &mut Cx<'_, H>) -> (bool, Vec<ConnId>) {
-        let t = &mut self.t;
         let low_water = cx.lp.core.config.backpressure_high_water / 2;
+        let drained = self.t.out.len() <= low_water;
+        let released = match self.backlog() {
+            Some(b) if drained => b.decongest(),
+            _ => Vec::new(),
+        };
+        let t = &mut self.t;
         let mut resume = false;
-        let mut released = Vec::new();
-        if t.out.len() <= low_water {
-            match &mut self.phase {
-                Phase::Ws(w) => released = w.decongest(),
-                Phase::Sse(s) => released = s.decongest(),
-                Phase::Http(_) => {}
-            }
-            if t.backpressured {
-                t.backpressured = false;
-                resume = !t.read_paused();
-            }
+        if drained && t.backpressured {
+            t.backpressured = false;
+            resume = !t.read_paused();
         }
         if t.out.is_empty() {
             let handshake_done = match &self.phase {

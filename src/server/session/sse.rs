@@ -15,7 +15,9 @@ use super::super::handler::header_allowed;
 use super::super::metrics::LoopStats;
 use super::super::timers::Millis;
 use super::super::{ConnId, Response};
+use super::congestion::Backlog;
 use super::transport::Transport;
+use super::ws::SHARE_ABOVE;
 use super::{ms, Delivery};
 use crate::frame::Opcode;
 use crate::handshake::Request;
@@ -26,14 +28,6 @@ use std::sync::Arc;
 /// colon), enough for a proxy to see the response is alive.
 pub(super) const PING: &[u8] = b": ping\n\n";
 
-/// A stream that is backed up and the publishers it holds back (as `ws.rs`'s).
-#[derive(Debug)]
-struct Congestion {
-    since: Millis,
-    stalled: bool,
-    holding: Vec<ConnId>,
-}
-
 /// One event stream. See the module docs.
 #[derive(Debug)]
 pub(crate) struct SseConn {
@@ -43,7 +37,8 @@ pub(crate) struct SseConn {
     /// timeout belongs to a client that does not read.
     progress_bytes: u64,
     progress_at: Millis,
-    congestion: Option<Congestion>,
+    /// Fan-out backpressure: the session reaches it for `hold`, `take_held`, `decongest`.
+    pub(super) congestion: Backlog,
     /// The request's path, for the log.
     path: Box<str>,
 }
@@ -103,7 +98,7 @@ pub(super) fn begin(
         last_beat: lp.now,
         progress_bytes: t.bytes_out,
         progress_at: lp.now,
-        congestion: None,
+        congestion: Backlog::default(),
         path: request.path().into(),
     }))
 }
@@ -133,7 +128,15 @@ pub(crate) fn encode(tag: Tag, text: &[u8], out: &mut Vec<u8>) {
 impl SseConn {
     /// Queues a publication as an event: the same rules as `WsConn::deliver` (closed past
     /// `max_outbound`, congested past the high-water mark), without its frame.
-    pub(super) fn deliver(&mut self, t: &mut Transport, frame: &Arc<Frame>, lp: &mut LoopState) -> Delivery {
+    /// The event is encoded once per publication (`event`, shared by the streams it goes
+    /// to): copied into the queue when small, else the queue holds the shared bytes.
+    pub(super) fn deliver(
+        &mut self,
+        t: &mut Transport,
+        frame: &Arc<Frame>,
+        event: &mut Option<Arc<Frame>>,
+        lp: &mut LoopState,
+    ) -> Delivery {
         if !t.is_open() {
             return Delivery::Skipped;
         }
@@ -154,49 +157,20 @@ impl SseConn {
             self.progress_bytes = t.bytes_out;
             self.progress_at = lp.now;
         }
-        t.out.append(&mut lp.pool, |v| encode(frame.tag(), text, v));
+        let event = event.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(text.len() + 32);
+            encode(frame.tag(), text, &mut v);
+            Frame::new(v, lp.core.budget())
+        });
+        if event.len() <= SHARE_ABOVE {
+            t.queue(&mut lp.pool, event.bytes());
+        } else {
+            t.out.push_shared(event.clone(), &mut lp.pool);
+        }
         self.last_beat = lp.now;
         LoopStats::add(&lp.stats().messages_out, 1);
-        if t.out.len() <= config.backpressure_high_water {
-            return Delivery::Queued;
-        }
-        let now = lp.now;
-        let c = self.congestion.get_or_insert_with(|| Congestion {
-            since: now,
-            stalled: false,
-            holding: Vec::new(),
-        });
-        if c.stalled {
-            Delivery::Queued
-        } else {
-            Delivery::Congested
-        }
-    }
-
-    /// Records that this backed-up stream holds `publisher`; true if it did not already.
-    pub(super) fn hold(&mut self, publisher: ConnId) -> bool {
-        match &mut self.congestion {
-            Some(c) if !c.stalled && !c.holding.contains(&publisher) => {
-                c.holding.push(publisher);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The publishers this stream holds, taken.
-    pub(super) fn take_held(&mut self) -> Vec<ConnId> {
         self.congestion
-            .as_mut()
-            .map(|c| std::mem::take(&mut c.holding))
-            .unwrap_or_default()
-    }
-
-    /// The queue drained to the low-water mark.
-    pub(super) fn decongest(&mut self) -> Vec<ConnId> {
-        let held = self.take_held();
-        self.congestion = None;
-        held
+            .after_queue(t.out.len(), config.backpressure_high_water, lp.now)
     }
 
     /// The heartbeat, the stuck-queue check or a congestion's stall timeout.
@@ -206,8 +180,8 @@ impl SseConn {
         if !t.out.is_empty() {
             at = at.min(self.progress_at + ms(config.idle_timeout));
         }
-        if let Some(c) = self.congestion.as_ref().filter(|c| !c.stalled) {
-            at = at.min(c.since + ms(config.fanout_stall_timeout));
+        if let Some(stall) = self.congestion.stall_deadline(ms(config.fanout_stall_timeout)) {
+            at = at.min(stall);
         }
         at
     }
@@ -222,13 +196,8 @@ impl SseConn {
             self.progress_bytes = t.bytes_out;
             self.progress_at = now;
         }
-        if let Some(c) = self
-            .congestion
-            .as_mut()
-            .filter(|c| !c.stalled && now >= c.since + ms(config.fanout_stall_timeout))
-        {
-            c.stalled = true;
-            released = std::mem::take(&mut c.holding);
+        if let Some(held) = self.congestion.stall_if_due(now, ms(config.fanout_stall_timeout)) {
+            released = held;
             debug!("#{} {}: event stream stalled, releasing its publishers", t.id, t.peer());
         }
         if !t.out.is_empty() && now >= self.progress_at + ms(config.idle_timeout) {

@@ -671,3 +671,59 @@ fn session_flushes_then_closes_when_the_peer_half_closes() {
     assert_eq!(s.next_deadline(&lp), 20_000 + close_timeout);
     assert_eq!(app.closes.lock().map(|c| c.clone()).unwrap_or_default(), vec![1006]);
 }
+
+// ----- the event-stream phase ------------------------------------------------------------
+
+/// One publication to several event streams is encoded as an event once: a small one is
+/// copied from that one encoding into each queue, a large one is shared by the queues (one
+/// copy in memory however many streams take it).
+#[test]
+fn sse_phase_encodes_a_publication_once_for_all_its_streams() {
+    use super::sse;
+    use crate::frame::Opcode;
+    use crate::server::budget::{Frame, Tag};
+    use crate::server::event_stream::StreamOpening;
+    use crate::server::HistoryId;
+    use std::sync::Arc;
+
+    let mut lp = loop_state();
+    let request = match Request::parse(b"GET /rooms/r/events HTTP/1.1\r\nHost: localhost\r\n\r\n", 16) {
+        Ok(r) => r,
+        Err(e) => panic!("a plain GET parses: {e}"),
+    };
+    let mut streams = Vec::new();
+    for slot in 0..3 {
+        let mut t = Transport::new(ConnId::new(1, 0, slot, 1), SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let opening = StreamOpening {
+            id: t.id,
+            retry: None,
+            notices: Vec::new(),
+        };
+        let Some(s) = sse::begin(&mut t, &mut lp, &request, &Response::status(200), &opening) else {
+            panic!("a 200 to a GET opens the stream");
+        };
+        let head = written(&mut t, &mut lp);
+        assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        streams.push((t, s));
+    }
+    for (text, shared) in [("hi".to_owned(), false), ("x\n".repeat(1000), true)] {
+        let tag = Tag::Recorded(HistoryId::new(7, 42));
+        let frame = Frame::tagged(Opcode::Text, text.as_bytes(), tag, lp.core.budget());
+        let mut want = Vec::new();
+        sse::encode(tag, text.as_bytes(), &mut want);
+        let mut event = None;
+        for (t, s) in &mut streams {
+            assert_eq!(s.deliver(t, &frame, &mut event, &mut lp), super::Delivery::Queued);
+        }
+        let Some(event) = event else {
+            panic!("the first stream encoded the event for the others");
+        };
+        assert_eq!(event.bytes(), &want[..]);
+        // The cache and, when shared, each of the three queues.
+        let holders = if shared { 4 } else { 1 };
+        assert_eq!(Arc::strong_count(&event), holders, "shared: {shared}");
+        for (t, _) in &mut streams {
+            assert_eq!(written(t, &mut lp), want);
+        }
+    }
+}

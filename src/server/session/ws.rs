@@ -9,6 +9,7 @@ use super::super::metrics::{CloseSide, LoopStats};
 use super::super::throttle::{RateLimitAction, Throttle};
 use super::super::timers::Millis;
 use super::super::{ConnId, Handler, Message};
+use super::congestion::Backlog;
 use super::transport::Transport;
 use super::{guarded, ms, Cx, Delivery};
 use crate::deflate::{self, BroadcastCompressor, Encoded};
@@ -22,20 +23,9 @@ use std::sync::Arc;
 
 /// Broadcast frames up to this size are copied into each receiver's queue (they coalesce with
 /// other small frames into one write); larger ones are shared.
-const SHARE_ABOVE: usize = 512;
+pub(super) const SHARE_ABOVE: usize = 512;
 /// The most a loop's scratch copy of a deflated message keeps between messages.
 const SCRATCH_KEEP: usize = 64 * 1024;
-
-/// A receiver that is backed up (its queue passed the high-water mark) and the publishers it
-/// holds back.
-#[derive(Debug)]
-struct Congestion {
-    since: Millis,
-    /// Held back long enough: it no longer pauses publishers; its queue grows until
-    /// `max_outbound` closes it, or it drains.
-    stalled: bool,
-    holding: Vec<ConnId>,
-}
 
 /// One WebSocket connection's protocol and application state. See the module docs.
 pub(crate) struct WsConn<S> {
@@ -60,7 +50,8 @@ pub(crate) struct WsConn<S> {
     /// After our Close: when to stop waiting for the peer's (close timeout, or the shutdown
     /// grace).
     close_reply_deadline: Millis,
-    congestion: Option<Box<Congestion>>,
+    /// Fan-out backpressure: the session reaches it for `hold`, `take_held`, `decongest`.
+    pub(super) congestion: Backlog,
 }
 
 /// The upgrade request, the raw frames and the message rate, for the connections that have
@@ -101,7 +92,7 @@ impl<S: Send + 'static> WsConn<S> {
             deflate_allowed: o.deflate_allowed,
             last_recv: now,
             close_reply_deadline: 0,
-            congestion: None,
+            congestion: Backlog::default(),
         }
     }
 
@@ -572,48 +563,8 @@ impl<S: Send + 'static> WsConn<S> {
             }
         }
         LoopStats::add(&lp.stats().messages_out, 1);
-        if t.out.len() <= config.backpressure_high_water {
-            return Delivery::Queued;
-        }
-        let now = lp.now;
-        let c = self.congestion.get_or_insert_with(|| {
-            Box::new(Congestion {
-                since: now,
-                stalled: false,
-                holding: Vec::new(),
-            })
-        });
-        if c.stalled {
-            Delivery::Queued
-        } else {
-            Delivery::Congested
-        }
-    }
-
-    /// Records that this backed-up receiver holds `publisher`; true if it did not already.
-    pub(super) fn hold(&mut self, publisher: ConnId) -> bool {
-        match &mut self.congestion {
-            Some(c) if !c.stalled && !c.holding.contains(&publisher) => {
-                c.holding.push(publisher);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The publishers this receiver holds, taken (it no longer holds them).
-    pub(super) fn take_held(&mut self) -> Vec<ConnId> {
         self.congestion
-            .as_mut()
-            .map(|c| std::mem::take(&mut c.holding))
-            .unwrap_or_default()
-    }
-
-    /// The queue drained to the low-water mark: no longer congested; the publishers it held.
-    pub(super) fn decongest(&mut self) -> Vec<ConnId> {
-        let held = self.take_held();
-        self.congestion = None;
-        held
+            .after_queue(t.out.len(), config.backpressure_high_water, lp.now)
     }
 
     /// When the heartbeat, the close reply or a congestion's stall timeout is due.
@@ -633,8 +584,8 @@ impl<S: Send + 'static> WsConn<S> {
             Some(until) => until,
             None => self.last_recv + silence,
         };
-        if let Some(c) = self.congestion.as_ref().filter(|c| !c.stalled) {
-            at = at.min(c.since + ms(config.fanout_stall_timeout));
+        if let Some(stall) = self.congestion.stall_deadline(ms(config.fanout_stall_timeout)) {
+            at = at.min(stall);
         }
         at
     }
@@ -654,16 +605,10 @@ impl<S: Send + 'static> WsConn<S> {
             t.throttled = false;
             self.last_recv = self.last_recv.max(now);
         }
-        let stall = ms(config.fanout_stall_timeout);
-        if let Some(c) = self
-            .congestion
-            .as_mut()
-            .filter(|c| !c.stalled && now >= c.since + stall)
-        {
+        if let Some(held) = self.congestion.stall_if_due(now, ms(config.fanout_stall_timeout)) {
             // Backed up for too long: stop holding publishers back; if it keeps not reading,
             // its queue passes max_outbound and it is closed.
-            c.stalled = true;
-            released = std::mem::take(&mut c.holding);
+            released = held;
             debug!("#{} {}: subscriber stalled, releasing its publishers", t.id, t.peer());
         }
         if self.ws.state() == State::CloseSent {

@@ -213,7 +213,7 @@ impl<H: Handler> EventLoop<H> {
             core.frame_tagged(tag, binary, bytes)
         });
         for frame in frames {
-            let mut compressed = None;
+            let mut compressed = Default::default();
             conn.session.deliver(&frame, &mut compressed, &mut self.lp);
         }
         conn.session.settle(&self.lp);
