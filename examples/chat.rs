@@ -27,20 +27,24 @@ impl Handler for Rooms {
         Ok(Accept::new(Member { room: room.to_owned() }))
     }
 
+    // `with_state` hands over the state and the connection's actions side by side, so the
+    // room is used where it lies (`ctx.subscribe(&ctx.state().room)` would not compile).
     fn on_open(&self, ctx: &mut Context<'_, Member>) {
-        let room = ctx.state().room.clone();
-        ctx.subscribe(&room);
-        ctx.publish_to_others(&room, Message::Text(&format!("{} joined", ctx.id())));
+        let joined = format!("{} joined", ctx.id());
+        ctx.with_state(|member, ctx| {
+            ctx.subscribe(&member.room);
+            ctx.publish_to_others(&member.room, Message::Text(&joined));
+        });
     }
 
     fn on_message(&self, ctx: &mut Context<'_, Member>, message: Message<'_>) {
-        let room = ctx.state().room.clone();
-        ctx.publish(&room, message); // framed once, queued for every member on every loop
+        // Framed once, queued for every member on every loop.
+        ctx.with_state(|member, ctx| ctx.publish(&member.room, message));
     }
 
     fn on_close(&self, ctx: &mut Context<'_, Member>, code: CloseCode, _reason: &str) {
-        let room = ctx.state().room.clone();
-        ctx.publish(&room, Message::Text(&format!("{} left ({})", ctx.id(), code.0)));
+        let left = format!("{} left ({})", ctx.id(), code.0);
+        ctx.with_state(|member, ctx| ctx.publish(&member.room, Message::Text(&left)));
     }
 }
 

@@ -302,3 +302,56 @@ fn a_flood_of_pending_upgrades_is_bounded_by_max_connections() {
     eventually("all decided", TIMEOUT, || pending_gauge(&server) == 0.0);
     socks.clear();
 }
+
+/// Issue 21 item 4 (server side): a client that shuts down its write side while its upgrade or
+/// response is pending is gone. A read of 0 cannot tell a half-close from a client that left
+/// (RFC 9112 §9.6 leaves half-close to the implementation), a half-closed client can never
+/// speak WebSocket, and the lookup behind a pending response is work for nobody: the
+/// connection is dropped and the token says `Gone` — however the FIN arrived: in the same
+/// segment as the request (read with it, before the decision was pending) or later.
+#[test]
+fn a_client_that_half_closes_while_pending_is_gone() {
+    let (server, (upgrades, responses)) = server(Duration::from_secs(30), 100);
+    let addr = server.local_addr();
+    let half_closed = |request: &str, shut_first: bool| {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut w = &s;
+        if shut_first {
+            // Request and FIN together: the loop reads both before the handler defers.
+            w.write_all(request.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        } else {
+            w.write_all(request.as_bytes()).unwrap();
+        }
+        s
+    };
+    for shut_first in [false, true] {
+        let s = half_closed(&upgrade_request("/ws"), shut_first);
+        let token = upgrades.recv_timeout(TIMEOUT).unwrap();
+        let h = half_closed("GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n", shut_first);
+        let (_, response) = responses.recv_timeout(TIMEOUT).unwrap();
+        if !shut_first {
+            eventually("two pending", TIMEOUT, || pending_gauge(&server) == 2.0);
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            h.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        eventually(
+            &format!("half-closed clients dropped (FIN with the request: {shut_first})"),
+            Duration::from_secs(5),
+            || pending_gauge(&server) == 0.0 && server.info().open_connections() == 0,
+        );
+        assert_eq!(token.accept(Accept::new("half".into())), Err(DecideError::Gone));
+        assert_eq!(response.respond(Response::status(200)), Err(DecideError::Gone));
+        // Nothing was written to them: they read the end of the stream, no response.
+        for mut c in [s, h] {
+            let mut rest = Vec::new();
+            let _ = c.read_to_end(&mut rest);
+            assert!(
+                rest.is_empty(),
+                "no answer to a client that left: {:?}",
+                String::from_utf8_lossy(&rest)
+            );
+        }
+    }
+}

@@ -418,10 +418,12 @@ impl Handler for DemoApp {
                 let (presence, online) = self.presence(&member.room, |m| {
                     m.insert(id, name);
                 });
+                // Who is there first, then its own join notice: a connection gets what it
+                // sends and what it publishes to itself in call order.
+                ctx.send_text(&presence);
                 let mut join = notice("join", id, &member, online);
                 join.push('}');
                 ctx.publish(&topic, Message::Text(&join));
-                ctx.send_text(&presence);
             }
             None if ctx.path() == "/learn" => {
                 let policy = ctx.deflate_policy();

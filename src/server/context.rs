@@ -41,6 +41,12 @@ pub(crate) struct LoopState {
     pub(crate) recoveries: Recoveries,
     /// Messages published by the current callback, delivered by the loop when it returns.
     pub(crate) outgoing: Vec<Outgoing>,
+    /// The first of `outgoing` a WebSocket's callback may still have to send to its own
+    /// connection before what it sends next, to keep its call order (see
+    /// [`Context::send_own_publications`]); `None` when nothing was published since. Never
+    /// past a publication made since it was set (each publication lowers it to its index), so
+    /// a value left from an earlier callback only makes the scan start earlier.
+    pub(crate) own_unsent: Option<usize>,
     /// The current callback recorded a message into the in-memory history, which queued it
     /// in every loop's inbox (this one's too, to keep history order): the loop drains its
     /// inbox before the publisher's next read, so a recorded message is delivered, and its
@@ -76,11 +82,12 @@ impl LoopState {
         LoopState {
             idx,
             handle: ServerHandle { core: core.clone() },
+            topics: Topics::new(core.info.subscribers.clone(), idx),
             core,
             pool: BufferPool::default(),
-            topics: Topics::default(),
             recoveries: Recoveries::default(),
             outgoing: Vec::new(),
+            own_unsent: None,
             recorded_here: false,
             recorded_from: None,
             message_allowance: super::event_loop::MAX_MESSAGES_PER_TURN,
@@ -118,6 +125,8 @@ impl LoopState {
     }
 
     fn publish(&mut self, target: Target, frame: Arc<Frame>, exclude: Option<ConnId>, from: Option<ConnId>) {
+        let at = self.outgoing.len();
+        self.own_unsent = Some(self.own_unsent.map_or(at, |i| i.min(at)));
         self.outgoing.push(Outgoing {
             target,
             frame,
@@ -167,7 +176,7 @@ impl LoopState {
 }
 
 /// Per-callback requests and flags of one WebSocket, kept by its session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WsFlags {
     /// The handler asked to close: code and reason.
     pub(crate) close_request: Option<Box<(CloseCode, String)>>,
@@ -175,6 +184,31 @@ pub(crate) struct WsFlags {
     pub(crate) drain_armed: bool,
     /// A direct write failed: the connection is broken.
     pub(crate) write_failed: bool,
+    /// The handler asked for a Ping ([`Context::ping`]), sent when the callback returns.
+    pub(crate) ping_request: bool,
+    /// A Ping of ours went out and its Pong has not come back: a Pong is a round trip only
+    /// then (an unsolicited one is a heartbeat, RFC 6455 §5.5.3).
+    pub(crate) awaiting_pong: bool,
+    /// The last round trip, Ping out to Pong in, in the loop's milliseconds; [`NO_RTT`]
+    /// before the first. Four bytes in what was this struct's padding: an idle connection
+    /// does not grow.
+    pub(crate) rtt_ms: u32,
+}
+
+/// [`WsFlags::rtt_ms`] before any round trip.
+pub(crate) const NO_RTT: u32 = u32::MAX;
+
+impl Default for WsFlags {
+    fn default() -> WsFlags {
+        WsFlags {
+            close_request: None,
+            drain_armed: false,
+            write_failed: false,
+            ping_request: false,
+            awaiting_pong: false,
+            rtt_ms: NO_RTT,
+        }
+    }
 }
 
 /// The raw handshake and frames of a connection accepted with `Accept::capture_frames`.
@@ -355,9 +389,18 @@ impl<S> Context<'_, S> {
     }
 
     /// Sends a message to this connection (one frame, RFC 6455 §5.6).
+    ///
+    /// What this callback published earlier and this connection receives (a topic it is
+    /// subscribed to, a broadcast, a `send_to` itself) goes out before it: the connection gets
+    /// its messages in call order. Publications to *other* connections are delivered when the
+    /// callback returns, as is [`Context::publish_recorded`] (it takes its place in the
+    /// topic's history first, so it reaches this connection after what the callback sends).
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
         if !self.conn.can_send {
             return SendStatus::Dropped;
+        }
+        if self.lp.own_unsent.is_some() {
+            self.send_own_publications();
         }
         let ws_state = match &mut self.conn.ws {
             WsRef::Live(ws) if ws.deflate_params().is_some() => return self.send_through(message),
@@ -439,6 +482,192 @@ impl<S> Context<'_, S> {
         }
     }
 
+    /// Sends this connection, now, what the current callback published that it receives and
+    /// has not been sent yet, then leaves it out of those publications' delivery (their
+    /// `exclude`): so a publication followed by a send reaches it in call order. The cost is
+    /// here, in a callback that both publishes and sends (a branch on `own_unsent` otherwise);
+    /// delivery to everyone else is unchanged.
+    fn send_own_publications(&mut self) {
+        let Some(from) = self.lp.own_unsent.take() else { return };
+        let me = self.conn.id;
+        for i in from..self.lp.outgoing.len() {
+            let Some(og) = self.lp.outgoing.get(i) else { break };
+            // Left out already (`publish_to_others`, or sent here before).
+            if og.exclude.is_some() {
+                continue;
+            }
+            let mine = match &og.target {
+                Target::Topic(topic) => self.lp.topics.is_member(me, topic),
+                Target::All => true,
+                Target::One(id) => *id == me,
+                // Held back or skipped by a catching-up subscriber: left to the loop.
+                Target::Recorded(..) => false,
+            };
+            if !mine {
+                continue;
+            }
+            let frame = og.frame.clone();
+            self.send_frame(&frame);
+            if let Some(og) = self.lp.outgoing.get_mut(i) {
+                og.exclude = Some(me);
+            }
+        }
+    }
+
+    /// Queues a frame framed once for many receivers (a publication) as this connection's
+    /// own send: the plain bytes, or compressed by this connection's compressor when it
+    /// negotiated permessage-deflate (RFC 7692 §6).
+    fn send_frame(&mut self, frame: &Arc<Frame>) {
+        let tap = self.conn.tap.as_deref_mut();
+        match &mut self.conn.ws {
+            WsRef::Live(ws) if ws.deflate_params().is_some() => {
+                let Some((opcode, payload)) = frame.payload() else {
+                    return;
+                };
+                let sent = self.conn.out.append(&mut self.lp.pool, |v| {
+                    let start = v.len();
+                    let r = ws.send_frame_compressed(opcode, payload, v);
+                    if let Some(tap) = tap {
+                        tap.extend_from_slice(v.get(start..).unwrap_or_default());
+                    }
+                    r
+                });
+                if sent.is_err() {
+                    return;
+                }
+            }
+            _ => {
+                if let Some(tap) = tap {
+                    tap.extend_from_slice(frame.bytes());
+                }
+                self.conn
+                    .out
+                    .append(&mut self.lp.pool, |v| v.extend_from_slice(frame.bytes()));
+            }
+        }
+        LoopStats::add(&self.lp.stats().messages_out, 1);
+        if self.conn.out.len() > self.lp.core.config.backpressure_high_water {
+            self.conn.flags.drain_armed = true;
+        }
+    }
+
+    /// Runs `f` with this connection's state and, beside it, a context for everything else:
+    /// the way to use the state's fields as arguments of the connection's actions, which
+    /// `ctx.subscribe(&ctx.state().room)` cannot do (the state is borrowed from the context,
+    /// E0502) without cloning the field first.
+    ///
+    /// Inside, the context's own [`Context::state`] is `()`: the state is `f`'s first argument.
+    /// Whatever `f` does through the context (send, publish, subscribe, close) is this
+    /// connection's, exactly as through `self`.
+    ///
+    /// ```
+    /// use wsloop::handshake::Request;
+    /// use wsloop::server::{Accept, Context, Handler, Message, RequestContext, Response};
+    ///
+    /// struct Chat;
+    /// struct Member {
+    ///     room: String,
+    ///     said: u64,
+    /// }
+    ///
+    /// impl Handler for Chat {
+    ///     type State = Member;
+    ///     fn on_upgrade(&self, req: &Request, _: &mut RequestContext<'_>) -> Result<Accept<Member>, Response> {
+    ///         let room = req.path().trim_start_matches('/').to_owned();
+    ///         Ok(Accept::new(Member { room, said: 0 }))
+    ///     }
+    ///     fn on_open(&self, ctx: &mut Context<'_, Member>) {
+    ///         ctx.with_state(|member, ctx| ctx.subscribe(&member.room));
+    ///     }
+    ///     fn on_message(&self, ctx: &mut Context<'_, Member>, message: Message<'_>) {
+    ///         ctx.with_state(|member, ctx| {
+    ///             member.said += 1; // the state is mutable here too
+    ///             ctx.publish(&member.room, message);
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn with_state<R>(&mut self, f: impl FnOnce(&mut S, &mut Context<'_>) -> R) -> R {
+        let mut no_state = ();
+        let ConnParts {
+            id,
+            peer,
+            client,
+            target,
+            request,
+            state,
+            ws,
+            out,
+            can_send,
+            flags,
+            deflate_allowed,
+            capture,
+            tap,
+            direct,
+        } = &mut self.conn;
+        let mut rest = Context {
+            conn: ConnParts {
+                id: *id,
+                peer: *peer,
+                client: *client,
+                target,
+                request: *request,
+                state: &mut no_state,
+                ws: match ws {
+                    WsRef::Snapshot(s) => WsRef::Snapshot(*s),
+                    WsRef::Live(ws) => WsRef::Live(ws),
+                },
+                out,
+                can_send: *can_send,
+                flags,
+                deflate_allowed: *deflate_allowed,
+                capture: *capture,
+                tap: tap.as_deref_mut(),
+                direct: direct.as_mut().map(|d| &mut **d as &mut dyn Write),
+            },
+            lp: &mut *self.lp,
+        };
+        let result = f(state, &mut rest);
+        // A close inside `f` ends sending for the rest of the callback.
+        let still = rest.conn.can_send;
+        self.conn.can_send = still;
+        result
+    }
+
+    /// How many connections of this process are subscribed to `topic` now, on every loop
+    /// (see [`ServerInfo::subscriber_count`]; with a message bus, this process only). This
+    /// connection counts once it has subscribed.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.lp.core.info.subscriber_count(topic)
+    }
+
+    /// Sends a Ping to this connection (RFC 6455 §5.5.2) when the callback returns, after
+    /// what it sent. The client's Pong gives the round trip: [`Context::rtt`] and
+    /// [`Handler::on_pong`](super::Handler::on_pong). The heartbeat pings a silent
+    /// connection by itself (`--ping-interval`), and its Pong measures the same way.
+    ///
+    /// `Dropped` once the connection is closing (or in `on_close`); one Ping per callback.
+    pub fn ping(&mut self) -> SendStatus {
+        if !self.conn.can_send {
+            return SendStatus::Dropped;
+        }
+        self.conn.flags.ping_request = true;
+        SendStatus::Queued
+    }
+
+    /// The last round trip measured on this connection: from one of the server's Pings (the
+    /// heartbeat's or [`Context::ping`]'s) to the client's Pong, in whole milliseconds on
+    /// the event loop's clock (so a loopback peer reads as 0 ms). `None` until a Pong has
+    /// answered one.
+    ///
+    /// A Ping carries the time it was sent, which its Pong echoes (RFC 6455 §5.5.3): the
+    /// figure is what the client's answer says, and a client can only make it larger by
+    /// answering late — or, forging the echo, smaller; it measures the path, not the client.
+    pub fn rtt(&self) -> Option<std::time::Duration> {
+        let ms = self.conn.flags.rtt_ms;
+        (ms != NO_RTT).then(|| std::time::Duration::from_millis(u64::from(ms)))
+    }
+
     /// Sends a text message to this connection.
     pub fn send_text(&mut self, text: &str) -> SendStatus {
         self.send(Message::Text(text))
@@ -514,6 +743,10 @@ impl<S> Context<'_, S> {
     /// if subscribed. The frame is encoded once and the same bytes are queued for each
     /// receiver. If a subscriber is backed up, this connection stops being read until it
     /// drains (backpressure reaches the publisher).
+    ///
+    /// Delivery happens when the callback returns; but this connection, if subscribed, gets
+    /// its copy before anything the callback sends it afterwards ([`Context::send`],
+    /// [`Context::close`]): `publish` then `send` arrive in that order.
     pub fn publish(&mut self, topic: &str, message: Message<'_>) {
         let frame = self.lp.core.frame(message);
         let from = Some(self.conn.id);
@@ -527,7 +760,8 @@ impl<S> Context<'_, S> {
         self.lp.publish(Target::Topic(topic.into()), frame, id, id);
     }
 
-    /// Sends a message to every open WebSocket on the server.
+    /// Sends a message to every open WebSocket on the server (this one too, in call order
+    /// with its sends, as for [`Context::publish`]).
     pub fn broadcast(&mut self, message: Message<'_>) {
         let frame = self.lp.core.frame(message);
         let from = Some(self.conn.id);
@@ -557,6 +791,9 @@ impl<S> Context<'_, S> {
         if !self.conn.can_send {
             return Err(SendError::Closing);
         }
+        // What this callback published to this connection goes before the Close (call order,
+        // as for `send`); nothing is sent after it.
+        self.send_own_publications();
         self.conn.flags.close_request = Some(Box::new((code, reason.to_owned())));
         self.conn.can_send = false;
         Ok(())
@@ -579,7 +816,9 @@ impl<S> Context<'_, S> {
     /// [`send`](Context::send) and its kin), exactly as they go on the wire: compressed when
     /// permessage-deflate compressed them. Only when the upgrade was accepted with
     /// [`Accept::capture_frames`](super::Accept::capture_frames); empty otherwise, and then
-    /// nothing is copied. Protocol replies (Pong, Close) and publications are not included.
+    /// nothing is copied. Protocol replies (Pong, Close) are not included, nor are
+    /// publications — except those this callback made that reach this connection and were
+    /// sent ahead of a later send to keep call order (see [`Context::publish`]).
     pub fn frames_out(&self) -> &[u8] {
         if self.conn.capture.is_none() {
             return &[];

@@ -10,6 +10,13 @@
 //! while its decision is pending is dropped, and completing its token then says
 //! [`DecideError::Gone`].
 //!
+//! A client that only half-closes — shuts down its write side, with its request or after it —
+//! has left too. The server reads a 0 either way and cannot tell a half-close from a client
+//! that is gone (RFC 9112 §9.6 leaves a half-close to the implementation); a half-closed
+//! client could never speak WebSocket after a `101`, and the lookup behind a pending
+//! response would be work for a reader that most likely left. (A request answered at once
+//! is still answered after a half-close: its response is already queued when the 0 is read.)
+//!
 //! Who decides is settled by one atomic per decision, shared by the token and the connection:
 //! the token claims it (pending → decided) before sending the decision, the loop claims it
 //! (pending → ended) when it gives up (timeout, client gone, shutdown). Whichever comes first
@@ -281,7 +288,8 @@ impl RequestContext<'_> {
     /// Until the token is completed the connection is not read, and costs a small fixed
     /// charge against the memory budget (`wsloop_pending_decisions` in `/metrics` counts
     /// them). Nobody deciding within `--handshake-timeout` answers `503`; a client that
-    /// leaves is dropped and the completion returns [`DecideError::Gone`].
+    /// leaves — or half-closes, shutting down its write side (see the module docs) — is
+    /// dropped and the completion returns [`DecideError::Gone`].
     ///
     /// Called anywhere else, or with another `S`, it returns a token whose completion
     /// returns [`DecideError::Invalid`], and the request is answered `500` (a bug, logged).
@@ -334,7 +342,7 @@ impl RequestContext<'_> {
     /// hand the token to another thread, and return; what `on_request` returns is then not
     /// used. Requests pipelined behind this one wait their turn. The same limits as
     /// [`RequestContext::defer_upgrade`]: not read meanwhile, `503` after
-    /// `--handshake-timeout`, [`DecideError::Gone`] once the client left.
+    /// `--handshake-timeout`, [`DecideError::Gone`] once the client left or half-closed.
     pub fn defer_response(&mut self) -> PendingResponse {
         PendingResponse {
             ticket: Ticket::new(self, Deferrable::Response),

@@ -7,7 +7,7 @@
 
 use super::budget::MemoryBudget;
 use super::bus::{BusInfo, BusStats};
-use super::fanout::{Outgoing, Target};
+use super::fanout::{Outgoing, SubscriberCounts, Target};
 use super::history::{HistoryFigures, Stamped};
 use super::metrics::Metrics;
 use super::runtime::inbox::Command;
@@ -204,6 +204,54 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// Subscribes a connection of this process to `topic`, from any thread: it receives what
+    /// is published there (on any loop, through any path) until it unsubscribes or closes, as
+    /// if its handler had called [`Context::subscribe`](super::Context::subscribe).
+    ///
+    /// The subscription is applied on the connection's event loop, through the same queue as
+    /// this handle's other commands, so a [`ServerHandle::publish`] made after this returns
+    /// reaches the connection. [`PushError::Gone`] if the connection has closed (or is on
+    /// another process: a subscription does not cross the message bus);
+    /// [`PushError::OverBudget`] when the memory budget is used up (a subscription takes
+    /// memory); a connection that is not a WebSocket or an event stream (an HTTP request
+    /// in progress) is left alone.
+    pub fn subscribe(&self, id: ConnId, topic: &str) -> Result<(), PushError> {
+        self.check()?;
+        self.subscription(id, topic, true)
+    }
+
+    /// Unsubscribes a connection from `topic`, from any thread (see
+    /// [`ServerHandle::subscribe`]): applied on its loop, in order with this handle's other
+    /// commands. [`PushError::Gone`] if the connection has closed; not subscribed is no
+    /// error.
+    pub fn unsubscribe(&self, id: ConnId, topic: &str) -> Result<(), PushError> {
+        if self.core.shutdown.load(Ordering::Acquire) || self.core.running.load(Ordering::Acquire) == 0 {
+            return Err(PushError::ShutDown);
+        }
+        self.subscription(id, topic, false)
+    }
+
+    fn subscription(&self, id: ConnId, topic: &str, join: bool) -> Result<(), PushError> {
+        if !self.core.is_live(id) {
+            return Err(PushError::Gone);
+        }
+        let Some(inbox) = self.core.inboxes.get(id.loop_index()) else {
+            return Err(PushError::Gone);
+        };
+        inbox.push([Command::Subscribe {
+            id,
+            topic: topic.into(),
+            join,
+        }]);
+        Ok(())
+    }
+
+    /// How many connections of this process are subscribed to `topic` now, on every loop
+    /// (see [`ServerInfo::subscriber_count`]; with a message bus, this process only).
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.core.info.subscriber_count(topic)
+    }
+
     /// Starts the closing handshake of one connection with this code and reason.
     /// [`PushError::InvalidCloseCode`] (and nothing done) for a code that may not go on the
     /// wire (RFC 6455 §7.4), checked here rather than on the loop so the caller sees it:
@@ -294,6 +342,8 @@ pub struct ServerInfo {
     pub(crate) bus: Option<Arc<BusStats>>,
     /// The in-memory history's rooms and bytes (zero with a message bus: Redis keeps it).
     pub(crate) history: Arc<HistoryFigures>,
+    /// Every loop's subscriber count per topic.
+    pub(crate) subscribers: Arc<SubscriberCounts>,
 }
 
 impl ServerInfo {
@@ -311,6 +361,20 @@ impl ServerInfo {
     /// Each is also one of [`ServerInfo::open_connections`].
     pub fn open_event_streams(&self) -> usize {
         self.metrics.event_streams()
+    }
+
+    /// How many connections of this process are subscribed to `topic` now, on every event
+    /// loop: WebSockets and event streams, whether they joined in a callback or through
+    /// [`ServerHandle::subscribe`]. A connection counts from its subscription until it
+    /// unsubscribes or closes.
+    ///
+    /// With a message bus (Redis) this is **this process only**: other servers' subscribers
+    /// are not counted (nothing crosses the bus to count them).
+    ///
+    /// A subscription made through the handle is applied on its connection's loop a moment
+    /// later (see [`ServerHandle::subscribe`]); one made in a callback counts at once.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.subscribers.get(topic)
     }
 
     /// Time since the server started.

@@ -557,6 +557,14 @@ pub trait Handler: Send + Sync + 'static {
     fn on_drain(&self, ctx: &mut Context<'_, Self::State>) {
         let _ = ctx;
     }
+
+    /// The client answered one of the server's Pings (the heartbeat's, or
+    /// [`Context::ping`]'s) with its Pong (RFC 6455 §5.5.3): `rtt` is the round trip, also
+    /// readable later as [`Context::rtt`]. An unsolicited Pong (a client's own heartbeat)
+    /// does not call it.
+    fn on_pong(&self, ctx: &mut Context<'_, Self::State>, rtt: std::time::Duration) {
+        let _ = (ctx, rtt);
+    }
 }
 
 #[cfg(test)]

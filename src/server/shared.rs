@@ -85,6 +85,7 @@ impl Core {
                 budget,
                 bus: bus.as_ref().map(|b| b.stats.clone()),
                 history: history.shared_figures(),
+                subscribers: Arc::new(super::fanout::SubscriberCounts::new(loops)),
             },
             inboxes,
             observer,

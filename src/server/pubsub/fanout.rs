@@ -5,12 +5,16 @@
 //! their inboxes. Topic membership has one owner per loop, [`Topics`], keyed by [`ConnId`]:
 //! a handler's `subscribe` changes it immediately, and a connection's memberships are removed
 //! in one place when it goes (`Topics::remove_conn`).
+//!
+//! Other threads cannot read a loop's [`Topics`]; each loop publishes its topics' member
+//! counts into [`SubscriberCounts`] (one small map per loop, touched only when a membership
+//! changes, never when a message is delivered), which any thread sums.
 
 use super::history::HistoryId;
 use crate::server::budget::Frame;
 use crate::server::ConnId;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Who a published frame goes to.
 #[derive(Debug, Clone)]
@@ -85,25 +89,100 @@ impl TopicMembers {
     }
 }
 
+/// Each loop's subscriber count per topic, readable from any thread
+/// ([`ServerInfo::subscriber_count`](crate::server::ServerInfo::subscriber_count)). A loop
+/// writes only its own map, under its own lock, and only when a membership changes: loops do
+/// not contend, and delivery never touches it. A topic without subscribers on a loop has no
+/// entry there (the key is the loop's own `Arc<str>`, shared with its [`Topics`]).
+#[derive(Debug)]
+pub(crate) struct SubscriberCounts {
+    loops: Vec<Mutex<HashMap<Arc<str>, u32>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SubscriberCounts {
+    pub(crate) fn new(loops: usize) -> SubscriberCounts {
+        SubscriberCounts {
+            loops: (0..loops.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Subscribers of `topic` on every loop of this process.
+    pub(crate) fn get(&self, topic: &str) -> usize {
+        self.loops
+            .iter()
+            .map(|m| lock(m).get(topic).map_or(0, |&n| n as usize))
+            .sum()
+    }
+
+    /// Loop `idx` has `n` subscribers of `topic` now, one more than before.
+    fn set(&self, idx: usize, topic: &Arc<str>, n: usize) {
+        if let Some(map) = self.loops.get(idx) {
+            lock(map).insert(topic.clone(), u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Loop `idx` has `n` subscribers of `topic` now, one fewer than before (0 removes it).
+    fn update(&self, idx: usize, topic: &str, n: usize) {
+        let Some(map) = self.loops.get(idx) else { return };
+        let mut map = lock(map);
+        if n == 0 {
+            map.remove(topic);
+        } else if let Some(count) = map.get_mut(topic) {
+            *count = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+}
+
 /// Topic memberships of this loop's connections, both ways.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Topics {
     by_topic: HashMap<Arc<str>, Members>,
     by_conn: HashMap<ConnId, Vec<Arc<str>>>,
+    /// Where this loop (`idx`) publishes its counts.
+    counts: Arc<SubscriberCounts>,
+    idx: usize,
+}
+
+impl Default for Topics {
+    /// Memberships counted for nobody else (a loop of its own).
+    fn default() -> Topics {
+        Topics::new(Arc::new(SubscriberCounts::new(1)), 0)
+    }
 }
 
 impl Topics {
+    /// Loop `idx`'s memberships, counted into `counts`.
+    pub(crate) fn new(counts: Arc<SubscriberCounts>, idx: usize) -> Topics {
+        Topics {
+            by_topic: HashMap::new(),
+            by_conn: HashMap::new(),
+            counts,
+            idx,
+        }
+    }
+
     /// Adds `id` to `topic`; false if it was already there.
     pub(crate) fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
         let key: Arc<str> = match self.by_topic.get_key_value(topic) {
             Some((k, _)) => k.clone(),
             None => topic.into(),
         };
-        if !self.by_topic.entry(key.clone()).or_default().insert(id) {
+        let members = self.by_topic.entry(key.clone()).or_default();
+        if !members.insert(id) {
             return false;
         }
+        self.counts.set(self.idx, &key, members.list.len());
         self.by_conn.entry(id).or_default().push(key);
         true
+    }
+
+    /// Whether `id` is subscribed to `topic` (a scan of its own few topics).
+    pub(crate) fn is_member(&self, id: ConnId, topic: &str) -> bool {
+        self.topics_of(id).iter().any(|t| **t == *topic)
     }
 
     /// Removes `id` from `topic`; false if it was not there.
@@ -114,6 +193,7 @@ impl Topics {
         if !members.remove(id) {
             return false;
         }
+        self.counts.update(self.idx, topic, members.list.len());
         if members.list.is_empty() {
             self.by_topic.remove(topic);
         }
@@ -155,6 +235,7 @@ impl Topics {
         for topic in self.by_conn.remove(&id).unwrap_or_default() {
             if let Some(members) = self.by_topic.get_mut(&topic) {
                 members.remove(id);
+                self.counts.update(self.idx, &topic, members.list.len());
                 if members.list.is_empty() {
                     self.by_topic.remove(&topic);
                 }
@@ -207,6 +288,35 @@ mod tests {
         assert_eq!(t.members("room"), &[e], "swap-remove keeps positions right");
         assert!(t.unsubscribe(e, "room"));
         assert_eq!(t.topic_count(), 0);
+    }
+
+    #[test]
+    fn subscriber_counts_add_up_over_loops_and_follow_every_way_out() {
+        let counts = Arc::new(SubscriberCounts::new(2));
+        let (mut l0, mut l1) = (Topics::new(counts.clone(), 0), Topics::new(counts.clone(), 1));
+        let on = |l: usize, slot: usize| ConnId::new(7, l, slot, 1);
+        assert_eq!(counts.get("room"), 0);
+        assert!(l0.subscribe(on(0, 0), "room"));
+        assert!(!l0.subscribe(on(0, 0), "room"), "twice counts once");
+        assert!(l0.subscribe(on(0, 1), "room"));
+        assert!(l1.subscribe(on(1, 0), "room"));
+        assert!(l1.subscribe(on(1, 0), "other"));
+        assert_eq!((counts.get("room"), counts.get("other")), (3, 1));
+        assert!(l0.is_member(on(0, 1), "room") && !l0.is_member(on(0, 1), "other"));
+
+        // Delivery takes a list out and puts it back: the count does not move.
+        let (key, members) = l0.take_members("room").unwrap();
+        assert_eq!(counts.get("room"), 3);
+        l0.put_back(key, members);
+
+        assert!(l0.unsubscribe(on(0, 0), "room"));
+        assert!(!l0.unsubscribe(on(0, 0), "room"));
+        assert_eq!(counts.get("room"), 2);
+        l1.remove_conn(on(1, 0));
+        assert_eq!((counts.get("room"), counts.get("other")), (1, 0));
+        l0.remove_conn(on(0, 1));
+        assert_eq!(counts.get("room"), 0);
+        assert!(counts.loops.iter().all(|m| lock(m).is_empty()), "no entry left behind");
     }
 
     #[test]

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) enum Command {
     /// Deliver a framed message to this loop's receivers.
     Deliver(Outgoing),
+    /// Subscribe a connection to a topic (`join`) or unsubscribe it, asked through the
+    /// server handle.
+    Subscribe { id: ConnId, topic: Arc<str>, join: bool },
     /// Start the closing handshake of one connection.
     Close {
         id: ConnId,

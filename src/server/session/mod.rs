@@ -363,6 +363,11 @@ impl<S: Send + 'static> Session<S> {
         }
     }
 
+    /// Whether publications reach this connection: an open WebSocket or event stream.
+    pub(crate) fn takes_publications(&self) -> bool {
+        self.t.is_open() && matches!(self.phase, Phase::Ws(_) | Phase::Sse(_))
+    }
+
     /// Records that this backed-up receiver holds `publisher`; true if it did not already.
     pub(crate) fn hold(&mut self, publisher: ConnId) -> bool {
         self.backlog().is_some_and(|b| b.hold(publisher))

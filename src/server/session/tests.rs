@@ -23,6 +23,8 @@ use std::time::Duration;
 #[derive(Default)]
 struct App {
     closes: Mutex<Vec<u16>>,
+    /// The round trips `on_pong` was told, in ms, and what `ctx.rtt()` said then.
+    pongs: Mutex<Vec<(u128, Option<Duration>)>>,
 }
 
 impl Handler for App {
@@ -51,6 +53,12 @@ impl Handler for App {
     fn on_close(&self, _: &mut Context<'_, u32>, code: CloseCode, _: &str) {
         if let Ok(mut c) = self.closes.lock() {
             c.push(code.0);
+        }
+    }
+
+    fn on_pong(&self, ctx: &mut Context<'_, u32>, rtt: Duration) {
+        if let Ok(mut p) = self.pongs.lock() {
+            p.push((rtt.as_millis(), ctx.rtt()));
         }
     }
 }
@@ -615,7 +623,7 @@ fn ws_phase_heartbeat_pings_then_gives_up_on_silence() {
     let (why, _) = w.on_timeout(&mut t, &mut lp);
     assert_eq!(why, None);
     let events = server_events(&written(&mut t, &mut lp));
-    assert_eq!(events, vec![OwnedEvent::Ping(b"wsloop heartbeat".to_vec())]);
+    assert_eq!(events, vec![OwnedEvent::Ping(b"wsloop ping 10000".to_vec())]);
     assert_eq!(
         w.next_deadline(&lp),
         30_000,
@@ -624,6 +632,70 @@ fn ws_phase_heartbeat_pings_then_gives_up_on_silence() {
     lp.now = 30_000;
     let (why, _) = w.on_timeout(&mut t, &mut lp);
     assert_eq!(why, Some("heartbeat: peer silent"));
+}
+
+#[test]
+fn ws_phase_reads_the_round_trip_off_the_pong_of_its_ping() {
+    let mut lp = loop_state();
+    let app = App::default();
+    let mut t = transport();
+    let mut w = ws_conn(&mut lp);
+    let mut client = WebSocket::client(Config::default());
+    let pongs = |app: &App| app.pongs.lock().map(|p| p.clone()).unwrap_or_default();
+    let feed = |w: &mut WsConn<u32>, t: &mut Transport, lp: &mut LoopState, mut bytes: Vec<u8>| {
+        let mut cx = Cx {
+            lp,
+            handler: &app,
+            direct: None,
+        };
+        w.receive(t, &mut bytes, &mut cx);
+    };
+
+    // Before any Ping: an unsolicited Pong, even one shaped like ours, is no round trip
+    // (RFC 6455 §5.5.3).
+    let mut unsolicited = Vec::new();
+    assert!(client.send_pong(b"wsloop ping 0", &mut unsolicited).is_ok());
+    lp.now = 5;
+    feed(&mut w, &mut t, &mut lp, unsolicited);
+    assert!(pongs(&app).is_empty());
+
+    // The heartbeat's Ping at 10 000 ms; the client's Pong (its protocol answers on its own)
+    // read at 10 007.
+    lp.now = 10_005;
+    let _ = w.on_timeout(&mut t, &mut lp);
+    let mut wire = written(&mut t, &mut lp);
+    let mut answer = Vec::new();
+    let events = client.receive_all(&mut wire, &mut answer).unwrap_or_default();
+    assert_eq!(events, vec![OwnedEvent::Ping(b"wsloop ping 10005".to_vec())]);
+    lp.now = 10_012;
+    feed(&mut w, &mut t, &mut lp, answer.clone());
+    assert_eq!(pongs(&app), vec![(7, Some(Duration::from_millis(7)))]);
+
+    // The same Pong again: answered already, nothing new.
+    lp.now = 10_050;
+    feed(&mut w, &mut t, &mut lp, answer);
+    assert_eq!(pongs(&app).len(), 1);
+}
+
+#[test]
+fn a_pong_payload_that_is_not_our_stamp_is_no_round_trip() {
+    use super::ws::pong_rtt;
+    assert_eq!(pong_rtt(b"wsloop ping 100", 107), Some(7));
+    assert_eq!(pong_rtt(b"wsloop ping 100", 100), Some(0));
+    // The clock's low 32 bits wrapped between Ping and Pong.
+    assert_eq!(pong_rtt(b"wsloop ping 4294967295", 1 << 32), Some(1));
+    for bad in [
+        &b""[..],
+        b"wsloop ping ",
+        b"wsloop ping 12a",
+        b"wsloop ping -1",
+        b"wsloop ping 4294967296",
+        b"wsloop ping 00000000001",
+        b"wsloop heartbeat",
+        b"wsloop ping 200", // sent "after" now: forged
+    ] {
+        assert_eq!(pong_rtt(bad, 107), None, "{:?}", String::from_utf8_lossy(bad));
+    }
 }
 
 // ----- the session: phases and hand-off together ---------------------------------------

@@ -26,6 +26,42 @@ use std::sync::Arc;
 pub(super) const SHARE_ABOVE: usize = 512;
 /// The most a loop's scratch copy of a deflated message keeps between messages.
 const SCRATCH_KEEP: usize = 64 * 1024;
+/// What the server's Pings carry before the time they were sent.
+const PING_PREFIX: &str = "wsloop ping ";
+
+/// A Ping's payload: [`PING_PREFIX`] and the loop's clock (its low 32 bits, in decimal). The
+/// Pong echoes it (RFC 6455 §5.5.3), so the round trip is read off the Pong with no stamp kept
+/// per connection, and a client that answers only the latest of several Pings (§5.5.3 allows
+/// it) still gives a true figure. The clock is the loop's, stamped by the session: nothing
+/// here reads one.
+fn ping_payload(now: Millis, buf: &mut [u8; 24]) -> &[u8] {
+    let mut w = &mut buf[..];
+    // 12 + at most 10 digits: fits; a failed write would only shorten the payload.
+    let _ = write!(w, "{PING_PREFIX}{}", now as u32);
+    let written = 24 - w.len();
+    buf.get(..written).unwrap_or_default()
+}
+
+/// The round trip a Pong's payload says, at `now`: `None` unless it echoes one of our Pings
+/// (prefix, then 1 to 10 digits of a `u32`) sent no later than `now`. Bytes from the network:
+/// parsed without panicking.
+pub(super) fn pong_rtt(payload: &[u8], now: Millis) -> Option<u32> {
+    let digits = payload.strip_prefix(PING_PREFIX.as_bytes())?;
+    if digits.is_empty() || digits.len() > 10 {
+        return None;
+    }
+    let mut sent: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        sent = sent.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+    }
+    // The clock's low 32 bits wrap every 49 days: a difference past half of that is a stamp
+    // from the future (forged), not a 24-day round trip.
+    let rtt = (now as u32).wrapping_sub(sent);
+    (rtt <= u32::MAX / 2).then_some(rtt)
+}
 
 /// One WebSocket connection's protocol and application state. See the module docs.
 pub(crate) struct WsConn<S> {
@@ -211,6 +247,7 @@ impl<S: Send + 'static> WsConn<S> {
                 }
             }
             let mut closed_by_peer = None;
+            let mut pong = None;
             let mut text_copy = std::mem::take(&mut cx.lp.text_scratch);
             let mut binary_copy = std::mem::take(&mut cx.lp.binary_scratch);
             let mut copied = None;
@@ -235,6 +272,15 @@ impl<S: Send + 'static> WsConn<S> {
                         core.metrics().close_code(CloseSide::Sent, code.0);
                     }
                     closed_by_peer = Some((code, reason));
+                    None
+                }
+                Event::Pong(payload) if flags.awaiting_pong => {
+                    // The answer to our Ping: the round trip (RFC 6455 §5.5.3).
+                    pong = pong_rtt(payload, cx.lp.now);
+                    if let Some(rtt) = pong {
+                        flags.awaiting_pong = false;
+                        flags.rtt_ms = rtt;
+                    }
                     None
                 }
                 Event::Ping(_) | Event::Pong(_) => None,
@@ -305,6 +351,13 @@ impl<S: Send + 'static> WsConn<S> {
                     c.frames_in.clear();
                 }
             }
+            if let Some(rtt) = pong {
+                let rtt = std::time::Duration::from_millis(u64::from(rtt));
+                self.call(t, cx, true, |h, ctx| h.on_pong(ctx, rtt), "on_pong");
+                if !t.is_open() {
+                    return input.len();
+                }
+            }
             if let Some((code, reason)) = closed_by_peer {
                 self.notify_close(t, cx, code, &reason);
                 // RFC 6455 §7.1.1: the server closes the TCP connection first, once our Close
@@ -363,6 +416,10 @@ impl<S: Send + 'static> WsConn<S> {
         if self.flags.write_failed {
             t.closing = super::transport::Closing::Done;
             return;
+        }
+        // After what the callback sent, before its Close (which ends sending).
+        if std::mem::take(&mut self.flags.ping_request) {
+            self.send_ping(t, cx.lp);
         }
         if let Some(request) = self.flags.close_request.take() {
             let (code, reason) = *request;
@@ -452,6 +509,24 @@ impl<S: Send + 'static> WsConn<S> {
         }
         self.close_notified = Some(code);
         self.call(t, cx, false, |h, ctx| h.on_close(ctx, code, reason), "on_close");
+    }
+
+    /// Queues a Ping stamped with the loop's clock (RFC 6455 §5.5.2): its Pong gives the
+    /// round trip ([`pong_rtt`]).
+    fn send_ping(&mut self, t: &mut Transport, lp: &mut LoopState) {
+        if !self.ws.can_send() {
+            return;
+        }
+        let mut buf = [0u8; 24];
+        let payload = ping_payload(lp.now, &mut buf);
+        let mut bytes = Vec::new();
+        if self.ws.send_ping(payload, &mut bytes).is_ok() {
+            self.flags.awaiting_pong = true;
+            if let Some(obs) = &lp.core.observer {
+                obs.frames(t.id, t.peer(), Direction::Sent, &bytes);
+            }
+            t.queue(&mut lp.pool, &bytes);
+        }
     }
 
     /// Starts the closing handshake on our side (RFC 6455 §7.1.2).
@@ -624,13 +699,7 @@ impl<S: Send + 'static> WsConn<S> {
         }
         if silent >= ms(config.ping_interval) && !self.ping_outstanding && self.ws.can_send() {
             self.ping_outstanding = true;
-            let mut bytes = Vec::new();
-            if self.ws.send_ping(b"wsloop heartbeat", &mut bytes).is_ok() {
-                if let Some(obs) = &lp.core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Sent, &bytes);
-                }
-                t.queue(&mut lp.pool, &bytes);
-            }
+            self.send_ping(t, lp);
         }
         (None, released)
     }

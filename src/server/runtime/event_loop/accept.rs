@@ -171,6 +171,7 @@ impl<H: Handler> EventLoop<H> {
             registered: 1,
             dirty: false,
             write_shut: false,
+            read_closed: false,
         });
         let Some(conn) = self.conns.get_mut(slot) else {
             if let (Some(Ok(())), Some(p)) = (admission, self.lp.core.per_ip.as_ref()) {

@@ -157,6 +157,7 @@ impl<H: Handler> EventLoop<H> {
                 Command::Release(publisher) => self.release_local(publisher),
                 Command::Replay { conn, topic, result } => self.finish_replay(conn, &topic, result),
                 Command::Decide { id, decision } => self.decide(id, decision),
+                Command::Subscribe { id, topic, join } => self.subscribe_from_handle(id, &topic, join),
                 Command::Adopt(stream, peer) => {
                     if self.lp.shutting_down {
                         drop(stream);
@@ -167,6 +168,23 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.commands = commands;
+    }
+
+    /// A subscription changed through the server handle: applied if the connection is still
+    /// the one (the generation) and takes publications (a WebSocket or an event stream, still
+    /// open); an HTTP connection is left alone.
+    fn subscribe_from_handle(&mut self, id: ConnId, topic: &str, join: bool) {
+        let Some(conn) = self.conns.get_gen_mut(id.slot(), id.generation()) else {
+            return;
+        };
+        if join {
+            if conn.session.takes_publications() {
+                self.lp.topics.subscribe(id, topic);
+            }
+        } else {
+            self.lp.topics.unsubscribe(id, topic);
+            self.lp.recoveries.remove_topic(id, topic);
+        }
     }
 
     /// A deferred upgrade or response was decided on another thread: applied to its

@@ -76,6 +76,10 @@ struct Conn<S> {
     registered: u8,
     dirty: bool,
     write_shut: bool,
+    /// The poller said the peer ended its side (FIN) or the socket failed: remembered, since
+    /// the edge comes once and a request read in the same turn may go on to wait for a
+    /// decision without reading up to that end (see `flush`).
+    read_closed: bool,
 }
 
 pub(crate) struct EventLoop<H: Handler> {
@@ -240,6 +244,9 @@ impl<H: Handler> EventLoop<H> {
                             // A peer that closed its side may have sent data and FIN together:
                             // read until the 0 that says so.
                             let drain = event.is_read_closed() || event.is_error();
+                            if let Some(conn) = self.conns.get_mut(slot).filter(|_| drain) {
+                                conn.read_closed = true;
+                            }
                             if drain && self.conns.get(slot).is_some_and(|c| c.session.awaiting_decision()) {
                                 // Not read while a decision is pending, but its leaving is
                                 // seen: the connection goes and the token says Gone.
@@ -488,6 +495,14 @@ impl<H: Handler> EventLoop<H> {
                 conn.write_shut = true;
             }
             _ => {}
+        }
+        if conn.read_closed && conn.session.awaiting_decision() && conn.session.io() == Io::Open {
+            // The client ended its side with (or right behind) the request that went on to
+            // wait: the FIN's edge came before the wait began, and no other will come. A
+            // client that half-closed is gone for a pending decision (see `deferred.rs`).
+            self.drop_conn(slot, CloseCode::ABNORMAL, "client left while a decision was pending");
+            self.release_publishers(released);
+            return;
         }
         // A connection waiting for a decision stays registered for reading, to see the
         // client leave (it is not read).
