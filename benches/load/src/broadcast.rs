@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::net::{Net, Target};
 use crate::payload::{MARKED_HEAD, MarkedPayload};
 use crate::report::{Report, fmt_opt, per};
-use crate::stats::{CpuWindow, Histogram, raise_nofile};
+use crate::stats::{Histogram, Timed, raise_nofile};
 use crate::ws;
 
 pub struct BroadcastOpts {
@@ -116,15 +116,7 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
     let setup_msgs = ignored.get();
 
     let t0 = Instant::now();
-    let warm_end = t0 + o.warmup;
-    let end = warm_end + o.secs;
-    let mut cpu = CpuWindow::new(o.server_pid);
-    let mut window_start: Option<Instant> = None;
-    if o.warmup.is_zero() {
-        cpu.start()?;
-        window_start = Some(t0);
-    }
-    let mut window_end: Option<Instant> = None;
+    let mut timed = Timed::begin(o.warmup, o.secs, o.server_pid)?;
 
     let interval = o.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next_send_at = t0;
@@ -142,7 +134,7 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
     loop {
         let now = Instant::now();
         // Send while the window and the rate allow.
-        if window_end.is_none() {
+        if !timed.ended() {
             let sender = &mut net.conns[m];
             while outstanding.len() < o.window && interval.is_none_or(|_| now >= next_send_at) {
                 let seq = next_seq;
@@ -153,7 +145,7 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
                 outstanding.push_back(Pending {
                     sent: now,
                     got: 0,
-                    measured: window_start.is_some(),
+                    measured: timed.started(),
                 });
                 next_seq = next_seq.wrapping_add(1);
                 if let Some(iv) = interval {
@@ -167,18 +159,13 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
             sender.flush().map_err(|e| Error(format!("sender: {e}")))?;
         }
 
-        let boundary = match (window_start, window_end) {
-            (None, _) => warm_end,
-            (Some(_), None) => end,
-            _ => end + DRAIN_LIMIT,
-        };
-        let mut wake = boundary;
-        if interval.is_some() && window_end.is_none() && outstanding.len() < o.window {
+        let mut wake = timed.next_boundary(DRAIN_LIMIT);
+        if interval.is_some() && !timed.ended() && outstanding.len() < o.window {
             wake = wake.min(next_send_at);
         }
         let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
         net.poll.poll(&mut net.events, Some(timeout))?;
-        let measuring = window_start.is_some() && window_end.is_none();
+        let measuring = timed.measuring();
 
         for ev in net.events.iter() {
             let i = ev.token().0;
@@ -239,18 +226,11 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
         }
 
         let now = Instant::now();
-        if window_start.is_none() && now >= warm_end {
-            cpu.start()?;
-            window_start = Some(now);
-        }
-        if window_start.is_some() && window_end.is_none() && now >= end {
-            cpu.stop()?;
-            window_end = Some(now);
-        }
-        if window_end.is_some() && outstanding.is_empty() {
+        timed.tick(now)?;
+        if timed.ended() && outstanding.is_empty() {
             break;
         }
-        if now >= end + DRAIN_LIMIT {
+        if now >= timed.end() + DRAIN_LIMIT {
             let front = outstanding.front().map_or(0, |p| p.got);
             bail!(
                 "{} messages not delivered to every receiver {DRAIN_LIMIT:?} after the run \
@@ -266,10 +246,8 @@ pub fn run(o: &BroadcastOpts, report: &mut Report) -> Result<()> {
             );
         }
     }
-    let (Some(ws_start), Some(ws_end)) = (window_start, window_end) else {
-        bail!("internal: measurement window not closed");
-    };
-    let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let elapsed = timed.elapsed()?;
+    let cpu = &timed.cpu;
     let (compressed_sent, compressed_received) = net.compressed_counts();
     let close_timeouts = net.close_all(Duration::from_secs(10))?;
 

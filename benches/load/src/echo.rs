@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::net::{Net, Target};
 use crate::payload::EchoPayload;
 use crate::report::{Report, fmt_opt, per};
-use crate::stats::{CpuWindow, Histogram};
+use crate::stats::{Histogram, Timed};
 use crate::ws;
 
 pub struct EchoOpts {
@@ -75,15 +75,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         })
         .collect();
 
-    let t0 = Instant::now();
-    let warm_end = t0 + o.warmup;
-    let end = warm_end + o.secs;
-    let mut cpu = CpuWindow::new(o.server_pid);
-    if o.warmup.is_zero() {
-        cpu.start()?;
-    }
-    let mut window_start = (o.warmup.is_zero()).then_some(t0);
-    let mut window_end: Option<Instant> = None;
+    let mut timed = Timed::begin(o.warmup, o.secs, o.server_pid)?;
 
     // Prime every connection with D messages.
     for (i, (c, f)) in net.conns.iter_mut().zip(flights.iter_mut()).enumerate() {
@@ -102,15 +94,9 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
 
     loop {
         let now = Instant::now();
-        let measuring = window_start.is_some() && window_end.is_none();
+        let measuring = timed.measuring();
         // Wake up in time for the next phase change.
-        let next = if window_start.is_none() {
-            warm_end
-        } else if window_end.is_none() {
-            end
-        } else {
-            end + drain_limit
-        };
+        let next = timed.next_boundary(drain_limit);
         let timeout = next.saturating_duration_since(now).min(Duration::from_millis(100));
 
         net.poll.poll(&mut net.events, Some(timeout))?;
@@ -145,7 +131,7 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
                 last_progress = Instant::now();
                 in_flight -= got;
                 // Keep D in flight until the end of the measured window.
-                if window_end.is_none() {
+                if !timed.ended() {
                     for _ in 0..got {
                         send_one(c, f, &payload, opcode, i as u32)
                             .map_err(|e| Error(format!("connection {i}: {e}")))?;
@@ -157,18 +143,11 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         }
 
         let now = Instant::now();
-        if window_start.is_none() && now >= warm_end {
-            cpu.start()?;
-            window_start = Some(now);
-        }
-        if window_start.is_some() && window_end.is_none() && now >= end {
-            cpu.stop()?;
-            window_end = Some(now);
-        }
-        if window_end.is_some() && in_flight == 0 {
+        timed.tick(now)?;
+        if timed.ended() && in_flight == 0 {
             break;
         }
-        if now >= end + drain_limit {
+        if now >= timed.end() + drain_limit {
             bail!("{in_flight} echoes still missing {drain_limit:?} after the end of the run");
         }
         if now.duration_since(last_progress) > o.stall {
@@ -176,10 +155,8 @@ pub fn run(o: &EchoOpts, report: &mut Report) -> Result<()> {
         }
     }
 
-    let (Some(ws_start), Some(ws_end)) = (window_start, window_end) else {
-        bail!("internal: measurement window not closed");
-    };
-    let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let elapsed = timed.elapsed()?;
+    let cpu = &timed.cpu;
     let (compressed_sent, compressed_received) = net.compressed_counts();
     let close_timeouts = net.close_all(Duration::from_secs(5))?;
 

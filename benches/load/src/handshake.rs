@@ -8,7 +8,7 @@ use crate::conn::WsConn;
 use crate::error::{Error, Result};
 use crate::net::{Net, Target};
 use crate::report::{Report, fmt_opt, per};
-use crate::stats::{CpuWindow, Histogram};
+use crate::stats::{Histogram, Timed};
 
 pub struct HandshakeOpts {
     pub target: Target,
@@ -56,26 +56,18 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
     }
 
     let t0 = Instant::now();
-    let warm_end = t0 + o.warmup;
-    let end = warm_end + o.secs;
-    let mut cpu = CpuWindow::new(o.server_pid);
-    let mut window_start: Option<Instant> = None;
-    if o.warmup.is_zero() {
-        cpu.start()?;
-        window_start = Some(t0);
-    }
-    let mut window_end: Option<Instant> = None;
+    let mut timed = Timed::begin(o.warmup, o.secs, o.server_pid)?;
     let mut done: u64 = 0;
     let mut hist = Histogram::default();
     let mut last_check = t0;
     let mut restart: Vec<usize> = Vec::new();
 
-    while window_end.is_none() {
+    while !timed.ended() {
         let now = Instant::now();
-        let next = if window_start.is_none() { warm_end } else { end };
+        let next = timed.next_boundary(Duration::ZERO);
         let timeout = next.saturating_duration_since(now).min(Duration::from_millis(100));
         net.poll.poll(&mut net.events, Some(timeout))?;
-        let measuring = window_start.is_some();
+        let measuring = timed.measuring();
         for ev in net.events.iter() {
             let t = ev.token().0;
             let slot = t & ((1 << SLOT_BITS) - 1);
@@ -123,14 +115,7 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
             w.conn = net.start_conn(token(slot, w.generation))?;
         }
         let now = Instant::now();
-        if window_start.is_none() && now >= warm_end {
-            cpu.start()?;
-            window_start = Some(now);
-        }
-        if window_start.is_some() && now >= end {
-            cpu.stop()?;
-            window_end = Some(now);
-        }
+        timed.tick(now)?;
         if now.duration_since(last_check) > Duration::from_millis(200) {
             last_check = now;
             for (slot, w) in workers.iter().enumerate() {
@@ -145,13 +130,11 @@ pub fn run(o: &HandshakeOpts, report: &mut Report) -> Result<()> {
             }
         }
     }
-    let (Some(ws_start), Some(ws_end)) = (window_start, window_end) else {
-        bail!("internal: measurement window not closed");
-    };
     // Leftover workers are mid-cycle; just drop them.
     drop(workers);
 
-    let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let elapsed = timed.elapsed()?;
+    let cpu = &timed.cpu;
     let rate = done as f64 / elapsed;
     let server_cpu = cpu.server();
     let per_cpu = per(done as f64, server_cpu);

@@ -22,7 +22,7 @@ use crate::bail;
 use crate::error::{Error, Result};
 use crate::net::{Net, Target};
 use crate::report::{Report, fmt_opt, per};
-use crate::stats::{CpuWindow, Histogram, raise_nofile, status_bytes};
+use crate::stats::{Histogram, Timed, raise_nofile, status_bytes};
 use crate::ws;
 
 /// Event streams' tokens start here (the WebSockets' are their indexes).
@@ -315,12 +315,7 @@ pub fn run_room(o: &RoomOpts, report: &mut Report) -> Result<()> {
     }
 
     let filler = "x".repeat(o.size - SEQ_DIGITS - 2);
-    let t0 = Instant::now();
-    let warm_end = t0 + o.warmup;
-    let end = warm_end + o.secs;
-    let mut cpu = CpuWindow::new(o.server_pid);
-    let mut window_start: Option<Instant> = None;
-    let mut window_end: Option<Instant> = None;
+    let mut timed = Timed::begin(o.warmup, o.secs, o.server_pid)?;
     let mut outstanding: VecDeque<Pending> = VecDeque::with_capacity(o.window);
     let mut base: u32 = 0;
     let mut next_seq: u32 = 0;
@@ -330,7 +325,7 @@ pub fn run_room(o: &RoomOpts, report: &mut Report) -> Result<()> {
     let mut last_progress = Instant::now();
     loop {
         let now = Instant::now();
-        if window_end.is_none() {
+        if !timed.ended() {
             let sender = &mut net.conns[0];
             while outstanding.len() < o.window {
                 let text = format!("m{:0width$} {filler}", next_seq, width = SEQ_DIGITS);
@@ -343,7 +338,7 @@ pub fn run_room(o: &RoomOpts, report: &mut Report) -> Result<()> {
             sender.flush().map_err(|e| Error(format!("sender: {e}")))?;
         }
         net.poll.poll(&mut net.events, Some(Duration::from_millis(50)))?;
-        let measuring = window_start.is_some() && window_end.is_none();
+        let measuring = timed.measuring();
         let ready: Vec<usize> = net.events.iter().map(|e| e.token().0).collect();
         for t in ready {
             let (receiver, result) = if let Some(i) = t.checked_sub(SSE_BASE) {
@@ -392,18 +387,11 @@ pub fn run_room(o: &RoomOpts, report: &mut Report) -> Result<()> {
             last_progress = Instant::now();
         }
         let now = Instant::now();
-        if window_start.is_none() && now >= warm_end {
-            cpu.start()?;
-            window_start = Some(now);
-        }
-        if window_start.is_some() && window_end.is_none() && now >= end {
-            cpu.stop()?;
-            window_end = Some(now);
-        }
-        if window_end.is_some() && outstanding.is_empty() {
+        timed.tick(now)?;
+        if timed.ended() && outstanding.is_empty() {
             break;
         }
-        if now >= end + DRAIN_LIMIT {
+        if now >= timed.end() + DRAIN_LIMIT {
             bail!(
                 "{} messages not delivered to every receiver {DRAIN_LIMIT:?} after the run",
                 outstanding.len()
@@ -417,10 +405,8 @@ pub fn run_room(o: &RoomOpts, report: &mut Report) -> Result<()> {
             );
         }
     }
-    let (Some(ws_start), Some(ws_end)) = (window_start, window_end) else {
-        bail!("internal: measurement window not closed");
-    };
-    let elapsed = ws_end.duration_since(ws_start).as_secs_f64();
+    let elapsed = timed.elapsed()?;
+    let cpu = &timed.cpu;
     let rate = deliveries as f64 / elapsed;
     let server_cpu = cpu.server();
     let per_cpu = per(deliveries as f64, server_cpu);

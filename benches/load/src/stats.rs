@@ -2,7 +2,7 @@
 //! /proc.
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::bail;
 use crate::error::{Error, Result};
@@ -201,6 +201,87 @@ impl CpuWindow {
     }
 }
 
+/// The measured window of a timed run: `warmup` unmeasured, then `secs` measured, the server's
+/// CPU and our own read at both ends. Every timed mode drives it the same way: `tick` after
+/// each turn of its loop opens and closes the window on time.
+pub struct Timed {
+    warm_end: Instant,
+    end: Instant,
+    pub cpu: CpuWindow,
+    start: Option<Instant>,
+    stop: Option<Instant>,
+}
+
+impl Timed {
+    /// Starts the clock now; with no warmup the window opens at once.
+    pub fn begin(warmup: Duration, secs: Duration, server_pid: Option<u32>) -> Result<Timed> {
+        let t0 = Instant::now();
+        let mut t = Timed {
+            warm_end: t0 + warmup,
+            end: t0 + warmup + secs,
+            cpu: CpuWindow::new(server_pid),
+            start: None,
+            stop: None,
+        };
+        if warmup.is_zero() {
+            t.cpu.start()?;
+            t.start = Some(t0);
+        }
+        Ok(t)
+    }
+
+    /// Opens the window once the warmup is over, closes it once `secs` have passed.
+    pub fn tick(&mut self, now: Instant) -> Result<()> {
+        if self.start.is_none() && now >= self.warm_end {
+            self.cpu.start()?;
+            self.start = Some(now);
+        }
+        if self.start.is_some() && self.stop.is_none() && now >= self.end {
+            self.cpu.stop()?;
+            self.stop = Some(now);
+        }
+        Ok(())
+    }
+
+    /// The window is open: what happens now is counted.
+    pub fn measuring(&self) -> bool {
+        self.start.is_some() && self.stop.is_none()
+    }
+
+    /// The warmup is over.
+    pub fn started(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// The window has closed: no more new work.
+    pub fn ended(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// When the window is due to close.
+    pub fn end(&self) -> Instant {
+        self.end
+    }
+
+    /// The next phase change to wake up for: the end of the warmup, the end of the window,
+    /// then `drain` after it.
+    pub fn next_boundary(&self, drain: Duration) -> Instant {
+        match (self.start, self.stop) {
+            (None, _) => self.warm_end,
+            (Some(_), None) => self.end,
+            _ => self.end + drain,
+        }
+    }
+
+    /// The window's length in seconds, once it has closed.
+    pub fn elapsed(&self) -> Result<f64> {
+        match (self.start, self.stop) {
+            (Some(a), Some(b)) => Ok(b.duration_since(a).as_secs_f64()),
+            _ => Err(Error("internal: measurement window not closed".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +312,24 @@ mod tests {
         assert!((p50 - 50.0).abs() < 0.2, "{p50}");
         assert!((p99 - 99.0).abs() < 0.3, "{p99}");
         assert_eq!(h.max_us(), Some(100.0));
+    }
+
+    #[test]
+    fn the_window_opens_after_the_warmup_and_closes_after_the_run() {
+        let mut t = Timed::begin(Duration::from_millis(20), Duration::from_millis(20), None).unwrap();
+        assert!(!t.started() && t.elapsed().is_err());
+        let t0 = Instant::now();
+        t.tick(t0).unwrap();
+        assert!(!t.measuring());
+        std::thread::sleep(Duration::from_millis(25));
+        t.tick(Instant::now()).unwrap();
+        assert!(t.measuring());
+        std::thread::sleep(Duration::from_millis(25));
+        t.tick(Instant::now()).unwrap();
+        assert!(t.ended() && !t.measuring());
+        assert!(t.elapsed().unwrap() >= 0.015);
+        let now = Timed::begin(Duration::ZERO, Duration::from_secs(1), None).unwrap();
+        assert!(now.measuring());
     }
 
     #[test]
