@@ -7,7 +7,7 @@
 //! fails the connection through the `close` module.
 
 use super::deflate::inflate_error;
-use super::{parse_close_payload, CloseFrame, Event, OwnedEvent, Received, Role, State, WebSocket};
+use super::{parse_close_payload, pmd, pmd_ref, CloseFrame, Event, OwnedEvent, Received, Role, State, WebSocket};
 use crate::error::ProtocolError;
 use crate::frame::{
     self, apply_mask, CloseCode, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
@@ -101,9 +101,7 @@ impl WebSocket {
             Release::Message if self.message.capacity() > KEEP_BUFFER_CAPACITY => self.message = Vec::new(),
             Release::Message => self.message.clear(),
             Release::Text => {
-                let text = self
-                    .deflate
-                    .as_mut()
+                let text = pmd(&mut self.ext)
                     .map(|d| std::mem::take(&mut d.text))
                     .unwrap_or_default();
                 let mut buf = text.into_bytes();
@@ -154,7 +152,7 @@ impl WebSocket {
                     }
                     Deliver::Text => {
                         self.release = Release::Text;
-                        Event::Text(self.deflate.as_ref().map_or("", |d| d.text.as_str()))
+                        Event::Text(pmd_ref(&self.ext).map_or("", |d| d.text.as_str()))
                     }
                 };
                 Ok(Received {
@@ -227,7 +225,7 @@ impl WebSocket {
             }
 
             let text = self.message_kind == Opcode::Text;
-            if let Some(d) = self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+            if let Some(d) = pmd(&mut self.ext).filter(|d| d.receiving_compressed) {
                 // A compressed message (RFC 7692 §6.2): inflate as the bytes come, bounded by
                 // the message limit, and check UTF-8 on the inflated bytes so invalid text
                 // still fails fast, across frames (RFC 6455 §8.1).
@@ -270,7 +268,7 @@ impl WebSocket {
                     // The last piece is checked with the whole, in the conversion itself.
                     return match String::from_utf8(std::mem::take(&mut self.message)) {
                         Ok(s) => {
-                            if let Some(d) = self.deflate.as_mut() {
+                            if let Some(d) = pmd(&mut self.ext) {
                                 d.text = s;
                             }
                             Ok((pos, Some(Deliver::Text)))
@@ -350,7 +348,7 @@ impl WebSocket {
     /// Applies the rules that depend on the connection to a new frame's header
     /// (RFC 6455 §5.1, §5.2, §5.4, §10.4).
     fn begin_frame(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
-        let allowed_rsv = if self.deflate.is_some() { RSV1 } else { 0 };
+        let allowed_rsv = if pmd_ref(&self.ext).is_some() { RSV1 } else { 0 };
         check_header(h, self.role, allowed_rsv)?;
         if h.payload_len > self.config.max_frame_size {
             return Err(ProtocolError::FrameTooLarge);
@@ -362,7 +360,7 @@ impl WebSocket {
                 self.message_kind = h.opcode;
                 self.fragmented = !h.fin;
                 self.utf8.reset();
-                if let Some(d) = self.deflate.as_mut() {
+                if let Some(d) = pmd(&mut self.ext) {
                     // RFC 7692 §6: RSV1 on the first frame marks a compressed message.
                     d.receiving_compressed = h.rsv & RSV1 != 0;
                     d.compressed_in = 0;
@@ -371,7 +369,7 @@ impl WebSocket {
             _ => {}
         }
         let max = self.config.max_message_size as u64;
-        match self.deflate.as_mut().filter(|d| d.receiving_compressed) {
+        match pmd(&mut self.ext).filter(|d| d.receiving_compressed) {
             // The inflated size is checked while inflating; the compressed bytes are bounded
             // too, so a message of empty blocks cannot go on for ever.
             Some(d) if !h.opcode.is_control() => {
