@@ -35,15 +35,14 @@
 //! - `deflate`: the connection's permessage-deflate state (RFC 7692).
 
 use crate::deflate::{DeflateParams, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD};
-use crate::frame::{CloseCode, Opcode, MAX_HEADER_LEN};
-use crate::utf8::Utf8Validator;
+use crate::frame::CloseCode;
 
 mod close;
 mod deflate;
 mod receive;
 mod send;
 use deflate::PerMessageDeflate;
-use receive::{ControlBuf, InFrame, Release};
+use receive::{Receiving, Release};
 
 pub use close::parse_close_payload;
 pub use receive::check_header;
@@ -221,21 +220,14 @@ pub struct WebSocket {
     role: Role,
     state: State,
     config: Config,
-    /// A header cut short by the end of the input, waiting for the rest.
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
-    frame: Option<InFrame>,
-    /// Text or Binary: the kind of the message the current data frames belong to.
-    message_kind: Opcode,
-    /// A message's first frame had FIN clear, so continuations are expected (RFC 6455 §5.4).
-    fragmented: bool,
-    /// Reassembly buffer for messages split across frames or reads.
-    message: Vec<u8>,
-    /// The payload of the control frame in progress (at most 125 bytes).
-    control: ControlBuf,
-    /// The last event lent out `message` or `control`; clear that buffer on the next call.
+    /// What is cut across reads or spread over frames: a partial header, the frame in
+    /// progress, a fragmented message, a control frame's payload, the UTF-8 state. Boxed and
+    /// present only while something is in progress (or lent out by the last event), so an
+    /// idle connection pays one pointer; a whole frame within one read never allocates it.
+    rx: Option<Box<Receiving>>,
+    /// The last event lent out `rx`'s `message` or `control`; clear that buffer on the next
+    /// call.
     release: Release,
-    utf8: Utf8Validator,
     /// The code of the Close frame we sent or received first, for logs.
     close_code: Option<CloseCode>,
     /// What only some connections need, boxed so a server without permessage-deflate pays
@@ -298,15 +290,8 @@ impl WebSocket {
             role,
             state: State::Open,
             config,
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            frame: None,
-            message_kind: Opcode::Binary,
-            fragmented: false,
-            message: Vec::new(),
-            control: ControlBuf::default(),
+            rx: None,
             release: Release::Nothing,
-            utf8: Utf8Validator::new(),
             close_code: None,
             // A server masks nothing (RFC 6455 §5.1), so it carries no generator.
             ext: match role {
@@ -344,13 +329,13 @@ impl WebSocket {
         pmd_ref(&self.ext).map(|d| &d.params)
     }
 
-    /// Heap bytes this connection holds now: the reassembly and control buffers (inflated
-    /// output included) and the (de)compressor states, for a shell that charges connections to
+    /// Heap bytes this connection holds now: the receive state while a frame or message is in
+    /// progress, with its reassembly and control buffers (inflated output included), and the
+    /// (de)compressor states, for a shell that charges connections to
     /// a memory budget. An idle connection holds nothing here without deflate and in the
     /// shared mode; with context takeover, its compressor and inflater once used.
     pub fn memory_held(&self) -> usize {
-        self.message.capacity()
-            + self.control.capacity()
+        self.rx.as_ref().map_or(0, |r| r.held_bytes())
             + self.ext.as_ref().map_or(0, |e| {
                 std::mem::size_of::<Ext>() + e.deflate.as_ref().map_or(0, |d| d.heap_bytes())
             })
@@ -396,6 +381,6 @@ impl WebSocket {
 
     /// Bytes currently held for a message in progress (the reassembly buffer).
     pub fn buffered_message_len(&self) -> usize {
-        self.message.len()
+        self.rx.as_ref().map_or(0, |r| r.message.len())
     }
 }
