@@ -319,7 +319,11 @@ impl WebSocket {
     ) -> Result<(usize, Option<Deliver>), ProtocolError> {
         let mut rx = self.rx.take().unwrap_or_default();
         let received = self.receive_frames(&mut rx, input, out);
-        self.rx = Some(rx);
+        // Kept only if something is still in progress or lent out; an event that lends an
+        // empty buffer reads the same empty slice without it.
+        if !rx.is_idle() {
+            self.rx = Some(rx);
+        }
         received
     }
 

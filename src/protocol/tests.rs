@@ -1080,6 +1080,15 @@ fn a_whole_frame_in_one_read_needs_no_receive_state() {
     // The hot path: handed out from the input, nothing boxed, not even while lent out.
     assert!(ws.rx.is_none());
     assert_eq!(ws.memory_held(), 0);
+    // Nor does an empty read, or a frame that completes empty after a cut header.
+    let r = ws.receive(&mut [], &mut out).unwrap();
+    assert_eq!(r.event, None);
+    assert!(ws.rx.is_none());
+    let empty = cframe(true, Opcode::Binary, b"");
+    assert_eq!(feed(&mut ws, &empty[..3]).0, Ok(vec![]));
+    assert!(ws.rx.is_some());
+    assert_eq!(feed(&mut ws, &empty[3..]).0, Ok(vec![OwnedEvent::Binary(vec![])]));
+    assert!(ws.rx.is_none());
 }
 
 #[test]
