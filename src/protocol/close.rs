@@ -3,7 +3,7 @@
 //! code allowed on the wire (§7.4) and a UTF-8 reason. The state machine it drives is drawn in
 //! the parent module's docs.
 
-use super::{ControlBuf, State, WebSocket};
+use super::{pmd, State, WebSocket};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{self, CloseCode, Opcode, MAX_CONTROL_PAYLOAD};
 
@@ -33,10 +33,8 @@ impl WebSocket {
             self.close_code = Some(err.close_code());
         }
         self.state = State::Failed;
-        self.frame = None;
-        self.message = Vec::new();
-        self.control = ControlBuf::default();
-        if let Some(d) = self.deflate.as_mut() {
+        self.rx = None;
+        if let Some(d) = pmd(&mut self.ext) {
             d.text = String::new();
             d.inflater.release();
             d.compressor.release();

@@ -6,8 +6,8 @@ use crate::error::ProtocolError;
 
 use super::Role;
 
-/// A connection's permessage-deflate state, boxed behind an `Option` in
-/// [`WebSocket`](super::WebSocket) so a connection without it pays one pointer.
+/// A connection's permessage-deflate state, in the connection's boxed `Ext` so a server
+/// without it pays one pointer.
 #[derive(Debug, Clone)]
 pub(super) struct PerMessageDeflate {
     pub params: DeflateParams,
@@ -39,9 +39,10 @@ impl PerMessageDeflate {
         }
     }
 
-    /// Heap bytes held by the (de)compressor states, plus this struct.
-    pub fn held_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.text.capacity() + self.compressor.held_bytes() + self.inflater.held_bytes()
+    /// Heap bytes held by the (de)compressor states and the lent text, beyond this struct
+    /// (which lives in the connection's `Ext` box, counted there).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.compressor.held_bytes() + self.inflater.held_bytes()
     }
 }
 

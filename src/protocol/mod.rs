@@ -35,15 +35,14 @@
 //! - `deflate`: the connection's permessage-deflate state (RFC 7692).
 
 use crate::deflate::{DeflateParams, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD};
-use crate::frame::{CloseCode, Opcode, MAX_HEADER_LEN};
-use crate::utf8::Utf8Validator;
+use crate::frame::CloseCode;
 
 mod close;
 mod deflate;
 mod receive;
 mod send;
 use deflate::PerMessageDeflate;
-use receive::{ControlBuf, InFrame, Release};
+use receive::{Receiving, Release};
 
 pub use close::parse_close_payload;
 pub use receive::check_header;
@@ -221,38 +220,57 @@ pub struct WebSocket {
     role: Role,
     state: State,
     config: Config,
-    /// A header cut short by the end of the input, waiting for the rest.
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
-    frame: Option<InFrame>,
-    /// Text or Binary: the kind of the message the current data frames belong to.
-    message_kind: Opcode,
-    /// A message's first frame had FIN clear, so continuations are expected (RFC 6455 §5.4).
-    fragmented: bool,
-    /// Reassembly buffer for messages split across frames or reads.
-    message: Vec<u8>,
-    /// The payload of the control frame in progress (at most 125 bytes).
-    control: ControlBuf,
-    /// The last event lent out `message` or `control`; clear that buffer on the next call.
+    /// What is cut across reads or spread over frames: a partial header, the frame in
+    /// progress, a fragmented message, a control frame's payload, the UTF-8 state. Boxed and
+    /// present only while something is in progress (or lent out by the last event), so an
+    /// idle connection pays one pointer; a whole frame within one read never allocates it.
+    rx: Option<Box<Receiving>>,
+    /// The last event lent out `rx`'s `message` or `control`; clear that buffer on the next
+    /// call.
     release: Release,
-    utf8: Utf8Validator,
     /// The code of the Close frame we sent or received first, for logs.
     close_code: Option<CloseCode>,
+    /// What only some connections need, boxed so a server without permessage-deflate pays
+    /// one pointer: the client's masking-key generator (RFC 6455 §5.3) and permessage-deflate
+    /// (RFC 7692). Always present on a client.
+    ext: Option<Box<Ext>>,
+}
+
+/// The rarely needed part of a [`WebSocket`]; see [`WebSocket::ext`].
+#[derive(Debug, Clone)]
+pub(super) struct Ext {
     /// State of the client's masking-key generator (splitmix64); unused by servers.
     mask_state: u64,
     /// permessage-deflate, when negotiated (RFC 7692).
-    deflate: Option<Box<PerMessageDeflate>>,
+    deflate: Option<PerMessageDeflate>,
+}
+
+/// The permessage-deflate state inside `ext`, if negotiated. A free function over the one
+/// field, so callers can keep other fields of the connection borrowed at the same time.
+fn pmd(ext: &mut Option<Box<Ext>>) -> Option<&mut PerMessageDeflate> {
+    ext.as_deref_mut().and_then(|e| e.deflate.as_mut())
+}
+
+/// See [`pmd`].
+fn pmd_ref(ext: &Option<Box<Ext>>) -> Option<&PerMessageDeflate> {
+    ext.as_deref().and_then(|e| e.deflate.as_ref())
+}
+
+/// A seed for a client's masking keys from OS entropy (RFC 6455 §5.3: unpredictable keys).
+fn fresh_mask_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    if getrandom::getrandom(&mut seed).is_err() {
+        let fallback = crate::handshake::client::fallback_random();
+        seed.copy_from_slice(fallback.get(..8).unwrap_or(&[1; 8]));
+    }
+    u64::from_ne_bytes(seed)
 }
 
 impl WebSocket {
     /// A connection in `role` with the given limits, in the Open state (the handshake is done).
     pub fn new(role: Role, config: Config) -> Self {
-        let mut seed = [0u8; 8];
-        if role == Role::Client && getrandom::getrandom(&mut seed).is_err() {
-            let fallback = crate::handshake::client::fallback_random();
-            seed.copy_from_slice(fallback.get(..8).unwrap_or(&[1; 8]));
-        }
-        Self::with_mask_seed(role, config, u64::from_ne_bytes(seed))
+        let seed = if role == Role::Client { fresh_mask_seed() } else { 0 };
+        Self::with_mask_seed(role, config, seed)
     }
 
     /// A server-side connection with the given limits.
@@ -272,18 +290,17 @@ impl WebSocket {
             role,
             state: State::Open,
             config,
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            frame: None,
-            message_kind: Opcode::Binary,
-            fragmented: false,
-            message: Vec::new(),
-            control: ControlBuf::default(),
+            rx: None,
             release: Release::Nothing,
-            utf8: Utf8Validator::new(),
             close_code: None,
-            mask_state: seed,
-            deflate: None,
+            // A server masks nothing (RFC 6455 §5.1), so it carries no generator.
+            ext: match role {
+                Role::Client => Some(Box::new(Ext {
+                    mask_state: seed,
+                    deflate: None,
+                })),
+                Role::Server => None,
+            },
         }
     }
 
@@ -294,25 +311,34 @@ impl WebSocket {
     /// and the `send_text` / `send_binary` methods compress messages of at least
     /// [`Config::deflate_threshold`] bytes. No compressor is allocated until one is needed.
     pub fn with_deflate(mut self, params: DeflateParams) -> Self {
-        self.deflate = Some(Box::new(PerMessageDeflate::new(
-            params,
-            self.role,
-            self.config.deflate_level,
-        )));
+        let deflate = PerMessageDeflate::new(params, self.role, self.config.deflate_level);
+        match self.ext.as_deref_mut() {
+            Some(ext) => ext.deflate = Some(deflate),
+            None => {
+                self.ext = Some(Box::new(Ext {
+                    mask_state: 0,
+                    deflate: Some(deflate),
+                }))
+            }
+        }
         self
     }
 
     /// The permessage-deflate parameters in force, if it was negotiated.
     pub fn deflate_params(&self) -> Option<&DeflateParams> {
-        self.deflate.as_ref().map(|d| &d.params)
+        pmd_ref(&self.ext).map(|d| &d.params)
     }
 
-    /// Heap bytes this connection holds now: the reassembly and control buffers (inflated
-    /// output included) and the (de)compressor states, for a shell that charges connections to
+    /// Heap bytes this connection holds now: the receive state while a frame or message is in
+    /// progress, with its reassembly and control buffers (inflated output included), and the
+    /// (de)compressor states, for a shell that charges connections to
     /// a memory budget. An idle connection holds nothing here without deflate and in the
     /// shared mode; with context takeover, its compressor and inflater once used.
     pub fn memory_held(&self) -> usize {
-        self.message.capacity() + self.control.capacity() + self.deflate.as_ref().map_or(0, |d| d.held_bytes())
+        self.rx.as_ref().map_or(0, |r| r.held_bytes())
+            + self.ext.as_ref().map_or(0, |e| {
+                std::mem::size_of::<Ext>() + e.deflate.as_ref().map_or(0, |d| d.heap_bytes())
+            })
     }
 
     /// Changes [`Config::max_message_size`] for the bytes still to come (a shell may shrink a
@@ -355,6 +381,6 @@ impl WebSocket {
 
     /// Bytes currently held for a message in progress (the reassembly buffer).
     pub fn buffered_message_len(&self) -> usize {
-        self.message.len()
+        self.rx.as_ref().map_or(0, |r| r.message.len())
     }
 }

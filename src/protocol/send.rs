@@ -3,7 +3,7 @@
 //! client (§5.3), compressed with permessage-deflate when it was agreed and the message is
 //! long enough (RFC 7692 §6.1, §7.2.1). No data frame goes out once a Close was sent (§5.5.1).
 
-use super::{Role, State, WebSocket};
+use super::{pmd, Role, State, WebSocket};
 use crate::deflate::encode_compressed_frame;
 use crate::error::SendError;
 use crate::frame::{self, Opcode, MAX_CONTROL_PAYLOAD};
@@ -15,9 +15,17 @@ impl WebSocket {
         if self.role == Role::Server {
             return None;
         }
+        // A client always has `ext` (see `with_mask_seed`); should one lack it, it gets a
+        // fresh generator rather than ever sending an unmasked frame.
+        let ext = self.ext.get_or_insert_with(|| {
+            Box::new(super::Ext {
+                mask_state: super::fresh_mask_seed(),
+                deflate: None,
+            })
+        });
         // splitmix64
-        self.mask_state = self.mask_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.mask_state;
+        ext.mask_state = ext.mask_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = ext.mask_state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -96,7 +104,7 @@ impl WebSocket {
         }
         let mask = self.next_mask();
         let threshold = self.config.deflate_threshold;
-        if let Some(d) = self.deflate.as_mut() {
+        if let Some(d) = pmd(&mut self.ext) {
             if payload.len() >= threshold && d.compressor.can_compress() {
                 let start = out.len();
                 if encode_compressed_frame(&mut d.compressor, opcode, payload, mask, out).is_ok() {

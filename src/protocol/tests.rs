@@ -2,6 +2,7 @@ use super::close::truncate_utf8;
 use super::receive::KEEP_BUFFER_CAPACITY;
 use super::*;
 use crate::error::{ProtocolError, SendError};
+use crate::frame::Opcode;
 use crate::frame::{self, apply_mask, encode_frame, HeaderStatus, MAX_CONTROL_PAYLOAD};
 use proptest::prelude::*;
 
@@ -249,7 +250,7 @@ fn large_buffers_are_released_after_use() {
     assert_eq!(r2.unwrap().len(), 1);
     let _ = feed(&mut ws, &cframe(true, Opcode::Ping, b""));
     assert_eq!(ws.buffered_message_len(), 0);
-    assert!(ws.message.capacity() <= KEEP_BUFFER_CAPACITY);
+    assert!(ws.rx.as_ref().map_or(0, |r| r.message.capacity()) <= KEEP_BUFFER_CAPACITY);
 }
 
 // --- one test per rule, each with its close code ---
@@ -412,7 +413,7 @@ fn rule_frame_over_the_limit_fails_at_the_header() {
     let (r, out) = feed(&mut ws, &header);
     assert_eq!(r, Err(ProtocolError::FrameTooLarge));
     assert_eq!(frames_out(&out)[0].1[..2], 1009u16.to_be_bytes());
-    assert_eq!(ws.message.capacity(), 0);
+    assert_eq!(ws.rx.as_ref().map_or(0, |r| r.message.capacity()), 0);
     // The default frame limit, with a 64-bit length.
     let header = frame::encode_header(true, Opcode::Binary, Some(KEY), (64 << 20) + 1);
     assert_fails(&header, ProtocolError::FrameTooLarge, 1009);
@@ -1064,5 +1065,88 @@ proptest! {
         let whole = drive(tight, &bad, &[])?;
         let split = drive(tight, &bad, &cuts)?;
         prop_assert_eq!(split, whole, "corrupted sequence: split and whole differ");
+    }
+}
+
+// --- the receive state exists only while something is in progress (issue 24) ---
+
+#[test]
+fn a_whole_frame_in_one_read_needs_no_receive_state() {
+    let mut ws = server();
+    let mut input = cframe(true, Opcode::Text, b"0123456789abcdefghijklmnopqrstuv");
+    let mut out = Vec::new();
+    let r = ws.receive(&mut input, &mut out).unwrap();
+    assert_eq!(r.event, Some(Event::Text("0123456789abcdefghijklmnopqrstuv")));
+    // The hot path: handed out from the input, nothing boxed, not even while lent out.
+    assert!(ws.rx.is_none());
+    assert_eq!(ws.memory_held(), 0);
+    // Nor does an empty read, or a frame that completes empty after a cut header.
+    let r = ws.receive(&mut [], &mut out).unwrap();
+    assert_eq!(r.event, None);
+    assert!(ws.rx.is_none());
+    let empty = cframe(true, Opcode::Binary, b"");
+    assert_eq!(feed(&mut ws, &empty[..3]).0, Ok(vec![]));
+    assert!(ws.rx.is_some());
+    assert_eq!(feed(&mut ws, &empty[3..]).0, Ok(vec![OwnedEvent::Binary(vec![])]));
+    assert!(ws.rx.is_none());
+}
+
+#[test]
+fn the_receive_state_lives_only_while_a_frame_is_cut_or_a_message_fragmented() {
+    let mut ws = server();
+    let whole = cframe(true, Opcode::Binary, &[5; 300]);
+    // Cut inside the header, then inside the payload.
+    for cut in [1, 20] {
+        let (r, _) = feed(&mut ws, &whole[..cut]);
+        assert_eq!(r.unwrap(), vec![]);
+        assert!(ws.rx.is_some(), "cut at {cut}: the partial frame is kept");
+        let (r, _) = feed(&mut ws, &whole[cut..]);
+        assert_eq!(r.unwrap(), vec![OwnedEvent::Binary(vec![5; 300])]);
+        ws.release_event();
+        assert!(ws.rx.is_none(), "cut at {cut}: gone once delivered");
+        assert_eq!(ws.memory_held(), 0);
+    }
+    // A fragmented message, with a Ping between its fragments.
+    let (r, _) = feed(&mut ws, &cframe(false, Opcode::Text, b"hel"));
+    assert_eq!(r.unwrap(), vec![]);
+    assert!(ws.rx.is_some());
+    let (r, out) = feed(&mut ws, &cframe(true, Opcode::Ping, b"p"));
+    assert_eq!(r.unwrap(), vec![OwnedEvent::Ping(b"p".to_vec())]);
+    assert_eq!(frames_out(&out), [(Opcode::Pong, b"p".to_vec())]);
+    ws.release_event();
+    assert!(ws.rx.is_some(), "still fragmented");
+    let (r, _) = feed(&mut ws, &cframe(true, Opcode::Continuation, b"lo"));
+    assert_eq!(r.unwrap(), vec![OwnedEvent::Text("hello".into())]);
+    ws.release_event();
+    assert!(ws.rx.is_none());
+    // A continuation with nothing to continue still fails, from the hot path's state too.
+    let (r, _) = feed(&mut ws, &cframe(true, Opcode::Continuation, b"x"));
+    assert_eq!(r, Err(ProtocolError::UnexpectedContinuation));
+}
+
+#[test]
+fn the_hot_path_keeps_every_rule_of_the_general_one() {
+    // Unmasked from a client (RFC 6455 §5.1), over the frame and message limits (§10.4):
+    // the same errors whether the frame is whole in the read or not.
+    let mut unmasked = Vec::new();
+    encode_frame(&mut unmasked, true, Opcode::Text, None, b"hi");
+    let big = cframe(true, Opcode::Binary, &[0; 100]);
+    let cases: [(Config, &[u8], ProtocolError); 3] = [
+        (Config::default(), &unmasked, ProtocolError::UnmaskedClientFrame),
+        (Config::default().max_frame_size(99), &big, ProtocolError::FrameTooLarge),
+        (
+            Config::default().max_message_size(99),
+            &big,
+            ProtocolError::MessageTooLarge,
+        ),
+    ];
+    for (config, bytes, err) in cases {
+        let (r, _) = feed(&mut WebSocket::server(config), bytes);
+        assert_eq!(r, Err(err), "whole");
+        let mut ws = WebSocket::server(config);
+        let (r, _) = feed(&mut ws, &bytes[..1]);
+        assert_eq!(r, Ok(vec![]));
+        let (r, _) = feed(&mut ws, &bytes[1..]);
+        assert_eq!(r, Err(err), "cut");
     }
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::deflate::{compressor_bytes, inflater_bytes, DirectionParams, MessageCompressor};
 use crate::error::ProtocolError;
+use crate::frame::Opcode;
 use crate::frame::{self, apply_mask, encode_header_rsv, HeaderStatus, RSV1, RSV2};
 use proptest::prelude::*;
 
@@ -405,11 +406,11 @@ fn idle_memory_per_mode() {
         s.send_text(msg, &mut back).unwrap();
         let mut dummy = Vec::new();
         s.receive(&mut [], &mut dummy).unwrap(); // releases the last event's buffer
-        let text = s.deflate.as_ref().map_or(0, |d| d.text.capacity());
-        s.memory_held() - s.message.capacity() - s.control.capacity() - text
+        let text = pmd_ref(&s.ext).map_or(0, |d| d.text.capacity());
+        s.memory_held() - s.rx.as_ref().map_or(0, |r| r.held_bytes()) - text
     };
     assert_eq!(exchange(None), 0);
-    let boxed = std::mem::size_of::<deflate::PerMessageDeflate>();
+    let boxed = std::mem::size_of::<Ext>();
     assert_eq!(exchange(Some(shared())), boxed, "shared: nothing but the parameters");
     assert_eq!(
         exchange(Some(takeover())),

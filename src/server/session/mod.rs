@@ -591,18 +591,18 @@ mod idle_size {
     #[test]
     fn an_idle_connection_stays_within_its_byte_budget() {
         let sizes = [
-            ("Session<()>", size_of::<super::Session<()>>(), 304),
+            ("Session<()>", size_of::<super::Session<()>>(), 224),
             // The demo's State (`wsloop serve`, src/demo/): an optional boxed member.
             (
                 "Session<demo State>",
                 size_of::<super::Session<Option<Box<String>>>>(),
-                312,
+                232,
             ),
             // The WebSocket phase: with the heartbeat clock, the close reply's deadline and
             // congestion, which were the session's before the phases were split.
-            ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 208),
+            ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 128),
             ("Transport", size_of::<super::Transport>(), 96),
-            ("protocol::WebSocket", size_of::<crate::protocol::WebSocket>(), 136),
+            ("protocol::WebSocket", size_of::<crate::protocol::WebSocket>(), 56),
             ("protocol::Config", size_of::<crate::protocol::Config>(), 32),
             ("Outbound", size_of::<crate::server::outbound::Outbound>(), 8),
             ("ConnId", size_of::<crate::server::ConnId>(), 16),
