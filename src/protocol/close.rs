@@ -1,13 +1,13 @@
-//! The close handshake (RFC 6455 §5.5.1, §7): starting it with [`WebSocket::close`], failing
+//! The close handshake (RFC 6455 §5.5.1, §7): starting it with [`WebSocketCore::close`], failing
 //! the connection on a broken rule (§7.1.7), and the checks on a Close frame's body: a status
 //! code allowed on the wire (§7.4) and a UTF-8 reason. The state machine it drives is drawn in
 //! the parent module's docs.
 
-use super::{pmd, State, WebSocket};
+use super::{pmd, State, WebSocketCore};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{self, CloseCode, Opcode, MAX_CONTROL_PAYLOAD};
 
-impl WebSocket {
+impl WebSocketCore {
     /// Starts the closing handshake (RFC 6455 §7.1.2): appends a Close frame with `code` and
     /// `reason` (cut at a character boundary to fit 123 bytes) and moves to
     /// [`State::CloseSent`]. If the peer's Close already arrived, the handshake is over and

@@ -35,7 +35,8 @@
 //! - `deflate`: the connection's permessage-deflate state (RFC 7692).
 
 use crate::deflate::{DeflateParams, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD};
-use crate::frame::CloseCode;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{self, CloseCode, Opcode};
 
 mod close;
 mod deflate;
@@ -214,12 +215,25 @@ pub struct Received<'a> {
 }
 
 /// One WebSocket connection's protocol state (RFC 6455 §5–§8): framing, reassembly, UTF-8,
-/// limits and the close handshake.
+/// limits and the close handshake. A [`WebSocketCore`] with its own [`Config`]: what a client,
+/// a test or a single connection wants. A server holding many connections keeps one `Config`
+/// for all of them and a [`WebSocketCore`] per connection instead.
 #[derive(Debug, Clone)]
 pub struct WebSocket {
+    core: WebSocketCore,
+    config: Config,
+}
+
+/// One WebSocket connection's protocol state without its limits: every method that needs a
+/// limit takes the [`Config`] by reference. For a shell that serves many connections under
+/// the same limits (a server loop), so each connection does not carry its own copy (32 bytes,
+/// a tenth of an idle connection). Passing the same `Config` on every call is the caller's
+/// contract; a call may pass a tighter one (a server shrinking
+/// [`Config::max_message_size`] under memory pressure), which governs the bytes of that call.
+#[derive(Debug, Clone)]
+pub struct WebSocketCore {
     role: Role,
     state: State,
-    config: Config,
     /// What is cut across reads or spread over frames: a partial header, the frame in
     /// progress, a fragmented message, a control frame's payload, the UTF-8 state. Boxed and
     /// present only while something is in progress (or lent out by the last event), so an
@@ -236,7 +250,7 @@ pub struct WebSocket {
     ext: Option<Box<Ext>>,
 }
 
-/// The rarely needed part of a [`WebSocket`]; see [`WebSocket::ext`].
+/// The rarely needed part of a [`WebSocketCore`]; see its `ext`.
 #[derive(Debug, Clone)]
 pub(super) struct Ext {
     /// State of the client's masking-key generator (splitmix64); unused by servers.
@@ -269,8 +283,10 @@ fn fresh_mask_seed() -> u64 {
 impl WebSocket {
     /// A connection in `role` with the given limits, in the Open state (the handshake is done).
     pub fn new(role: Role, config: Config) -> Self {
-        let seed = if role == Role::Client { fresh_mask_seed() } else { 0 };
-        Self::with_mask_seed(role, config, seed)
+        WebSocket {
+            core: WebSocketCore::new(role),
+            config,
+        }
     }
 
     /// A server-side connection with the given limits.
@@ -287,9 +303,182 @@ impl WebSocket {
     /// are reproducible. (RFC 6455 §5.3 wants unpredictable keys in real clients.)
     pub fn with_mask_seed(role: Role, config: Config, seed: u64) -> Self {
         WebSocket {
+            core: WebSocketCore::with_mask_seed(role, seed),
+            config,
+        }
+    }
+
+    /// Turns on permessage-deflate; see [`WebSocketCore::with_deflate`].
+    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
+        self.core = self.core.with_deflate(params, &self.config);
+        self
+    }
+
+    /// The state without the limits, and the limits.
+    pub fn into_parts(self) -> (WebSocketCore, Config) {
+        (self.core, self.config)
+    }
+
+    /// The state without the limits.
+    pub fn core(&self) -> &WebSocketCore {
+        &self.core
+    }
+
+    /// The permessage-deflate parameters in force, if it was negotiated.
+    pub fn deflate_params(&self) -> Option<&DeflateParams> {
+        self.core.deflate_params()
+    }
+
+    /// See [`WebSocketCore::memory_held`].
+    pub fn memory_held(&self) -> usize {
+        self.core.memory_held()
+    }
+
+    /// Changes [`Config::max_message_size`] for the bytes still to come. A message already
+    /// past the new limit fails when it next grows.
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.config.max_message_size = bytes;
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.core.role
+    }
+
+    /// Where the connection is in the closing handshake.
+    pub fn state(&self) -> State {
+        self.core.state
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// True once the transport can be closed: the close handshake finished, or the connection
+    /// failed (RFC 6455 §7.1.1, §7.1.7).
+    pub fn is_terminated(&self) -> bool {
+        self.core.is_terminated()
+    }
+
+    /// Whether data frames may still be sent (no Close frame sent yet, RFC 6455 §5.5.1).
+    pub fn can_send(&self) -> bool {
+        self.core.can_send()
+    }
+
+    /// The status code of the first Close frame sent or received, if any (RFC 6455 §7.1.5).
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.core.close_code
+    }
+
+    /// Bytes currently held for a message in progress (the reassembly buffer).
+    pub fn buffered_message_len(&self) -> usize {
+        self.core.buffered_message_len()
+    }
+
+    /// See [`WebSocketCore::incoming_reserved`].
+    pub fn incoming_reserved(&self) -> u64 {
+        self.core.incoming_reserved()
+    }
+
+    /// See [`WebSocketCore::release_event`].
+    pub fn release_event(&mut self) {
+        self.core.release_event()
+    }
+
+    /// Consumes bytes from the peer until one event is complete or the input is used up
+    /// (RFC 6455 §5.2–§5.6), under this connection's limits; see [`WebSocketCore::receive`].
+    pub fn receive<'a>(&'a mut self, input: &'a mut [u8], out: &mut Vec<u8>) -> Result<Received<'a>, ProtocolError> {
+        self.core.receive(&self.config, input, out)
+    }
+
+    /// Feeds all of `input` and returns every event it completes, owned; see
+    /// [`WebSocketCore::receive_all`].
+    pub fn receive_all(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Result<Vec<OwnedEvent>, ProtocolError> {
+        self.core.receive_all(&self.config, input, out)
+    }
+
+    /// Appends one frame to `out`; see [`WebSocketCore::send_frame`].
+    pub fn send_frame(
+        &mut self,
+        opcode: Opcode,
+        fin: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        self.core.send_frame(opcode, fin, payload, out)
+    }
+
+    /// The header of a data frame whose payload the caller will write itself; see
+    /// [`data_frame_header`].
+    pub fn data_frame_header(
+        &self,
+        opcode: Opcode,
+        fin: bool,
+        payload_len: usize,
+    ) -> Result<frame::HeaderBuf, SendError> {
+        self.core.data_frame_header(opcode, fin, payload_len)
+    }
+
+    /// Appends a text message; see [`WebSocketCore::send_text`].
+    pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.core.send_text(&self.config, text, out)
+    }
+
+    /// Appends a binary message; see [`WebSocketCore::send_binary`].
+    pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.core.send_binary(&self.config, data, out)
+    }
+
+    /// Appends one whole data message by opcode; see [`WebSocketCore::send_frame_compressed`].
+    pub fn send_frame_compressed(
+        &mut self,
+        opcode: Opcode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        self.core.send_frame_compressed(&self.config, opcode, payload, out)
+    }
+
+    /// Appends a Ping (RFC 6455 §5.5.2).
+    pub fn send_ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.core.send_ping(payload, out)
+    }
+
+    /// Appends an unsolicited Pong (RFC 6455 §5.5.3).
+    pub fn send_pong(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.core.send_pong(payload, out)
+    }
+
+    /// Starts the closing handshake; see [`WebSocketCore::close`].
+    pub fn close(&mut self, code: CloseCode, reason: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.core.close(code, reason, out)
+    }
+}
+
+impl WebSocketCore {
+    /// A connection in `role`, in the Open state (the handshake is done).
+    pub fn new(role: Role) -> Self {
+        let seed = if role == Role::Client { fresh_mask_seed() } else { 0 };
+        Self::with_mask_seed(role, seed)
+    }
+
+    /// A server-side connection.
+    pub fn server() -> Self {
+        Self::new(Role::Server)
+    }
+
+    /// A client-side connection; masking keys come from OS entropy.
+    pub fn client() -> Self {
+        Self::new(Role::Client)
+    }
+
+    /// Like [`WebSocketCore::new`] with a fixed seed for client masking keys, so tests and
+    /// fuzzers are reproducible. (RFC 6455 §5.3 wants unpredictable keys in real clients.)
+    pub fn with_mask_seed(role: Role, seed: u64) -> Self {
+        WebSocketCore {
             role,
             state: State::Open,
-            config,
             rx: None,
             release: Release::Nothing,
             close_code: None,
@@ -307,11 +496,12 @@ impl WebSocket {
     /// Turns on permessage-deflate with the parameters agreed in the handshake (RFC 7692 §7):
     /// from [`negotiate_deflate`](crate::handshake::deflate::negotiate_deflate) on a server,
     /// from [`ResponseStatus::Accepted`](crate::handshake::client::ResponseStatus) on a client.
-    /// Call it before the first frame. [`WebSocket::receive`] then inflates compressed messages
-    /// and the `send_text` / `send_binary` methods compress messages of at least
-    /// [`Config::deflate_threshold`] bytes. No compressor is allocated until one is needed.
-    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
-        let deflate = PerMessageDeflate::new(params, self.role, self.config.deflate_level);
+    /// Call it before the first frame. [`WebSocketCore::receive`] then inflates compressed
+    /// messages and the `send_text` / `send_binary` methods compress messages of at least
+    /// [`Config::deflate_threshold`] bytes, at `config`'s [`Config::deflate_level`]. No
+    /// compressor is allocated until one is needed.
+    pub fn with_deflate(mut self, params: DeflateParams, config: &Config) -> Self {
+        let deflate = PerMessageDeflate::new(params, self.role, config.deflate_level);
         match self.ext.as_deref_mut() {
             Some(ext) => ext.deflate = Some(deflate),
             None => {
@@ -341,13 +531,6 @@ impl WebSocket {
             })
     }
 
-    /// Changes [`Config::max_message_size`] for the bytes still to come (a shell may shrink a
-    /// connection's share of a memory budget under pressure). A message already past the new
-    /// limit fails when it next grows.
-    pub fn set_max_message_size(&mut self, bytes: usize) {
-        self.config.max_message_size = bytes;
-    }
-
     /// This connection's role.
     pub fn role(&self) -> Role {
         self.role
@@ -356,11 +539,6 @@ impl WebSocket {
     /// Where the connection is in the closing handshake.
     pub fn state(&self) -> State {
         self.state
-    }
-
-    /// The limits in force.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// True once the transport can be closed: the close handshake finished, or the connection

@@ -7,7 +7,8 @@
 //! fails the connection through the `close` module.
 
 use super::deflate::inflate_error;
-use super::{parse_close_payload, pmd, pmd_ref, CloseFrame, Event, OwnedEvent, Received, Role, State, WebSocket};
+use super::Config;
+use super::{parse_close_payload, pmd, pmd_ref, CloseFrame, Event, OwnedEvent, Received, Role, State, WebSocketCore};
 use crate::error::ProtocolError;
 use crate::frame::{
     self, apply_mask, CloseCode, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
@@ -143,7 +144,7 @@ pub(super) enum Release {
 /// idle connection holds no large allocation.
 pub(super) const KEEP_BUFFER_CAPACITY: usize = 128 * 1024;
 
-impl WebSocket {
+impl WebSocketCore {
     /// Payload bytes the data frame now arriving has declared and not yet delivered: what the
     /// reassembly buffer may still grow by before the frame ends. A server charging memory to
     /// a budget counts these too, so frames admitted one after another cannot together
@@ -199,7 +200,14 @@ impl WebSocket {
     /// the connection) are appended to `out`. On a broken rule the error is returned, the
     /// Close frame carrying its code is in `out`, and the state is [`State::Failed`]; from then
     /// on all input is ignored.
-    pub fn receive<'a>(&'a mut self, input: &'a mut [u8], out: &mut Vec<u8>) -> Result<Received<'a>, ProtocolError> {
+    ///
+    /// `config` holds the limits (the same on every call; see [`WebSocketCore`]).
+    pub fn receive<'a>(
+        &'a mut self,
+        config: &Config,
+        input: &'a mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Received<'a>, ProtocolError> {
         self.release_event();
         if self.is_terminated() {
             return Ok(Received {
@@ -209,12 +217,12 @@ impl WebSocket {
         }
         let received = match self.rx {
             // Nothing in progress: a whole frame within this read needs no receive state.
-            None => match self.receive_whole(input) {
+            None => match self.receive_whole(config, input) {
                 Ok(Some(done)) => Ok(done),
-                Ok(None) => self.receive_inner(input, out),
+                Ok(None) => self.receive_inner(config, input, out),
                 Err(err) => Err(err),
             },
-            Some(_) => self.receive_inner(input, out),
+            Some(_) => self.receive_inner(config, input, out),
         };
         match received {
             Ok((consumed, None)) => Ok(Received { consumed, event: None }),
@@ -253,13 +261,18 @@ impl WebSocket {
     }
 
     /// Feeds all of `input` and returns every event it completes, owned. A convenience for
-    /// tests, fuzzers and simple clients; servers use [`WebSocket::receive`].
-    pub fn receive_all(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Result<Vec<OwnedEvent>, ProtocolError> {
+    /// tests, fuzzers and simple clients; servers use [`WebSocketCore::receive`].
+    pub fn receive_all(
+        &mut self,
+        config: &Config,
+        input: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<OwnedEvent>, ProtocolError> {
         let mut events = Vec::new();
         let mut pos = 0;
         while pos < input.len() {
             let rest = input.get_mut(pos..).unwrap_or_default();
-            let r = self.receive(rest, out)?;
+            let r = self.receive(config, rest, out)?;
             pos += r.consumed;
             match r.event {
                 Some(e) => events.push(e.to_owned_event()),
@@ -274,7 +287,11 @@ impl WebSocket {
     /// place and handed out from the input without allocating (RFC 6455 §5.2, §5.3, §5.6).
     /// `None` when the input holds anything else; [`Self::receive_inner`] then takes it,
     /// re-reading the header with the full set of rules.
-    fn receive_whole(&mut self, input: &mut [u8]) -> Result<Option<(usize, Option<Deliver>)>, ProtocolError> {
+    fn receive_whole(
+        &mut self,
+        config: &Config,
+        input: &mut [u8],
+    ) -> Result<Option<(usize, Option<Deliver>)>, ProtocolError> {
         let HeaderStatus::Complete(h) = frame::parse_header(input)? else {
             return Ok(None);
         };
@@ -292,10 +309,10 @@ impl WebSocket {
         // The same checks, in the same order, as `begin_frame` makes for such a frame.
         let allowed_rsv = if pmd_ref(&self.ext).is_some() { RSV1 } else { 0 };
         check_header(&h, self.role, allowed_rsv)?;
-        if h.payload_len > self.config.max_frame_size {
+        if h.payload_len > config.max_frame_size {
             return Err(ProtocolError::FrameTooLarge);
         }
-        if h.payload_len > self.config.max_message_size as u64 {
+        if h.payload_len > config.max_message_size as u64 {
             return Err(ProtocolError::MessageTooLarge);
         }
         if let Some(d) = pmd(&mut self.ext) {
@@ -314,11 +331,12 @@ impl WebSocket {
     /// for the duration, and put back after.
     fn receive_inner(
         &mut self,
+        config: &Config,
         input: &mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<Deliver>), ProtocolError> {
         let mut rx = self.rx.take().unwrap_or_default();
-        let received = self.receive_frames(&mut rx, input, out);
+        let received = self.receive_frames(config, &mut rx, input, out);
         // Kept only if something is still in progress or lent out; an event that lends an
         // empty buffer reads the same empty slice without it.
         if !rx.is_idle() {
@@ -329,6 +347,7 @@ impl WebSocket {
 
     fn receive_frames(
         &mut self,
+        config: &Config,
         rx: &mut Receiving,
         input: &mut [u8],
         out: &mut Vec<u8>,
@@ -340,7 +359,7 @@ impl WebSocket {
                 match rx.read_header(input.get(pos..).unwrap_or_default())? {
                     (used, Some(header)) => {
                         pos += used;
-                        self.begin_frame(rx, &header)?;
+                        self.begin_frame(config, rx, &header)?;
                         continue;
                     }
                     (used, None) => return Ok((pos + used, None)),
@@ -370,7 +389,7 @@ impl WebSocket {
                 if !complete {
                     return Ok((pos, None)); // the input ran out inside the frame
                 }
-                self.handle_control(frame.opcode, &rx.control, out)?;
+                self.handle_control(config, frame.opcode, &rx.control, out)?;
                 return Ok((pos, Some(Deliver::Control(frame.opcode))));
             }
 
@@ -379,7 +398,7 @@ impl WebSocket {
                 // A compressed message (RFC 7692 §6.2): inflate as the bytes come, bounded by
                 // the message limit, and check UTF-8 on the inflated bytes so invalid text
                 // still fails fast, across frames (RFC 6455 §8.1).
-                let limit = self.config.max_message_size;
+                let limit = config.max_message_size;
                 let before = rx.message.len();
                 let last = complete && frame.fin;
                 let inflated = d.inflater.inflate(chunk, &mut rx.message, limit).and_then(|()| {
@@ -455,10 +474,10 @@ impl WebSocket {
 
     /// Applies the rules that depend on the connection to a new frame's header
     /// (RFC 6455 §5.1, §5.2, §5.4, §10.4).
-    fn begin_frame(&mut self, rx: &mut Receiving, h: &FrameHeader) -> Result<(), ProtocolError> {
+    fn begin_frame(&mut self, config: &Config, rx: &mut Receiving, h: &FrameHeader) -> Result<(), ProtocolError> {
         let allowed_rsv = if pmd_ref(&self.ext).is_some() { RSV1 } else { 0 };
         check_header(h, self.role, allowed_rsv)?;
-        if h.payload_len > self.config.max_frame_size {
+        if h.payload_len > config.max_frame_size {
             return Err(ProtocolError::FrameTooLarge);
         }
         match h.opcode {
@@ -476,7 +495,7 @@ impl WebSocket {
             }
             _ => {}
         }
-        let max = self.config.max_message_size as u64;
+        let max = config.max_message_size as u64;
         match pmd(&mut self.ext).filter(|d| d.receiving_compressed) {
             // The inflated size is checked while inflating; the compressed bytes are bounded
             // too, so a message of empty blocks cannot go on for ever.
@@ -504,9 +523,15 @@ impl WebSocket {
 
     /// Validates a complete control frame's `payload` and queues the protocol's answer
     /// (RFC 6455 §5.5.1–§5.5.3).
-    fn handle_control(&mut self, opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    fn handle_control(
+        &mut self,
+        config: &Config,
+        opcode: Opcode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
         match opcode {
-            Opcode::Ping if self.config.auto_pong && self.state == State::Open => {
+            Opcode::Ping if config.auto_pong && self.state == State::Open => {
                 let mask = self.next_mask();
                 frame::encode_frame(out, true, Opcode::Pong, mask, payload);
             }

@@ -3,12 +3,12 @@
 //! client (§5.3), compressed with permessage-deflate when it was agreed and the message is
 //! long enough (RFC 7692 §6.1, §7.2.1). No data frame goes out once a Close was sent (§5.5.1).
 
-use super::{pmd, Role, State, WebSocket};
+use super::{pmd, Config, Role, State, WebSocketCore};
 use crate::deflate::encode_compressed_frame;
 use crate::error::SendError;
 use crate::frame::{self, Opcode, MAX_CONTROL_PAYLOAD};
 
-impl WebSocket {
+impl WebSocketCore {
     /// The masking key for the next frame we send: a fresh one for a client (RFC 6455 §5.3),
     /// none for a server.
     pub(super) fn next_mask(&mut self) -> Option<[u8; 4]> {
@@ -67,21 +67,22 @@ impl WebSocket {
     /// Appends a text message, in one frame, to `out` (RFC 6455 §5.6); compressed with
     /// permessage-deflate when it was negotiated and the message is at least
     /// [`Config::deflate_threshold`](super::Config::deflate_threshold) bytes (RFC 7692 §6.1).
-    pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
-        self.send_message(Opcode::Text, text.as_bytes(), out)
+    pub fn send_text(&mut self, config: &Config, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_message(config, Opcode::Text, text.as_bytes(), out)
     }
 
     /// Appends a binary message, in one frame, to `out` (RFC 6455 §5.6); compressed like
-    /// [`WebSocket::send_text`].
-    pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
-        self.send_message(Opcode::Binary, data, out)
+    /// [`WebSocketCore::send_text`].
+    pub fn send_binary(&mut self, config: &Config, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_message(config, Opcode::Binary, data, out)
     }
 
     /// Appends one whole data message (Text or Binary) by opcode, compressed as
-    /// [`WebSocket::send_text`] would: for a caller that holds a message by its opcode, such as
+    /// [`WebSocketCore::send_text`] would: for a caller that holds a message by its opcode, such as
     /// a server re-encoding a published frame for one subscriber.
     pub fn send_frame_compressed(
         &mut self,
+        config: &Config,
         opcode: Opcode,
         payload: &[u8],
         out: &mut Vec<u8>,
@@ -89,7 +90,7 @@ impl WebSocket {
         if opcode.is_control() || opcode == Opcode::Continuation {
             return Err(SendError::ControlFrameTooLong);
         }
-        self.send_message(opcode, payload, out)
+        self.send_message(config, opcode, payload, out)
     }
 
     /// One whole message, compressed (RSV1 set, RFC 7692 §6.1) or not.
@@ -98,12 +99,18 @@ impl WebSocket {
     /// the plain one. With context takeover it is sent anyway: the compressor's window now
     /// holds it, and the peer's window must too (RFC 7692 §7.2.3.2: uncompressed messages do
     /// not enter the window).
-    fn send_message(&mut self, opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+    fn send_message(
+        &mut self,
+        config: &Config,
+        opcode: Opcode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::Closing);
         }
         let mask = self.next_mask();
-        let threshold = self.config.deflate_threshold;
+        let threshold = config.deflate_threshold;
         if let Some(d) = pmd(&mut self.ext) {
             if payload.len() >= threshold && d.compressor.can_compress() {
                 let start = out.len();
@@ -137,7 +144,7 @@ impl WebSocket {
 /// The header of a data frame whose payload the caller writes itself, straight from its own
 /// buffer (one vectored write, no copy into a queue), for a connection in `role` and `state`.
 /// Unmasked, so only for the server role: a client's payload must be masked (RFC 6455 §5.3)
-/// and goes through [`WebSocket::send_frame`]. No data frame once a Close was sent
+/// and goes through [`WebSocketCore::send_frame`]. No data frame once a Close was sent
 /// (RFC 6455 §5.5.1). A free function so a caller holding a message borrowed from the
 /// connection can still frame its answer from a snapshot of the state.
 pub fn data_frame_header(

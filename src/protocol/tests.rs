@@ -250,7 +250,7 @@ fn large_buffers_are_released_after_use() {
     assert_eq!(r2.unwrap().len(), 1);
     let _ = feed(&mut ws, &cframe(true, Opcode::Ping, b""));
     assert_eq!(ws.buffered_message_len(), 0);
-    assert!(ws.rx.as_ref().map_or(0, |r| r.message.capacity()) <= KEEP_BUFFER_CAPACITY);
+    assert!(ws.core.rx.as_ref().map_or(0, |r| r.message.capacity()) <= KEEP_BUFFER_CAPACITY);
 }
 
 // --- one test per rule, each with its close code ---
@@ -413,7 +413,7 @@ fn rule_frame_over_the_limit_fails_at_the_header() {
     let (r, out) = feed(&mut ws, &header);
     assert_eq!(r, Err(ProtocolError::FrameTooLarge));
     assert_eq!(frames_out(&out)[0].1[..2], 1009u16.to_be_bytes());
-    assert_eq!(ws.rx.as_ref().map_or(0, |r| r.message.capacity()), 0);
+    assert_eq!(ws.core.rx.as_ref().map_or(0, |r| r.message.capacity()), 0);
     // The default frame limit, with a 64-bit length.
     let header = frame::encode_header(true, Opcode::Binary, Some(KEY), (64 << 20) + 1);
     assert_fails(&header, ProtocolError::FrameTooLarge, 1009);
@@ -1078,17 +1078,17 @@ fn a_whole_frame_in_one_read_needs_no_receive_state() {
     let r = ws.receive(&mut input, &mut out).unwrap();
     assert_eq!(r.event, Some(Event::Text("0123456789abcdefghijklmnopqrstuv")));
     // The hot path: handed out from the input, nothing boxed, not even while lent out.
-    assert!(ws.rx.is_none());
+    assert!(ws.core.rx.is_none());
     assert_eq!(ws.memory_held(), 0);
     // Nor does an empty read, or a frame that completes empty after a cut header.
     let r = ws.receive(&mut [], &mut out).unwrap();
     assert_eq!(r.event, None);
-    assert!(ws.rx.is_none());
+    assert!(ws.core.rx.is_none());
     let empty = cframe(true, Opcode::Binary, b"");
     assert_eq!(feed(&mut ws, &empty[..3]).0, Ok(vec![]));
-    assert!(ws.rx.is_some());
+    assert!(ws.core.rx.is_some());
     assert_eq!(feed(&mut ws, &empty[3..]).0, Ok(vec![OwnedEvent::Binary(vec![])]));
-    assert!(ws.rx.is_none());
+    assert!(ws.core.rx.is_none());
 }
 
 #[test]
@@ -1099,26 +1099,26 @@ fn the_receive_state_lives_only_while_a_frame_is_cut_or_a_message_fragmented() {
     for cut in [1, 20] {
         let (r, _) = feed(&mut ws, &whole[..cut]);
         assert_eq!(r.unwrap(), vec![]);
-        assert!(ws.rx.is_some(), "cut at {cut}: the partial frame is kept");
+        assert!(ws.core.rx.is_some(), "cut at {cut}: the partial frame is kept");
         let (r, _) = feed(&mut ws, &whole[cut..]);
         assert_eq!(r.unwrap(), vec![OwnedEvent::Binary(vec![5; 300])]);
         ws.release_event();
-        assert!(ws.rx.is_none(), "cut at {cut}: gone once delivered");
+        assert!(ws.core.rx.is_none(), "cut at {cut}: gone once delivered");
         assert_eq!(ws.memory_held(), 0);
     }
     // A fragmented message, with a Ping between its fragments.
     let (r, _) = feed(&mut ws, &cframe(false, Opcode::Text, b"hel"));
     assert_eq!(r.unwrap(), vec![]);
-    assert!(ws.rx.is_some());
+    assert!(ws.core.rx.is_some());
     let (r, out) = feed(&mut ws, &cframe(true, Opcode::Ping, b"p"));
     assert_eq!(r.unwrap(), vec![OwnedEvent::Ping(b"p".to_vec())]);
     assert_eq!(frames_out(&out), [(Opcode::Pong, b"p".to_vec())]);
     ws.release_event();
-    assert!(ws.rx.is_some(), "still fragmented");
+    assert!(ws.core.rx.is_some(), "still fragmented");
     let (r, _) = feed(&mut ws, &cframe(true, Opcode::Continuation, b"lo"));
     assert_eq!(r.unwrap(), vec![OwnedEvent::Text("hello".into())]);
     ws.release_event();
-    assert!(ws.rx.is_none());
+    assert!(ws.core.rx.is_none());
     // A continuation with nothing to continue still fails, from the hot path's state too.
     let (r, _) = feed(&mut ws, &cframe(true, Opcode::Continuation, b"x"));
     assert_eq!(r, Err(ProtocolError::UnexpectedContinuation));
@@ -1149,4 +1149,30 @@ fn the_hot_path_keeps_every_rule_of_the_general_one() {
         let (r, _) = feed(&mut ws, &bytes[1..]);
         assert_eq!(r, Err(err), "cut");
     }
+}
+
+/// A server keeps one `Config` per loop and lends it to each connection's `WebSocketCore` per
+/// call, tightening `max_message_size` under memory pressure: the limits that govern a call
+/// are the ones passed to it (RFC 6455 §10.4), and the core carries none of its own.
+#[test]
+fn a_core_is_held_to_the_limits_passed_with_each_call() {
+    let wide = Config::default();
+    let tight = Config::default().max_message_size(4);
+    let mut ws = WebSocketCore::server();
+    let mut out = Vec::new();
+    let mut first = cframe(true, Opcode::Text, b"hello");
+    let r = ws
+        .receive(&wide, &mut first, &mut out)
+        .map(|r| r.event.map(|e| e.to_owned_event()));
+    assert_eq!(r, Ok(Some(OwnedEvent::Text("hello".into()))));
+    assert!(out.is_empty());
+    // The same bytes under the tighter limits fail with 1009 (RFC 6455 §7.4.1).
+    let mut second = cframe(true, Opcode::Text, b"hello");
+    let r = ws.receive(&tight, &mut second, &mut out).map(|r| r.consumed);
+    assert_eq!(r, Err(ProtocolError::MessageTooLarge));
+    assert_eq!(ws.state(), State::Failed);
+    assert_eq!(
+        frames_out(&out),
+        vec![(Opcode::Close, close_payload(1009, "message too large"))]
+    );
 }

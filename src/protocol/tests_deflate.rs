@@ -406,8 +406,8 @@ fn idle_memory_per_mode() {
         s.send_text(msg, &mut back).unwrap();
         let mut dummy = Vec::new();
         s.receive(&mut [], &mut dummy).unwrap(); // releases the last event's buffer
-        let text = pmd_ref(&s.ext).map_or(0, |d| d.text.capacity());
-        s.memory_held() - s.rx.as_ref().map_or(0, |r| r.held_bytes()) - text
+        let text = pmd_ref(&s.core.ext).map_or(0, |d| d.text.capacity());
+        s.memory_held() - s.core.rx.as_ref().map_or(0, |r| r.held_bytes()) - text
     };
     assert_eq!(exchange(None), 0);
     let boxed = std::mem::size_of::<Ext>();

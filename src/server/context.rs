@@ -18,7 +18,7 @@ use crate::error::SendError;
 use crate::frame::CloseCode;
 use crate::handshake::deflate::DeflatePolicy;
 use crate::handshake::Request;
-use crate::protocol::{self, Role, State, WebSocket};
+use crate::protocol::{self, Role, State, WebSocketCore};
 use std::io::{IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -225,7 +225,7 @@ pub(crate) enum WsRef<'a> {
     /// this snapshot of its state. Only for connections without permessage-deflate.
     Snapshot(State),
     /// The `WebSocket` itself: sends go through it (and its compressor).
-    Live(&'a mut WebSocket),
+    Live(&'a mut WebSocketCore),
 }
 
 /// The connection side of a [`Context`].
@@ -459,11 +459,12 @@ impl<S> Context<'_, S> {
             return SendStatus::Dropped;
         };
         let tap = self.conn.tap.as_deref_mut();
+        let limits = &self.lp.core.config.websocket;
         let sent = self.conn.out.append(&mut self.lp.pool, |v| {
             let start = v.len();
             let r = match message {
-                Message::Text(t) => ws.send_text(t, v),
-                Message::Binary(b) => ws.send_binary(b, v),
+                Message::Text(t) => ws.send_text(limits, t, v),
+                Message::Binary(b) => ws.send_binary(limits, b, v),
             };
             if let Some(tap) = tap {
                 tap.extend_from_slice(v.get(start..).unwrap_or_default());
@@ -524,9 +525,10 @@ impl<S> Context<'_, S> {
                 let Some((opcode, payload)) = frame.payload() else {
                     return;
                 };
+                let limits = &self.lp.core.config.websocket;
                 let sent = self.conn.out.append(&mut self.lp.pool, |v| {
                     let start = v.len();
-                    let r = ws.send_frame_compressed(opcode, payload, v);
+                    let r = ws.send_frame_compressed(limits, opcode, payload, v);
                     if let Some(tap) = tap {
                         tap.extend_from_slice(v.get(start..).unwrap_or_default());
                     }

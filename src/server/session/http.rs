@@ -18,7 +18,7 @@ use super::ws::{Opening, WsConn};
 use super::{guarded, ms, Cx};
 use crate::handshake::deflate::negotiate_deflate;
 use crate::handshake::{self, ParseStatus, Request, RequestParser, UpgradeRequest};
-use crate::protocol::WebSocket;
+use crate::protocol::WebSocketCore;
 use log::{debug, error, warn};
 use std::any::TypeId;
 use std::sync::Arc;
@@ -828,9 +828,9 @@ fn open_upgrade<S: Send + 'static, H: Handler<State = S>>(
         response: if capture_frames { response } else { Vec::new() },
         frames_in: Vec::new(),
     });
-    let mut ws = WebSocket::server(config.websocket);
+    let mut ws = WebSocketCore::server();
     if let Some((params, _)) = negotiated {
-        ws = ws.with_deflate(params);
+        ws = ws.with_deflate(params, &config.websocket);
     }
     let opening = Opening {
         ws,

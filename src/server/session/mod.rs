@@ -602,7 +602,11 @@ mod idle_size {
             // congestion, which were the session's before the phases were split.
             ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 128),
             ("Transport", size_of::<super::Transport>(), 96),
-            ("protocol::WebSocket", size_of::<crate::protocol::WebSocket>(), 56),
+            (
+                "protocol::WebSocketCore",
+                size_of::<crate::protocol::WebSocketCore>(),
+                24,
+            ),
             ("protocol::Config", size_of::<crate::protocol::Config>(), 32),
             ("Outbound", size_of::<crate::server::outbound::Outbound>(), 8),
             ("ConnId", size_of::<crate::server::ConnId>(), 16),

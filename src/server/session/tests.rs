@@ -7,7 +7,7 @@ use super::ws::{Opening, WsConn};
 use super::{Cx, Io, Session};
 use crate::frame::CloseCode;
 use crate::handshake::Request;
-use crate::protocol::{Config, OwnedEvent, WebSocket};
+use crate::protocol::{Config, OwnedEvent, WebSocket, WebSocketCore};
 use crate::server::context::LoopState;
 use crate::server::shared::Core;
 use crate::server::throttle::Throttle;
@@ -267,7 +267,7 @@ fn http_phase_refuses_an_upgrade_the_handler_refuses() {
 
 fn ws_conn(lp: &mut LoopState) -> WsConn<u32> {
     let opening = Opening {
-        ws: WebSocket::server(lp.core.config.websocket),
+        ws: WebSocketCore::server(),
         target: lp.intern_target("/chat"),
         request: None,
         state: 0,
@@ -280,7 +280,7 @@ fn ws_conn(lp: &mut LoopState) -> WsConn<u32> {
 
 fn ws_conn_limited(lp: &mut LoopState, rate: MessageRate) -> WsConn<u32> {
     let opening = Opening {
-        ws: WebSocket::server(lp.core.config.websocket),
+        ws: WebSocketCore::server(),
         target: lp.intern_target("/chat"),
         request: None,
         state: 0,

@@ -16,7 +16,7 @@ use crate::deflate::{self, BroadcastCompressor, Encoded};
 use crate::frame::CloseCode;
 use crate::handshake::Request;
 use crate::observe::Direction;
-use crate::protocol::{Event, State, WebSocket};
+use crate::protocol::{Event, State, WebSocketCore};
 use log::{debug, error, info};
 use std::io::Write;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub(super) fn pong_rtt(payload: &[u8], now: Millis) -> Option<u32> {
 
 /// One WebSocket connection's protocol and application state. See the module docs.
 pub(crate) struct WsConn<S> {
-    pub(super) ws: WebSocket,
+    pub(super) ws: WebSocketCore,
     /// The request target: path and query string, as the client sent them; shared by every
     /// connection of the loop with the same target (see `LoopState::intern_target`).
     target: Arc<str>,
@@ -100,7 +100,7 @@ struct Kept {
 
 /// What the HTTP phase decided at the upgrade, for [`WsConn::new`].
 pub(super) struct Opening<S> {
-    pub(super) ws: WebSocket,
+    pub(super) ws: WebSocketCore,
     pub(super) target: Arc<str>,
     pub(super) request: Option<Request>,
     pub(super) state: S,
@@ -191,7 +191,8 @@ impl<S: Send + 'static> WsConn<S> {
             // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
             // up to the level where shedding stops, so admitting it never forces a shed.
             let room = ws.buffered_message_len().saturating_add(core.info.message_room());
-            ws.set_max_message_size(core.config.websocket.max_message_size.min(room));
+            let mut limits = core.config.websocket;
+            limits.max_message_size = limits.max_message_size.min(room);
             let ws_state = ws.state();
             // With permessage-deflate the handler may compress with this connection's
             // compressor, so the message is copied out of the `WebSocket` first (the inflated
@@ -199,7 +200,7 @@ impl<S: Send + 'static> WsConn<S> {
             let deflate_on = ws.deflate_params().is_some();
             let start = pos;
             let mut auto = Vec::new();
-            let received = match ws.receive(input.get_mut(pos..).unwrap_or_default(), &mut auto) {
+            let received = match ws.receive(&limits, input.get_mut(pos..).unwrap_or_default(), &mut auto) {
                 Ok(r) => r,
                 Err(err) => {
                     debug!("{} broke the protocol: {err}", t.peer());
@@ -625,7 +626,7 @@ impl<S: Send + 'static> WsConn<S> {
                 let mut sent = Vec::new();
                 let r = t.out.append(&mut lp.pool, |v| {
                     let start = v.len();
-                    let r = ws.send_frame_compressed(opcode, payload, v);
+                    let r = ws.send_frame_compressed(&config.websocket, opcode, payload, v);
                     sent.extend_from_slice(v.get(start..).unwrap_or_default());
                     r
                 });
