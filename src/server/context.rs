@@ -68,6 +68,10 @@ pub(crate) struct LoopState {
     pub(crate) broadcast: Option<BroadcastCompressor>,
     /// Bytes a callback wrote straight to its socket (direct writes), for its session's count.
     pub(crate) direct_written: u64,
+    /// The Close the current callback asked for ([`Context::close`]): code and reason, taken
+    /// when the callback returns. Here, not in the connection: it lives only that long, and
+    /// every idle connection would carry its pointer.
+    pub(crate) close_request: Option<(CloseCode, String)>,
     /// Request targets seen on this loop, shared by the connections that use them.
     pub(crate) targets: std::collections::HashSet<Arc<str>>,
     /// An event stream the current request's handler is setting up (`event_stream.rs`).
@@ -98,6 +102,7 @@ impl LoopState {
             broadcast: None,
             targets: Default::default(),
             direct_written: 0,
+            close_request: None,
             stream_opening: None,
         }
     }
@@ -178,8 +183,6 @@ impl LoopState {
 /// Per-callback requests and flags of one WebSocket, kept by its session.
 #[derive(Debug)]
 pub(crate) struct WsFlags {
-    /// The handler asked to close: code and reason.
-    pub(crate) close_request: Option<Box<(CloseCode, String)>>,
     /// A send returned Backpressure: call `on_drain` once the queue empties.
     pub(crate) drain_armed: bool,
     /// A direct write failed: the connection is broken.
@@ -201,7 +204,6 @@ pub(crate) const NO_RTT: u32 = u32::MAX;
 impl Default for WsFlags {
     fn default() -> WsFlags {
         WsFlags {
-            close_request: None,
             drain_armed: false,
             write_failed: false,
             ping_request: false,
@@ -796,7 +798,7 @@ impl<S> Context<'_, S> {
         // What this callback published to this connection goes before the Close (call order,
         // as for `send`); nothing is sent after it.
         self.send_own_publications();
-        self.conn.flags.close_request = Some(Box::new((code, reason.to_owned())));
+        self.lp.close_request = Some((code, reason.to_owned()));
         self.conn.can_send = false;
         Ok(())
     }

@@ -33,7 +33,7 @@ mod ws;
 use super::budget::Frame;
 use super::context::LoopState;
 use super::limiter::Refusal;
-use super::timers::Millis;
+use super::timers::{Millis, Stamp, STAMP_RANGE};
 use super::{ConnId, Handler};
 use crate::frame::CloseCode;
 use congestion::Backlog;
@@ -131,9 +131,11 @@ impl<S> DerefMut for Session<S> {
     }
 }
 
-/// A configured duration in the loop's milliseconds.
+/// A configured duration in the loop's milliseconds, at most [`STAMP_RANGE`] (24.8 days): a
+/// connection keeps its deadlines in 32 bits (`timers::Stamp`), exact that far from now, so a
+/// longer timeout counts as 24.8 days.
 fn ms(d: Duration) -> Millis {
-    d.as_millis() as Millis
+    d.as_millis().min(u128::from(STAMP_RANGE)) as Millis
 }
 
 /// Runs a handler callback, turning a panic into an error message.
@@ -338,7 +340,7 @@ impl<S: Send + 'static> Session<S> {
             t.closing = Closing::Done;
         } else {
             t.closing = Closing::AfterFlush;
-            t.closing_deadline = cx.lp.now + ms(cx.lp.core.config.close_timeout);
+            t.closing_deadline = Stamp::new(cx.lp.now + ms(cx.lp.core.config.close_timeout), cx.lp.now);
         }
     }
 
@@ -435,7 +437,7 @@ impl<S: Send + 'static> Session<S> {
     /// When this session wants to be called back ([`Session::on_timeout`]).
     pub(crate) fn next_deadline(&self, lp: &LoopState) -> Millis {
         if !self.t.is_open() {
-            return self.t.closing_deadline;
+            return self.t.closing_deadline.get(lp.now);
         }
         match &self.phase {
             // A request held by a backed-up room is not timed out: its message was delivered,
@@ -464,7 +466,7 @@ impl<S: Send + 'static> Session<S> {
             } else {
                 "close timeout"
             };
-            return (Some(why).filter(|_| now >= t.closing_deadline), Vec::new());
+            return (Some(why).filter(|_| now >= t.closing_deadline.get(now)), Vec::new());
         }
         match &mut self.phase {
             Phase::Http(h) if h.is_waiting() => {
@@ -591,23 +593,26 @@ mod idle_size {
     #[test]
     fn an_idle_connection_stays_within_its_byte_budget() {
         let sizes = [
-            ("Session<()>", size_of::<super::Session<()>>(), 224),
+            ("Session<()>", size_of::<super::Session<()>>(), 168),
             // The demo's State (`wsloop serve`, src/demo/): an optional boxed member.
             (
                 "Session<demo State>",
                 size_of::<super::Session<Option<Box<String>>>>(),
-                232,
+                176,
             ),
             // The WebSocket phase: with the heartbeat clock, the close reply's deadline and
             // congestion, which were the session's before the phases were split.
-            ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 128),
-            ("Transport", size_of::<super::Transport>(), 96),
+            ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 80),
+            ("Transport", size_of::<super::Transport>(), 88),
             (
                 "protocol::WebSocketCore",
                 size_of::<crate::protocol::WebSocketCore>(),
                 24,
             ),
+            // Once per loop (the server's config), lent to each connection's core per call.
             ("protocol::Config", size_of::<crate::protocol::Config>(), 32),
+            // The deadlines and the last-heard time a connection keeps (four of them).
+            ("timers::Stamp", size_of::<crate::server::timers::Stamp>(), 4),
             ("Outbound", size_of::<crate::server::outbound::Outbound>(), 8),
             ("ConnId", size_of::<crate::server::ConnId>(), 16),
         ];

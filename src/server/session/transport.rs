@@ -7,7 +7,7 @@ use super::super::budget::{Charge, MemoryBudget};
 use super::super::limiter::PerIp;
 use super::super::metrics::LoopStats;
 use super::super::outbound::{BufferPool, Outbound};
-use super::super::timers::Millis;
+use super::super::timers::{Millis, Stamp};
 use super::super::ConnId;
 use std::net::SocketAddr;
 
@@ -35,7 +35,7 @@ pub(crate) struct Transport {
     pub(crate) bytes_out: u64,
     pub(super) closing: Closing,
     /// While closing: when to give up flushing (close timeout) or lingering.
-    pub(super) closing_deadline: Millis,
+    pub(super) closing_deadline: Stamp,
     /// The peer has closed its side.
     pub(super) eof: bool,
     /// Input taken from the socket but not processed yet (the connection paused in the middle).
@@ -51,7 +51,7 @@ pub(crate) struct Transport {
     /// follows the request waits in the stash until it is decided.
     pub(super) waiting: bool,
     /// When the loop's timers will call this connection back.
-    pub(crate) timer_at: Millis,
+    pub(crate) timer_at: Stamp,
     charge: Charge,
     queued_reported: u32,
     /// Counted in the per-address table (`limiter::PerIp`) until [`Transport::release_ip`].
@@ -67,7 +67,7 @@ impl Transport {
             bytes_in: 0,
             bytes_out: 0,
             closing: Closing::No,
-            closing_deadline: 0,
+            closing_deadline: Stamp::new(0, 0),
             eof: false,
             stash: Stash::default(),
             backpressured: false,
@@ -188,7 +188,7 @@ impl Transport {
     pub(super) fn start_closing(&mut self, now: Millis, timeout: Millis) {
         if self.closing == Closing::No {
             self.closing = Closing::AfterFlush;
-            self.closing_deadline = now + timeout;
+            self.closing_deadline = Stamp::new(now + timeout, now);
             self.stash.clear();
         }
     }
@@ -202,7 +202,7 @@ impl Transport {
                 self.closing = Closing::Done;
             } else {
                 self.closing = Closing::Linger;
-                self.closing_deadline = now + LINGER_MS;
+                self.closing_deadline = Stamp::new(now + LINGER_MS, now);
             }
         }
     }

@@ -7,7 +7,7 @@ use super::super::budget::Frame;
 use super::super::context::{Capture, ConnParts, Context, LoopState, WsFlags, WsRef};
 use super::super::metrics::{CloseSide, LoopStats};
 use super::super::throttle::{RateLimitAction, Throttle};
-use super::super::timers::Millis;
+use super::super::timers::{Millis, Stamp};
 use super::super::{ConnId, Handler, Message};
 use super::congestion::Backlog;
 use super::transport::Transport;
@@ -82,10 +82,10 @@ pub(crate) struct WsConn<S> {
     /// was not off and the handler did not turn it off): what [`Context::deflate_policy`] reads.
     deflate_allowed: bool,
     /// When the peer last sent anything: the heartbeat counts from here.
-    last_recv: Millis,
+    last_recv: Stamp,
     /// After our Close: when to stop waiting for the peer's (close timeout, or the shutdown
     /// grace).
-    close_reply_deadline: Millis,
+    close_reply_deadline: Stamp,
     /// Fan-out backpressure: the session reaches it for `hold`, `take_held`, `decongest`.
     pub(super) congestion: Backlog,
 }
@@ -126,8 +126,8 @@ impl<S: Send + 'static> WsConn<S> {
             ping_outstanding: false,
             close_notified: None,
             deflate_allowed: o.deflate_allowed,
-            last_recv: now,
-            close_reply_deadline: 0,
+            last_recv: Stamp::new(now, now),
+            close_reply_deadline: Stamp::new(now, now),
             congestion: Backlog::default(),
         }
     }
@@ -160,7 +160,7 @@ impl<S: Send + 'static> WsConn<S> {
         cx: &mut Cx<'_, H>,
     ) -> usize {
         let core = cx.lp.core.clone();
-        self.last_recv = cx.lp.now;
+        self.last_recv = Stamp::new(cx.lp.now, cx.lp.now);
         self.ping_outstanding = false;
         // Kept (raw, still masked) for the observer and `Context::frames_in`: receive()
         // unmasks in place.
@@ -422,8 +422,7 @@ impl<S: Send + 'static> WsConn<S> {
         if std::mem::take(&mut self.flags.ping_request) {
             self.send_ping(t, cx.lp);
         }
-        if let Some(request) = self.flags.close_request.take() {
-            let (code, reason) = *request;
+        if let Some((code, reason)) = cx.lp.close_request.take() {
             self.request_close(t, cx.lp, code, &reason);
         }
         t.check_backpressure(cx.lp.core.config.backpressure_high_water, cx.lp.stats());
@@ -432,7 +431,7 @@ impl<S: Send + 'static> WsConn<S> {
     fn handler_panicked<H>(&mut self, t: &mut Transport, cx: &mut Cx<'_, H>, callback: &str, panic: &str) {
         error!("handler panicked in {callback} for #{} {}: {panic}", t.id, t.peer());
         LoopStats::add(&cx.lp.stats().handler_panics, 1);
-        self.flags.close_request = None;
+        cx.lp.close_request = None;
         // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
         // the request". The connection is read no more; on_close still runs when it goes, so
         // the application can clean up.
@@ -491,6 +490,7 @@ impl<S: Send + 'static> WsConn<S> {
             Ok(()) => self.after_callback(t, cx),
             Err(panic) if can_send => self.handler_panicked(t, cx, name, &panic),
             Err(panic) => {
+                cx.lp.close_request = None;
                 error!("handler panicked in {name} for #{} {}: {panic}", t.id, t.peer());
                 LoopStats::add(&cx.lp.stats().handler_panics, 1);
             }
@@ -540,7 +540,7 @@ impl<S: Send + 'static> WsConn<S> {
                     obs.frames(t.id, t.peer(), Direction::Sent, &bytes);
                 }
                 t.queue(&mut lp.pool, &bytes);
-                self.close_reply_deadline = lp.now + ms(lp.core.config.close_timeout);
+                self.close_reply_deadline = Stamp::new(lp.now + ms(lp.core.config.close_timeout), lp.now);
             }
             Err(e) => debug!("close for #{} not sent: {e}", t.id),
         }
@@ -549,7 +549,7 @@ impl<S: Send + 'static> WsConn<S> {
     /// The server is shutting down: Close 1001, and the shutdown grace for the answer.
     pub(super) fn shutdown(&mut self, t: &mut Transport, lp: &mut LoopState) {
         self.request_close(t, lp, CloseCode::GOING_AWAY, "server shutting down");
-        self.close_reply_deadline = lp.now + ms(lp.core.config.shutdown_grace);
+        self.close_reply_deadline = Stamp::new(lp.now + ms(lp.core.config.shutdown_grace), lp.now);
     }
 
     /// Queues a message published by someone. Encode-once: `frame` (plain) is shared by every
@@ -647,7 +647,7 @@ impl<S: Send + 'static> WsConn<S> {
     pub(super) fn next_deadline(&self, lp: &LoopState) -> Millis {
         let config = &lp.core.config;
         if self.ws.state() == State::CloseSent {
-            return self.close_reply_deadline;
+            return self.close_reply_deadline.get(lp.now);
         }
         let silence = if self.ping_outstanding {
             ms(config.idle_timeout)
@@ -658,7 +658,7 @@ impl<S: Send + 'static> WsConn<S> {
             // Not read while throttled: the peer is not silent, we are not listening (its
             // Pong may be waiting unread); the heartbeat counts again once reading resumes.
             Some(until) => until,
-            None => self.last_recv + silence,
+            None => self.last_recv.get(lp.now) + silence,
         };
         if let Some(stall) = self.congestion.stall_deadline(ms(config.fanout_stall_timeout)) {
             at = at.min(stall);
@@ -679,7 +679,7 @@ impl<S: Send + 'static> WsConn<S> {
                 th.until = 0;
             }
             t.throttled = false;
-            self.last_recv = self.last_recv.max(now);
+            self.last_recv = Stamp::new(self.last_recv.get(now).max(now), now);
         }
         if let Some(held) = self.congestion.stall_if_due(now, ms(config.fanout_stall_timeout)) {
             // Backed up for too long: stop holding publishers back; if it keeps not reading,
@@ -688,13 +688,13 @@ impl<S: Send + 'static> WsConn<S> {
             debug!("#{} {}: subscriber stalled, releasing its publishers", t.id, t.peer());
         }
         if self.ws.state() == State::CloseSent {
-            let why = Some("no answer to our Close").filter(|_| now >= self.close_reply_deadline);
+            let why = Some("no answer to our Close").filter(|_| now >= self.close_reply_deadline.get(now));
             return (why, released);
         }
         if t.throttled {
             return (None, released);
         }
-        let silent = now.saturating_sub(self.last_recv);
+        let silent = now.saturating_sub(self.last_recv.get(now));
         if silent >= ms(config.idle_timeout) {
             return (Some("heartbeat: peer silent"), released);
         }

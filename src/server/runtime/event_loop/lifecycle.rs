@@ -17,7 +17,9 @@ impl<H: Handler> EventLoop<H> {
         if let Some(conn) = self.conns.get_mut(slot) {
             let deadline = conn.session.next_deadline(&self.lp);
             let generation = conn.session.id.generation();
-            self.timers.arm(slot, generation, deadline, &mut conn.session.timer_at);
+            let now = self.lp.now;
+            self.timers
+                .arm(slot, generation, deadline, now, &mut conn.session.timer_at);
         }
     }
 
@@ -27,7 +29,7 @@ impl<H: Handler> EventLoop<H> {
             let Some(conn) = self.conns.get_gen_mut(slot, generation) else {
                 continue;
             };
-            if conn.session.timer_at != at {
+            if conn.session.timer_at != timers::Stamp::new(at, now) {
                 continue; // superseded by an earlier entry
             }
             conn.session.timer_at = timers::NOT_SCHEDULED;
