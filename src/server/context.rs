@@ -71,7 +71,7 @@ pub(crate) struct LoopState {
     /// The Close the current callback asked for ([`Context::close`]): code and reason, taken
     /// when the callback returns. Here, not in the connection: it lives only that long, and
     /// every idle connection would carry its pointer.
-    pub(crate) close_request: Option<(CloseCode, String)>,
+    pub(crate) close_request: Option<Box<(CloseCode, String)>>,
     /// Request targets seen on this loop, shared by the connections that use them.
     pub(crate) targets: std::collections::HashSet<Arc<str>>,
     /// An event stream the current request's handler is setting up (`event_stream.rs`).
@@ -798,7 +798,7 @@ impl<S> Context<'_, S> {
         // What this callback published to this connection goes before the Close (call order,
         // as for `send`); nothing is sent after it.
         self.send_own_publications();
-        self.lp.close_request = Some((code, reason.to_owned()));
+        self.lp.close_request = Some(Box::new((code, reason.to_owned())));
         self.conn.can_send = false;
         Ok(())
     }

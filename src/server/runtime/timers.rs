@@ -43,6 +43,11 @@ impl Stamp {
         Stamp(at as u32)
     }
 
+    /// `now` itself (always in range: no clamping on the receive path).
+    pub(crate) fn at_now(now: Millis) -> Stamp {
+        Stamp(now as u32)
+    }
+
     /// The time on the loop's clock nearest to `now` whose low 32 bits this is.
     pub(crate) fn get(self, now: Millis) -> Millis {
         let ahead = self.0.wrapping_sub(now as u32) as i32;
@@ -74,11 +79,12 @@ impl Timers {
         if *scheduled != NOT_SCHEDULED && scheduled.get(now) <= deadline {
             return;
         }
-        let mut stamp = Stamp::new(deadline, now);
+        // Within range of `now` (a connection's deadlines are never that far behind it).
+        let mut stamp = Stamp(deadline as u32);
         if stamp == NOT_SCHEDULED {
             // The one time in 2^32 whose stamp reads "none": called back a millisecond late.
             deadline += 1;
-            stamp = Stamp::new(deadline, now);
+            stamp = Stamp(deadline as u32);
         }
         *scheduled = stamp;
         self.heap.push(Reverse(Entry {

@@ -135,7 +135,9 @@ impl<S> DerefMut for Session<S> {
 /// connection keeps its deadlines in 32 bits (`timers::Stamp`), exact that far from now, so a
 /// longer timeout counts as 24.8 days.
 fn ms(d: Duration) -> Millis {
-    d.as_millis().min(u128::from(STAMP_RANGE)) as Millis
+    // In u64: `as_millis` is u128 arithmetic, and this runs on every rearm of a timer.
+    let whole = d.as_secs().min(STAMP_RANGE / 1000 + 1) * 1000;
+    (whole + u64::from(d.subsec_millis())).min(STAMP_RANGE)
 }
 
 /// Runs a handler callback, turning a panic into an error message.
@@ -589,6 +591,19 @@ impl<S: Send + 'static> Session<S> {
 #[cfg(all(test, target_pointer_width = "64"))]
 mod idle_size {
     use std::mem::size_of;
+
+    /// Timeouts count at most 24.8 days, so every deadline a connection keeps in 32 bits
+    /// (`timers::Stamp`) reads back exactly; shorter ones keep their milliseconds.
+    #[test]
+    fn a_timeout_counts_at_most_what_a_stamp_holds() {
+        use super::{ms, STAMP_RANGE};
+        use std::time::Duration;
+        assert_eq!(ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(ms(Duration::from_secs(60)), 60_000);
+        assert_eq!(ms(Duration::from_millis(STAMP_RANGE)), STAMP_RANGE);
+        assert_eq!(ms(Duration::from_secs(100 * 86_400)), STAMP_RANGE);
+        assert_eq!(ms(Duration::MAX), STAMP_RANGE);
+    }
 
     #[test]
     fn an_idle_connection_stays_within_its_byte_budget() {

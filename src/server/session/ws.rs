@@ -16,7 +16,7 @@ use crate::deflate::{self, BroadcastCompressor, Encoded};
 use crate::frame::CloseCode;
 use crate::handshake::Request;
 use crate::observe::Direction;
-use crate::protocol::{Event, State, WebSocketCore};
+use crate::protocol::{Config, Event, State, WebSocketCore};
 use log::{debug, error, info};
 use std::io::Write;
 use std::sync::Arc;
@@ -126,7 +126,7 @@ impl<S: Send + 'static> WsConn<S> {
             ping_outstanding: false,
             close_notified: None,
             deflate_allowed: o.deflate_allowed,
-            last_recv: Stamp::new(now, now),
+            last_recv: Stamp::at_now(now),
             close_reply_deadline: Stamp::new(now, now),
             congestion: Backlog::default(),
         }
@@ -160,7 +160,7 @@ impl<S: Send + 'static> WsConn<S> {
         cx: &mut Cx<'_, H>,
     ) -> usize {
         let core = cx.lp.core.clone();
-        self.last_recv = Stamp::new(cx.lp.now, cx.lp.now);
+        self.last_recv = Stamp::at_now(cx.lp.now);
         self.ping_outstanding = false;
         // Kept (raw, still masked) for the observer and `Context::frames_in`: receive()
         // unmasks in place.
@@ -191,8 +191,18 @@ impl<S: Send + 'static> WsConn<S> {
             // A message may only grow as far as the memory budget allows (RFC 6455 §10.4):
             // up to the level where shedding stops, so admitting it never forces a shed.
             let room = ws.buffered_message_len().saturating_add(core.info.message_room());
-            let mut limits = core.config.websocket;
-            limits.max_message_size = limits.max_message_size.min(room);
+            // The loop's limits as they are, or (rarely) a copy with the message size cut to
+            // the room: no copy per message while the budget has room.
+            let tight;
+            let limits = if room < core.config.websocket.max_message_size {
+                tight = Config {
+                    max_message_size: room,
+                    ..core.config.websocket
+                };
+                &tight
+            } else {
+                &core.config.websocket
+            };
             let ws_state = ws.state();
             // With permessage-deflate the handler may compress with this connection's
             // compressor, so the message is copied out of the `WebSocket` first (the inflated
@@ -200,7 +210,7 @@ impl<S: Send + 'static> WsConn<S> {
             let deflate_on = ws.deflate_params().is_some();
             let start = pos;
             let mut auto = Vec::new();
-            let received = match ws.receive(&limits, input.get_mut(pos..).unwrap_or_default(), &mut auto) {
+            let received = match ws.receive(limits, input.get_mut(pos..).unwrap_or_default(), &mut auto) {
                 Ok(r) => r,
                 Err(err) => {
                     debug!("{} broke the protocol: {err}", t.peer());
@@ -422,7 +432,8 @@ impl<S: Send + 'static> WsConn<S> {
         if std::mem::take(&mut self.flags.ping_request) {
             self.send_ping(t, cx.lp);
         }
-        if let Some((code, reason)) = cx.lp.close_request.take() {
+        if let Some(request) = cx.lp.close_request.take() {
+            let (code, reason) = *request;
             self.request_close(t, cx.lp, code, &reason);
         }
         t.check_backpressure(cx.lp.core.config.backpressure_high_water, cx.lp.stats());
