@@ -88,7 +88,8 @@ pub struct ServerConfig {
     /// A WebSocket that has sent nothing for this long is sent a Ping. Default 30 s.
     pub ping_interval: Duration,
     /// A WebSocket that has sent nothing (not even a Pong) for this long is dropped.
-    /// Default 60 s (a Ping went out at 30 s).
+    /// Default 60 s (a Ping went out at 30 s). This and the other timeouts here count at most
+    /// 24.8 days: a connection keeps its deadlines in 32 bits.
     pub idle_timeout: Duration,
     /// After we send a Close frame, how long to wait for the peer's before dropping the TCP
     /// connection. Default 5 s.
