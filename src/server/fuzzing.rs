@@ -291,7 +291,7 @@ impl SessionHarness {
         };
         let (resume, released) = s.after_flush(&mut cx);
         for p in released {
-            if p == s.id {
+            if p == s.id(&self.lp) {
                 s.release_hold(&self.lp);
             }
         }
@@ -376,7 +376,7 @@ impl SessionHarness {
         };
         let (drop_now, released) = s.on_timeout(&mut cx);
         for p in released {
-            if p == s.id {
+            if p == s.id(&self.lp) {
                 s.release_hold(&self.lp);
             }
         }
@@ -459,7 +459,7 @@ impl drive::Host for SessionHarness {
 
     /// Only the session itself publishes here: holding anyone else holds nobody.
     fn hold_publisher(&mut self, publisher: ConnId) {
-        if let Some(s) = self.session.as_mut().filter(|s| s.id == publisher) {
+        if let Some(s) = self.session.as_mut().filter(|s| s.id(&self.lp) == publisher) {
             s.add_hold(&self.lp);
         }
     }

@@ -114,7 +114,7 @@ fn deliver_to<D: Host>(host: &mut D, slot: usize, generation: Option<u32>, og: &
     let Some((session, cx)) = host.session(slot, generation) else {
         return;
     };
-    if og.exclude == Some(session.id) {
+    if og.exclude == Some(session.id(cx.lp)) {
         return;
     }
     let held = match session.deliver(&og.frame, compressed, cx.lp) {
@@ -138,8 +138,9 @@ pub(crate) fn retire<H: Handler>(
     why: &str,
 ) -> Vec<ConnId> {
     session.finish(cx, code, why);
-    cx.lp.topics.remove_conn(session.id);
-    cx.lp.recoveries.remove_conn(session.id);
+    let id = session.id(cx.lp);
+    cx.lp.topics.remove_conn(id);
+    cx.lp.recoveries.remove_conn(id);
     let held = session.take_held();
     session.out.clear(&mut cx.lp.pool);
     session.release_charges(cx.lp);

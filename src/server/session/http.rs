@@ -503,7 +503,7 @@ impl HttpConn {
             Response::text(403, format!("403 Forbidden: {why}\n"))
         } else {
             let mut rcx = RequestContext {
-                id: t.id,
+                id: t.id(cx.lp),
                 peer: t.peer(),
                 client: t.client(),
                 lp: &mut *cx.lp,
@@ -522,9 +522,9 @@ impl HttpConn {
                     // deferred answer cannot open one, so what it subscribed is undone now
                     // rather than left to a later request's answer.
                     if let Some(opening) = cx.lp.stream_opening.take() {
-                        if opening.id == t.id {
-                            cx.lp.topics.remove_conn(t.id);
-                            cx.lp.recoveries.remove_conn(t.id);
+                        if opening.id == t.id(cx.lp) {
+                            cx.lp.topics.remove_conn(t.id(cx.lp));
+                            cx.lp.recoveries.remove_conn(t.id(cx.lp));
                             warn!(
                                 "on_request for {}: a deferred answer cannot open an event stream",
                                 request.path()
@@ -582,14 +582,14 @@ impl HttpConn {
         let opens_stream = response.status == 200
             && request.method() == "GET"
             && !cx.lp.shutting_down
-            && cx.lp.stream_opening.as_ref().is_some_and(|o| o.id == t.id);
+            && cx.lp.stream_opening.as_ref().is_some_and(|o| o.id == t.id(cx.lp));
         if opens_stream {
             let trusted = &cx.lp.core.config.trusted_proxies;
             let via_proxy = !trusted.is_empty() && proxy::trusted(trusted, t.peer().ip());
             if let Some(r) = self.charge_stream(t, cx.lp, via_proxy) {
                 cx.lp.stream_opening = None;
-                cx.lp.topics.remove_conn(t.id);
-                cx.lp.recoveries.remove_conn(t.id);
+                cx.lp.topics.remove_conn(t.id(cx.lp));
+                cx.lp.recoveries.remove_conn(t.id(cx.lp));
                 cx.lp.core.metrics().limit_refused(r.reason);
                 let (status, reason) = (r.reason.status(), r.reason.text());
                 answer_and_close(t, cx.lp, request, status, reason, Some(r.retry_after));
@@ -702,7 +702,7 @@ fn upgrade<S: Send + 'static, H: Handler<State = S>>(
             }
             OriginVerdict::Allowed(_) | OriginVerdict::Absent => {
                 let mut rcx = RequestContext {
-                    id: t.id,
+                    id: t.id(cx.lp),
                     peer: t.peer(),
                     client: t.client(),
                     lp: &mut *cx.lp,
@@ -756,7 +756,7 @@ fn refuse_upgrade<H>(t: &mut Transport, cx: &mut Cx<'_, H>, request: &Request, b
     debug!("handshake from {} refused: {why}", t.peer());
     core.metrics().handshake(status);
     if let Some(obs) = &core.observer {
-        obs.handshake(t.id, t.peer(), request, bytes);
+        obs.handshake(t.id(cx.lp), t.peer(), request, bytes);
     }
     t.queue(&mut cx.lp.pool, bytes);
     t.start_closing(cx.lp.now, ms(core.config.close_timeout));
@@ -816,7 +816,7 @@ fn open_upgrade<S: Send + 'static, H: Handler<State = S>>(
     );
     core.metrics().handshake(101);
     if let Some(obs) = &core.observer {
-        obs.handshake(t.id, t.peer(), &request, &response);
+        obs.handshake(t.id(cx.lp), t.peer(), &request, &response);
     }
     t.queue(&mut cx.lp.pool, &response);
     // Shedding drops queued messages but never the 101: a client must be able to read the

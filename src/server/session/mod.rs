@@ -157,6 +157,8 @@ impl<S: Send + 'static> Session<S> {
     pub(crate) fn new(id: ConnId, peer: SocketAddr, lp: &LoopState) -> Self {
         let config = &lp.core.config;
         let deadline = lp.now + ms(config.handshake_timeout);
+        // The transport keeps the slot and generation; the node and loop are `lp`'s.
+        debug_assert_eq!((id.node(), id.loop_index()), (lp.core.node, lp.idx));
         Session {
             t: Transport::new(id, peer),
             phase: Phase::Http(Box::new(HttpConn::new(config.request_limits, deadline))),
@@ -608,17 +610,17 @@ mod idle_size {
     #[test]
     fn an_idle_connection_stays_within_its_byte_budget() {
         let sizes = [
-            ("Session<()>", size_of::<super::Session<()>>(), 168),
+            ("Session<()>", size_of::<super::Session<()>>(), 160),
             // The demo's State (`wsloop serve`, src/demo/): an optional boxed member.
             (
                 "Session<demo State>",
                 size_of::<super::Session<Option<Box<String>>>>(),
-                176,
+                168,
             ),
             // The WebSocket phase: with the heartbeat clock, the close reply's deadline and
             // congestion, which were the session's before the phases were split.
             ("WsConn<()>", size_of::<super::ws::WsConn<()>>(), 80),
-            ("Transport", size_of::<super::Transport>(), 88),
+            ("Transport", size_of::<super::Transport>(), 80),
             (
                 "protocol::WebSocketCore",
                 size_of::<crate::protocol::WebSocketCore>(),
@@ -629,6 +631,7 @@ mod idle_size {
             // The deadlines and the last-heard time a connection keeps (four of them).
             ("timers::Stamp", size_of::<crate::server::timers::Stamp>(), 4),
             ("Outbound", size_of::<crate::server::outbound::Outbound>(), 8),
+            // Public, across threads; the transport keeps only its slot and generation (8).
             ("ConnId", size_of::<crate::server::ConnId>(), 16),
         ];
         for (name, size, budget) in sizes {

@@ -53,13 +53,13 @@ pub(super) fn begin(
     response: &Response,
     opening: &StreamOpening,
 ) -> Option<Box<SseConn>> {
-    if opening.id != t.id {
+    if opening.id != t.id(lp) {
         // Asked for outside `on_request` (an upgrade's): not this request's to undo.
         return None;
     }
     if response.status != 200 || request.method() != "GET" || lp.shutting_down {
-        lp.topics.remove_conn(t.id);
-        lp.recoveries.remove_conn(t.id);
+        lp.topics.remove_conn(t.id(lp));
+        lp.recoveries.remove_conn(t.id(lp));
         return None;
     }
     let mut head = Vec::with_capacity(256);
@@ -93,7 +93,7 @@ pub(super) fn begin(
     // up to where it was cut.
     t.out.protect_queued();
     LoopStats::gauge(&lp.stats().event_streams, 1);
-    info!("event stream {} {} #{}", t.client(), request.path(), t.id);
+    info!("event stream {} {} #{}", t.client(), request.path(), t.id(lp));
     Some(Box::new(SseConn {
         last_beat: lp.now,
         progress_bytes: t.bytes_out,
@@ -198,7 +198,11 @@ impl SseConn {
         }
         if let Some(held) = self.congestion.stall_if_due(now, ms(config.fanout_stall_timeout)) {
             released = held;
-            debug!("#{} {}: event stream stalled, releasing its publishers", t.id, t.peer());
+            debug!(
+                "#{} {}: event stream stalled, releasing its publishers",
+                t.id(lp),
+                t.peer()
+            );
         }
         if !t.out.is_empty() && now >= self.progress_at + ms(config.idle_timeout) {
             return (Some("event stream not read"), released);
@@ -227,7 +231,7 @@ impl SseConn {
             "event stream closed {} {} #{} out={} ({why})",
             t.client(),
             self.path,
-            t.id,
+            t.id(lp),
             t.bytes_out
         );
     }

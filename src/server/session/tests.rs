@@ -767,7 +767,7 @@ fn sse_phase_encodes_a_publication_once_for_all_its_streams() {
     for slot in 0..3 {
         let mut t = Transport::new(ConnId::new(1, 0, slot, 1), SocketAddr::from(([127, 0, 0, 1], 40000)));
         let opening = StreamOpening {
-            id: t.id,
+            id: t.id(&lp),
             retry: None,
             notices: Vec::new(),
         };

@@ -9,6 +9,7 @@ use super::super::metrics::LoopStats;
 use super::super::outbound::{BufferPool, Outbound};
 use super::super::timers::{Millis, Stamp};
 use super::super::ConnId;
+use crate::server::context::LoopState;
 use std::net::SocketAddr;
 
 /// After our last byte and a half-close, how long to keep draining the peer's bytes so the
@@ -28,7 +29,10 @@ pub(super) enum Closing {
 
 /// One connection's transport state. See the module docs.
 pub(crate) struct Transport {
-    pub(crate) id: ConnId,
+    /// This connection's [`ConnId`] less what the loop knows (node and loop index):
+    /// [`Transport::id`] puts them back. 8 bytes instead of 16 on every connection.
+    slot: u32,
+    generation: u32,
     peer: CompactAddr,
     pub(crate) out: Outbound,
     pub(crate) bytes_in: u64,
@@ -61,7 +65,8 @@ pub(crate) struct Transport {
 impl Transport {
     pub(super) fn new(id: ConnId, peer: SocketAddr) -> Transport {
         Transport {
-            id,
+            slot: id.slot() as u32,
+            generation: id.generation(),
             peer: CompactAddr::new(peer),
             out: Outbound::default(),
             bytes_in: 0,
@@ -79,6 +84,16 @@ impl Transport {
             queued_reported: 0,
             ip_counted: false,
         }
+    }
+
+    /// This connection's id, on the loop `lp` that holds it.
+    pub(crate) fn id(&self, lp: &LoopState) -> ConnId {
+        ConnId::new(lp.core.node, lp.idx, self.slot as usize, self.generation)
+    }
+
+    /// The generation of this connection's slot (its [`ConnId`] without the loop's parts).
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// The connection was admitted by the per-address table and counts there until it goes.

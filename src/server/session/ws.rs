@@ -143,8 +143,8 @@ impl<S: Send + 'static> WsConn<S> {
 
     /// The connection is open: counted, logged, and `on_open` called.
     pub(super) fn open<H: Handler<State = S>>(&mut self, t: &mut Transport, cx: &mut Cx<'_, H>) {
-        info!("open {} {} #{}", t.client(), self.path(), t.id);
-        debug!("open #{} target {}", t.id, self.target);
+        info!("open {} {} #{}", t.client(), self.path(), t.id(cx.lp));
+        debug!("open #{} target {}", t.id(cx.lp), self.target);
         LoopStats::gauge(&cx.lp.stats().websockets, 1);
         cx.lp.core.metrics().websocket_path(self.path(), 1);
         self.call(t, cx, true, |h, ctx| h.on_open(ctx), "on_open");
@@ -215,8 +215,8 @@ impl<S: Send + 'static> WsConn<S> {
                 Err(err) => {
                     debug!("{} broke the protocol: {err}", t.peer());
                     if let Some(obs) = &core.observer {
-                        obs.protocol_error(t.id, t.peer(), &err);
-                        obs.frames(t.id, t.peer(), Direction::Sent, &auto);
+                        obs.protocol_error(t.id(cx.lp), t.peer(), &err);
+                        obs.frames(t.id(cx.lp), t.peer(), Direction::Sent, &auto);
                     }
                     core.metrics().close_code(CloseSide::Sent, err.close_code().0);
                     t.queue(&mut cx.lp.pool, &auto);
@@ -244,7 +244,7 @@ impl<S: Send + 'static> WsConn<S> {
             if let Some(limit) = over_rate {
                 // `--rate-limit-action close`: the message is not delivered (RFC 6455 §7.4.1,
                 // 1008 policy violation), and nothing more is read.
-                debug!("#{} {}: over its {}, closing", t.id, t.client(), limit.label());
+                debug!("#{} {}: over its {}, closing", t.id(cx.lp), t.client(), limit.label());
                 core.metrics().rate_closed(limit);
                 t.queue(&mut cx.lp.pool, &auto);
                 self.request_close(t, cx.lp, CloseCode::POLICY_VIOLATION, "message rate exceeded");
@@ -254,7 +254,7 @@ impl<S: Send + 'static> WsConn<S> {
             if let (Some(c), Some(raw)) = (capture.as_mut(), raw.as_ref()) {
                 c.frames_in.extend_from_slice(raw.get(start..pos).unwrap_or_default());
                 if let Some(obs) = &core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Received, &c.frames_in);
+                    obs.frames(t.id(cx.lp), t.peer(), Direction::Received, &c.frames_in);
                 }
             }
             let mut closed_by_peer = None;
@@ -300,7 +300,7 @@ impl<S: Send + 'static> WsConn<S> {
             // pings and never reads the pongs is paused like one that never reads echoes.
             if !auto.is_empty() {
                 if let Some(obs) = &core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Sent, &auto);
+                    obs.frames(t.id(cx.lp), t.peer(), Direction::Sent, &auto);
                 }
                 t.queue(&mut cx.lp.pool, &auto);
                 t.check_backpressure(core.config.backpressure_high_water, cx.lp.stats());
@@ -317,7 +317,7 @@ impl<S: Send + 'static> WsConn<S> {
                 let mut tap = capture.is_some().then(Vec::new);
                 let mut ctx = Context {
                     conn: ConnParts {
-                        id: t.id,
+                        id: t.id(cx.lp),
                         peer: t.peer(),
                         client: t.client(),
                         target,
@@ -345,7 +345,7 @@ impl<S: Send + 'static> WsConn<S> {
                 cx.lp.text_scratch = text_copy;
                 cx.lp.binary_scratch = binary_copy;
                 if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
-                    obs.frames(t.id, t.peer(), Direction::Sent, &tap);
+                    obs.frames(t.id(cx.lp), t.peer(), Direction::Sent, &tap);
                 }
                 if let Some(c) = capture.as_mut() {
                     c.frames_in.clear();
@@ -440,7 +440,11 @@ impl<S: Send + 'static> WsConn<S> {
     }
 
     fn handler_panicked<H>(&mut self, t: &mut Transport, cx: &mut Cx<'_, H>, callback: &str, panic: &str) {
-        error!("handler panicked in {callback} for #{} {}: {panic}", t.id, t.peer());
+        error!(
+            "handler panicked in {callback} for #{} {}: {panic}",
+            t.id(cx.lp),
+            t.peer()
+        );
         LoopStats::add(&cx.lp.stats().handler_panics, 1);
         cx.lp.close_request = None;
         // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
@@ -475,7 +479,7 @@ impl<S: Send + 'static> WsConn<S> {
         let mut tap = capture.is_some().then(Vec::new);
         let mut ctx = Context {
             conn: ConnParts {
-                id: t.id,
+                id: t.id(cx.lp),
                 peer: t.peer(),
                 client: t.client(),
                 target,
@@ -495,14 +499,14 @@ impl<S: Send + 'static> WsConn<S> {
         let handler = cx.handler;
         let result = guarded(|| f(handler, &mut ctx));
         if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
-            obs.frames(t.id, t.peer(), Direction::Sent, &tap);
+            obs.frames(t.id(cx.lp), t.peer(), Direction::Sent, &tap);
         }
         match result {
             Ok(()) => self.after_callback(t, cx),
             Err(panic) if can_send => self.handler_panicked(t, cx, name, &panic),
             Err(panic) => {
                 cx.lp.close_request = None;
-                error!("handler panicked in {name} for #{} {}: {panic}", t.id, t.peer());
+                error!("handler panicked in {name} for #{} {}: {panic}", t.id(cx.lp), t.peer());
                 LoopStats::add(&cx.lp.stats().handler_panics, 1);
             }
         }
@@ -535,7 +539,7 @@ impl<S: Send + 'static> WsConn<S> {
         if self.ws.send_ping(payload, &mut bytes).is_ok() {
             self.flags.awaiting_pong = true;
             if let Some(obs) = &lp.core.observer {
-                obs.frames(t.id, t.peer(), Direction::Sent, &bytes);
+                obs.frames(t.id(lp), t.peer(), Direction::Sent, &bytes);
             }
             t.queue(&mut lp.pool, &bytes);
         }
@@ -548,12 +552,12 @@ impl<S: Send + 'static> WsConn<S> {
             Ok(()) => {
                 lp.core.metrics().close_code(CloseSide::Sent, code.0);
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Sent, &bytes);
+                    obs.frames(t.id(lp), t.peer(), Direction::Sent, &bytes);
                 }
                 t.queue(&mut lp.pool, &bytes);
                 self.close_reply_deadline = Stamp::new(lp.now + ms(lp.core.config.close_timeout), lp.now);
             }
-            Err(e) => debug!("close for #{} not sent: {e}", t.id),
+            Err(e) => debug!("close for #{} not sent: {e}", t.id(lp)),
         }
     }
 
@@ -625,7 +629,7 @@ impl<S: Send + 'static> WsConn<S> {
                     t.out.push_shared(f.clone(), &mut lp.pool);
                 }
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Sent, f.bytes());
+                    obs.frames(t.id(lp), t.peer(), Direction::Sent, f.bytes());
                 }
             }
             None => {
@@ -645,7 +649,7 @@ impl<S: Send + 'static> WsConn<S> {
                     return Delivery::Skipped;
                 }
                 if let Some(obs) = &lp.core.observer {
-                    obs.frames(t.id, t.peer(), Direction::Sent, &sent);
+                    obs.frames(t.id(lp), t.peer(), Direction::Sent, &sent);
                 }
             }
         }
@@ -696,7 +700,11 @@ impl<S: Send + 'static> WsConn<S> {
             // Backed up for too long: stop holding publishers back; if it keeps not reading,
             // its queue passes max_outbound and it is closed.
             released = held;
-            debug!("#{} {}: subscriber stalled, releasing its publishers", t.id, t.peer());
+            debug!(
+                "#{} {}: subscriber stalled, releasing its publishers",
+                t.id(lp),
+                t.peer()
+            );
         }
         if self.ws.state() == State::CloseSent {
             let why = Some("no answer to our Close").filter(|_| now >= self.close_reply_deadline.get(now));
@@ -736,7 +744,7 @@ impl<S: Send + 'static> WsConn<S> {
             "close {} {} #{} code={} in={} out={} ({why})",
             t.client(),
             self.path(),
-            t.id,
+            t.id(cx.lp),
             code.0,
             t.bytes_in,
             t.bytes_out

@@ -187,7 +187,7 @@ impl<H: Handler> EventLoop<H> {
             }
             None => {}
         }
-        let generation = conn.session.id.generation();
+        let generation = conn.session.generation();
         if let Err(e) = self
             .poll
             .registry()

@@ -220,7 +220,7 @@ impl<H: Handler> EventLoop<H> {
     /// queued whole (a client is not closed for the size of its own replay).
     pub(super) fn pump_replay(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
-        let id = conn.session.id;
+        let id = conn.session.id(&self.lp);
         let high = self.lp.core.config.backpressure_high_water;
         if !self.lp.recoveries.pacing(id) || conn.session.out.len() > high / 2 {
             return;

@@ -16,7 +16,7 @@ impl<H: Handler> EventLoop<H> {
     pub(super) fn arm_timer(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
             let deadline = conn.session.next_deadline(&self.lp);
-            let generation = conn.session.id.generation();
+            let generation = conn.session.generation();
             let now = self.lp.now;
             self.timers
                 .arm(slot, generation, deadline, now, &mut conn.session.timer_at);
@@ -90,7 +90,7 @@ impl<H: Handler> EventLoop<H> {
                     "memory budget exceeded ({} of {} bytes): closing #{} {} which holds {holding} bytes",
                     budget.used(),
                     budget.limit(),
-                    conn.session.id,
+                    conn.session.id(&self.lp),
                     conn.session.peer()
                 );
                 LoopStats::add(&self.lp.stats().memory_sheds, 1);

@@ -337,7 +337,7 @@ impl<H: Handler> EventLoop<H> {
             if self.lp.message_allowance == 0 {
                 // Its share of this turn is used: the rest (stashed or still in the socket)
                 // next turn.
-                self.resume.push((slot, conn.session.id.generation()));
+                self.resume.push((slot, conn.session.generation()));
                 return;
             }
             if conn.session.stash_ready() {
@@ -350,7 +350,7 @@ impl<H: Handler> EventLoop<H> {
             }
             if reads == MAX_READS_PER_TURN || self.lp.core.budget().exceeded() {
                 // Enough for this turn (or the memory budget must be restored first).
-                self.resume.push((slot, conn.session.id.generation()));
+                self.resume.push((slot, conn.session.generation()));
                 return;
             }
             #[cfg(feature = "tls")]
@@ -421,7 +421,7 @@ impl<H: Handler> EventLoop<H> {
     fn feed(&mut self, slot: usize, bytes: &mut [u8]) {
         if drive::feed(self, slot, bytes) {
             if let Some(conn) = self.conns.get_mut(slot) {
-                self.resume.push((slot, conn.session.id.generation()));
+                self.resume.push((slot, conn.session.generation()));
             }
         }
     }
@@ -472,7 +472,7 @@ impl<H: Handler> EventLoop<H> {
                 break outcome;
             }
             if rounds == 8 {
-                self.resume_flush.push((slot, conn.session.id.generation()));
+                self.resume_flush.push((slot, conn.session.generation()));
                 break outcome;
             }
         };
@@ -481,7 +481,7 @@ impl<H: Handler> EventLoop<H> {
         if let Some(tls) = conn.tls.as_deref_mut() {
             tls.settle(self.lp.core.budget());
         }
-        let generation = conn.session.id.generation();
+        let generation = conn.session.generation();
         match conn.session.io() {
             // TLS: the close_notify goes first; the close waits while it cannot be sent.
             Io::Done if !conn.finish_output() => {

@@ -247,7 +247,7 @@ impl<H: Handler> EventLoop<H> {
         if let Some(conn) = self.conns.get_mut(slot) {
             if let Some(tls) = conn.tls.as_deref_mut().filter(|t| !t.queued) {
                 tls.queued = true;
-                queue.waiting.push_back((slot, conn.session.id.generation()));
+                queue.waiting.push_back((slot, conn.session.generation()));
             }
         }
         false
@@ -375,7 +375,7 @@ impl<H: Handler> EventLoop<H> {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         let Some(tls) = conn.tls.as_deref() else { return };
         let info = tls.info();
-        let (id, peer) = (conn.session.id, conn.session.peer());
+        let (id, peer) = (conn.session.id(&self.lp), conn.session.peer());
         debug!(
             "#{id} {peer}: TLS {} {} alpn={} sni={}",
             info.version,
