@@ -200,6 +200,30 @@ impl WebSocket {
     /// Close frame carrying its code is in `out`, and the state is [`State::Failed`]; from then
     /// on all input is ignored.
     pub fn receive<'a>(&'a mut self, input: &'a mut [u8], out: &mut Vec<u8>) -> Result<Received<'a>, ProtocolError> {
+        // The hottest case first, in one pass: a server connection without extensions, open,
+        // with nothing in progress and nothing lent out, and a whole small data frame at the
+        // start of the input. Anything else, including every frame that breaks a rule, takes
+        // the general path below, which reports it.
+        if self.rx.is_none()
+            && self.release == Release::Nothing
+            && self.ext.is_none()
+            && self.role == Role::Server
+            && self.state == State::Open
+        {
+            let limit = self.config.max_frame_size.min(self.config.max_message_size as u64);
+            if let Some((start, end, text)) = small_frame(input, limit) {
+                let input: &'a [u8] = input;
+                let bytes = input.get(start..end).unwrap_or_default();
+                return match data_event(bytes, text) {
+                    Ok(event) => Ok(Received {
+                        consumed: end,
+                        event: Some(event),
+                    }),
+                    // RFC 6455 §8.1: invalid text fails the connection with 1007.
+                    Err(err) => Err(self.fail(err, out)),
+                };
+            }
+        }
         self.release_event();
         if self.is_terminated() {
             return Ok(Received {
@@ -559,6 +583,44 @@ pub fn check_header(h: &FrameHeader, role: Role, allowed_rsv: u8) -> Result<(), 
         (Role::Client, true) => Err(ProtocolError::MaskedServerFrame),
         _ => Ok(()),
     }
+}
+
+/// The one-pass reading of the commonest frame a server gets (RFC 6455 §5.2, §5.3): FIN set,
+/// RSV bits clear, Text or Binary, masked, a 7-bit or minimal 16-bit length of at most
+/// `limit`, and the whole payload within `input`. Such a frame breaks none of the rules
+/// [`frame::parse_header`] and [`check_header`] check for a server without extensions, and
+/// cannot be a continuation or interleave a fragmented message when nothing is in progress.
+/// Unmasks the payload in place and returns where it lies and whether it is text; `None`
+/// (input untouched) for anything else, which the general path then reads with every rule.
+fn small_frame(input: &mut [u8], limit: u64) -> Option<(usize, usize, bool)> {
+    let (text, b1) = match *input {
+        [0x81, b1, ..] => (true, b1),
+        [0x82, b1, ..] => (false, b1),
+        _ => return None,
+    };
+    let (start, len) = match b1 {
+        // MASK set, length 0..=125 in the 7-bit field.
+        0x80..=0xFD => (6, usize::from(b1 & 0x7F)),
+        // MASK set, 16-bit length; one that fits the 7-bit field is not minimal (an error the
+        // general path reports).
+        0xFE => match *input {
+            [_, _, hi, lo, ..] if u16::from_be_bytes([hi, lo]) > 125 => (8, usize::from(u16::from_be_bytes([hi, lo]))),
+            _ => return None,
+        },
+        // Unmasked (an error for a server) or a 64-bit length: the general path.
+        _ => return None,
+    };
+    if len as u64 > limit {
+        return None;
+    }
+    let end = start + len;
+    let (header, payload) = input.get_mut(..end)?.split_at_mut(start);
+    let key = match *header {
+        [.., k0, k1, k2, k3] => [k0, k1, k2, k3],
+        _ => return None,
+    };
+    apply_mask(payload, key, 0);
+    Some((start, end, text))
 }
 
 fn data_event(bytes: &[u8], text: bool) -> Result<Event<'_>, ProtocolError> {

@@ -1150,3 +1150,149 @@ fn the_hot_path_keeps_every_rule_of_the_general_one() {
         assert_eq!(r, Err(err), "cut");
     }
 }
+
+// --- the one-pass reading of a whole small frame (issue 24) ---
+
+/// Feeds `bytes` to a fresh server whole, and again cut at every position, and asserts both
+/// give `expect` (events, or the error with its Close frame).
+fn same_whole_and_cut(bytes: &[u8], expect: &Result<Vec<OwnedEvent>, ProtocolError>) {
+    let mut ws = server();
+    let (r, out) = feed(&mut ws, bytes);
+    assert_eq!(&r, expect, "whole: {bytes:02x?}");
+    if let Err(err) = expect {
+        assert_eq!(
+            frames_out(&out),
+            [(Opcode::Close, close_payload(err.close_code().0, err.close_reason()))]
+        );
+        assert_eq!(ws.state(), State::Failed);
+    }
+    for cut in 1..bytes.len() {
+        let mut ws = server();
+        let (first, _) = feed(&mut ws, &bytes[..cut]);
+        let (second, _) = match &first {
+            Ok(_) => feed(&mut ws, &bytes[cut..]),
+            Err(_) => (first.clone(), Vec::new()),
+        };
+        let events = match (first, second) {
+            (Ok(mut a), Ok(b)) => {
+                a.extend(b);
+                Ok(a)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        assert_eq!(&events, expect, "cut at {cut}: {bytes:02x?}");
+    }
+}
+
+#[test]
+fn small_text_with_non_ascii_at_every_position() {
+    // A two-byte character (é) at every position of a 32-byte text, then a bad byte (0xFF,
+    // never UTF-8) and a character cut at the end of the message: the first must arrive
+    // intact, the others fail with 1007 (RFC 6455 §8.1), whole or cut anywhere.
+    for at in 0..31 {
+        let mut text = vec![b'a'; 32];
+        text[at..at + 2].copy_from_slice("é".as_bytes());
+        let text = String::from_utf8(text).unwrap();
+        same_whole_and_cut(
+            &cframe(true, Opcode::Text, text.as_bytes()),
+            &Ok(vec![OwnedEvent::Text(text)]),
+        );
+    }
+    for at in 0..32 {
+        let mut bad = vec![b'a'; 32];
+        bad[at] = 0xFF;
+        same_whole_and_cut(&cframe(true, Opcode::Text, &bad), &Err(ProtocolError::InvalidUtf8));
+        // The same bytes as Binary are fine: no UTF-8 rule.
+        same_whole_and_cut(&cframe(true, Opcode::Binary, &bad), &Ok(vec![OwnedEvent::Binary(bad)]));
+    }
+    let mut cut_char = vec![b'a'; 30];
+    cut_char.extend_from_slice(&"€".as_bytes()[..2]);
+    same_whole_and_cut(&cframe(true, Opcode::Text, &cut_char), &Err(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn small_frames_of_every_length_and_form_unmask_right() {
+    // 7-bit lengths 0..=125 and 16-bit ones just past them, several frames in one read, each
+    // unmasked with its own key at its own offset (RFC 6455 §5.3).
+    for len in (0..=130).chain([1000, 65535]) {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut wire = cframe(true, Opcode::Binary, &payload);
+        let binary_len = wire.len();
+        wire.extend(cframe(true, Opcode::Text, text.as_bytes()));
+        let mut input = wire.clone();
+        let mut ws = server();
+        let mut out = Vec::new();
+        let r = ws.receive(&mut input, &mut out).unwrap();
+        assert_eq!(r.event, Some(Event::Binary(&payload)), "len {len}");
+        let used = r.consumed;
+        assert_eq!(used, binary_len);
+        let r = ws.receive(&mut input[used..], &mut out).unwrap();
+        assert_eq!(r.event, Some(Event::Text(&text)), "len {len}");
+        assert_eq!(used + r.consumed, wire.len());
+        assert!(out.is_empty());
+        if len > 130 {
+            continue; // cut everywhere: quadratic
+        }
+        same_whole_and_cut(
+            &wire,
+            &Ok(vec![
+                OwnedEvent::Binary(payload.clone()),
+                OwnedEvent::Text(text.clone()),
+            ]),
+        );
+    }
+}
+
+#[test]
+fn small_frames_that_break_a_rule_still_fail_with_its_code() {
+    let text = cframe(true, Opcode::Text, b"hi");
+    // A 16-bit length that fits in 7 bits (RFC 6455 §5.2: minimal encoding).
+    let mut non_minimal = vec![0x81, 0x80 | 126, 0, 2];
+    non_minimal.extend_from_slice(&KEY);
+    non_minimal.extend_from_slice(&text[6..]);
+    same_whole_and_cut(&non_minimal, &Err(ProtocolError::NonMinimalLength));
+    // RSV bits without an extension (§5.2), FIN clear then a new message (§5.4), unmasked
+    // (§5.1).
+    same_whole_and_cut(&raw_masked(0xC1, b"hi"), &Err(ProtocolError::Rsv1WithoutExtension));
+    same_whole_and_cut(&raw_masked(0x91, b"hi"), &Err(ProtocolError::ReservedBitsSet(1)));
+    let mut fragmented = cframe(false, Opcode::Text, b"a");
+    fragmented.extend(cframe(true, Opcode::Text, b"b"));
+    same_whole_and_cut(&fragmented, &Err(ProtocolError::ExpectedContinuation));
+    let mut unmasked = Vec::new();
+    encode_frame(&mut unmasked, true, Opcode::Binary, None, &[1; 200]);
+    same_whole_and_cut(&unmasked, &Err(ProtocolError::UnmaskedClientFrame));
+    // A frame of exactly the limit passes, one byte more fails at the header (§10.4), in
+    // both length forms.
+    for len in [100usize, 300] {
+        let frame = cframe(true, Opcode::Binary, &vec![3; len]);
+        for (config, expect) in [
+            (
+                Config::default().max_message_size(len),
+                Ok(vec![OwnedEvent::Binary(vec![3; len])]),
+            ),
+            (
+                Config::default().max_message_size(len - 1),
+                Err(ProtocolError::MessageTooLarge),
+            ),
+            (
+                Config::default().max_frame_size(len as u64 - 1),
+                Err(ProtocolError::FrameTooLarge),
+            ),
+        ] {
+            let (r, _) = feed(&mut WebSocket::server(config), &frame);
+            assert_eq!(r, expect, "len {len} {config:?}");
+        }
+    }
+    // A text frame after a failure is not read (the one-pass path checks the state too).
+    let mut ws = server();
+    let (r, _) = feed(&mut ws, &raw_masked(0x83, b"x"));
+    assert_eq!(r, Err(ProtocolError::ReservedOpcode(3)));
+    let (r, out) = feed(&mut ws, &text);
+    assert_eq!((r, out), (Ok(vec![]), vec![]));
+    // After we sent a Close, data is still read (RFC 6455 §7.1.2): the general path.
+    let mut ws = server();
+    ws.close(CloseCode::NORMAL, "", &mut Vec::new()).unwrap();
+    let (r, _) = feed(&mut ws, &text);
+    assert_eq!(r, Ok(vec![OwnedEvent::Text("hi".into())]));
+}
