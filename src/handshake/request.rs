@@ -307,6 +307,43 @@ Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
 Sec-WebSocket-Version: 13\r\n\r\n";
 
     #[test]
+    fn has_token_answers_as_the_token_list_does() {
+        // `has_token` reads ASCII values as bytes; `header_tokens` (text, `str::trim`) is the
+        // oracle, for values with and without non-ASCII bytes (RFC 9110 §5.6.1).
+        let values: [&[u8]; 12] = [
+            b"websocket",
+            b"WebSocket",
+            b"  websocket\t",
+            b"h2c, websocket",
+            b"h2c,,websocket,",
+            b"web socket",
+            b"websockets",
+            b"x-websocket",
+            b",",
+            "\u{a0}websocket\u{a0}".as_bytes(),
+            "h2c, websocket, caf\u{e9}".as_bytes(),
+            b"websocket, \xff",
+        ];
+        for value in values {
+            let mut head = b"GET / HTTP/1.1\r\nUpgrade: ".to_vec();
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n\r\n");
+            let request = Request::parse(&head, 8).unwrap();
+            for token in ["websocket", "h2c", "", "caf\u{e9}"] {
+                let oracle = request.header_tokens("upgrade").any(|t| t.eq_ignore_ascii_case(token));
+                assert_eq!(
+                    request.has_token("UPGRADE", token),
+                    oracle,
+                    "{:?} for {token:?}",
+                    String::from_utf8_lossy(value)
+                );
+            }
+            assert!(request.header("uPgRaDe").is_some(), "name compared in any case");
+            assert_eq!(request.header("upgrades"), None);
+        }
+    }
+
+    #[test]
     fn byte_at_a_time_then_complete_with_trailing_frame_bytes() {
         let mut input = REQ.to_vec();
         input.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
