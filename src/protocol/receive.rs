@@ -211,15 +211,30 @@ impl WebSocket {
             && self.state == State::Open
         {
             let limit = self.config.max_frame_size.min(self.config.max_message_size as u64);
-            if let Some((start, end, text)) = small_frame(input, limit) {
+            if let Some(SmallFrame {
+                end,
+                start,
+                text,
+                control,
+            }) = small_frame(input, limit)
+            {
                 let input: &'a [u8] = input;
                 let bytes = input.get(start..end).unwrap_or_default();
-                return match data_event(bytes, text) {
+                let event = match control {
+                    // A control frame is answered (Pong, Close reply) and handed out from
+                    // the input too: no receive state, no buffer (RFC 6455 §5.5).
+                    Some(opcode) => self
+                        .handle_control(opcode, bytes, out)
+                        .map(|()| control_event(opcode, bytes)),
+                    None => data_event(bytes, text),
+                };
+                return match event {
                     Ok(event) => Ok(Received {
                         consumed: end,
                         event: Some(event),
                     }),
-                    // RFC 6455 §8.1: invalid text fails the connection with 1007.
+                    // Invalid text (RFC 6455 §8.1) or Close payload (§5.5.1, §7.4) fails the
+                    // connection with its code.
                     Err(err) => Err(self.fail(err, out)),
                 };
             }
@@ -585,17 +600,19 @@ pub fn check_header(h: &FrameHeader, role: Role, allowed_rsv: u8) -> Result<(), 
     }
 }
 
-/// The one-pass reading of the commonest frame a server gets (RFC 6455 §5.2, §5.3): FIN set,
-/// RSV bits clear, Text or Binary, masked, a 7-bit or minimal 16-bit length of at most
-/// `limit`, and the whole payload within `input`. Such a frame breaks none of the rules
-/// [`frame::parse_header`] and [`check_header`] check for a server without extensions, and
-/// cannot be a continuation or interleave a fragmented message when nothing is in progress.
-/// Unmasks the payload in place and returns where it lies and whether it is text; `None`
-/// (input untouched) for anything else, which the general path then reads with every rule.
-fn small_frame(input: &mut [u8], limit: u64) -> Option<(usize, usize, bool)> {
-    let (text, b1) = match *input {
-        [0x81, b1, ..] => (true, b1),
-        [0x82, b1, ..] => (false, b1),
+/// The one-pass reading of the commonest frames a server gets (RFC 6455 §5.2, §5.3): FIN set,
+/// RSV bits clear, masked, a 7-bit or minimal 16-bit length of at most `limit`, the whole
+/// payload within `input`, and Text or Binary, or a Close, Ping or Pong with the 7-bit length
+/// (at most 125, §5.5). Such a frame breaks none of the rules [`frame::parse_header`] and
+/// [`check_header`] check for a server without extensions, and cannot be a continuation or
+/// interleave a fragmented message when nothing is in progress. Unmasks the payload in place
+/// and returns where it lies; `None` (input untouched) for anything else, which the general
+/// path then reads with every rule.
+fn small_frame(input: &mut [u8], limit: u64) -> Option<SmallFrame> {
+    let (text, control, b1) = match *input {
+        [0x81, b1, ..] => (true, None, b1),
+        [0x82, b1, ..] => (false, None, b1),
+        [b0 @ 0x88..=0x8A, b1 @ 0x80..=0xFD, ..] => (false, Opcode::from_u8(b0 & 0x0F), b1),
         _ => return None,
     };
     let (start, len) = match b1 {
@@ -620,7 +637,22 @@ fn small_frame(input: &mut [u8], limit: u64) -> Option<(usize, usize, bool)> {
         _ => return None,
     };
     apply_mask(payload, key, 0);
-    Some((start, end, text))
+    Some(SmallFrame {
+        start,
+        end,
+        text,
+        control,
+    })
+}
+
+/// A frame [`small_frame`] read: its payload is `input[start..end]`.
+struct SmallFrame {
+    start: usize,
+    end: usize,
+    /// A Text frame (else Binary, or a control frame).
+    text: bool,
+    /// The opcode of a control frame; `None` for a data frame.
+    control: Option<Opcode>,
 }
 
 fn data_event(bytes: &[u8], text: bool) -> Result<Event<'_>, ProtocolError> {

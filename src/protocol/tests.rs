@@ -1296,3 +1296,89 @@ fn small_frames_that_break_a_rule_still_fail_with_its_code() {
     let (r, _) = feed(&mut ws, &text);
     assert_eq!(r, Ok(vec![OwnedEvent::Text("hi".into())]));
 }
+
+#[test]
+fn whole_control_frames_are_answered_without_receive_state() {
+    // Ping, Pong and Close whole in one read: answered and handed out from the input, with
+    // the same events and answers as when cut anywhere (RFC 6455 §5.5.1–§5.5.3).
+    type Answer = Vec<(Opcode, Vec<u8>)>;
+    let cases: [(Vec<u8>, OwnedEvent, Answer); 4] = [
+        (
+            cframe(true, Opcode::Ping, b"are you there"),
+            OwnedEvent::Ping(b"are you there".to_vec()),
+            vec![(Opcode::Pong, b"are you there".to_vec())],
+        ),
+        (
+            cframe(true, Opcode::Pong, b"p"),
+            OwnedEvent::Pong(b"p".to_vec()),
+            vec![],
+        ),
+        (
+            cframe(true, Opcode::Close, &close_payload(1000, "bye")),
+            OwnedEvent::Close(Some((CloseCode(1000), "bye".into()))),
+            vec![(Opcode::Close, 1000u16.to_be_bytes().to_vec())],
+        ),
+        (
+            cframe(true, Opcode::Close, b""),
+            OwnedEvent::Close(None),
+            vec![(Opcode::Close, vec![])],
+        ),
+    ];
+    for (wire, event, answer) in cases {
+        let mut ws = server();
+        let mut input = wire.clone();
+        let mut out = Vec::new();
+        let r = ws.receive(&mut input, &mut out).unwrap();
+        assert_eq!(r.consumed, wire.len());
+        assert_eq!(r.event.map(|e| e.to_owned_event()), Some(event.clone()));
+        assert_eq!(frames_out(&out), answer);
+        assert!(ws.rx.is_none(), "{event:?}: no receive state");
+        assert_eq!(ws.memory_held(), 0);
+        let closed = matches!(event, OwnedEvent::Close(_));
+        assert_eq!(ws.state(), if closed { State::Closed } else { State::Open });
+        for cut in 1..wire.len() {
+            let mut ws = server();
+            let (a, out_a) = feed(&mut ws, &wire[..cut]);
+            let (b, out_b) = feed(&mut ws, &wire[cut..]);
+            assert_eq!(a.unwrap(), vec![]);
+            assert_eq!(b.unwrap(), vec![event.clone()], "cut at {cut}");
+            assert_eq!(frames_out(&[out_a, out_b].concat()), answer);
+        }
+    }
+    // A Ping between two text messages in one read, with no auto-Pong when it is off.
+    let mut wire = cframe(true, Opcode::Text, b"a");
+    wire.extend(cframe(true, Opcode::Ping, b"x"));
+    wire.extend(cframe(true, Opcode::Text, b"b"));
+    let mut ws = WebSocket::server(Config::default().auto_pong(false));
+    let (r, out) = feed(&mut ws, &wire);
+    let expect = [
+        OwnedEvent::Text("a".into()),
+        OwnedEvent::Ping(b"x".to_vec()),
+        OwnedEvent::Text("b".into()),
+    ];
+    assert_eq!(r.unwrap(), expect);
+    assert!(out.is_empty(), "auto_pong off: no Pong");
+    // Broken Close payloads and a control frame over the frame limit fail with their codes,
+    // whole or cut (RFC 6455 §5.5.1, §7.4, §8.1, §10.4).
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &[0x03]),
+        &Err(ProtocolError::CloseFrameTooShort),
+    );
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &close_payload(1005, "")),
+        &Err(ProtocolError::InvalidCloseCode(1005)),
+    );
+    let mut bad_reason = close_payload(1000, "");
+    bad_reason.extend_from_slice(&[0xce, 0xba, 0xe1, 0xbd]);
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &bad_reason),
+        &Err(ProtocolError::InvalidUtf8),
+    );
+    let (r, _) = feed(
+        &mut WebSocket::server(Config::default().max_frame_size(4)),
+        &cframe(true, Opcode::Ping, b"12345"),
+    );
+    assert_eq!(r, Err(ProtocolError::FrameTooLarge));
+    // Fragmented control frames stay an error (RFC 6455 §5.5).
+    same_whole_and_cut(&raw_masked(0x09, b"p"), &Err(ProtocolError::FragmentedControlFrame));
+}
