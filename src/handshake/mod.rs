@@ -339,13 +339,14 @@ fn run_checks(req: &Request, mut log: Option<&mut Vec<CheckOutcome>>) -> Result<
             HandshakeError::ConnectionNotUpgrade,
             "Connection holds the token \"Upgrade\", any case (§4.2.1 item 4)",
         )?;
-        let keys: Vec<&[u8]> = req.header_values("sec-websocket-key").collect();
+        let mut keys = req.header_values("sec-websocket-key");
+        let first = keys.next();
         check(
-            keys.len() == 1,
+            first.is_some() && keys.next().is_none(),
             HandshakeError::MissingKey,
             "exactly one Sec-WebSocket-Key header (§4.2.1 item 5)",
         )?;
-        let key = keys.first().copied().unwrap_or_default();
+        let key = first.unwrap_or_default();
         let key = trim_ascii(key);
         check(
             key_is_valid(key),
@@ -440,7 +441,12 @@ pub fn write_accept_response_with_extensions(
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
-    out.extend_from_slice(accept_key(key).as_bytes());
+    // Base64 of the 20-byte digest is 28 bytes: encoded on the stack, not into a `String`.
+    let mut accept = [0u8; 28];
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(accept_digest(key), &mut accept)
+        .unwrap_or(0);
+    out.extend_from_slice(accept.get(..n).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");

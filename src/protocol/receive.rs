@@ -208,6 +208,45 @@ impl WebSocketCore {
         input: &'a mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<Received<'a>, ProtocolError> {
+        // The hottest case first, in one pass: a server connection without extensions, open,
+        // with nothing in progress and nothing lent out, and a whole small data frame at the
+        // start of the input. Anything else, including every frame that breaks a rule, takes
+        // the general path below, which reports it.
+        if self.rx.is_none()
+            && self.release == Release::Nothing
+            && self.ext.is_none()
+            && self.role == Role::Server
+            && self.state == State::Open
+        {
+            let limit = config.max_frame_size.min(config.max_message_size as u64);
+            if let Some(SmallFrame {
+                end,
+                start,
+                text,
+                control,
+            }) = small_frame(input, limit)
+            {
+                let input: &'a [u8] = input;
+                let bytes = input.get(start..end).unwrap_or_default();
+                let event = match control {
+                    // A control frame is answered (Pong, Close reply) and handed out from
+                    // the input too: no receive state, no buffer (RFC 6455 §5.5).
+                    Some(opcode) => self
+                        .handle_control(config, opcode, bytes, out)
+                        .map(|()| control_event(opcode, bytes)),
+                    None => data_event(bytes, text),
+                };
+                return match event {
+                    Ok(event) => Ok(Received {
+                        consumed: end,
+                        event: Some(event),
+                    }),
+                    // Invalid text (RFC 6455 §8.1) or Close payload (§5.5.1, §7.4) fails the
+                    // connection with its code.
+                    Err(err) => Err(self.fail(err, out)),
+                };
+            }
+        }
         self.release_event();
         if self.is_terminated() {
             return Ok(Received {
@@ -584,6 +623,61 @@ pub fn check_header(h: &FrameHeader, role: Role, allowed_rsv: u8) -> Result<(), 
         (Role::Client, true) => Err(ProtocolError::MaskedServerFrame),
         _ => Ok(()),
     }
+}
+
+/// The one-pass reading of the commonest frames a server gets (RFC 6455 §5.2, §5.3): FIN set,
+/// RSV bits clear, masked, a 7-bit or minimal 16-bit length of at most `limit`, the whole
+/// payload within `input`, and Text or Binary, or a Close, Ping or Pong with the 7-bit length
+/// (at most 125, §5.5). Such a frame breaks none of the rules [`frame::parse_header`] and
+/// [`check_header`] check for a server without extensions, and cannot be a continuation or
+/// interleave a fragmented message when nothing is in progress. Unmasks the payload in place
+/// and returns where it lies; `None` (input untouched) for anything else, which the general
+/// path then reads with every rule.
+fn small_frame(input: &mut [u8], limit: u64) -> Option<SmallFrame> {
+    let (text, control, b1) = match *input {
+        [0x81, b1, ..] => (true, None, b1),
+        [0x82, b1, ..] => (false, None, b1),
+        [b0 @ 0x88..=0x8A, b1 @ 0x80..=0xFD, ..] => (false, Opcode::from_u8(b0 & 0x0F), b1),
+        _ => return None,
+    };
+    let (start, len) = match b1 {
+        // MASK set, length 0..=125 in the 7-bit field.
+        0x80..=0xFD => (6, usize::from(b1 & 0x7F)),
+        // MASK set, 16-bit length; one that fits the 7-bit field is not minimal (an error the
+        // general path reports).
+        0xFE => match *input {
+            [_, _, hi, lo, ..] if u16::from_be_bytes([hi, lo]) > 125 => (8, usize::from(u16::from_be_bytes([hi, lo]))),
+            _ => return None,
+        },
+        // Unmasked (an error for a server) or a 64-bit length: the general path.
+        _ => return None,
+    };
+    if len as u64 > limit {
+        return None;
+    }
+    let end = start + len;
+    let (header, payload) = input.get_mut(..end)?.split_at_mut(start);
+    let key = match *header {
+        [.., k0, k1, k2, k3] => [k0, k1, k2, k3],
+        _ => return None,
+    };
+    apply_mask(payload, key, 0);
+    Some(SmallFrame {
+        start,
+        end,
+        text,
+        control,
+    })
+}
+
+/// A frame [`small_frame`] read: its payload is `input[start..end]`.
+struct SmallFrame {
+    start: usize,
+    end: usize,
+    /// A Text frame (else Binary, or a control frame).
+    text: bool,
+    /// The opcode of a control frame; `None` for a data frame.
+    control: Option<Opcode>,
 }
 
 fn data_event(bytes: &[u8], text: bool) -> Result<Event<'_>, ProtocolError> {

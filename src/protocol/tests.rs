@@ -1176,3 +1176,235 @@ fn a_core_is_held_to_the_limits_passed_with_each_call() {
         vec![(Opcode::Close, close_payload(1009, "message too large"))]
     );
 }
+
+// --- the one-pass reading of a whole small frame (issue 24) ---
+
+/// Feeds `bytes` to a fresh server whole, and again cut at every position, and asserts both
+/// give `expect` (events, or the error with its Close frame).
+fn same_whole_and_cut(bytes: &[u8], expect: &Result<Vec<OwnedEvent>, ProtocolError>) {
+    let mut ws = server();
+    let (r, out) = feed(&mut ws, bytes);
+    assert_eq!(&r, expect, "whole: {bytes:02x?}");
+    if let Err(err) = expect {
+        assert_eq!(
+            frames_out(&out),
+            [(Opcode::Close, close_payload(err.close_code().0, err.close_reason()))]
+        );
+        assert_eq!(ws.state(), State::Failed);
+    }
+    for cut in 1..bytes.len() {
+        let mut ws = server();
+        let (first, _) = feed(&mut ws, &bytes[..cut]);
+        let (second, _) = match &first {
+            Ok(_) => feed(&mut ws, &bytes[cut..]),
+            Err(_) => (first.clone(), Vec::new()),
+        };
+        let events = match (first, second) {
+            (Ok(mut a), Ok(b)) => {
+                a.extend(b);
+                Ok(a)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        assert_eq!(&events, expect, "cut at {cut}: {bytes:02x?}");
+    }
+}
+
+#[test]
+fn small_text_with_non_ascii_at_every_position() {
+    // A two-byte character (é) at every position of a 32-byte text, then a bad byte (0xFF,
+    // never UTF-8) and a character cut at the end of the message: the first must arrive
+    // intact, the others fail with 1007 (RFC 6455 §8.1), whole or cut anywhere.
+    for at in 0..31 {
+        let mut text = vec![b'a'; 32];
+        text[at..at + 2].copy_from_slice("é".as_bytes());
+        let text = String::from_utf8(text).unwrap();
+        same_whole_and_cut(
+            &cframe(true, Opcode::Text, text.as_bytes()),
+            &Ok(vec![OwnedEvent::Text(text)]),
+        );
+    }
+    for at in 0..32 {
+        let mut bad = vec![b'a'; 32];
+        bad[at] = 0xFF;
+        same_whole_and_cut(&cframe(true, Opcode::Text, &bad), &Err(ProtocolError::InvalidUtf8));
+        // The same bytes as Binary are fine: no UTF-8 rule.
+        same_whole_and_cut(&cframe(true, Opcode::Binary, &bad), &Ok(vec![OwnedEvent::Binary(bad)]));
+    }
+    let mut cut_char = vec![b'a'; 30];
+    cut_char.extend_from_slice(&"€".as_bytes()[..2]);
+    same_whole_and_cut(&cframe(true, Opcode::Text, &cut_char), &Err(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn small_frames_of_every_length_and_form_unmask_right() {
+    // 7-bit lengths 0..=125 and 16-bit ones just past them, several frames in one read, each
+    // unmasked with its own key at its own offset (RFC 6455 §5.3).
+    for len in (0..=130).chain([1000, 65535]) {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut wire = cframe(true, Opcode::Binary, &payload);
+        let binary_len = wire.len();
+        wire.extend(cframe(true, Opcode::Text, text.as_bytes()));
+        let mut input = wire.clone();
+        let mut ws = server();
+        let mut out = Vec::new();
+        let r = ws.receive(&mut input, &mut out).unwrap();
+        assert_eq!(r.event, Some(Event::Binary(&payload)), "len {len}");
+        let used = r.consumed;
+        assert_eq!(used, binary_len);
+        let r = ws.receive(&mut input[used..], &mut out).unwrap();
+        assert_eq!(r.event, Some(Event::Text(&text)), "len {len}");
+        assert_eq!(used + r.consumed, wire.len());
+        assert!(out.is_empty());
+        if len > 130 {
+            continue; // cut everywhere: quadratic
+        }
+        same_whole_and_cut(
+            &wire,
+            &Ok(vec![
+                OwnedEvent::Binary(payload.clone()),
+                OwnedEvent::Text(text.clone()),
+            ]),
+        );
+    }
+}
+
+#[test]
+fn small_frames_that_break_a_rule_still_fail_with_its_code() {
+    let text = cframe(true, Opcode::Text, b"hi");
+    // A 16-bit length that fits in 7 bits (RFC 6455 §5.2: minimal encoding).
+    let mut non_minimal = vec![0x81, 0x80 | 126, 0, 2];
+    non_minimal.extend_from_slice(&KEY);
+    non_minimal.extend_from_slice(&text[6..]);
+    same_whole_and_cut(&non_minimal, &Err(ProtocolError::NonMinimalLength));
+    // RSV bits without an extension (§5.2), FIN clear then a new message (§5.4), unmasked
+    // (§5.1).
+    same_whole_and_cut(&raw_masked(0xC1, b"hi"), &Err(ProtocolError::Rsv1WithoutExtension));
+    same_whole_and_cut(&raw_masked(0x91, b"hi"), &Err(ProtocolError::ReservedBitsSet(1)));
+    let mut fragmented = cframe(false, Opcode::Text, b"a");
+    fragmented.extend(cframe(true, Opcode::Text, b"b"));
+    same_whole_and_cut(&fragmented, &Err(ProtocolError::ExpectedContinuation));
+    let mut unmasked = Vec::new();
+    encode_frame(&mut unmasked, true, Opcode::Binary, None, &[1; 200]);
+    same_whole_and_cut(&unmasked, &Err(ProtocolError::UnmaskedClientFrame));
+    // A frame of exactly the limit passes, one byte more fails at the header (§10.4), in
+    // both length forms.
+    for len in [100usize, 300] {
+        let frame = cframe(true, Opcode::Binary, &vec![3; len]);
+        for (config, expect) in [
+            (
+                Config::default().max_message_size(len),
+                Ok(vec![OwnedEvent::Binary(vec![3; len])]),
+            ),
+            (
+                Config::default().max_message_size(len - 1),
+                Err(ProtocolError::MessageTooLarge),
+            ),
+            (
+                Config::default().max_frame_size(len as u64 - 1),
+                Err(ProtocolError::FrameTooLarge),
+            ),
+        ] {
+            let (r, _) = feed(&mut WebSocket::server(config), &frame);
+            assert_eq!(r, expect, "len {len} {config:?}");
+        }
+    }
+    // A text frame after a failure is not read (the one-pass path checks the state too).
+    let mut ws = server();
+    let (r, _) = feed(&mut ws, &raw_masked(0x83, b"x"));
+    assert_eq!(r, Err(ProtocolError::ReservedOpcode(3)));
+    let (r, out) = feed(&mut ws, &text);
+    assert_eq!((r, out), (Ok(vec![]), vec![]));
+    // After we sent a Close, data is still read (RFC 6455 §7.1.2): the general path.
+    let mut ws = server();
+    ws.close(CloseCode::NORMAL, "", &mut Vec::new()).unwrap();
+    let (r, _) = feed(&mut ws, &text);
+    assert_eq!(r, Ok(vec![OwnedEvent::Text("hi".into())]));
+}
+
+#[test]
+fn whole_control_frames_are_answered_without_receive_state() {
+    // Ping, Pong and Close whole in one read: answered and handed out from the input, with
+    // the same events and answers as when cut anywhere (RFC 6455 §5.5.1–§5.5.3).
+    type Answer = Vec<(Opcode, Vec<u8>)>;
+    let cases: [(Vec<u8>, OwnedEvent, Answer); 4] = [
+        (
+            cframe(true, Opcode::Ping, b"are you there"),
+            OwnedEvent::Ping(b"are you there".to_vec()),
+            vec![(Opcode::Pong, b"are you there".to_vec())],
+        ),
+        (
+            cframe(true, Opcode::Pong, b"p"),
+            OwnedEvent::Pong(b"p".to_vec()),
+            vec![],
+        ),
+        (
+            cframe(true, Opcode::Close, &close_payload(1000, "bye")),
+            OwnedEvent::Close(Some((CloseCode(1000), "bye".into()))),
+            vec![(Opcode::Close, 1000u16.to_be_bytes().to_vec())],
+        ),
+        (
+            cframe(true, Opcode::Close, b""),
+            OwnedEvent::Close(None),
+            vec![(Opcode::Close, vec![])],
+        ),
+    ];
+    for (wire, event, answer) in cases {
+        let mut ws = server();
+        let mut input = wire.clone();
+        let mut out = Vec::new();
+        let r = ws.receive(&mut input, &mut out).unwrap();
+        assert_eq!(r.consumed, wire.len());
+        assert_eq!(r.event.map(|e| e.to_owned_event()), Some(event.clone()));
+        assert_eq!(frames_out(&out), answer);
+        assert!(ws.core.rx.is_none(), "{event:?}: no receive state");
+        assert_eq!(ws.memory_held(), 0);
+        let closed = matches!(event, OwnedEvent::Close(_));
+        assert_eq!(ws.state(), if closed { State::Closed } else { State::Open });
+        for cut in 1..wire.len() {
+            let mut ws = server();
+            let (a, out_a) = feed(&mut ws, &wire[..cut]);
+            let (b, out_b) = feed(&mut ws, &wire[cut..]);
+            assert_eq!(a.unwrap(), vec![]);
+            assert_eq!(b.unwrap(), vec![event.clone()], "cut at {cut}");
+            assert_eq!(frames_out(&[out_a, out_b].concat()), answer);
+        }
+    }
+    // A Ping between two text messages in one read, with no auto-Pong when it is off.
+    let mut wire = cframe(true, Opcode::Text, b"a");
+    wire.extend(cframe(true, Opcode::Ping, b"x"));
+    wire.extend(cframe(true, Opcode::Text, b"b"));
+    let mut ws = WebSocket::server(Config::default().auto_pong(false));
+    let (r, out) = feed(&mut ws, &wire);
+    let expect = [
+        OwnedEvent::Text("a".into()),
+        OwnedEvent::Ping(b"x".to_vec()),
+        OwnedEvent::Text("b".into()),
+    ];
+    assert_eq!(r.unwrap(), expect);
+    assert!(out.is_empty(), "auto_pong off: no Pong");
+    // Broken Close payloads and a control frame over the frame limit fail with their codes,
+    // whole or cut (RFC 6455 §5.5.1, §7.4, §8.1, §10.4).
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &[0x03]),
+        &Err(ProtocolError::CloseFrameTooShort),
+    );
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &close_payload(1005, "")),
+        &Err(ProtocolError::InvalidCloseCode(1005)),
+    );
+    let mut bad_reason = close_payload(1000, "");
+    bad_reason.extend_from_slice(&[0xce, 0xba, 0xe1, 0xbd]);
+    same_whole_and_cut(
+        &cframe(true, Opcode::Close, &bad_reason),
+        &Err(ProtocolError::InvalidUtf8),
+    );
+    let (r, _) = feed(
+        &mut WebSocket::server(Config::default().max_frame_size(4)),
+        &cframe(true, Opcode::Ping, b"12345"),
+    );
+    assert_eq!(r, Err(ProtocolError::FrameTooLarge));
+    // Fragmented control frames stay an error (RFC 6455 §5.5).
+    same_whole_and_cut(&raw_masked(0x09, b"p"), &Err(ProtocolError::FragmentedControlFrame));
+}

@@ -74,6 +74,8 @@ pub(crate) struct LoopState {
     pub(crate) close_request: Option<Box<(CloseCode, String)>>,
     /// Request targets seen on this loop, shared by the connections that use them.
     pub(crate) targets: std::collections::HashSet<Arc<str>>,
+    /// The target interned last, checked before `targets`.
+    pub(crate) last_target: Option<Arc<str>>,
     /// An event stream the current request's handler is setting up (`event_stream.rs`).
     pub(crate) stream_opening: Option<Box<super::event_stream::StreamOpening>>,
 }
@@ -101,6 +103,7 @@ impl LoopState {
             binary_scratch: Vec::new(),
             broadcast: None,
             targets: Default::default(),
+            last_target: None,
             direct_written: 0,
             close_request: None,
             stream_opening: None,
@@ -119,13 +122,21 @@ impl LoopState {
     /// copy. At most [`MAX_INTERNED_TARGETS`] are kept (targets with query strings are often
     /// unique); past that, each connection gets its own.
     pub(crate) fn intern_target(&mut self, target: &str) -> Arc<str> {
-        if let Some(t) = self.targets.get(target) {
+        // Connections come in runs to the same target: the last one answers without hashing.
+        if let Some(t) = self.last_target.as_ref().filter(|t| ***t == *target) {
             return t.clone();
         }
-        let t: Arc<str> = target.into();
-        if self.targets.len() < MAX_INTERNED_TARGETS {
-            self.targets.insert(t.clone());
-        }
+        let t = match self.targets.get(target) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = target.into();
+                if self.targets.len() < MAX_INTERNED_TARGETS {
+                    self.targets.insert(t.clone());
+                }
+                t
+            }
+        };
+        self.last_target = Some(t.clone());
         t
     }
 

@@ -145,8 +145,12 @@ impl Metrics {
 
     pub(crate) fn websocket_path(&self, path: &str, delta: i64) {
         let mut t = self.tables();
-        let known = t.websockets_by_path.contains_key(path);
-        let key = if known || t.websockets_by_path.len() < MAX_LABELS {
+        // A path already counted (the usual case) is found without allocating its key.
+        if let Some(n) = t.websockets_by_path.get_mut(path) {
+            *n += delta;
+            return;
+        }
+        let key = if t.websockets_by_path.len() < MAX_LABELS {
             path.to_owned()
         } else {
             "other".to_owned()

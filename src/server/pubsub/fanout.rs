@@ -232,6 +232,11 @@ impl Topics {
 
     /// Removes every membership of a connection that is going away.
     pub(crate) fn remove_conn(&mut self, id: ConnId) {
+        // Most connections subscribe to nothing: skip hashing the id (SipHash) into an empty
+        // map on every close.
+        if self.by_conn.is_empty() {
+            return;
+        }
         for topic in self.by_conn.remove(&id).unwrap_or_default() {
             if let Some(members) = self.by_topic.get_mut(&topic) {
                 members.remove(id);

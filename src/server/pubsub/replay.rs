@@ -324,7 +324,10 @@ impl Recoveries {
 
     /// Forgets a connection that is going away.
     pub(crate) fn remove_conn(&mut self, id: ConnId) {
-        self.by_conn.remove(&id);
+        // No hashing of the id into an empty map (the usual case) on every close.
+        if !self.by_conn.is_empty() {
+            self.by_conn.remove(&id);
+        }
     }
 
     /// Forgets one topic of a connection (it unsubscribed).

@@ -806,23 +806,31 @@ fn open_upgrade<S: Send + 'static, H: Handler<State = S>>(
     let negotiated = policy
         .filter(|_| deflate)
         .and_then(|policy| negotiate_deflate(&up.extensions, &policy));
-    let mut response = Vec::with_capacity(200);
-    handshake::write_accept_response_with_extensions(
-        &mut response,
-        up.key.as_bytes(),
-        protocol.as_deref(),
-        negotiated.as_ref().map(|(_, answer)| answer.as_str()),
-        &extra,
-    );
+    let write_response = |out: &mut Vec<u8>| {
+        handshake::write_accept_response_with_extensions(
+            out,
+            up.key.as_bytes(),
+            protocol.as_deref(),
+            negotiated.as_ref().map(|(_, answer)| answer.as_str()),
+            &extra,
+        )
+    };
+    // The 101 goes straight into the outbound queue, unless someone keeps a copy of it.
+    let observe = core.observer.is_some();
+    let mut response = Vec::new();
+    if capture_frames || observe {
+        write_response(&mut response);
+        t.queue(&mut cx.lp.pool, &response);
+    } else {
+        t.out.append(&mut cx.lp.pool, write_response);
+    }
     core.metrics().handshake(101);
     if let Some(obs) = &core.observer {
         obs.handshake(t.id(cx.lp), t.peer(), &request, &response);
     }
-    t.queue(&mut cx.lp.pool, &response);
     // Shedding drops queued messages but never the 101: a client must be able to read the
     // 1013 that follows it.
     t.out.protect_queued();
-    let observe = core.observer.is_some();
     let capture = (capture_frames || observe).then(|| Capture {
         request: request.clone(),
         response: if capture_frames { response } else { Vec::new() },

@@ -259,16 +259,19 @@ impl<S: Send + 'static> WsConn<S> {
             }
             let mut closed_by_peer = None;
             let mut pong = None;
-            let mut text_copy = std::mem::take(&mut cx.lp.text_scratch);
-            let mut binary_copy = std::mem::take(&mut cx.lp.binary_scratch);
+            // The loop's scratch buffers are borrowed only by a copied (deflate) message.
+            let mut text_copy = String::new();
+            let mut binary_copy = Vec::new();
             let mut copied = None;
             let message = match event {
                 Event::Text(s) if deflate_on => {
+                    text_copy = std::mem::take(&mut cx.lp.text_scratch);
                     text_copy.push_str(s);
                     copied = Some(true);
                     None
                 }
                 Event::Binary(b) if deflate_on => {
+                    binary_copy = std::mem::take(&mut cx.lp.binary_scratch);
                     binary_copy.extend_from_slice(b);
                     copied = Some(false);
                     None
@@ -336,14 +339,22 @@ impl<S: Send + 'static> WsConn<S> {
                 };
                 let handler = cx.handler;
                 let result = guarded(|| handler.on_message(&mut ctx, message));
-                text_copy.clear();
-                binary_copy.clear();
-                // Kept for the next message, but not at the size of the largest ever seen:
-                // a loop's scratch must not stay at 64 MiB, uncharged, after one such message.
-                text_copy.shrink_to(SCRATCH_KEEP);
-                binary_copy.shrink_to(SCRATCH_KEEP);
-                cx.lp.text_scratch = text_copy;
-                cx.lp.binary_scratch = binary_copy;
+                match copied {
+                    // Kept for the next message, but not at the size of the largest ever seen:
+                    // a loop's scratch must not stay at 64 MiB, uncharged, after one such
+                    // message.
+                    Some(true) => {
+                        text_copy.clear();
+                        text_copy.shrink_to(SCRATCH_KEEP);
+                        cx.lp.text_scratch = text_copy;
+                    }
+                    Some(false) => {
+                        binary_copy.clear();
+                        binary_copy.shrink_to(SCRATCH_KEEP);
+                        cx.lp.binary_scratch = binary_copy;
+                    }
+                    None => {}
+                }
                 if let (Some(obs), Some(tap)) = (&core.observer, tap.filter(|t| !t.is_empty())) {
                     obs.frames(t.id(cx.lp), t.peer(), Direction::Sent, &tap);
                 }
@@ -356,8 +367,6 @@ impl<S: Send + 'static> WsConn<S> {
                 }
                 self.after_callback(t, cx);
             } else {
-                cx.lp.text_scratch = text_copy;
-                cx.lp.binary_scratch = binary_copy;
                 if let Some(c) = capture.as_mut() {
                     c.frames_in.clear();
                 }
