@@ -200,6 +200,13 @@ impl Outbound {
                 }
             }
         }
+        self.push_bytes_slow(pool, bytes);
+    }
+
+    /// [`Outbound::push_bytes`] when a buffer must be taken or grown: kept out of line so the
+    /// fast path stays a few instructions where it is inlined.
+    #[inline(never)]
+    fn push_bytes_slow(&mut self, pool: &mut BufferPool, bytes: &[u8]) {
         self.append(pool, |v| v.extend_from_slice(bytes));
     }
 
@@ -232,6 +239,17 @@ impl Outbound {
                     Err(e) => return Err(e),
                 };
                 total += written;
+                if written >= q.len {
+                    // All of it went (the usual end of a turn): nothing to walk.
+                    if let Some(Chunk::Owned(v)) = q.chunks.pop_front() {
+                        pool.give(v);
+                    }
+                    q.offset = 0;
+                    q.len = 0;
+                    q.owned = 0;
+                    q.protected = 0;
+                    break;
+                }
                 q.consume(written, pool);
                 continue;
             }
