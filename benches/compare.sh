@@ -21,7 +21,7 @@
 #                   idle-json idle-deflate
 #                   tls-echo-100x16 tls-echo-64k tls-handshake tls-idle
 #   SERVERS="..."   subset of: wsloop wsloop-dedicated tokio-tungstenite
-#                   fastwebsockets node-ws node-ws-fast uws
+#                   fastwebsockets node-ws node-ws-fast uws uws-dedicated
 #   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
 #                   (dir/src/App.h, dir/uSockets/src/libusockets.h), kept
 #                   outside this repository; the uws peer is built against it
@@ -45,9 +45,13 @@
 # `--deflate dedicated`; node-ws enables ws's perMessageDeflate with its own
 # defaults in the deflate scenarios (and none elsewhere), node-ws-fast with
 # wsloop's shared-mode settings (no context takeover, level 1, 128 B
-# threshold). The two variants run only in the deflate scenarios (and
-# idle-json); tokio-tungstenite 0.30 and fastwebsockets 0.10 have no
-# permessage-deflate, so they are listed as unsupported there.
+# threshold); uws runs uWS's SHARED_COMPRESSOR (and shared decompressor: no
+# context takeover either way) in the deflate scenarios (off elsewhere),
+# uws-dedicated its DEDICATED_COMPRESSOR and DEDICATED_DECOMPRESSOR (context
+# takeover, 15-bit windows; `peer-uws PORT --compression shared|dedicated`).
+# The three variants run only in the deflate scenarios (and idle-json);
+# tokio-tungstenite 0.30 and fastwebsockets 0.10 have no permessage-deflate,
+# so they are listed as unsupported there.
 #
 # TLS (issue 20): the tls-* scenarios are echo-100x16, echo-64k, handshake
 # and an idle run over wss://. The script makes a throwaway CA and a P-256
@@ -76,7 +80,7 @@ WARMUP=${WARMUP:-1}
 BCAST_WINDOW=${BCAST_WINDOW:-8}
 QUIET_WAIT=${QUIET_WAIT:-20}
 ALL_SCENARIOS="echo-100x16 echo-1000x1 echo-64k echo-latency handshake idle-10k bcast-100 bcast-1000 echo-json echo-deflate bcast-json bcast-deflate idle-json idle-deflate tls-echo-100x16 tls-echo-64k tls-handshake tls-idle"
-ALL_SERVERS="wsloop wsloop-dedicated tokio-tungstenite fastwebsockets node-ws node-ws-fast uws"
+ALL_SERVERS="wsloop wsloop-dedicated tokio-tungstenite fastwebsockets node-ws node-ws-fast uws uws-dedicated"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-$ALL_SERVERS}
 PORT=${BASE_PORT:-19300}
@@ -182,6 +186,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     done
     [ -n "${UNAVAILABLE[wsloop]:-}" ] && UNAVAILABLE[wsloop-dedicated]=${UNAVAILABLE[wsloop]}
     [ -n "${UNAVAILABLE[node-ws]:-}" ] && UNAVAILABLE[node-ws-fast]=${UNAVAILABLE[node-ws]}
+    [ -n "${UNAVAILABLE[uws]:-}" ] && UNAVAILABLE[uws-dedicated]=${UNAVAILABLE[uws]}
 fi
 [ -x "$LOAD" ] || { log "missing $LOAD"; exit 1; }
 # Run a snapshot of the wsloop binary: others may rebuild target/release
@@ -198,7 +203,7 @@ fi
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "wsloop: git $WSLOOP_REV (working tree as built)"
     echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
-    if case " $SERVERS " in *" uws "*) true ;; *) false ;; esac && [ -f "$PEER_UWS.version" ]; then
+    if case " $SERVERS " in *" uws "* | *" uws-dedicated "*) true ;; *) false ;; esac && [ -f "$PEER_UWS.version" ]; then
         echo "uws: $(head -1 "$PEER_UWS.version")"
     fi
     echo "command: RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" BCAST_WINDOW=$BCAST_WINDOW benches/compare.sh"
@@ -217,8 +222,12 @@ for s in $SERVERS; do
             [ -x "$PEERS_RUST/peer-$s" ] || UNAVAILABLE[$s]="binary missing" ;;
         node-ws | node-ws-fast)
             [ -d "$ROOT/benches/peers/node/node_modules/ws" ] || UNAVAILABLE[$s]="ws not installed" ;;
-        uws)
-            [ -x "$PEER_UWS" ] || UNAVAILABLE[uws]="binary missing (set UWS_DIR and build; see benches/peers/uws/build.sh)" ;;
+        uws | uws-dedicated)
+            if [ -z "${UWS_DIR:-}" ] && [ -n "${SKIP_BUILD:-}" ] && [ ! -x "$PEER_UWS" ]; then
+                UNAVAILABLE[$s]="uws skipped: UWS_DIR not set"
+            elif [ ! -x "$PEER_UWS" ]; then
+                UNAVAILABLE[$s]="binary missing (set UWS_DIR and build; see benches/peers/uws/build.sh)"
+            fi ;;
     esac
     [ -n "${UNAVAILABLE[$s]:-}" ] && log "server $s unavailable: ${UNAVAILABLE[$s]}"
 done
@@ -255,7 +264,7 @@ esac
 # server that cannot do what the scenario asks (listed).
 not_applicable() { # scenario, server
     case "$1:$2" in
-        tls-*:wsloop-dedicated | tls-*:node-ws-fast) echo "na: a compression variant" ;;
+        tls-*:wsloop-dedicated | tls-*:node-ws-fast | tls-*:uws-dedicated) echo "na: a compression variant" ;;
         tls-*:uws)
             # A second binary (uSockets with OpenSSL), built only where it can be.
             # (If uws is unavailable altogether, that reason is listed instead.)
@@ -267,16 +276,15 @@ not_applicable() { # scenario, server
         tls-*:*) ;;
         *-deflate:tokio-tungstenite) echo "unsupported: tokio-tungstenite 0.30 has no permessage-deflate" ;;
         *-deflate:fastwebsockets) echo "unsupported: fastwebsockets 0.10 has no permessage-deflate" ;;
-        *-deflate:uws) echo "unsupported: benches/peers/uws runs uWS with compression DISABLED (its default)" ;;
         *-deflate:* | idle-json:*) ;;
-        *:wsloop-dedicated | *:node-ws-fast) echo "na: a compression variant" ;;
+        *:wsloop-dedicated | *:node-ws-fast | *:uws-dedicated) echo "na: a compression variant" ;;
     esac
 }
 
 start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
     local name=$1 port=$2 logf=$3 scenario=$4
-    local node_deflate=off
-    case $scenario in *-deflate) node_deflate=deflate ;; esac
+    local node_deflate=off uws_compression=off
+    case $scenario in *-deflate) node_deflate=deflate uws_compression=shared ;; esac
     local wsloop_args=(serve --bind "127.0.0.1:$port" --threads 1)
     # 5,000 dedicated-mode connections with live (de)compressors hold ~2 GiB,
     # over the default 1 GiB memory budget (which would refuse their messages
@@ -301,11 +309,12 @@ start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
         node-ws-fast)
             [ "$node_deflate" = deflate ] && node_deflate=deflate-fast
             $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" >"$logf" 2>&1 & ;;
-        uws)
+        uws | uws-dedicated)
+            [ "$name" = uws-dedicated ] && [ "$uws_compression" = shared ] && uws_compression=dedicated
             if [ ${#tls_args[@]} -gt 0 ]; then
                 $PIN_SERVER "$PEER_UWS_TLS" "$port" "${tls_args[@]}" >"$logf" 2>&1 &
             else
-                $PIN_SERVER "$PEER_UWS" "$port" >"$logf" 2>&1 &
+                $PIN_SERVER "$PEER_UWS" "$port" --compression "$uws_compression" >"$logf" 2>&1 &
             fi ;;
     esac
     # taskset execs the server, so $! is the server's own pid (what the load

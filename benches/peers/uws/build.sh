@@ -26,8 +26,8 @@
 #      epoll event loop, no io_uring, no QUIC -- the same set of files and
 #      flags as uSockets' own Makefile) into target/obj-VARIANT/.
 #   2. server.cpp compiled and linked with them (g++ -O3 -flto -std=c++20,
-#      -lz: uWS's headers include zlib for permessage-deflate, which the
-#      server leaves off).
+#      -lz: zlib, uWS's permessage-deflate, which the server uses only when
+#      started with --compression shared|dedicated).
 #   No -march=native (uWS's own build.c adds it; wsloop and the Rust peers
 #   are built for the baseline x86-64 target, so this is too). Output:
 #   target/peer-uws, target/peer-uws-tls and target/peer-uws.version (the

@@ -14,13 +14,25 @@ const MAX_IOVECS: usize = 64;
 /// An owned chunk is not extended past this size; a new one is started instead, so a
 /// partially written chunk is not moved around by reallocation too often.
 const OWNED_CHUNK_TARGET: usize = 256 * 1024;
-/// Buffers kept in a loop's pool at most, and the largest capacity worth keeping.
-/// Enough for a loop fanning out to thousands of subscribers per turn: below that, every turn
-/// freed and re-allocated the buffers of the subscribers past the limit (malloc and free were
-/// 4% of a 1,000-subscriber broadcast).
-const POOL_MAX_BUFFERS: usize = 4096;
-/// The pooled buffers' capacity together at most.
-const POOL_MAX_BYTES: usize = 4 << 20;
+/// Small buffers (and emptied queues) kept in a loop's pool at most. Enough for a loop
+/// fanning out to 10,000 subscribers per turn: below that, every turn freed and re-allocated
+/// the buffers of the subscribers past the limit. The pool only ever holds what was in use at
+/// the same time (a buffer comes back when its connection has written it), so a server whose
+/// connections are idle keeps few.
+const POOL_MAX_BUFFERS: usize = 16384;
+/// A buffer up to this capacity is small: what a connection needs for one turn of echoes or
+/// broadcasts.
+const POOL_SMALL_CAPACITY: usize = 4096;
+/// The pooled small buffers' capacity together at most.
+const POOL_SMALL_BYTES: usize = 4 << 20;
+/// Larger buffers (a burst queued for one connection) are pooled apart, so that a few of them
+/// cannot use up the byte allowance the many small ones need: when they shared one, the
+/// 64 KiB buffers left by a burst of join notices filled it, every small buffer given back
+/// after that was freed, and each of 1,000 receivers of a broadcast allocated its buffer and
+/// regrew it (34, 68, ... bytes) every turn (a third of the user-space instructions per
+/// delivery).
+const POOL_MAX_LARGE: usize = 64;
+const POOL_LARGE_BYTES: usize = 2 << 20;
 const POOL_MAX_CAPACITY: usize = 64 * 1024;
 
 enum Chunk {
@@ -41,9 +53,14 @@ impl Chunk {
 /// an idle one holds nothing.
 #[derive(Default)]
 pub(crate) struct BufferPool {
+    /// Emptied buffers of at most [`POOL_SMALL_CAPACITY`], most recently given back last.
     free: Vec<Vec<u8>>,
     /// Capacity of the buffers in `free`.
     free_bytes: usize,
+    /// Emptied larger buffers (up to [`POOL_MAX_CAPACITY`]).
+    large: Vec<Vec<u8>>,
+    /// Capacity of the buffers in `large`.
+    large_bytes: usize,
     /// Emptied queues (with their chunk lists' capacity), handed to the next connection that
     /// has something to send: a queue lives only while it holds bytes. Boxed on purpose: the
     /// connection holds the same box, so handing it over moves a pointer, not the queue.
@@ -67,22 +84,39 @@ impl BufferPool {
         }
     }
 
+    /// An empty buffer: a small one if there is one (most appends are small), else a large
+    /// one, else a new one.
     fn take(&mut self) -> Vec<u8> {
-        let buf = self.free.pop().unwrap_or_default();
-        self.free_bytes -= buf.capacity().min(self.free_bytes);
-        buf
+        if let Some(buf) = self.free.pop() {
+            self.free_bytes -= buf.capacity().min(self.free_bytes);
+            return buf;
+        }
+        match self.large.pop() {
+            Some(buf) => {
+                self.large_bytes -= buf.capacity().min(self.large_bytes);
+                buf
+            }
+            None => Vec::new(),
+        }
     }
 
     fn give(&mut self, mut buf: Vec<u8>) {
         let cap = buf.capacity();
-        if cap > 0
-            && cap <= POOL_MAX_CAPACITY
-            && self.free.len() < POOL_MAX_BUFFERS
-            && self.free_bytes + cap <= POOL_MAX_BYTES
+        if cap == 0 {
+            return;
+        }
+        buf.clear();
+        if cap <= POOL_SMALL_CAPACITY {
+            if self.free.len() < POOL_MAX_BUFFERS && self.free_bytes + cap <= POOL_SMALL_BYTES {
+                self.free_bytes += cap;
+                self.free.push(buf);
+            }
+        } else if cap <= POOL_MAX_CAPACITY
+            && self.large.len() < POOL_MAX_LARGE
+            && self.large_bytes + cap <= POOL_LARGE_BYTES
         {
-            buf.clear();
-            self.free_bytes += cap;
-            self.free.push(buf);
+            self.large_bytes += cap;
+            self.large.push(buf);
         }
     }
 }
@@ -151,6 +185,31 @@ impl Outbound {
         }
     }
 
+    /// Appends `bytes` (whole frames) to the owned buffer at the tail of the queue. The
+    /// common case of a fan-out — the receiver's buffer of this turn exists and has room —
+    /// is a length check and a copy; anything else goes through [`Outbound::append`].
+    #[inline]
+    pub(crate) fn push_bytes(&mut self, pool: &mut BufferPool, bytes: &[u8]) {
+        if let Some(q) = self.queue.as_deref_mut() {
+            if let Some(Chunk::Owned(v)) = q.chunks.back_mut() {
+                if v.capacity() - v.len() >= bytes.len() && v.len() < OWNED_CHUNK_TARGET {
+                    v.extend_from_slice(bytes);
+                    q.len += bytes.len();
+                    q.owned += bytes.len();
+                    return;
+                }
+            }
+        }
+        self.push_bytes_slow(pool, bytes);
+    }
+
+    /// [`Outbound::push_bytes`] when a buffer must be taken or grown: kept out of line so the
+    /// fast path stays a few instructions where it is inlined.
+    #[inline(never)]
+    fn push_bytes_slow(&mut self, pool: &mut BufferPool, bytes: &[u8]) {
+        self.append(pool, |v| v.extend_from_slice(bytes));
+    }
+
     /// Queues a shared, already-framed message.
     pub(crate) fn push_shared(&mut self, frame: Arc<Frame>, pool: &mut BufferPool) {
         let q = self.queue(pool);
@@ -164,6 +223,36 @@ impl Outbound {
         let Some(q) = self.queue.as_mut() else { return Ok(0) };
         let mut total = 0;
         while q.len > 0 {
+            // One chunk (the common case: a turn's frames coalesced in one buffer) goes out
+            // with write(), which std turns into send(2) on a socket; writev(2) costs the VFS
+            // layer on every call (vfs_writev, fdget_pos), measurable when fanning out to
+            // thousands. Without building the 64-slice array a vectored write needs: that
+            // was a fifth of the user-space work of writing a receiver's turn of broadcasts.
+            if q.chunks.len() == 1 {
+                let bytes = q.chunks.front().map_or(&[][..], |c| c.bytes());
+                let result = w.write(bytes.get(q.offset..).unwrap_or_default());
+                let written = match result {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                total += written;
+                if written >= q.len {
+                    // All of it went (the usual end of a turn): nothing to walk.
+                    if let Some(Chunk::Owned(v)) = q.chunks.pop_front() {
+                        pool.give(v);
+                    }
+                    q.offset = 0;
+                    q.len = 0;
+                    q.owned = 0;
+                    q.protected = 0;
+                    break;
+                }
+                q.consume(written, pool);
+                continue;
+            }
             let mut slices: [IoSlice<'_>; MAX_IOVECS] = std::array::from_fn(|_| IoSlice::new(&[]));
             let mut count = 0;
             for (i, chunk) in q.chunks.iter().take(MAX_IOVECS).enumerate() {
@@ -178,9 +267,7 @@ impl Outbound {
                     count += 1;
                 }
             }
-            // One slice (the common case: a few frames coalesced in one buffer) goes out with
-            // write(), which std turns into send(2) on a socket; writev(2) costs the VFS layer
-            // on every call (vfs_writev, fdget_pos), measurable when fanning out to thousands.
+            // (One slice here: a chunk with nothing left of it; see above.)
             let result = match slices.get(..count).unwrap_or_default() {
                 [one] => w.write(one),
                 many => w.write_vectored(many),
@@ -350,6 +437,11 @@ mod tests {
                 let shared = Frame::new(vec![i; 1000], &budget);
                 want.extend_from_slice(shared.bytes());
                 q.push_shared(shared, &mut pool);
+            } else if i % 2 == 0 {
+                // The fan-out's fast path and the general one keep the same accounts.
+                q.push_bytes(&mut pool, &[i; 34]);
+                want.extend_from_slice(&[i; 34]);
+                owned += 34;
             } else {
                 q.append(&mut pool, |v| v.extend_from_slice(&[i; 33]));
                 want.extend_from_slice(&[i; 33]);
@@ -377,6 +469,37 @@ mod tests {
         q.release_if_empty(&mut pool);
         assert!(q.queue.is_none());
         assert_eq!(pool.queues.len(), 1);
+    }
+
+    /// One broadcast turn for `n` receivers: each takes a buffer, has `per_turn` bytes
+    /// appended and gives it back. Returns how many took a buffer already big enough.
+    fn broadcast_turn(pool: &mut BufferPool, n: usize, per_turn: usize) -> usize {
+        let bufs: Vec<Vec<u8>> = (0..n).map(|_| pool.take()).collect();
+        let ready = bufs.iter().filter(|b| b.capacity() >= per_turn).count();
+        for mut b in bufs {
+            b.extend(std::iter::repeat_n(0u8, per_turn));
+            pool.give(b);
+        }
+        ready
+    }
+
+    #[test]
+    fn large_buffers_do_not_crowd_the_small_ones_out_of_the_pool() {
+        let mut pool = BufferPool::default();
+        // A burst left many 64 KiB buffers behind (join notices queued to every member).
+        for _ in 0..200 {
+            pool.give(Vec::with_capacity(POOL_MAX_CAPACITY));
+        }
+        // Then 10,000 receivers get 8 frames of 34 bytes per turn.
+        broadcast_turn(&mut pool, 10_000, 272);
+        broadcast_turn(&mut pool, 10_000, 272);
+        assert_eq!(
+            broadcast_turn(&mut pool, 10_000, 272),
+            10_000,
+            "from the third turn on every receiver reuses a buffer of the right size"
+        );
+        assert!(pool.free_bytes <= POOL_SMALL_BYTES && pool.large_bytes <= POOL_LARGE_BYTES);
+        assert!(pool.large.len() <= POOL_MAX_LARGE);
     }
 
     #[test]

@@ -352,6 +352,8 @@ impl<S: Send + 'static> Session<S> {
 
     /// Queues a message published by someone (see [`WsConn::deliver`]); an HTTP connection
     /// takes none.
+    /// Inlined into the fan-out's loop: it runs once per receiver of every publication.
+    #[inline]
     pub(crate) fn deliver(&mut self, frame: &Arc<Frame>, encodings: &mut Encodings, lp: &mut LoopState) -> Delivery {
         match &mut self.phase {
             Phase::Ws(w) => w.deliver(&mut self.t, frame, &mut encodings.deflated, lp),

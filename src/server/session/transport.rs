@@ -184,9 +184,10 @@ impl Transport {
     }
 
     /// Queues bytes to send.
+    #[inline]
     pub(super) fn queue(&mut self, pool: &mut BufferPool, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.out.append(pool, |v| v.extend_from_slice(bytes));
+            self.out.push_bytes(pool, bytes);
         }
     }
 

@@ -604,8 +604,10 @@ impl<S: Send + 'static> WsConn<S> {
             );
             return Delivery::SlowConsumerClosed;
         }
-        let shared = match self.ws.deflate_params() {
-            None => Some(frame.clone()),
+        // Borrowed, not cloned: a small frame is copied into the receiver's buffer, and only
+        // a large one takes a reference (an atomic increment per delivery otherwise).
+        let shared: Option<&Arc<Frame>> = match self.ws.deflate_params() {
+            None => Some(frame),
             Some(params) => {
                 let websocket = &config.websocket;
                 let bc = lp.broadcast.get_or_insert_with(|| {
@@ -624,7 +626,7 @@ impl<S: Send + 'static> WsConn<S> {
                             Encoded::Plain => None,
                         }
                     });
-                    Some(variant.clone().unwrap_or_else(|| frame.clone()))
+                    Some(variant.as_ref().unwrap_or(frame))
                 } else {
                     None
                 }

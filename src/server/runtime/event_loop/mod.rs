@@ -94,6 +94,10 @@ pub(crate) struct EventLoop<H: Handler> {
     /// and may go on.
     resume: Vec<(usize, u32)>,
     dirty: Vec<usize>,
+    /// The emptied list of the last flush, kept with its capacity: a broadcast dirties every
+    /// receiver each turn, and a fresh list regrew (reallocated and copied) about log2(N)
+    /// times per turn for N receivers.
+    dirty_spare: Vec<usize>,
     /// Connections whose queue refilled during `on_drain` while their socket had room: flushed
     /// again next turn.
     resume_flush: Vec<(usize, u32)>,
@@ -183,6 +187,7 @@ impl<H: Handler> EventLoop<H> {
             lp: LoopState::new(idx, core),
             resume: Vec::new(),
             dirty: Vec::new(),
+            dirty_spare: Vec::new(),
             resume_flush: Vec::new(),
             remote: (0..loops).map(|_| Vec::new()).collect(),
             commands: Vec::new(),
@@ -431,10 +436,12 @@ impl<H: Handler> EventLoop<H> {
     fn flush_dirty(&mut self) {
         // Flushing may run on_drain, which may publish and dirty more connections.
         while !self.dirty.is_empty() {
-            let dirty = std::mem::take(&mut self.dirty);
-            for slot in dirty {
+            let mut dirty = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.dirty_spare));
+            for &slot in &dirty {
                 self.flush(slot);
             }
+            dirty.clear();
+            self.dirty_spare = dirty;
             self.send_remote();
         }
     }
