@@ -22,6 +22,11 @@
 #                   tls-echo-100x16 tls-echo-64k tls-handshake tls-idle
 #   SERVERS="..."   subset of: wsloop wsloop-dedicated tokio-tungstenite
 #                   fastwebsockets node-ws node-ws-fast uws uws-dedicated
+#                   wsloop-base (only with WSLOOP_BASE)
+#   WSLOOP_BASE=bin another wsloop binary (e.g. built from an earlier commit)
+#                   run as the server "wsloop-base", exactly as wsloop is and
+#                   interleaved with it: the table's wsloop/wsloop-base ratio
+#                   is what the changes since that commit bought
 #   UWS_DIR=dir     uWebSockets checkout with its uSockets submodule
 #                   (dir/src/App.h, dir/uSockets/src/libusockets.h), kept
 #                   outside this repository; the uws peer is built against it
@@ -112,7 +117,7 @@ for s in $SCENARIOS; do
     case " $ALL_SCENARIOS " in *" $s "*) ;; *) log "unknown scenario '$s' (known: $ALL_SCENARIOS)"; exit 2 ;; esac
 done
 for s in $SERVERS; do
-    case " $ALL_SERVERS " in *" $s "*) ;; *) log "unknown server '$s' (known: $ALL_SERVERS)"; exit 2 ;; esac
+    case " $ALL_SERVERS wsloop-base " in *" $s "*) ;; *) log "unknown server '$s' (known: $ALL_SERVERS)"; exit 2 ;; esac
 done
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     PIN_SERVER="taskset -c 0"
@@ -202,6 +207,7 @@ fi
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "wsloop: git $WSLOOP_REV (working tree as built)"
+    [ -n "${WSLOOP_BASE:-}" ] && echo "wsloop-base: $WSLOOP_BASE"
     echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
     if case " $SERVERS " in *" uws "* | *" uws-dedicated "*) true ;; *) false ;; esac && [ -f "$PEER_UWS.version" ]; then
         echo "uws: $(head -1 "$PEER_UWS.version")"
@@ -218,6 +224,8 @@ for s in $SERVERS; do
                 # (a placeholder binary exits 0 on anything, hence the grep)
                 UNAVAILABLE[$s]="'wsloop serve --help' does not work yet"
             fi ;;
+        wsloop-base)
+            [ -n "${WSLOOP_BASE:-}" ] && [ -x "$WSLOOP_BASE" ] || UNAVAILABLE[$s]="WSLOOP_BASE not set or not executable" ;;
         tokio-tungstenite | fastwebsockets)
             [ -x "$PEERS_RUST/peer-$s" ] || UNAVAILABLE[$s]="binary missing" ;;
         node-ws | node-ws-fast)
@@ -303,6 +311,12 @@ start_server() { # name, port, log, scenario -> SERVER_PID (empty on failure)
                 RUST_LOG=$WSLOOP_LOG $PIN_SERVER "$WSLOOP" "${wsloop_args[@]}" >"$logf" 2>&1 &
             else
                 $PIN_SERVER "$WSLOOP" "${wsloop_args[@]}" >"$logf" 2>&1 &
+            fi ;;
+        wsloop-base)
+            if [ -n "${WSLOOP_LOG:-}" ]; then
+                RUST_LOG=$WSLOOP_LOG $PIN_SERVER "$WSLOOP_BASE" "${wsloop_args[@]}" >"$logf" 2>&1 &
+            else
+                $PIN_SERVER "$WSLOOP_BASE" "${wsloop_args[@]}" >"$logf" 2>&1 &
             fi ;;
         tokio-tungstenite | fastwebsockets) $PIN_SERVER "$PEERS_RUST/peer-$name" "$port" "${tls_args[@]}" >"$logf" 2>&1 & ;;
         node-ws) $PIN_SERVER node "$ROOT/benches/peers/node/server.js" "$port" "$node_deflate" "${tls_args[@]}" >"$logf" 2>&1 & ;;
