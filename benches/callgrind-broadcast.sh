@@ -7,7 +7,8 @@
 #
 # Starts `BINARY serve --threads 1` under valgrind's callgrind (RUST_LOG=warn) and drives
 # /chat with `wsloop-load broadcast -m RECEIVERS -s 32 --binary --window 8`. Once all
-# RECEIVERS + 1 WebSockets are open (by /metrics) and 3 s more have passed, callgrind's
+# RECEIVERS + 1 WebSockets are open (by /metrics; it waits up to 10 minutes: 10,000 take about
+# 4 under valgrind) and 3 s more have passed, callgrind's
 # counters are zeroed (callgrind_control -z); 8 s later they are dumped (-d). The deliveries
 # in that window come from /metrics (wsloop_messages_sent_total counts each fan-out delivery),
 # so connection setup and the demo's join notices are not in the figure. Prints total Ir,
@@ -26,7 +27,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && 
 "$LOAD" broadcast --url "ws://127.0.0.1:$PORT/chat" -m "$M" -s 32 --binary --window 8 -t 60 \
     --warmup 1 >"$OUT.load.log" 2>&1 &
 LP=$!
-for _ in $(seq 300); do [ "$(met wsloop_websockets)" = $((M + 1)) ] && break; sleep 0.2; done
+for _ in $(seq 3000); do [ "$(met wsloop_websockets)" = $((M + 1)) ] && break; sleep 0.2; done
 sleep 3
 m1=$(met wsloop_messages_sent_total)
 callgrind_control -z "$VP" >/dev/null
@@ -41,4 +42,4 @@ cg=$(ls -t "$OUT".cg.* 2>/dev/null | head -1)
 ir=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 n=$((m2 - m1))
 [ "$n" -gt 0 ] || { echo "no deliveries measured (see $OUT.*.log)" >&2; exit 1; }
-echo "receivers=$M deliveries=$n Ir=$ir Ir/delivery=$((ir / n)) dump=$cg"
+echo "bin=$BIN receivers=$M deliveries=$n Ir=$ir Ir/delivery=$((ir / n)) dump=$cg"

@@ -15,7 +15,8 @@
 #
 # Environment: RUNS (3), DURATION (5), IDLE_COUNTS ("1000 10000 19000"),
 # BCAST_COUNTS ("100 1000 10000"), PARTS ("idle bcast threads"), BASE_PORT
-# (19700). Connections need file descriptors on both sides: a count above
+# (19700), WSLOOP_BIN (default target/release/wsloop: another build to compare).
+# Connections need file descriptors on both sides: a count above
 # `ulimit -n` (minus a few) fails at connect and is reported, not hidden.
 # Loopback only; every run is bounded in time.
 
@@ -35,9 +36,9 @@ log() { echo "[scale] $*" >&2; }
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >"$OUT/build.log" 2>&1 || { log "wsloop build failed (see $OUT/build.log)"; exit 1; }
 cargo build --release --manifest-path "$ROOT/benches/load/Cargo.toml" >>"$OUT/build.log" 2>&1 || { log "wsloop-load build failed"; exit 1; }
 WSLOOP="$OUT/wsloop"
-cp "$ROOT/target/release/wsloop" "$WSLOOP"
+cp "${WSLOOP_BIN:-$ROOT/target/release/wsloop}" "$WSLOOP"
 LOAD="$ROOT/benches/load/target/release/wsloop-load"
-log "wsloop at $(git -C "$ROOT" rev-parse --short HEAD), ulimit -n $(ulimit -n), logs in $OUT"
+log "wsloop: ${WSLOOP_BIN:-target/release/wsloop at $(git -C "$ROOT" rev-parse --short HEAD)}, ulimit -n $(ulimit -n), logs in $OUT"
 
 SERVER_PID=""
 start() { # pin threads
